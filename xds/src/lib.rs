@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 
 /// The complete data-plane configuration at one point in time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// Hex sha256 of the content (everything below). Set by [`Snapshot::new`].
     pub version: String,
@@ -55,12 +56,14 @@ impl Snapshot {
 
 /// The virtual hosts of one listener kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RouteTable {
     pub virtual_hosts: Vec<VirtualHost>,
 }
 
 /// A set of domains sharing one ordered route list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VirtualHost {
     /// Lower-case host names without port. `"*"` matches any host not named elsewhere.
     pub domains: Vec<String>,
@@ -70,6 +73,7 @@ pub struct VirtualHost {
 
 /// One match → action entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Route {
     /// Display id: `ns/name#rule/path`.
     pub id: String,
@@ -115,6 +119,7 @@ pub struct Split {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HeaderMatch {
     /// Lower-case header name.
     pub name: String,
@@ -122,6 +127,7 @@ pub struct HeaderMatch {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HeaderValue {
     /// Lower-case header name.
     pub name: String,
@@ -137,6 +143,7 @@ pub enum Protocol {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Backend {
     pub protocol: Protocol,
     pub target: Target,
@@ -157,8 +164,16 @@ mod tests {
 
     #[test]
     fn version_is_content_hash_and_ignores_nothing_else() {
-        let a = Snapshot::new(RouteTable::default(), RouteTable::default(), BTreeMap::new());
-        let b = Snapshot::new(RouteTable::default(), RouteTable::default(), BTreeMap::new());
+        let a = Snapshot::new(
+            RouteTable::default(),
+            RouteTable::default(),
+            BTreeMap::new(),
+        );
+        let b = Snapshot::new(
+            RouteTable::default(),
+            RouteTable::default(),
+            BTreeMap::new(),
+        );
         assert_eq!(a.version, b.version);
         assert_eq!(a.version.len(), 64);
         let mut backends = BTreeMap::new();
