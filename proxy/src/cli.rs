@@ -1,0 +1,120 @@
+//! Command-line interface. Every flag has a `SLUICE_*` environment variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "An L7 gateway for Knative and Kubernetes"
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway from a directory of Kubernetes-shaped manifests.
+    Run(RunArgs),
+    /// Run the gateway on a bundled example with local demo backends, and print what to try.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// External (public) plaintext HTTP listener: HTTP/1.1 and h2c. Repeatable.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:8080"
+    )]
+    pub http: Vec<String>,
+    /// Cluster-local plaintext HTTP listener: HTTP/1.1 and h2c. Repeatable.
+    #[arg(
+        long,
+        env = "SLUICE_INTERNAL_HTTP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:8081"
+    )]
+    pub internal_http: Vec<String>,
+    /// External HTTPS listener (served once TLS support lands; accepted now).
+    #[arg(long, env = "SLUICE_HTTPS")]
+    pub https: Option<String>,
+    /// Admin listener: /ready, /healthz, /metrics, /config, /status.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9901")]
+    pub admin: String,
+    /// KIngress class this gateway reconciles.
+    #[arg(
+        long,
+        env = "SLUICE_INGRESS_CLASS",
+        default_value = "sluice.ingress.networking.knative.dev"
+    )]
+    pub ingress_class: String,
+    /// Host written to status.publicLoadBalancer.
+    #[arg(
+        long,
+        env = "SLUICE_PUBLIC_LB_DOMAIN",
+        default_value = "sluice.sluice-system.svc.cluster.local"
+    )]
+    pub public_lb_domain: String,
+    /// Host written to status.privateLoadBalancer.
+    #[arg(
+        long,
+        env = "SLUICE_PRIVATE_LB_DOMAIN",
+        default_value = "sluice-internal.sluice-system.svc.cluster.local"
+    )]
+    pub private_lb_domain: String,
+    /// Worker threads (one current-thread runtime each). Default: the number of CPUs.
+    #[arg(long, env = "SLUICE_THREADS")]
+    pub threads: Option<usize>,
+    /// After SIGTERM: stop accepting, then wait at most this long for in-flight requests.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long a request may wait for a backend that has no ready endpoint.
+    #[arg(long, env = "SLUICE_HOLD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub hold_timeout: Duration,
+    /// Most requests waiting per backend; more are answered 503 at once.
+    #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS", default_value_t = 10_000)]
+    pub max_held_requests: usize,
+    /// Upstream TCP connect timeout.
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Directory of *.yaml, *.yml and *.json manifests; changes apply live.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where to write the example manifests (default: a fresh temporary directory).
+    #[arg(long, env = "SLUICE_DEMO_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Public listener for the demo.
+    #[arg(long, env = "SLUICE_DEMO_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// Admin listener for the demo.
+    #[arg(long, env = "SLUICE_DEMO_ADMIN", default_value = "127.0.0.1:9901")]
+    pub admin: String,
+}

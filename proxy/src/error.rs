@@ -1,0 +1,55 @@
+//! Request-path errors and the one place that maps them to responses.
+
+use crate::body::ResponseBody;
+use http::{header, HeaderValue, Response, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route")]
+    NoRoute,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("backend {backend}: too many requests waiting for a ready endpoint")]
+    Overflow { backend: String },
+    #[error("backend {backend}: no ready endpoint within {seconds}s")]
+    HoldTimeout { backend: String, seconds: u64 },
+    #[error("route {route}: no split has weight")]
+    NoSplit { route: String },
+    #[error("upstream connect failed: {0}")]
+    Connect(#[from] crate::upstream::ConnectError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] hyper::Error),
+    #[error("upstream connections kept closing before the request was sent")]
+    Unsendable,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // Like Envoy: no healthy upstream / connect failure is 503.
+            ProxyError::Overflow { .. } | ProxyError::NoSplit { .. } | ProxyError::Connect(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::HoldTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) | ProxyError::Unsendable => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let body = match &self {
+            // Fixed text: nothing to format for the most common error.
+            ProxyError::NoRoute => ResponseBody::full(&b"no route\n"[..]),
+            other => ResponseBody::full(format!("{other}\n")),
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}

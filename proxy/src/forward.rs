@@ -1,0 +1,462 @@
+//! The request path: route, pick a split and an endpoint (waiting if none is ready), edit
+//! headers, forward over a pooled connection, and stream the response back.
+//!
+//! Rules kept here: the router is loaded once per attempt and never held across `.await`; no
+//! logging at info or above; no allocation on the common path except what hyper does; a 5xx
+//! from upstream is returned as is (never retried); a failed connect is retried on another
+//! endpoint; a request that never left a reused idle connection is re-sent on another one.
+
+use crate::body::ResponseBody;
+use crate::error::ProxyError;
+use crate::gateway::{Gateway, OpenConnection};
+use crate::router::{normalize_host, Listener, Route};
+use crate::upstream::{self, Backend, Endpoint, InFlight, Sender};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use sluice_xds::Protocol;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::debug;
+
+/// Most attempts for one request: connect failures on distinct endpoints plus re-sends after a
+/// reused connection turned out closed.
+const MAX_ATTEMPTS: usize = 4;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What the request path knows about the downstream connection.
+pub struct ConnInfo {
+    pub listener: Listener,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub proto: HeaderValue,
+    /// The client's IP, rendered once per connection.
+    pub client_ip: Option<HeaderValue>,
+}
+
+/// Serves one request; never fails (errors become responses).
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let mut matched = None;
+    let response = match forward(&gateway, &conn, req, &mut matched).await {
+        Ok(response) => response,
+        Err(error) => {
+            debug!(%error, "request failed");
+            error.into_response()
+        }
+    };
+    let metrics = match &matched {
+        Some(route) => &route.metrics,
+        None => &gateway.metrics.unrouted,
+    };
+    metrics.record(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+struct Selection {
+    route: Arc<Route>,
+    split: usize,
+    backend: Arc<Backend>,
+    endpoint: Arc<Endpoint>,
+}
+
+async fn forward(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    matched: &mut Option<Arc<Route>>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let original_host = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| authority_value(req.uri()));
+    let selection = select(gateway, conn, &req, original_host.as_ref(), matched).await?;
+    let protocol = selection.backend.protocol;
+    let websocket = is_websocket(&req);
+    prepare_request(&mut req, conn, &selection, original_host, websocket);
+    if websocket {
+        return tunnel(gateway, &selection, req).await;
+    }
+    set_upstream_form(&mut req, protocol)?;
+    let (response, checkin, in_flight) = send(gateway, &selection, req).await?;
+    let (mut parts, body) = response.into_parts();
+    strip_response_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, checkin, in_flight),
+    ))
+}
+
+/// Routes the request and picks an endpoint. A backend with no ready endpoint holds the
+/// request until a new router gives it one, up to the hold timeout and the per-backend bound.
+async fn select(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    host: Option<&HeaderValue>,
+    matched: &mut Option<Arc<Route>>,
+) -> Result<Selection, ProxyError> {
+    let mut buf = [0u8; 256];
+    let host = match host {
+        Some(value) => {
+            let raw = value
+                .to_str()
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            normalize_host(raw, &mut buf).ok_or(ProxyError::BadRequest("invalid host"))?
+        }
+        None => "",
+    };
+    let path = req.uri().path();
+    let mut hold: Option<Hold> = None;
+    loop {
+        if let Some(hold) = &mut hold {
+            hold.changes.borrow_and_update();
+        }
+        let router = gateway.router();
+        let route = router
+            .route(conn.listener, host, path, req.headers())
+            .ok_or(ProxyError::NoRoute)?
+            .clone();
+        drop(router);
+        *matched = Some(route.clone());
+        let split = route
+            .pick_split(fastrand::u32(..))
+            .ok_or_else(|| ProxyError::NoSplit {
+                route: route.id.to_string(),
+            })?;
+        let backend = route.splits[split].backend.clone();
+        if let Some(endpoint) = backend.pick(&[]) {
+            let endpoint = endpoint.clone();
+            return Ok(Selection {
+                route,
+                split,
+                backend,
+                endpoint,
+            });
+        }
+        match &mut hold {
+            None => {
+                // Subscribe, then look again: a swap between the load and the subscribe would
+                // otherwise be missed.
+                hold = Some(Hold::start(gateway, &backend)?);
+            }
+            Some(hold) => {
+                let changed = tokio::time::timeout_at(hold.deadline, hold.changes.changed()).await;
+                if !matches!(changed, Ok(Ok(()))) {
+                    return Err(ProxyError::HoldTimeout {
+                        backend: backend.id.to_string(),
+                        seconds: gateway.settings.hold_timeout.as_secs(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A request waiting for a ready endpoint; counted against its backend's bound until dropped.
+struct Hold {
+    backend: Arc<Backend>,
+    deadline: tokio::time::Instant,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Hold {
+    fn start(gateway: &Gateway, backend: &Arc<Backend>) -> Result<Hold, ProxyError> {
+        let held = backend.held.fetch_add(1, Ordering::Relaxed);
+        if held >= gateway.settings.max_held_per_backend {
+            backend.held.fetch_sub(1, Ordering::Relaxed);
+            return Err(ProxyError::Overflow {
+                backend: backend.id.to_string(),
+            });
+        }
+        backend.metrics.held.inc();
+        Ok(Hold {
+            backend: backend.clone(),
+            deadline: tokio::time::Instant::now() + gateway.settings.hold_timeout,
+            changes: gateway.subscribe(),
+        })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.backend.held.fetch_sub(1, Ordering::Relaxed);
+        self.backend.metrics.held.dec();
+    }
+}
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+fn authority_value(uri: &Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// Hop-by-hop removal, forwarding headers, route and split header SETs, host rewrite.
+fn prepare_request(
+    req: &mut Request<Incoming>,
+    conn: &ConnInfo,
+    selection: &Selection,
+    original_host: Option<HeaderValue>,
+    websocket: bool,
+) {
+    let headers = req.headers_mut();
+    strip_request_hop_by_hop(headers, websocket);
+    if let Some(ip) = &conn.client_ip {
+        append_list(headers, &X_FORWARDED_FOR, ip);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+    if let Some(host) = &original_host {
+        append_list(headers, &X_FORWARDED_HOST, host);
+    }
+    let route = &selection.route;
+    for (name, value) in route.set_headers.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in route.splits[selection.split].set_headers.iter() {
+        headers.insert(name.clone(), value.clone());
+    }
+    match (&route.rewrite_host, original_host) {
+        (Some(rewrite), _) => {
+            headers.insert(header::HOST, rewrite.clone());
+        }
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        (None, Some(host)) if !headers.contains_key(header::HOST) => {
+            headers.insert(header::HOST, host);
+        }
+        _ => {}
+    }
+}
+
+/// Puts the request line in the form the upstream protocol needs.
+fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<(), ProxyError> {
+    match protocol {
+        Protocol::Http1 => {
+            *req.version_mut() = Version::HTTP_11;
+            if req.uri().authority().is_some() {
+                let origin_form = req
+                    .uri()
+                    .path_and_query()
+                    .map(|pq| Uri::from(pq.clone()))
+                    .unwrap_or_else(|| Uri::from_static("/"));
+                *req.uri_mut() = origin_form;
+            }
+        }
+        Protocol::H2c => {
+            *req.version_mut() = Version::HTTP_2;
+            // :authority comes from the (possibly rewritten) Host; hyper's h2 client needs an
+            // absolute URI.
+            let host = req
+                .headers_mut()
+                .remove(header::HOST)
+                .ok_or(ProxyError::BadRequest("missing host"))?;
+            let authority = Authority::try_from(host.as_bytes())
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(authority);
+            if parts.path_and_query.is_none() {
+                parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            *req.uri_mut() =
+                Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid uri"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends over a pooled or new connection. Connect failures move to another endpoint; a
+/// request a reused connection never sent is re-sent. Upstream responses (5xx included) are
+/// returned as they are.
+async fn send(
+    gateway: &Gateway,
+    selection: &Selection,
+    mut req: Request<Incoming>,
+) -> Result<
+    (
+        Response<Incoming>,
+        Option<(u64, hyper::client::conn::http1::SendRequest<Incoming>)>,
+        InFlight,
+    ),
+    ProxyError,
+> {
+    let backend = &selection.backend;
+    let protocol = backend.protocol;
+    let mut endpoint = selection.endpoint.clone();
+    let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let in_flight = InFlight::new(endpoint.clone(), backend.metrics.clone());
+        let sender = match upstream::checkout(&endpoint, protocol, Instant::now()) {
+            Some(sender) => sender,
+            None => match upstream::connect(&endpoint, protocol, gateway.settings.connect_timeout)
+                .await
+            {
+                Ok(sender) => {
+                    backend.metrics.connects.inc();
+                    sender
+                }
+                Err(error) => {
+                    backend.metrics.connect_errors.inc();
+                    debug!(backend = %backend.id, %error, "connect failed");
+                    failed[attempt - 1] = endpoint.key();
+                    let next = (attempt < MAX_ATTEMPTS)
+                        .then(|| backend.pick(&failed[..attempt]))
+                        .flatten();
+                    match next {
+                        Some(next) => {
+                            endpoint = next.clone();
+                            continue;
+                        }
+                        None => return Err(error.into()),
+                    }
+                }
+            },
+        };
+        let unsent = match sender {
+            Sender::Http1(mut sender) => match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, Some((endpoint.key(), sender)), in_flight)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => unsent,
+                    None => return Err(error.into_error().into()),
+                },
+            },
+            Sender::H2(mut sender) => match sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, None, in_flight)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => unsent,
+                    None => return Err(error.into_error().into()),
+                },
+            },
+        };
+        if attempt >= MAX_ATTEMPTS {
+            return Err(ProxyError::Unsendable);
+        }
+        req = unsent;
+    }
+}
+
+/// Websocket: a dedicated upstream connection, then bytes both ways until either side closes.
+async fn tunnel(
+    gateway: &Gateway,
+    selection: &Selection,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    *req.version_mut() = Version::HTTP_11;
+    if req.uri().authority().is_some() {
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+    }
+    let backend = &selection.backend;
+    let endpoint = &selection.endpoint;
+    let in_flight = InFlight::new(endpoint.clone(), backend.metrics.clone());
+    let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
+        .await
+        .inspect_err(|_| backend.metrics.connect_errors.inc())?;
+    backend.metrics.connects.inc();
+    let downstream = hyper::upgrade::on(&mut req);
+    let mut response = sender.send_request(req).await?;
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = response.into_parts();
+        strip_response_hop_by_hop(&mut parts.headers);
+        return Ok(Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, None, in_flight),
+        ));
+    }
+    let upstream = hyper::upgrade::on(&mut response);
+    let open = OpenConnection::new(gateway.open_connections.clone());
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let _open = open;
+        if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
+            let _ =
+                tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+        }
+    });
+    let (parts, _) = response.into_parts();
+    Ok(Response::from_parts(parts, ResponseBody::empty()))
+}
+
+/// Appends `value` to a comma-separated list header, as proxies do for X-Forwarded-*.
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let mut existing = headers.get_all(name).iter().peekable();
+    if existing.peek().is_none() {
+        headers.insert(name.clone(), value.clone());
+        return;
+    }
+    let mut joined = Vec::with_capacity(64);
+    for old in existing {
+        joined.extend_from_slice(old.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(name.clone(), joined);
+    }
+}
+
+/// Removes hop-by-hop request headers (RFC 9110 §7.6.1), keeping `te: trailers` (gRPC needs
+/// it) and, for websockets, the upgrade handshake.
+fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+    if !websocket {
+        remove_connection_listed(headers);
+        headers.remove(header::UPGRADE);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::TRAILER);
+    if let Some(te) = headers.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    remove_connection_listed(headers);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+}
+
+/// Removes `Connection` and every header it names.
+fn remove_connection_listed(headers: &mut HeaderMap) {
+    let Some(connection) = headers.remove(header::CONNECTION) else {
+        return;
+    };
+    let Ok(list) = connection.to_str() else {
+        return;
+    };
+    for token in list.split(',') {
+        let token = token.trim();
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            if name != header::TE {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

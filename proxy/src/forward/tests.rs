@@ -1,0 +1,70 @@
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    h
+}
+
+#[test]
+fn append_list_adds_or_extends() {
+    let ip = HeaderValue::from_static("10.0.0.1");
+    let mut h = HeaderMap::new();
+    append_list(&mut h, &X_FORWARDED_FOR, &ip);
+    assert_eq!(h.get(&X_FORWARDED_FOR).expect("set"), "10.0.0.1");
+    let mut h = map(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-for", "2.2.2.2"),
+    ]);
+    append_list(&mut h, &X_FORWARDED_FOR, &ip);
+    let all: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+    assert_eq!(all, vec!["1.1.1.1, 2.2.2.2, 10.0.0.1"]);
+}
+
+#[test]
+fn hop_by_hop_request_headers_are_removed() {
+    let mut h = map(&[
+        ("connection", "keep-alive, x-private"),
+        ("x-private", "secret"),
+        ("keep-alive", "timeout=5"),
+        ("upgrade", "h2c"),
+        ("transfer-encoding", "chunked"),
+        ("te", "gzip"),
+        ("traceparent", "00-abc-def-01"),
+        ("k-network-hash", "override"),
+    ]);
+    strip_request_hop_by_hop(&mut h, false);
+    let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+    left.sort();
+    assert_eq!(left, vec!["k-network-hash", "traceparent"]);
+}
+
+#[test]
+fn te_trailers_and_websocket_handshake_survive() {
+    let mut h = map(&[
+        ("te", "trailers"),
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+    ]);
+    strip_request_hop_by_hop(&mut h, true);
+    assert_eq!(h.get("te").expect("te"), "trailers");
+    assert_eq!(h.get("upgrade").expect("upgrade"), "websocket");
+    assert_eq!(h.get("connection").expect("connection"), "Upgrade");
+}
+
+#[test]
+fn response_connection_headers_are_removed() {
+    let mut h = map(&[
+        ("connection", "close"),
+        ("keep-alive", "timeout=5"),
+        ("content-type", "text/plain"),
+    ]);
+    strip_response_hop_by_hop(&mut h);
+    assert_eq!(h.len(), 1);
+    assert!(h.contains_key("content-type"));
+}

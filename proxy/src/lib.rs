@@ -1,0 +1,80 @@
+//! sluice's data plane and the `sluice` binary's logic.
+//!
+//! Shape: a [`source`] turns manifests into a `Snapshot` (through `sluice-controller`),
+//! [`gateway::Gateway::apply`] compiles it into a [`router::Router`] and swaps it in atomically,
+//! and [`forward`] serves each request from the router it loads once. Pingora provides the
+//! process shell ([`server`]); hyper serves HTTP.
+//!
+//! Invariants:
+//! - The request path takes no lock, logs nothing at info or above, and does not hold a router
+//!   guard across an `.await`.
+//! - Invalid input never panics: a bad snapshot is rejected and the last good router serves.
+
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod source;
+pub mod upstream;
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Runs the gateway on a manifest directory until shutdown.
+pub fn run_gateway(config: PathBuf, args: &cli::GatewayArgs) -> anyhow::Result<()> {
+    if let Some(https) = &args.https {
+        tracing::warn!(%https, "--https is accepted but TLS is not served yet; ignoring it");
+    }
+    let metrics = metrics::Metrics::new(prometheus::default_registry().clone())
+        .context("registering metrics")?;
+    let gateway = Arc::new(gateway::Gateway::new(
+        metrics,
+        gateway::Settings {
+            connect_timeout: args.connect_timeout,
+            hold_timeout: args.hold_timeout,
+            max_held_per_backend: args.max_held_requests,
+        },
+    ));
+    let translate_config = sluice_controller::TranslateConfig {
+        ingress_class: args.ingress_class.clone(),
+        public_lb_domain: args.public_lb_domain.clone(),
+        private_lb_domain: args.private_lb_domain.clone(),
+    };
+    let board = sluice_controller::status::StatusBoard::new(&translate_config);
+    let controller = sluice_controller::Controller::new(translate_config);
+    let source = source::ManifestSource::new(config, controller, board, gateway.clone());
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    server::run(
+        server::RunConfig {
+            http: args.http.clone(),
+            internal_http: args.internal_http.clone(),
+            admin: Some(args.admin.clone()),
+            threads,
+            shutdown_grace: args.shutdown_grace,
+        },
+        gateway,
+        source,
+    )
+}
+
+/// Sets up logging: text or JSON, filtered by `filter`.
+pub fn init_logging(format: cli::LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder.init(),
+        cli::LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,191 @@
+//! The Pingora shell: process, listeners, services and graceful shutdown. HTTP itself is
+//! served by hyper inside [`HttpApp::process_new`] ("Pingora shell, hyper hot path").
+
+use crate::admin::AdminApp;
+use crate::forward::{self, ConnInfo};
+use crate::gateway::{Gateway, OpenConnection};
+use crate::router::Listener;
+use crate::source::ManifestSource;
+use async_trait::async_trait;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Serves HTTP/1.1 and h2c (sniffed from the connection preface) on one listener.
+pub struct HttpApp {
+    gateway: Arc<Gateway>,
+    listener: Listener,
+    proto: HeaderValue,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl HttpApp {
+    pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // Bounds a client that never finishes its request head; not a request timeout.
+            .header_read_timeout(Duration::from_secs(60));
+        builder.http2().timer(TokioTimer::new());
+        HttpApp {
+            gateway,
+            listener,
+            proto: HeaderValue::from_static(if https { "https" } else { "http" }),
+            builder,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for HttpApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = OpenConnection::new(self.gateway.open_connections.clone());
+        let client_ip = stream
+            .get_socket_digest()
+            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+            .and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok());
+        let conn = Arc::new(ConnInfo {
+            listener: self.listener,
+            proto: self.proto.clone(),
+            client_ip,
+        });
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |req| {
+            let gateway = gateway.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut shutdown = shutdown.clone();
+        if *shutdown.borrow() {
+            connection.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = shutdown.changed() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+        None
+    }
+}
+
+/// Exits the process as soon as every connection has drained after SIGTERM. Pingora would
+/// otherwise always sleep the whole grace period; it still bounds the drain at that period.
+struct Drainer {
+    gateway: Arc<Gateway>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for Drainer {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        self.ready.store(false, Ordering::Release);
+        info!("shutdown: listeners closed, draining connections");
+        loop {
+            let open = self.gateway.open_connections.load(Ordering::Relaxed);
+            if open == 0 {
+                info!("shutdown: drained");
+                std::process::exit(0);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Everything `sluice run` needs.
+pub struct RunConfig {
+    pub http: Vec<String>,
+    pub internal_http: Vec<String>,
+    pub admin: Option<String>,
+    pub threads: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Builds and runs the Pingora server until shutdown. Blocks the calling thread.
+pub fn run(config: RunConfig, gateway: Arc<Gateway>, source: ManifestSource) -> anyhow::Result<()> {
+    let conf = ServerConf {
+        threads: config.threads.max(1),
+        // Each worker is a current-thread runtime: the per-thread upstream pool relies on it.
+        work_stealing: false,
+        grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let admin_state = source.admin_state();
+    let ready = admin_state.ready.clone();
+    let source_handle = server.add_service(background_service("manifest-source", source));
+    if let Some(addr) = &config.admin {
+        let mut admin = Service::new(
+            "admin".to_string(),
+            AdminApp::new(gateway.clone(), admin_state),
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+    for (name, addrs, listener) in [
+        ("http-external", &config.http, Listener::External),
+        ("http-internal", &config.internal_http, Listener::Internal),
+    ] {
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut service = Service::new(
+            name.to_string(),
+            HttpApp::new(gateway.clone(), listener, false),
+        );
+        for addr in addrs {
+            service.add_tcp(addr);
+        }
+        // Serve nothing before the first config is applied.
+        server.add_service(service).add_dependency(&source_handle);
+    }
+    server.add_service(background_service(
+        "drainer",
+        Drainer {
+            gateway: gateway.clone(),
+            ready,
+        },
+    ));
+    if config.http.is_empty() && config.internal_http.is_empty() {
+        warn!("no HTTP listener configured");
+    }
+    info!(
+        http = ?config.http,
+        internal_http = ?config.internal_http,
+        admin = ?config.admin,
+        threads = config.threads,
+        "sluice starting"
+    );
+    server.run(RunArgs::default());
+    Ok(())
+}

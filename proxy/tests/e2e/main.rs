@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `sluice` binary, real loopback backends, real sockets.
+
+mod lifecycle;
+mod protocols;
+mod routing;
+mod support;
