@@ -30,25 +30,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot and stamps its content hash as the version.
+    /// Builds a snapshot from route tables and backends and stamps its version.
     pub fn new(
         external: RouteTable,
         internal: RouteTable,
         backends: BTreeMap<String, Backend>,
     ) -> Self {
-        let mut snapshot = Snapshot {
-            version: String::new(),
+        Snapshot {
             external,
             internal,
             backends,
-        };
-        snapshot.version = snapshot.content_hash();
-        snapshot
+            ..Snapshot::default()
+        }
+        .sealed()
+    }
+
+    /// Stamps `version` with the content hash. Call after building or changing a snapshot
+    /// field by field (`Snapshot { .., ..Default::default() }.sealed()`).
+    pub fn sealed(mut self) -> Self {
+        self.version = self.content_hash();
+        self
     }
 
     /// Hash of everything except `version`.
     pub fn content_hash(&self) -> String {
-        let content = (&self.external, &self.internal, &self.backends);
+        let mut content = self.clone();
+        content.version.clear();
         let bytes = serde_json::to_vec(&content).expect("snapshot content always serialises");
         hex::encode(Sha256::digest(bytes))
     }
