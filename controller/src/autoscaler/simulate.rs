@@ -1,0 +1,500 @@
+//! Replays a load trace through the decider and the scaler, and renders what they did.
+//!
+//! A trace is CSV, one line per second: `second,concurrency[,ready]`, with `#` comments, blank
+//! lines and one header line allowed ([`parse_trace`]). [`simulate`] then runs the clock from
+//! second 0 to the trace's last second:
+//! - each trace line records one sample at its second (the concurrency value is also used as
+//!   the request count, so a trace drives an `rps` revision too); seconds without a line record
+//!   nothing, which Knative treats as "no report" (the average holds, see [`super::bucketing`]);
+//! - every [`TICK_INTERVAL`] (seconds 2, 4, 6, …) the decider decides
+//!   and the scaler reconciles, with the revision reachable;
+//! - ready pods are the trace's `ready` at that second when given, otherwise the replicas the
+//!   previous reconcile set, as if pods started instantly (the initial scale before the first).
+//!
+//! There are no pokes (decisions happen on ticks only) and reconcile runs on every tick, which
+//! covers its re-enqueues to within two seconds. The decider is created at second 0 with the
+//! first line's `ready` (default 0: a new revision has no ready pods yet).
+
+use super::bucketing::round_to_digits;
+use super::config::{AutoscalerConfig, RevisionScaling};
+use super::decider::{decide, DeciderState, Windows};
+use super::scaler::{reconcile, PaState};
+use super::TICK_INTERVAL;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// One second of load.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TracePoint {
+    pub second: u64,
+    /// Time-weighted average in-flight requests over that second.
+    pub concurrency: f64,
+    /// Ready pods at that second, when the trace pins them.
+    pub ready: Option<u32>,
+}
+
+/// A trace that could not be parsed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum InvalidTrace {
+    #[error("trace line {line}: {problem}")]
+    Line { line: usize, problem: String },
+    #[error("trace: no samples")]
+    Empty,
+}
+
+fn line_error(line: usize, problem: impl Into<String>) -> InvalidTrace {
+    InvalidTrace::Line {
+        line,
+        problem: problem.into(),
+    }
+}
+
+/// Parses `second,concurrency[,ready]` lines; `#` comments, blank lines and a header line
+/// before the first sample are skipped. Seconds must increase strictly.
+pub fn parse_trace(csv: &str) -> Result<Vec<TracePoint>, InvalidTrace> {
+    let mut points: Vec<TracePoint> = Vec::new();
+    let mut header_allowed = true;
+    for (index, raw) in csv.lines().enumerate() {
+        let line = index + 1;
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        if header_allowed
+            && fields
+                .first()
+                .and_then(|f| f.chars().next())
+                .is_some_and(char::is_alphabetic)
+        {
+            header_allowed = false;
+            continue;
+        }
+        header_allowed = false;
+        if !(2..=3).contains(&fields.len()) {
+            return Err(line_error(
+                line,
+                format!(
+                    "expected second,concurrency[,ready], got {} fields",
+                    fields.len()
+                ),
+            ));
+        }
+        let second: u64 = fields[0].parse().map_err(|_| {
+            line_error(
+                line,
+                format!("second {:?} is not a whole number", fields[0]),
+            )
+        })?;
+        let concurrency = fields[1]
+            .parse::<f64>()
+            .ok()
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .ok_or_else(|| {
+                line_error(
+                    line,
+                    format!("concurrency {:?} is not a number of at least 0", fields[1]),
+                )
+            })?;
+        let ready = match fields.get(2) {
+            None | Some(&"") => None,
+            Some(r) => Some(
+                r.parse::<u32>()
+                    .map_err(|_| line_error(line, format!("ready {r:?} is not a whole number")))?,
+            ),
+        };
+        if let Some(prev) = points.last() {
+            if second <= prev.second {
+                return Err(line_error(
+                    line,
+                    format!("second {second} does not come after {}", prev.second),
+                ));
+            }
+        }
+        points.push(TracePoint {
+            second,
+            concurrency,
+            ready,
+        });
+    }
+    if points.is_empty() {
+        return Err(InvalidTrace::Empty);
+    }
+    Ok(points)
+}
+
+/// One decision tick of a simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimRow {
+    pub second: u64,
+    /// Replicas after the scaler's bounds and scale-to-zero timing: what the deployment is
+    /// scaled to.
+    pub desired: i32,
+    /// The decider's own desired scale, before the scaler.
+    pub decided: i32,
+    pub stable: f64,
+    pub panic: f64,
+    pub panicking: bool,
+    /// Ready pods used for this decision.
+    pub ready: u32,
+}
+
+/// Replays `trace` (see the module docs) and returns one row per decision tick.
+pub fn simulate(
+    trace: &[TracePoint],
+    spec: &RevisionScaling,
+    config: &AutoscalerConfig,
+) -> Vec<SimRow> {
+    let mut points = trace.to_vec();
+    points.sort_by_key(|p| p.second);
+    let Some(last) = points.last().map(|p| p.second) else {
+        return Vec::new();
+    };
+    let tick = TICK_INTERVAL.as_secs();
+    let mut windows = Windows::new(spec);
+    let mut pa = PaState::new(spec, Duration::ZERO);
+    let first_ready = points.first().and_then(|p| p.ready).unwrap_or(0);
+    let mut decider = DeciderState::new(spec, first_ready, Duration::ZERO);
+    let mut rows = Vec::new();
+    let mut next = 0;
+    for second in 0..=last {
+        let now = Duration::from_secs(second);
+        let mut pinned_ready = None;
+        while let Some(p) = points.get(next).filter(|p| p.second == second) {
+            windows.record(now, p.concurrency, p.concurrency);
+            pinned_ready = p.ready.or(pinned_ready);
+            next += 1;
+        }
+        if second == 0 || second % tick != 0 {
+            continue;
+        }
+        let ready = pinned_ready.unwrap_or_else(|| pa.replicas.unwrap_or(1));
+        let decision = decide(spec, &mut decider, &windows, ready, true, now);
+        reconcile(spec, config, &mut pa, decision.desired, ready, now);
+        rows.push(SimRow {
+            second,
+            desired: i32::try_from(pa.replicas.unwrap_or(1)).unwrap_or(i32::MAX),
+            decided: decision.desired,
+            stable: decision.stable,
+            panic: decision.panic,
+            panicking: decision.panicking,
+            ready,
+        });
+    }
+    rows
+}
+
+/// A fixed-width table for people.
+pub fn render_table(rows: &[SimRow]) -> String {
+    let mut out = String::from("second  desired  decided  ready      stable       panic  panic\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>7}  {:>7}  {:>5}  {:>10.3}  {:>10.3}  {}",
+            r.second,
+            r.desired,
+            r.decided,
+            r.ready,
+            r.stable,
+            r.panic,
+            if r.panicking { "yes" } else { "-" }
+        );
+    }
+    out
+}
+
+/// `second,desired,stable,panic,panicking`, averages rounded to 6 decimals.
+pub fn render_csv(rows: &[SimRow]) -> String {
+    let mut out = String::from("second,desired,stable,panic,panicking\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            r.second,
+            r.desired,
+            round_to_digits(6, r.stable),
+            round_to_digits(6, r.panic),
+            r.panicking
+        );
+    }
+    out
+}
+
+/// A step for about `ticks` axis ticks up to `max`: 1, 2 or 5 times a power of ten.
+fn nice_step(max: f64, ticks: f64) -> f64 {
+    let raw = (max / ticks).max(f64::MIN_POSITIVE);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// Rounds `max` up to a whole number of `nice_step`s (at least one).
+fn nice_max(max: f64, ticks: f64) -> (f64, f64) {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let step = nice_step(max, ticks);
+    ((max / step).ceil().max(1.0) * step, step)
+}
+
+/// Formats a coordinate compactly (at most one decimal, no trailing `.0`).
+fn coord(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 {
+        format!("{}", r as i64)
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+/// Formats an axis label value.
+fn label(v: f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// `(from, to)` seconds of each run of panicking decisions.
+fn panic_periods(rows: &[SimRow], tick: f64) -> Vec<(f64, f64)> {
+    let mut periods = Vec::new();
+    let mut start: Option<f64> = None;
+    for r in rows {
+        match (start, r.panicking) {
+            (None, true) => start = Some(r.second as f64),
+            (Some(from), false) => {
+                periods.push((from, r.second as f64));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(from), Some(last)) = (start, rows.last()) {
+        periods.push((from, last.second as f64 + tick));
+    }
+    periods
+}
+
+/// A self-contained SVG line chart: the concurrency trace, the stable and panic averages
+/// (left axis), desired and ready pods as step lines (right axis), panic periods shaded.
+pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
+    const WIDTH: f64 = 960.0;
+    const HEIGHT: f64 = 480.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 70.0;
+    const TOP: f64 = 56.0;
+    const BOTTOM: f64 = 60.0;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+
+    let last_second = trace
+        .iter()
+        .map(|p| p.second)
+        .chain(rows.iter().map(|r| r.second))
+        .max()
+        .unwrap_or(0) as f64;
+    let (x_max, x_step) = nice_max(last_second, 10.0);
+    let load_max = trace
+        .iter()
+        .map(|p| p.concurrency)
+        .chain(rows.iter().flat_map(|r| [r.stable, r.panic]))
+        .fold(0.0, f64::max);
+    let (y_max, y_step) = nice_max(load_max, 6.0);
+    let pods_max = rows
+        .iter()
+        .flat_map(|r| [r.desired.max(0) as f64, r.ready as f64])
+        .fold(0.0, f64::max);
+    let (p_max, p_step) = nice_max(pods_max.max(1.0), 6.0);
+
+    let x = |s: f64| LEFT + s / x_max * plot_w;
+    let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
+    let yp = |v: f64| TOP + plot_h - v / p_max * plot_h;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#,
+        w = coord(WIDTH),
+        h = coord(HEIGHT)
+    );
+    let _ = writeln!(
+        out,
+        r#"<rect x="0" y="0" width="{}" height="{}" fill="white"/>"#,
+        coord(WIDTH),
+        coord(HEIGHT)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="15">KPA simulation: load, window averages and pods</text>"#,
+        coord(WIDTH / 2.0)
+    );
+
+    // Panic periods: from a panicking decision until the next calm one (or one tick past
+    // the last row).
+    let tick = TICK_INTERVAL.as_secs() as f64;
+    for (from, to) in panic_periods(rows, tick) {
+        let to = to.min(x_max);
+        let _ = writeln!(
+            out,
+            r##"<rect class="panic" x="{}" y="{}" width="{}" height="{}" fill="#f4b6b6" fill-opacity="0.5"/>"##,
+            coord(x(from)),
+            coord(TOP),
+            coord(x(to) - x(from)),
+            coord(plot_h)
+        );
+    }
+
+    // Grid and axes.
+    let mut v = 0.0;
+    while v <= y_max + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{l}" y1="{y}" x2="{r}" y2="{y}" stroke="#e0e0e0"/><text x="{t}" y="{ty}" text-anchor="end">{v}</text>"##,
+            l = coord(LEFT),
+            r = coord(LEFT + plot_w),
+            y = coord(y(v)),
+            t = coord(LEFT - 6.0),
+            ty = coord(y(v) + 4.0),
+            v = label(v)
+        );
+        v += y_step;
+    }
+    let mut p = 0.0;
+    while p <= p_max + 1e-9 {
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="start">{}</text>"#,
+            coord(LEFT + plot_w + 6.0),
+            coord(yp(p) + 4.0),
+            label(p)
+        );
+        p += p_step;
+    }
+    let mut s = 0.0;
+    while s <= x_max + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x}" y1="{b}" x2="{x}" y2="{b2}" stroke="#333"/><text x="{x}" y="{ty}" text-anchor="middle">{s}</text>"##,
+            x = coord(x(s)),
+            b = coord(TOP + plot_h),
+            b2 = coord(TOP + plot_h + 5.0),
+            ty = coord(TOP + plot_h + 20.0),
+            s = label(s)
+        );
+        s += x_step;
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
+        coord(LEFT),
+        coord(TOP),
+        coord(plot_w),
+        coord(plot_h)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">time (s)</text>"#,
+        coord(LEFT + plot_w / 2.0),
+        coord(HEIGHT - 18.0)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="18" y="{y}" text-anchor="middle" transform="rotate(-90 18 {y})">concurrency</text>"#,
+        y = coord(TOP + plot_h / 2.0)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{x}" y="{y}" text-anchor="middle" transform="rotate(90 {x} {y})">pods</text>"#,
+        x = coord(WIDTH - 18.0),
+        y = coord(TOP + plot_h / 2.0)
+    );
+
+    // Series.
+    let polyline = |out: &mut String, class: &str, color: &str, dash: &str, pts: &[(f64, f64)]| {
+        if pts.is_empty() {
+            return;
+        }
+        let points: Vec<String> = pts
+            .iter()
+            .map(|&(px, py)| format!("{},{}", coord(px), coord(py)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline class="{class}" points="{}" fill="none" stroke="{color}" stroke-width="1.5"{dash}/>"#,
+            points.join(" ")
+        );
+    };
+    let trace_pts: Vec<(f64, f64)> = trace
+        .iter()
+        .map(|p| (x(p.second as f64), y(p.concurrency)))
+        .collect();
+    polyline(&mut out, "concurrency", "#9e9e9e", "", &trace_pts);
+    let stable_pts: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (x(r.second as f64), y(r.stable)))
+        .collect();
+    polyline(&mut out, "stable", "#1f77b4", "", &stable_pts);
+    let panic_pts: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (x(r.second as f64), y(r.panic)))
+        .collect();
+    polyline(&mut out, "panic", "#ff7f0e", "", &panic_pts);
+    let step = |value: fn(&SimRow) -> f64| -> Vec<(f64, f64)> {
+        let mut pts = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            let v = yp(value(r));
+            if i > 0 {
+                pts.push((x(r.second as f64), pts.last().map_or(v, |&(_, py)| py)));
+            }
+            pts.push((x(r.second as f64), v));
+        }
+        if let Some(r) = rows.last() {
+            pts.push((x((r.second as f64 + tick).min(x_max)), yp(value(r))));
+        }
+        pts
+    };
+    polyline(
+        &mut out,
+        "ready",
+        "#98df8a",
+        r#" stroke-dasharray="4 3""#,
+        &step(|r| r.ready as f64),
+    );
+    polyline(
+        &mut out,
+        "desired",
+        "#2ca02c",
+        "",
+        &step(|r| r.desired.max(0) as f64),
+    );
+
+    // Legend.
+    let legend = [
+        ("concurrency", "#9e9e9e"),
+        ("stable average", "#1f77b4"),
+        ("panic average", "#ff7f0e"),
+        ("desired pods", "#2ca02c"),
+        ("ready pods", "#98df8a"),
+        ("panic mode", "#f4b6b6"),
+    ];
+    for (i, (name, color)) in legend.iter().enumerate() {
+        let lx = LEFT + 10.0 + i as f64 * 135.0;
+        let ly = 40.0;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
+            coord(lx),
+            coord(ly - 2.0),
+            coord(lx + 18.0),
+            coord(ly + 3.0)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;

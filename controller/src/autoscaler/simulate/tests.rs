@@ -1,0 +1,379 @@
+use super::*;
+use crate::autoscaler::config::Metric;
+use std::collections::BTreeMap;
+
+/// Knative's defaults, cc = 0: target 100 × 0.7 = 70 per pod, stable window 60 s, panic
+/// window 6 s, panic at 200 %, grace 30 s, initial scale 1.
+fn defaults() -> (RevisionScaling, AutoscalerConfig) {
+    let config = AutoscalerConfig::default();
+    let spec = RevisionScaling::resolve(&BTreeMap::new(), 0, &config).expect("spec");
+    assert_eq!(spec.target_value, 70.0);
+    (spec, config)
+}
+
+/// `value` at every second in `range`.
+fn load(points: &mut Vec<TracePoint>, range: std::ops::RangeInclusive<u64>, value: f64) {
+    points.extend(range.map(|second| TracePoint {
+        second,
+        concurrency: value,
+        ready: None,
+    }));
+}
+
+fn row(
+    second: u64,
+    desired: i32,
+    decided: i32,
+    ready: u32,
+    stable: f64,
+    panic: f64,
+    panicking: bool,
+) -> SimRow {
+    SimRow {
+        second,
+        desired,
+        decided,
+        stable,
+        panic,
+        panicking,
+        ready,
+    }
+}
+
+fn at(rows: &[SimRow], second: u64) -> &SimRow {
+    rows.iter()
+        .find(|r| r.second == second)
+        .expect("a row for every tick")
+}
+
+/// 60 s at concurrency 140 (two pods' worth at target 70), then 100 s idle with explicit
+/// zeros. Every value is hand-computable:
+/// - t=2: partial window, both averages 140 → 2 pods; 2 pods / 1 ready ≥ 200 % → panic;
+/// - t=62: stable window 3..62 = 58 × 140 / 60, panic window 57..62 = 4 × 140 / 6;
+/// - t=64: panic ends (entered at 2, not renewed since 2 ready pods: 2 + 60 < 64);
+/// - stable = (120 − t) × 140 / 60 decays; ⌈stable / 70⌉ reaches 1 at t=90 and 0 at t=120;
+/// - at t=120 the PA (active since t=2, for longer than the stable window) turns inactive and
+///   keeps its pod; 30 s of grace later, t=150, it scales to zero.
+#[test]
+fn steady_load_scales_to_two_then_idle_scales_to_zero() {
+    let (spec, config) = defaults();
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=60, 140.0);
+    load(&mut trace, 61..=160, 0.0);
+    let rows = simulate(&trace, &spec, &config);
+    assert_eq!(rows.len(), 80);
+
+    let key_rows = [
+        row(2, 2, 2, 1, 140.0, 140.0, true),
+        row(4, 2, 2, 2, 140.0, 140.0, true),
+        row(60, 2, 2, 2, 140.0, 140.0, true),
+        row(62, 2, 2, 2, 135.333333, 93.333333, true),
+        row(64, 2, 2, 2, 130.666667, 46.666667, false),
+        row(66, 2, 2, 2, 126.0, 0.0, false),
+        row(88, 2, 2, 2, 74.666667, 0.0, false),
+        row(90, 1, 1, 2, 70.0, 0.0, false),
+        row(92, 1, 1, 1, 65.333333, 0.0, false),
+        row(118, 1, 1, 1, 4.666667, 0.0, false),
+        row(120, 1, 0, 1, 0.0, 0.0, false),
+        row(148, 1, 0, 1, 0.0, 0.0, false),
+        row(150, 0, 0, 1, 0.0, 0.0, false),
+        row(152, 0, 0, 0, 0.0, 0.0, false),
+        row(160, 0, 0, 0, 0.0, 0.0, false),
+    ];
+    for want in &key_rows {
+        assert_eq!(at(&rows, want.second), want);
+    }
+
+    // Every row, from the closed forms above.
+    for r in &rows {
+        let t = r.second;
+        let stable = match t {
+            0..=60 => 140.0,
+            61..=119 => round_to_digits(6, ((120 - t) * 140) as f64 / 60.0),
+            _ => 0.0,
+        };
+        let decided = match t {
+            0..=89 => 2,
+            90..=119 => 1,
+            _ => 0,
+        };
+        let desired = match t {
+            0..=89 => 2,
+            90..=149 => 1,
+            _ => 0,
+        };
+        assert_eq!(r.stable, stable, "stable at {t}");
+        assert_eq!(r.decided, decided, "decided at {t}");
+        assert_eq!(r.desired, desired, "desired at {t}");
+        assert_eq!(r.panicking, t <= 62, "panicking at {t}");
+    }
+
+    let csv = render_csv(&rows);
+    let head: Vec<&str> = csv.lines().take(3).collect();
+    assert_eq!(
+        head,
+        [
+            "second,desired,stable,panic,panicking",
+            "2,2,140,140,true",
+            "4,2,140,140,true"
+        ]
+    );
+    assert!(csv.contains("\n62,2,135.333333,93.333333,true\n"));
+    assert!(csv.contains("\n64,2,130.666667,46.666667,false\n"));
+    assert!(csv.contains("\n150,0,0,0,false\n"));
+}
+
+/// A steady single pod (70 = one pod's target), then a 6 s spike to 350:
+/// - t=32: panic window 27..32 = (4 × 70 + 2 × 350) / 6 = 163.33 → 3 pods for 1 ready → panic;
+///   stable 1..32 = (30 × 70 + 2 × 350) / 32 = 87.5 → 2 pods; panic takes the larger: 3;
+/// - t=34, 36: panic averages 256.67 and 350 → 4 and 5 pods (below 200 % of the now-ready
+///   pods, so panic is not renewed), and the scale only grows;
+/// - t=38..92: the spike leaves the panic window but panic holds 5 pods until it has not
+///   been renewed for a stable window (32 + 60 < t: t=94);
+/// - t=94: stable 35..94 = (2 × 350 + 58 × 70) / 60 = 79.33 → 2 pods, within the 2× scale-down
+///   limit of 5 ready; t=96: 70 → 1 pod.
+#[test]
+fn a_spike_triggers_panic_which_holds_the_scale_for_a_stable_window() {
+    let (spec, config) = defaults();
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=30, 70.0);
+    load(&mut trace, 31..=36, 350.0);
+    load(&mut trace, 37..=100, 70.0);
+    let rows = simulate(&trace, &spec, &config);
+
+    let key_rows = [
+        row(2, 1, 1, 1, 70.0, 70.0, false),
+        row(30, 1, 1, 1, 70.0, 70.0, false),
+        row(32, 3, 3, 1, 87.5, 163.333333, true),
+        row(34, 4, 4, 3, 102.941176, 256.666667, true),
+        row(36, 5, 5, 4, 116.666667, 350.0, true),
+        row(38, 5, 5, 5, 114.210526, 256.666667, true),
+        row(92, 5, 5, 5, 88.666667, 70.0, true),
+        row(94, 2, 2, 5, 79.333333, 70.0, false),
+        row(96, 1, 1, 2, 70.0, 70.0, false),
+        row(100, 1, 1, 1, 70.0, 70.0, false),
+    ];
+    for want in &key_rows {
+        assert_eq!(at(&rows, want.second), want);
+    }
+    for r in &rows {
+        let t = r.second;
+        let (desired, panicking) = match t {
+            0..=30 => (1, false),
+            32 => (3, true),
+            34 => (4, true),
+            36..=92 => (5, true),
+            94 => (2, false),
+            _ => (1, false),
+        };
+        assert_eq!((r.desired, r.panicking), (desired, panicking), "at {t}");
+    }
+}
+
+/// No traffic at all: the initial pod becomes ready, the PA turns active at the first tick,
+/// inactive a stable window later, and the pod goes after the grace period: 2 + 60 + 30.
+#[test]
+fn an_idle_revision_scales_to_zero_after_stable_window_plus_grace() {
+    let (spec, config) = defaults();
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=100, 0.0);
+    let rows = simulate(&trace, &spec, &config);
+    for r in &rows {
+        assert_eq!(r.decided, 0, "at {}", r.second);
+        let want = if r.second < 92 { 1 } else { 0 };
+        assert_eq!(r.desired, want, "at {}", r.second);
+    }
+}
+
+#[test]
+fn pinned_ready_pods_feed_the_decision() {
+    let (spec, config) = defaults();
+    let trace = parse_trace(
+        "# cold start: no pod ready for 4 s\n1,140,0\n2,140,0\n3,140\n4,140,0\n5,140\n6,140\n",
+    )
+    .expect("trace");
+    let rows = simulate(&trace, &spec, &config);
+    let ready: Vec<u32> = rows.iter().map(|r| r.ready).collect();
+    assert_eq!(ready, [0, 0, 2]);
+    // Zero ready pods count as one for the rate limits; 2 pods for 1 is panic.
+    assert_eq!(rows[0].desired, 2);
+    assert!(rows[0].panicking);
+}
+
+#[test]
+fn the_trace_drives_an_rps_revision_too() {
+    let config = AutoscalerConfig::default();
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        "autoscaling.knative.dev/metric".to_string(),
+        "rps".to_string(),
+    );
+    let spec = RevisionScaling::resolve(&annotations, 0, &config).expect("spec");
+    assert_eq!((spec.metric, spec.target_value), (Metric::Rps, 140.0));
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=10, 420.0);
+    let rows = simulate(&trace, &spec, &config);
+    assert_eq!(rows[0].decided, 3);
+}
+
+#[test]
+fn an_empty_trace_simulates_nothing() {
+    let (spec, config) = defaults();
+    assert!(simulate(&[], &spec, &config).is_empty());
+}
+
+#[test]
+fn traces_parse_with_comments_header_and_optional_ready() {
+    let text =
+        "# a comment\n\nsecond,concurrency,ready\n1, 2.5\n2,3,1\n  # indented comment\n4,0,\r\n";
+    let trace = parse_trace(text).expect("valid");
+    assert_eq!(
+        trace,
+        [
+            TracePoint {
+                second: 1,
+                concurrency: 2.5,
+                ready: None
+            },
+            TracePoint {
+                second: 2,
+                concurrency: 3.0,
+                ready: Some(1)
+            },
+            TracePoint {
+                second: 4,
+                concurrency: 0.0,
+                ready: None
+            },
+        ]
+    );
+}
+
+#[test]
+fn bad_trace_lines_are_reported_by_number() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "1,2\n2\n",
+            "trace line 2: expected second,concurrency[,ready], got 1 fields",
+        ),
+        (
+            "1,2,3,4\n",
+            "trace line 1: expected second,concurrency[,ready], got 4 fields",
+        ),
+        (
+            "# c\n-1,2\n",
+            "trace line 2: second \"-1\" is not a whole number",
+        ),
+        (
+            "1,2\nx,3\n",
+            "trace line 2: second \"x\" is not a whole number",
+        ),
+        (
+            "1,-2\n",
+            "trace line 1: concurrency \"-2\" is not a number of at least 0",
+        ),
+        (
+            "1,NaN\n",
+            "trace line 1: concurrency \"NaN\" is not a number of at least 0",
+        ),
+        (
+            "1,2,many\n",
+            "trace line 1: ready \"many\" is not a whole number",
+        ),
+        ("5,2\n5,3\n", "trace line 2: second 5 does not come after 5"),
+        (
+            "5,2\n\n3,3\n",
+            "trace line 3: second 3 does not come after 5",
+        ),
+        ("# only comments\n", "trace: no samples"),
+        ("second,concurrency\n", "trace: no samples"),
+    ];
+    for &(text, want) in cases {
+        let err = parse_trace(text).expect_err(want);
+        assert_eq!(err.to_string(), want);
+    }
+}
+
+fn sample_rows() -> Vec<SimRow> {
+    vec![
+        row(2, 2, 2, 1, 140.0, 140.0, true),
+        row(4, 2, 2, 2, 135.3333333333, 93.3333333333, false),
+    ]
+}
+
+#[test]
+fn csv_has_the_documented_columns() {
+    assert_eq!(
+        render_csv(&sample_rows()),
+        "second,desired,stable,panic,panicking\n2,2,140,140,true\n4,2,135.333333,93.333333,false\n"
+    );
+}
+
+#[test]
+fn table_is_aligned() {
+    assert_eq!(
+        render_table(&sample_rows()),
+        "second  desired  decided  ready      stable       panic  panic\n\
+         \x20    2        2        2      1     140.000     140.000  yes\n\
+         \x20    4        2        2      2     135.333      93.333  -\n"
+    );
+}
+
+#[test]
+fn svg_is_self_contained_with_every_series() {
+    let (spec, config) = defaults();
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=30, 70.0);
+    load(&mut trace, 31..=36, 350.0);
+    load(&mut trace, 37..=100, 70.0);
+    let rows = simulate(&trace, &spec, &config);
+    let svg = render_svg(&trace, &rows);
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    for class in ["concurrency", "stable", "panic", "desired", "ready"] {
+        assert_eq!(
+            svg.matches(&format!("<polyline class=\"{class}\"")).count(),
+            1,
+            "{class}"
+        );
+    }
+    // One shaded band for the one panic period (t=32..94).
+    assert_eq!(panic_periods(&rows, 2.0), [(32.0, 94.0)]);
+    assert_eq!(svg.matches("<rect class=\"panic\"").count(), 1);
+    for text in [
+        "time (s)",
+        ">concurrency</text>",
+        ">pods</text>",
+        ">desired pods</text>",
+    ] {
+        assert!(svg.contains(text), "{text}");
+    }
+    assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    assert!(!svg.contains("href"), "no external references");
+    // Deterministic.
+    assert_eq!(svg, render_svg(&trace, &rows));
+    // Degenerate inputs render too.
+    let empty = render_svg(&[], &[]);
+    assert!(empty.contains("</svg>") && !empty.contains("NaN"));
+}
+
+#[test]
+fn axis_steps_are_round_numbers() {
+    assert_eq!(nice_max(100.0, 10.0), (100.0, 10.0));
+    assert_eq!(nice_max(163.0, 6.0), (200.0, 50.0));
+    assert_eq!(nice_max(350.0, 6.0), (400.0, 100.0));
+    assert_eq!(nice_max(5.0, 6.0), (5.0, 1.0));
+    assert_eq!(nice_max(0.0, 6.0), (1.0, 0.2));
+}
+
+#[test]
+fn panic_periods_run_until_the_next_calm_tick() {
+    let rows = [
+        row(2, 1, 1, 1, 0.0, 0.0, true),
+        row(4, 1, 1, 1, 0.0, 0.0, false),
+        row(6, 1, 1, 1, 0.0, 0.0, true),
+        row(8, 1, 1, 1, 0.0, 0.0, true),
+    ];
+    assert_eq!(panic_periods(&rows, 2.0), [(2.0, 4.0), (6.0, 10.0)]);
+    assert!(panic_periods(&[], 2.0).is_empty());
+}
