@@ -8,23 +8,37 @@
 //! with a current-thread runtime by default; `--threads N` (N > 1) uses a multi-thread runtime.
 //! Prints `listening on ADDR` once bound (useful with port 0). Nothing is logged per request, and
 //! the body is built once, so a request costs only what hyper needs.
+//!
+//! Two extras for `perf/`, each one branch on the hot path:
+//! - `GET /__backend/stats` answers `{"connections":C,"requests":R}`: TCP connections accepted
+//!   (the stats request's own connection included) and requests served (stats requests excluded),
+//!   since start. `perf/run` takes the difference around a run to get the upstream reuse ratio.
+//! - An HTTP/2 `POST` with `content-type: application/grpc*` is a gRPC unary echo: the request
+//!   body (already gRPC-framed) comes back as the response body, followed by `grpc-status: 0`
+//!   trailers. That is what `sluice-testkit-load --proto grpc` sends and checks.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response};
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Body as _, Incoming};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
 const DEFAULT_BODY: &[u8] = b"Hello from backend\n";
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+const STATS_PATH: &str = "/__backend/stats";
 const USAGE: &str = "usage: sluice-testkit-backend --listen ADDR [--body-bytes N] [--threads N]";
 
 #[derive(Debug, PartialEq)]
@@ -109,6 +123,7 @@ async fn serve(listen: SocketAddr, body: Bytes) -> anyhow::Result<()> {
                 continue;
             }
         };
+        CONNECTIONS.fetch_add(1, Relaxed);
         let _ = stream.set_nodelay(true);
         let builder = Arc::clone(&builder);
         let body = body.clone();
@@ -122,18 +137,111 @@ async fn serve(listen: SocketAddr, body: Bytes) -> anyhow::Result<()> {
     }
 }
 
-async fn respond(
-    request: Request<Incoming>,
-    body: Bytes,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Counters behind `GET /__backend/stats`: relaxed atomics (process-wide, so nothing is cloned per
+/// request), one increment per connection and one per request.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+async fn respond(request: Request<Incoming>, body: Bytes) -> Result<Response<Reply>, Infallible> {
+    if request.method() == Method::POST && request.version() == Version::HTTP_2 {
+        if let Some(response) = grpc_echo(request).await {
+            return Ok(response);
+        }
+        return Ok(plain(body));
+    }
+    if request.uri().path() == STATS_PATH {
+        let json = format!(
+            "{{\"connections\":{},\"requests\":{}}}\n",
+            CONNECTIONS.load(Relaxed),
+            REQUESTS.load(Relaxed)
+        );
+        let mut response = Response::new(Reply::new(Bytes::from(json), None));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, APPLICATION_JSON);
+        return Ok(response);
+    }
+    REQUESTS.fetch_add(1, Relaxed);
     let mut incoming = request.into_body();
     // Drain any request body so HTTP/1.1 connections stay reusable; GETs skip this at once.
     if !incoming.is_end_stream() {
         while let Some(Ok(_)) = incoming.frame().await {}
     }
-    let mut response = Response::new(Full::new(body));
+    Ok(plain(body))
+}
+
+fn plain(body: Bytes) -> Response<Reply> {
+    let mut response = Response::new(Reply::new(body, None));
     response.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN);
-    Ok(response)
+    response
+}
+
+/// gRPC unary echo; `None` (after draining the body) when the request is not gRPC.
+async fn grpc_echo(request: Request<Incoming>) -> Option<Response<Reply>> {
+    let grpc = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    REQUESTS.fetch_add(1, Relaxed);
+    let payload = request.into_body().collect().await.ok()?.to_bytes();
+    if !grpc {
+        return None;
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let mut response = Response::new(Reply::new(payload, Some(trailers)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, APPLICATION_GRPC);
+    Some(response)
+}
+
+/// A response body of one data frame and optional trailers. Without trailers its size hint is
+/// exact, so HTTP/1.1 responses carry `content-length` (as `Full` would).
+struct Reply {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    len: u64,
+}
+
+impl Reply {
+    fn new(data: Bytes, trailers: Option<HeaderMap>) -> Reply {
+        let len = data.len() as u64;
+        Reply {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+            len,
+        }
+    }
+}
+
+impl Body for Reply {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.trailers.is_some() {
+            let mut hint = SizeHint::new();
+            hint.set_lower(self.len);
+            hint
+        } else {
+            SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +289,23 @@ mod tests {
         for (args, want) in cases {
             assert_eq!(&parse(args)?, want, "{args:?}");
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn replies_frame_data_then_trailers() -> anyhow::Result<()> {
+        let plain = Reply::new(Bytes::from_static(b"abc"), None);
+        assert_eq!(plain.size_hint().exact(), Some(3));
+        assert_eq!(Reply::new(Bytes::new(), None).size_hint().exact(), Some(0));
+        assert!(Reply::new(Bytes::new(), None).is_end_stream());
+
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let grpc = Reply::new(Bytes::from_static(b"\0\0\0\0\x01x"), Some(trailers.clone()));
+        assert_eq!(grpc.size_hint().exact(), None);
+        let collected = grpc.collect().await?;
+        assert_eq!(collected.trailers(), Some(&trailers));
+        assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x01x");
         Ok(())
     }
 

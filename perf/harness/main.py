@@ -1,0 +1,340 @@
+"""perf/run: install tools, build, run every scenario, write perf/RESULTS.md and perf/plots/*.svg."""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+from . import svg
+from .core import Env, med, spread
+from .procs import CommandLog
+from .scenarios import SCENARIOS
+from .tables import fmt, peer
+
+TOOLS = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client", "taskset": "util-linux",
+         "pgrep": "procps"}
+
+
+def have(tool):
+    return shutil.which(tool) is not None or os.path.exists(f"/usr/sbin/{tool}")
+
+
+def install_tools(skip):
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if not have(tool)})
+    if not missing:
+        return
+    if skip:
+        sys.exit(f"missing packages: {missing} (run without --no-install)")
+    print(f"installing {' '.join(missing)}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+    # perf(1) is optional (the profile section); failure to install it is not fatal.
+    if not have("perf"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "linux-perf"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
+def build(root, log, skip):
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+    argv = ["cargo", "build", "--release", "-p", "sluice", "-p", "sluice-testkit", "--bins"]
+    log.add("build", argv)
+    if not skip:
+        subprocess.run(argv, cwd=root, check=True)
+    bin_dir = os.path.join(target, "release")
+    for b in ("sluice", "sluice-testkit-backend", "sluice-testkit-load"):
+        if not os.path.exists(os.path.join(bin_dir, b)):
+            sys.exit(f"{b} not found in {bin_dir} (build it, or drop --no-build)")
+    return bin_dir
+
+
+def busy_state():
+    load1 = float(open("/proc/loadavg").read().split()[0])
+    compilers = subprocess.run(["pgrep", "-c", "-x", "cargo|rustc|cc1|cc1plus|ld"], capture_output=True,
+                               text=True).stdout.strip() or "0"
+    return load1, int(compilers)
+
+
+def tool_version(argv, stream="stdout"):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        out = (r.stdout if stream == "stdout" else r.stderr) or r.stdout or r.stderr
+        return out.strip().splitlines()[0]
+    except Exception:
+        return f"{argv[0]}: not available"
+
+
+def machine_lines(root):
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(open("/proc/meminfo").readline().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True).stdout.strip()
+    return [
+        f"- {cpu}, {os.cpu_count()} CPUs{mem}; {platform.platform()}",
+        f"- sluice at commit `{commit}`{' (work tree has uncommitted changes)' if dirty else ''}",
+        f"- {tool_version(['rustc', '--version'])}; Python {platform.python_version()}",
+        f"- {tool_version(['nginx', '-v'], 'stderr')}",
+        f"- {tool_version(['haproxy', '-v'])}",
+        f"- {tool_version(['wrk', '--version'])}",
+        f"- {tool_version(['h2load', '--version'])}",
+    ]
+
+
+def goal_rows(env):
+    """(goal, measured, met: True/False/None) for the four goals."""
+    d = env.data
+    rows = []
+    h = d.get("h1-0b")
+    if h and h["results"].get("sluice") and h["results"].get("nginx"):
+        s, n = h["results"]["sluice"], h["results"]["nginx"]
+        rs, rn = med(s, "rps"), med(n, "rps")
+        rows.append(("≥ 1.0× nginx rps on one core (HTTP/1.1, 0 B, c=32)",
+                     f"sluice {fmt(rs, 0)} vs nginx {fmt(rn, 0)} rps: **{rs / rn:.2f}×**" if rs and rn else "–",
+                     (rs / rn >= 1.0) if rs and rn else None))
+        cs, cn = med(s, "cpu_us"), med(n, "cpu_us")
+        extra = ""
+        k = d.get("h1-1k")
+        if k:
+            cs1, cn1 = med(k["results"].get("sluice", []), "cpu_us"), med(k["results"].get("nginx", []), "cpu_us")
+            if cs1 and cn1:
+                extra = f"; 1 KB: {cs1:.2f} vs {cn1:.2f} ({cs1 / cn1:.2f}×)"
+        rows.append(("≤ nginx CPU per request (HTTP/1.1, 0 B)",
+                     f"sluice {fmt(cs, 2)} vs nginx {fmt(cn, 2)} CPU-µs/req: **{cs / cn:.2f}×**{extra}"
+                     if cs and cn else "–", (cs <= cn) if cs and cn else None))
+    else:
+        rows += [("≥ 1.0× nginx rps on one core", "not measured in this run", None),
+                 ("≤ nginx CPU per request", "not measured in this run", None)]
+    o = d.get("open-50")
+    if o and o["results"].get("sluice"):
+        r = o["results"]
+        dr = peer(r, "direct")
+        for k, lim, label in (("p50", 50, "≤ +50 µs p50 added latency at 50% load"),
+                              ("p99", 150, "≤ +150 µs p99 added latency at 50% load")):
+            sv, dv = med(r["sluice"], k), med(dr or [], k)
+            if sv is None or dv is None:
+                rows.append((label, "–", None))
+                continue
+            add = sv - dv
+            peers = ", ".join(f"{p} {med(r.get(p, []), k) - dv:+.0f}" for p in ("nginx", "haproxy") if med(r.get(p, []), k) is not None)
+            rows.append((label, f"sluice **{add:+.0f} µs** (direct {dv:.0f} µs; {peers})", add <= lim))
+    else:
+        rows += [("≤ +50 µs p50 added latency at 50% load", "not measured in this run", None),
+                 ("≤ +150 µs p99 added latency at 50% load", "not measured in this run", None)]
+    ru = d.get("reuse")
+    if ru and "sluice" in ru["summary"]:
+        v = ru["summary"]["sluice"]
+        peers = ", ".join(f"{p} {ru['summary'][p]:.2f}%" for p in ("nginx", "haproxy") if p in ru["summary"])
+        rows.append(("≥ 99.5% upstream connection reuse", f"sluice **{v:.3f}%** ({peers})", v >= 99.5))
+    else:
+        rows.append(("≥ 99.5% upstream connection reuse", "not measured in this run", None))
+    return rows
+
+
+def shortfalls(env, rows):
+    """Plain sentences for every goal not met, with what the numbers say about why."""
+    out = []
+    h = env.data.get("h1-0b")
+    if h and not (h["results"].get("sluice") and h["results"].get("nginx")):
+        h = None
+    for goal, measured, met in rows:
+        if met is not False:
+            continue
+        if "CPU" in goal and h:
+            s, n = h["results"]["sluice"], h["results"]["nginx"]
+            du = med(s, "user_us") - med(n, "user_us")
+            ds = med(s, "sys_us") - med(n, "sys_us")
+            out.append(f"- **sluice uses more CPU per request than nginx.** Per request it spends "
+                       f"{med(s, 'user_us'):.2f} µs in user space and {med(s, 'sys_us'):.2f} µs in the kernel, "
+                       f"nginx {med(n, 'user_us'):.2f} + {med(n, 'sys_us'):.2f}: the gap is {du:+.2f} µs user, "
+                       f"{ds:+.2f} µs kernel. The profile section shows where sluice's samples land.")
+        elif "rps" in goal and h:
+            s, n = h["results"]["sluice"], h["results"]["nginx"]
+            out.append(f"- **sluice serves fewer requests per second than nginx on one core** "
+                       f"({med(s, 'rps'):,.0f} vs {med(n, 'rps'):,.0f}); with CPU 1 at "
+                       f"{fmt(med(s, 'cpu_pct'), 0)}% for sluice vs {fmt(med(n, 'cpu_pct'), 0)}% for nginx, "
+                       "this follows from its CPU per request (above) when the proxy core is the limit.")
+        elif "latency" in goal:
+            out.append(f"- **Added latency goal missed**: {goal}: {measured}. See the open-loop CDF.")
+        elif "reuse" in goal:
+            out.append(f"- **Upstream reuse below 99.5%**: {measured}. See the reuse section for the scenario "
+                       "that churns connections.")
+    return out
+
+
+def summary_plots(env):
+    groups, series = [], ["direct", "sluice", "nginx", "haproxy"]
+    rps, cpu = {}, {}
+    labels = {"h1-0b": "HTTP/1.1 0 B", "h1-1k": "HTTP/1.1 1 KB", "h1-64k": "HTTP/1.1 64 KB", "h2c": "h2c",
+              "grpc": "gRPC unary"}
+    for key, label in labels.items():
+        d = env.data.get(key)
+        if not d:
+            continue
+        groups.append(label)
+        for s in series:
+            runs = d["results"].get(s)
+            if not runs:
+                continue
+            m = med(runs, "rps")
+            if m is not None:
+                rps[(label, s)] = (m, *spread(runs, "rps"))
+            c = med(runs, "cpu_us")
+            if c is not None:
+                cpu[(label, s)] = (c, *spread(runs, "cpu_us"))
+    if not groups:
+        return []
+    note = f"median of {env.rounds} round(s), whiskers min–max; proxy on CPU 1, client + backend on CPU 0"
+    svg.bar_chart(os.path.join(env.plots, "throughput.svg"), "Closed-loop throughput (32 in flight)", groups,
+                  series, rps, "requests / s", note)
+    svg.bar_chart(os.path.join(env.plots, "cpu-per-request.svg"), "Proxy CPU per request (lower is better)",
+                  groups, series[1:], cpu, "CPU-µs / request", note)
+    lines = ["![throughput](plots/throughput.svg)", "", "![CPU per request](plots/cpu-per-request.svg)", "",
+             "| scenario | " + " | ".join(f"{s} rps" for s in series) + " | " + " | ".join(
+                 f"{s} CPU-µs/req" for s in series[1:]) + " |",
+             "|---|" + "---|" * (2 * len(series) - 1)]
+    for g in groups:
+        lines.append(f"| {g} | " + " | ".join(fmt(rps.get((g, s), (None,))[0], 0) for s in series) + " | "
+                     + " | ".join(fmt(cpu.get((g, s), (None,))[0], 2) for s in series[1:]) + " |")
+    return lines
+
+
+def write_report(env, started, elapsed, busy_start, busy_end):
+    a = env.args
+    cmd = "perf/run" + (" --quick" if a.quick else "") + (f" --only {a.only}" if a.only else "")
+    lines = ["# sluice performance results", "",
+             f"Generated by `{cmd}` on {started:%Y-%m-%d %H:%M} UTC in {elapsed / 60:.1f} min: "
+             f"{a.rounds} round(s) of {a.duration:g} s per target and scenario.", ""]
+    if a.quick:
+        lines += ["> **Smoke run (`--quick`): one short round per target. These figures show that every scenario "
+                  "works; they are not measurements.**", ""]
+    load1, comp = busy_start
+    if load1 >= 0.5 or comp or busy_end[0] >= 1.0:
+        lines += [f"> **Busy machine:** 1-min load {load1:.2f} at start ({comp} compiler processes), "
+                  f"{busy_end[0]:.2f} at the end. Other work shared the CPUs; treat the figures with caution.", ""]
+    rows = goal_rows(env)
+    lines += ["## Goals", "", "| goal | measured | status |", "|---|---|---|"]
+    for goal, measured, met in rows:
+        status = "not measured" if met is None else ("met" if met else "**NOT met**")
+        lines.append(f"| {goal} | {measured} | {status} |")
+    lines.append("")
+    lines += shortfalls(env, rows) or ["Every measured goal is met."]
+    lines += ["", "## Summary", ""] + summary_plots(env)
+    lines += ["", "Open-loop latency CDFs: " + ", ".join(
+        f"[{p}](plots/{p})" for d in env.data.values() for p in d.get("plots", [])), ""]
+    for key, d in env.data.items():
+        lines += [f"## {d['title']}", "", f"`{key}`" + (f" — {d['what']}" if d.get("what") else ""), ""]
+        lines += d["md"] + [""]
+    lines += ["## Method", "",
+              "- **Layout.** The proxy under test is pinned to CPU 1 (`taskset -c 1`): sluice `--threads 1`, nginx "
+              "`worker_processes 1`, HAProxy `nbthread 1`. The load generator, the backend "
+              "(`sluice-testkit-backend`, hyper, one current-thread runtime) and this harness are pinned to CPU 0. "
+              "All targets of a scenario run side by side; idle ones cost nothing measurable.",
+              f"- **Rounds.** Per scenario every target gets a {a.warmup:g} s warm-up, then {a.rounds} round(s) of "
+              f"{a.duration:g} s in alternating order (A B C D, D C B A, …). Figures are medians of the rounds with "
+              "(min–max). Every run is bounded (tool duration plus a subprocess timeout).",
+              "- **CPU-µs per request** = Δ(utime + stime) of the proxy's processes (all threads; nginx: its worker) "
+              "from `/proc/PID/stat` over the run, ÷ requests completed in the run (warm-up phases of the open-loop "
+              "generator included on both sides). rps is capped by CPU 0 (client + backend), so this is the fair "
+              "figure; *proxy CPU %* shows how busy CPU 1 was.",
+              "- **RSS**: `VmRSS` of the proxy at the end of the run.",
+              "- **Latency** (open loop) from `sluice-testkit-load --rate`: a request's latency runs from its "
+              "scheduled start, so coordinated omission is accounted for; pacing uses a ticker thread with 1 ns "
+              "timer slack (see `gen. lateness`). Closed-loop latency is not reported as added latency: at "
+              "saturation it measures queueing, not the proxy.",
+              "- **Proxy configs.** nginx: `keepalive 1024` upstream pool, `proxy_http_version 1.1`, "
+              "`keepalive_requests 1000000` both sides, access log off, in-memory response buffers; "
+              "HAProxy: `option http-keep-alive`, `http-reuse always`, host routing by `map`; sluice: its "
+              "defaults. Generated configs are listed at the end.", ""]
+    lines += ["## Machine and versions", ""] + machine_lines(env.root) + [
+        f"- 1-min load average at start {busy_start[0]:.2f} ({busy_start[1]} compiler processes running), "
+        f"at the end {busy_end[0]:.2f}", ""]
+    lines += ["## Exact commands", "", "```", f"{cmd}    # this report", *[
+        f"{what:>18}: {line}" for what, line in env.log.entries], "```", "",
+        "Ports are picked free per run; `/tmp/sluice-perf-*` is the work directory.", ""]
+    if env.configs:
+        lines += ["## Generated configs", ""]
+        for name, text in env.configs.items():
+            if name:
+                lines += [f"<details><summary>{name}</summary>", "", "```", text.rstrip(), "```", "", "</details>", ""]
+    with open(a.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {a.out}", flush=True)
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap = argparse.ArgumentParser(prog="perf/run", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s, no profile; not figures")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8, help="seconds per measured run")
+    ap.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per target and scenario")
+    ap.add_argument("--only", default="", help="comma-separated scenario keys: " + ",".join(s.key for s in SCENARIOS))
+    ap.add_argument("--skip", default="", help="comma-separated scenario keys to leave out")
+    ap.add_argument("--no-install", action="store_true", help="do not apt-get missing tools")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    ap.add_argument("--out", default=os.path.join(root, "perf", "RESULTS.md"))
+    ap.add_argument("--keep-workdir", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 2, 0.5
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 CPUs for the pinned layout")
+    only = {k for k in args.only.split(",") if k}
+    skip = {k for k in args.skip.split(",") if k}
+    unknown = (only | skip) - {s.key for s in SCENARIOS}
+    if unknown:
+        sys.exit(f"unknown scenario(s): {sorted(unknown)}")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.time()
+    busy_start = busy_state()
+    log = CommandLog()
+    install_tools(args.no_install)
+    bin_dir = build(root, log, args.no_build)
+    # From here on the harness (and everything it starts without taskset) stays on CPU 0.
+    os.sched_setaffinity(0, {0})
+    workdir = tempfile.mkdtemp(prefix="sluice-perf-")
+    env = Env(args, bin_dir, workdir, log, root)
+    env.plots = os.path.join(root, "perf", "plots")
+    os.makedirs(env.plots, exist_ok=True)
+    failures = []
+    try:
+        for sc in SCENARIOS:
+            if (only and sc.key not in only) or sc.key in skip or (args.quick and not sc.in_quick and sc.key not in only):
+                continue
+            t = time.time()
+            print(f"== {sc.key}", flush=True)
+            try:
+                env.data[sc.key] = sc.fn(env)
+            except Exception as e:
+                traceback.print_exc()
+                failures.append(sc.key)
+                env.data[sc.key] = {"title": f"{sc.key}: FAILED", "what": "", "kind": "failed", "results": {},
+                                    "md": [f"The scenario failed: `{e}`"]}
+            print(f"== {sc.key} done in {time.time() - t:.0f} s", flush=True)
+    finally:
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    write_report(env, started, time.time() - t0, busy_start, busy_state())
+    if failures:
+        sys.exit(f"failed scenarios: {', '.join(failures)}")

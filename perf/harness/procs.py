@@ -1,0 +1,108 @@
+"""Processes, ports, /proc accounting and tiny HTTP helpers (standard library only)."""
+
+import http.client
+import json
+import os
+import shlex
+import socket
+import subprocess
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=60.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open within {timeout}s")
+
+
+def cpu_ticks(pids):
+    """(user, sys) clock ticks of all threads of `pids`, from /proc/PID/stat."""
+    user = system = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # After "pid (comm)": fields[11] = utime, fields[12] = stime.
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def child_pids(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def http_get(port, path="/", host=None, timeout=5.0):
+    """(status, body bytes) of one HTTP/1.1 GET on a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host or f"127.0.0.1:{port}"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def http_json(port, path):
+    status, body = http_get(port, path)
+    if status != 200:
+        raise RuntimeError(f"GET {path} on :{port} answered {status}")
+    return json.loads(body)
+
+
+class CommandLog:
+    """Every command the harness ran, for the report (first occurrence of each shape)."""
+
+    def __init__(self):
+        self.entries = []
+        self._seen = set()
+
+    def add(self, what, argv):
+        line = " ".join(shlex.quote(str(a)) for a in argv)
+        key = (what, line)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.entries.append((what, line))
+
+
+def stop(proc, timeout=10):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)

@@ -1,0 +1,382 @@
+"""Scenarios: one function each, registered in SCENARIOS (in run order).
+
+A scenario function takes the Env and returns a dict:
+  title, what (one paragraph: what it measures), md (list of Markdown lines: tables, notes),
+  results ({target name: [run, ...]}), plus anything later scenarios or the goals need.
+To add a scenario (TLS, activator, ...): write `def my_scenario(env)`, start what it needs with
+`Stack(env, Setup(...))`, measure with `alternate(...)`, render with `closed_table`/`open_table`,
+and append `Scenario("key", my_scenario)` to SCENARIOS. `perf/run --only key` runs just it.
+"""
+
+import os
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from . import svg
+from .core import Stack, alternate, measure, med, median_cdf, total, variant
+from .loads import h2load, loadgen, wrk
+from .tables import closed_table, fmt, open_table, ratio, reuse, with_spread
+from .targets import BENCH_HOST, Setup, sluice_ingress, start_haproxy, start_nginx, start_sluice, write_atomic
+
+CONNS = 32  # requests in flight in every scenario: 32 HTTP/1.1 connections, or 4 h2 connections × 8 streams
+
+
+def _closed(env, key, title, what, setup, load, note=None):
+    with Stack(env, setup) as st:
+        for t in st.targets:
+            t.check()
+        results = alternate(env, key, st.targets, st.backend, load,
+                            warmup=lambda t: load_with(t, load, env.warmup))
+    md = closed_table(results)
+    if note:
+        md += ["", note]
+    return {"title": title, "what": what, "md": md, "results": results, "kind": "closed"}
+
+
+def load_with(target, load, duration):
+    """`load` with a shorter duration, for warm-ups (loads take the duration as keyword)."""
+    return load(target, duration=duration)
+
+
+def h1(env, key, body):
+    def load(t, duration=None):
+        return wrk(env, t, duration or env.duration, CONNS)
+
+    return _closed(
+        env, key, f"HTTP/1.1 keep-alive, {body:,} B responses, closed loop",
+        f"Maximum throughput: `wrk -t1 -c{CONNS}` (closed loop, keep-alive) through each proxy to a backend "
+        f"answering {body:,}-byte bodies. rps is capped by CPU 0 (client + backend), so CPU-µs per request "
+        "of the proxy is the fair comparison.",
+        Setup(body_bytes=body), load)
+
+
+def h1_0b(env):
+    r = h1(env, "h1-0b", 0)
+    env.nginx_max_rps = med(r["results"]["nginx"], "rps")
+    return r
+
+
+def h1_1k(env):
+    return h1(env, "h1-1k", 1024)
+
+
+def h1_64k(env):
+    r = h1(env, "h1-64k", 64 * 1024)
+    r["md"] += ["", "nginx buffers each response in memory (`proxy_buffers 8 16k`, `proxy_max_temp_file_size 0`: "
+                "no temp files); HAProxy and sluice stream."]
+    return r
+
+
+def nginx_max(env):
+    """nginx's closed-loop maximum (from h1-0b, or measured now) that the open-loop rates scale."""
+    if env.nginx_max_rps is None:
+        with Stack(env, Setup(), kinds=("nginx",), with_direct=False) as st:
+            t = st.targets[0]
+            wrk(env, t, env.warmup, CONNS)
+            env.nginx_max_rps = wrk(env, t, env.duration, CONNS)["rps"]
+    return env.nginx_max_rps
+
+
+def open_loop(env, key, fraction):
+    rate = fraction * nginx_max(env)
+
+    def load(t, duration=None):
+        return loadgen(env, t, duration or env.duration, CONNS, rate=rate)
+
+    with Stack(env, Setup()) as st:
+        for t in st.targets:
+            t.check()
+        results = alternate(env, key, st.targets, st.backend, load, warmup=lambda t: load(t, env.warmup))
+    curves = {name: median_cdf(runs) for name, runs in results.items()}
+    plot = f"latency-open-{int(fraction * 100)}.svg"
+    svg.cdf_chart(os.path.join(env.plots, plot),
+                  f"HTTP/1.1, open loop at {rate:,.0f} req/s ({fraction:.0%} of nginx's max), 0 B",
+                  curves, note=f"median over {env.rounds} round(s) of each quantile; {CONNS} connections; "
+                                "sluice-testkit-load")
+    md = open_table(results, rate) + ["", f"![latency CDF](plots/{plot})"]
+    return {"title": f"Open loop at {fraction:.0%} of nginx's maximum: latency",
+            "what": f"A fixed rate of {fraction:.0%} of nginx's measured closed-loop maximum ({nginx_max(env):,.0f} "
+                    f"rps), the same for every target, from `sluice-testkit-load --rate` over {CONNS} "
+                    "connections. Coordinated omission is handled: each request's latency runs from the time it "
+                    "was scheduled to start, so a stall is charged to every request it delayed. This is where "
+                    "*added latency over direct* is measured.",
+            "md": md, "results": results, "kind": "open", "rate": rate, "plots": [plot]}
+
+
+def open_50(env):
+    return open_loop(env, "open-50", 0.5)
+
+
+def open_80(env):
+    return open_loop(env, "open-80", 0.8)
+
+
+def h2c(env):
+    def load(t, duration=None):
+        return h2load(env, t, duration or env.duration, 4, 8)
+
+    r = _closed(
+        env, "h2c", "h2c (HTTP/2 prior knowledge) downstream, HTTP/1.1 upstream",
+        "`h2load -t1 -c4 -m8` (4 connections × 8 concurrent streams, closed loop) to each proxy's h2c listener; "
+        "the proxies forward over HTTP/1.1 keep-alive. Direct = h2load to the backend over h2c.",
+        Setup(), load,
+        note="nginx: `listen … http2` on a plaintext port (prior knowledge); HAProxy: `bind … proto h2`; "
+             "sluice: the same port sniffs HTTP/1.1 vs h2c.")
+    return r
+
+
+def grpc(env):
+    def load(t, duration=None):
+        return loadgen(env, t, duration or env.duration, 4, proto="grpc", streams=8, host=BENCH_HOST)
+
+    return _closed(
+        env, "grpc", "gRPC unary over h2c, both sides",
+        "`sluice-testkit-load --proto grpc` (4 h2c connections × 8 concurrent unary calls of a 16-byte "
+        "message, closed loop; each reply is checked for HTTP 200, the echoed size and `grpc-status: 0`). "
+        "Upstream is h2c too: nginx `grpc_pass` with keepalive, HAProxy `proto h2`, sluice a Service port "
+        "named `http2` (appProtocol `kubernetes.io/h2c`).",
+        Setup(upstream="h2c"), load)
+
+
+def hosts_10k(env):
+    n = 10_000
+    one, big = Setup(), Setup(hosts=n)
+    with Stack(env, one, kinds=(), with_direct=False) as st:
+        b = st.backend
+        made = []
+        for setup, label in ((one, "1 host"), (big, "10k hosts")):
+            made.append(st.add(start_sluice(env, b, setup, name=f"sluice {label}")))
+            made.append(st.add(start_nginx(env, b, setup, name=f"nginx {label}")))
+            made.append(st.add(start_haproxy(env, b, setup, name=f"haproxy {label}")))
+        for t in st.targets:
+            t.check()
+        order = sorted(st.targets, key=lambda t: (t.kind != "sluice", t.kind, t.name))
+
+        def load(t, duration=None):
+            return wrk(env, t, duration or env.duration, CONNS)
+
+        results = alternate(env, "hosts-10k", order, b, load, warmup=lambda t: load(t, env.warmup))
+        startup = {t.name: t.startup_s for t in order}
+    md = closed_table(results)
+    md += ["", "| proxy | CPU-µs/req, 1 host | CPU-µs/req, 10k hosts | growth | startup with 10k hosts (s) "
+               "| RSS 1 host → 10k (MiB) |", "|---|---|---|---|---|---|"]
+    growth = {}
+    for kind in ("sluice", "nginx", "haproxy"):
+        a, z = results[f"{kind} 1 host"], results[f"{kind} 10k hosts"]
+        ca, cz = med(a, "cpu_us"), med(z, "cpu_us")
+        growth[kind] = None if not ca or not cz else (cz - ca) / ca * 100
+        md.append(f"| {kind} | {fmt(ca, 2)} | {fmt(cz, 2)} | "
+                  f"{'–' if growth[kind] is None else f'{growth[kind]:+.1f}%'} | "
+                  f"{fmt(startup.get(f'{kind} 10k hosts'), 1)} | "
+                  f"{fmt(med(a, 'rss_mib'), 1)} → {fmt(med(z, 'rss_mib'), 1)} |")
+    md += ["", "Startup = from exec to the listener accepting (sluice: manifests read, translated and applied). "
+               "Within the run-to-run spread the growth should be ~0: every proxy looks hosts up in a hash "
+               "(sluice, nginx `server_name`) or a tree (HAProxy `map`)."]
+    return {"title": f"Routing table: {n:,} hosts vs 1 host",
+            "what": f"The same closed-loop HTTP/1.1 load (0 B, c={CONNS}) against each proxy configured with 1 host "
+                    f"and with {n:,}: sluice with {n:,} KIngress objects (one host each) in its manifest directory, "
+                    f"nginx with {n:,} `server` blocks, HAProxy with a {n:,}-line `map` file. Requests go to a host in "
+                    "the middle of the table. Lookup cost must not grow.",
+            "md": md, "results": results, "kind": "hosts", "growth": growth}
+
+
+ROUTE_STATES = [(100, 0), (50, 50), (0, 100), (50, 50)]
+
+
+def _route(i):
+    a, b = ROUTE_STATES[i % len(ROUTE_STATES)]
+    return sluice_ingress("bench", [BENCH_HOST], [("bench", a), ("bench-b", b)], headers={"x-perf-rev": str(i)})
+
+
+class Churn:
+    """Rewrites the route file every `period` seconds while active."""
+
+    def __init__(self, path, period=0.2):
+        self.path, self.period = path, period
+        self.i = 0
+        self.writes = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        next_at = time.time()
+        while not self._stop.is_set():
+            self.i += 1
+            write_atomic(self.path, _route(self.i))
+            self.writes += 1
+            next_at += self.period
+            self._stop.wait(max(0.0, next_at - time.time()))
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def route_churn(env):
+    rate = 0.5 * nginx_max(env)
+    with Stack(env, Setup(), kinds=(), with_direct=False) as st:
+        s = st.add(start_sluice(env, st.backend, Setup(), extra_services=("bench-b",),
+                                files={"route.yaml": _route(0)}))
+        s.check()
+        path = os.path.join(s.conf_dir, "route.yaml")
+        static, churn = variant(s, "sluice, static routes"), variant(s, "sluice, route change every 200 ms")
+        churn.churn = True
+
+        def run_load(t, fn):
+            if getattr(t, "churn", False):
+                with Churn(path) as c:
+                    res = fn(t)
+                res["route_writes"] = c.writes
+                return res
+            return fn(t)
+
+        closed = alternate(env, "churn-closed", [static, churn], st.backend,
+                           lambda t: run_load(t, lambda t: wrk(env, t, env.duration, CONNS)),
+                           warmup=lambda t: wrk(env, t, env.warmup, CONNS))
+        opened = alternate(env, "churn-open", [static, churn], st.backend,
+                           lambda t: run_load(t, lambda t: loadgen(env, t, env.duration, CONNS, rate=rate)),
+                           warmup=lambda t: loadgen(env, t, env.warmup, CONNS, rate=rate))
+    md = ["**Closed loop (wrk, c=32): throughput**", ""] + closed_table(closed)
+    md += ["", "**Open loop at 50% of nginx's maximum: latency**", ""] + open_table(opened, rate)
+    cs, cc = closed["sluice, static routes"], closed["sluice, route change every 200 ms"]
+    os_, oc = opened["sluice, static routes"], opened["sluice, route change every 200 ms"]
+    errors = total(cc, "errors") + total(oc, "errors")
+    applies = total(cc, "snapshot_applies") + total(oc, "snapshot_applies")
+    writes = total(cc, "route_writes") + total(oc, "route_writes")
+    md += ["", f"- Route files written during the churn runs: {writes:.0f}; snapshots applied by sluice: {applies:.0f}.",
+           f"- **Errors during route changes: {errors:.0f}** (must be 0).",
+           f"- Throughput with churn: {ratio(med(cc, 'rps'), med(cs, 'rps'))} of static; "
+           f"CPU-µs/req {fmt(med(cs, 'cpu_us'), 2)} → {fmt(med(cc, 'cpu_us'), 2)}.",
+           f"- Open-loop p50 {fmt(med(os_, 'p50'), 0)} → {fmt(med(oc, 'p50'), 0)} µs, "
+           f"p99 {fmt(med(os_, 'p99'), 0)} → {fmt(med(oc, 'p99'), 0)} µs, "
+           f"p99.9 {fmt(med(os_, 'p999'), 0)} → {fmt(med(oc, 'p999'), 0)} µs."]
+    return {"title": "Route change under load",
+            "what": "sluice alone (route changes are its job, not nginx's or HAProxy's reload), alternating runs "
+                    "with static routes and with the KIngress file rewritten every 200 ms (a split moving between "
+                    "two Services on the same backend, 100/0 → 50/50 → 0/100 → 50/50, and an `appendHeaders` "
+                    "revision). Each write is a new snapshot, compiled and swapped under load.",
+            "md": md, "results": {**closed, **{k + " (open)": v for k, v in opened.items()}}, "kind": "churn",
+            "errors": errors}
+
+
+def upstream_reuse(env):
+    rows = ["| scenario | proxy | backend connections | backend requests | reuse | sluice_upstream_connections_total Δ |",
+            "|---|---|---|---|---|---|"]
+    agg = {}
+    for key, d in env.data.items():
+        if d.get("kind") not in ("closed", "open", "hosts", "churn"):
+            continue
+        for name, runs in d["results"].items():
+            kind = name.split()[0].rstrip(",")
+            if kind == "direct" or not total(runs, "backend_reqs"):
+                continue
+            r = reuse(runs)
+            up = total(runs, "sluice_upstream_conns") if kind == "sluice" else None
+            rows.append(f"| {key} | {name} | {total(runs, 'backend_conns'):,.0f} | {total(runs, 'backend_reqs'):,.0f} "
+                        f"| {r:.3f}% | {'–' if up is None else f'{up:,.0f}'} |")
+            if key in ("h1-0b", "h1-1k", "h1-64k", "open-50", "open-80") and kind in ("sluice", "nginx", "haproxy"):
+                a = agg.setdefault(kind, [0, 0])
+                a[0] += total(runs, "backend_conns")
+                a[1] += total(runs, "backend_reqs")
+    summary = {k: 100 * (1 - c / r) for k, (c, r) in agg.items() if r}
+    md = ["Over the HTTP/1.1 scenarios (0 B, 1 KB, 64 KB closed loop; 50% and 80% open loop), all rounds:", "",
+          "| proxy | upstream reuse |", "|---|---|"]
+    md += [f"| {k} | {v:.3f}% |" for k, v in summary.items()]
+    md += ["", "<details><summary>Per scenario</summary>", "", *rows, "", "</details>"]
+    return {"title": "Upstream connection reuse",
+            "what": "Backend-side counts around every run: TCP connections the backend accepted vs requests it "
+                    "served (`GET /__backend/stats` on sluice-testkit-backend), so reuse = 1 − connections ÷ "
+                    "requests, the same for every proxy. For sluice, `sluice_upstream_connections_total` from its "
+                    "admin `/metrics` is shown alongside.",
+            "md": md, "results": {}, "kind": "reuse", "summary": summary}
+
+
+def profile(env):
+    """A flat CPU profile of sluice under the h1-0b load (perf record, cpu-clock)."""
+    perf = subprocess.run(["perf", "--version"], capture_output=True, text=True)
+    if perf.returncode != 0:
+        return {"title": "Where sluice's CPU goes", "what": "", "kind": "pending", "results": {},
+                "md": ["`perf` is not usable here (`apt-get install linux-perf`); no profile taken."]}
+    data = os.path.join(env.workdir, "perf.data")
+    with Stack(env, Setup(), kinds=("sluice",), with_direct=False) as st:
+        s = st.targets[0]
+        wrk(env, s, env.warmup, CONNS)
+        argv = ["perf", "record", "-e", "cpu-clock", "-F", "1999", "-p", str(s.pids()[0]), "-o", data, "--",
+                "sleep", str(env.duration)]
+        env.log.add("perf record", argv)
+        rec = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res = measure(env, s, st.backend, lambda t: wrk(env, t, env.duration, CONNS))
+        rec.wait(timeout=env.duration + 30)
+    def report(*extra):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", *extra],
+                           capture_output=True, text=True, timeout=300)
+        rows = []
+        for ln in r.stdout.splitlines():
+            m = re.match(r"^\s*([\d.]+)%\s+(\S+)(?:\s+\[(.)\]\s+(.*?))?(?:\s+-\s+-)?\s*$", ln)
+            if m:
+                rows.append((float(m.group(1)), m.group(2), m.group(3), (m.group(4) or "").strip()))
+        return rows
+
+    by_dso = report("--sort", "dso")
+    symbols = report("--sort", "dso,symbol", "--percent-limit", "0.7")
+    user = sum(p for p, dso, _, _ in by_dso if not dso.startswith("[kernel"))
+    per_req = res["cpu_us"] if res.get("cpu_us") else None
+    table = ["| self % | object | symbol |", "|---|---|---|"]
+    for pct, dso, kind, sym in symbols[:35]:
+        sym = sym if len(sym) <= 110 else sym[:107] + "…"
+        table.append(f"| {pct:.2f} | {dso} | `{sym.replace('|', '/')}` |")
+    md = [f"`perf record -e cpu-clock -F 1999` on sluice during `wrk -t1 -c{CONNS}` (0 B, {res['rps']:,.0f} rps"
+          + (f", {per_req:.2f} CPU-µs/req" if per_req else "") + "). Self time by symbol, ≥ 0.7% of samples; "
+          "no call graphs (the release build has no frame pointers).", "",
+          f"User space {user:.1f}% of samples, kernel {100 - user:.1f}%. By object: "
+          + ", ".join(f"{dso} {p:.1f}%" for p, dso, _, _ in by_dso[:6]), "", *table]
+    return {"title": "Where sluice's CPU goes (profile)", "what": "", "md": md, "results": {}, "kind": "profile"}
+
+
+def tls(env):
+    """Hook: TLS termination (sluice --https vs nginx/HAProxy ssl) once the TLS work lands."""
+    return {"title": "TLS termination", "kind": "pending", "results": {}, "what": "",
+            "md": ["Not measured yet: waiting for sluice's TLS listener to land. Planned: HTTP/1.1 over TLS 1.3 "
+                   "(keep-alive, and a new-handshake-per-request variant) against nginx `ssl` and HAProxy "
+                   "`bind … ssl crt`, same pinned layout; a `tls(env)` hook is in perf/harness/scenarios.py."]}
+
+
+def activator(env):
+    """Hook: cold-start release and 10k buffered requests once the activator lands."""
+    return {"title": "Activator: cold start and buffered requests", "kind": "pending", "results": {}, "what": "",
+            "md": ["Not measured yet: waiting for the activator. Planned: 10k requests held against a Service with "
+                   "no ready endpoint, released when an EndpointSlice becomes ready (time to drain, errors, "
+                   "proxy RSS and CPU while holding); an `activator(env)` hook is in perf/harness/scenarios.py."]}
+
+
+@dataclass
+class Scenario:
+    key: str
+    fn: object
+    in_quick: bool = True
+
+
+SCENARIOS = [
+    Scenario("h1-0b", h1_0b),
+    Scenario("h1-1k", h1_1k),
+    Scenario("h1-64k", h1_64k),
+    Scenario("open-50", open_50),
+    Scenario("open-80", open_80),
+    Scenario("h2c", h2c),
+    Scenario("grpc", grpc),
+    Scenario("hosts-10k", hosts_10k),
+    Scenario("route-change", route_churn),
+    Scenario("tls", tls),
+    Scenario("activator", activator),
+    Scenario("reuse", upstream_reuse),
+    Scenario("profile", profile, in_quick=False),
+]

@@ -1,0 +1,351 @@
+"""The backend and the four targets (direct, sluice, nginx, HAProxy), with their generated configs.
+
+Layout: every proxy runs under `taskset -c 1`; the backend and the load generators under
+`taskset -c 0` (the harness pins itself to CPU 0 too). Each target is started for one `Setup` and
+stopped at the end of the scenario that started it.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .procs import child_pids, cpu_ticks, free_port, http_get, http_json, rss_kib, stop, wait_port
+
+PROXY_CPU = "1"
+CLIENT_CPU = "0"
+BENCH_HOST = "bench.example.com"
+INGRESS_CLASS = "sluice.ingress.networking.knative.dev"
+
+
+def table_host(i):
+    return f"h{i:05d}.bench.example.com"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a scenario needs from the backend and the proxies."""
+
+    body_bytes: int = 0
+    # Upstream protocol for the h2c listener's traffic: "h1" (HTTP/1.1 keep-alive) or "h2c" (gRPC).
+    upstream: str = "h1"
+    # Size of the host routing table; requests go to a host in the middle of it.
+    hosts: int = 1
+
+    @property
+    def request_host(self):
+        return BENCH_HOST if self.hosts == 1 else table_host(self.hosts // 2)
+
+
+class Backend:
+    """`sluice-testkit-backend` on CPU 0, with its connection/request counters."""
+
+    def __init__(self, env, body_bytes):
+        self.port = free_port()
+        argv = ["taskset", "-c", CLIENT_CPU, os.path.join(env.bin_dir, "sluice-testkit-backend"),
+                "--listen", f"127.0.0.1:{self.port}", "--body-bytes", str(body_bytes)]
+        env.log.add("backend", argv)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+
+    @property
+    def pids(self):
+        return [self.proc.pid]
+
+    def stats(self):
+        """(connections accepted, requests served) so far. The count includes this call's own
+        connection, so the difference of two calls is one more than the connections in between."""
+        s = http_json(self.port, "/__backend/stats")
+        return s["connections"], s["requests"]
+
+    def stop(self):
+        stop(self.proc)
+
+
+class Target:
+    """One thing a load generator can be pointed at."""
+
+    def __init__(self, name, kind, port, h2c_port, host, pid_fn=lambda: [], procs=(), admin_port=None,
+                 startup_s=None):
+        self.name, self.kind, self.port, self.h2c_port, self.host = name, kind, port, h2c_port, host
+        self._pid_fn = pid_fn
+        self.procs = list(procs)
+        self.admin_port = admin_port
+        self.startup_s = startup_s
+        self.conf_dir = None
+
+    def pids(self):
+        return self._pid_fn()
+
+    def cpu(self):
+        return cpu_ticks(self.pids())
+
+    def rss_kib(self):
+        pids = self.pids()
+        return rss_kib(pids) if pids else None
+
+    def metrics(self):
+        """sluice's admin /metrics as {name: summed value}; None for other targets."""
+        if self.admin_port is None:
+            return None
+        status, body = http_get(self.admin_port, "/metrics")
+        if status != 200:
+            return None
+        out = {}
+        for line in body.decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name_labels, _, value = line.rpartition(" ")
+            name = name_labels.split("{", 1)[0]
+            try:
+                out[name] = out.get(name, 0.0) + float(value)
+            except ValueError:
+                pass
+        return out
+
+    def check(self, host=None, path="/"):
+        """One request through the target; raises unless it answers 200."""
+        status, body = http_get(self.port, path, host or self.host)
+        if status != 200:
+            raise RuntimeError(f"{self.name}: GET {path} Host {host or self.host} answered {status}: {body[:200]!r}")
+
+    def stop(self):
+        for p in self.procs:
+            stop(p)
+
+
+def direct(backend, setup):
+    return Target("direct", "direct", backend.port, backend.port, setup.request_host)
+
+
+# --- sluice -----------------------------------------------------------------------------------
+
+def sluice_service(name, backend_port, upstream):
+    port_name = "http2" if upstream == "h2c" else "http"
+    app = "\n    appProtocol: kubernetes.io/h2c" if upstream == "h2c" else ""
+    return f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: perf}}
+spec:
+  ports:
+  - name: {port_name}
+    port: 80
+    targetPort: {backend_port}{app}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: perf, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: {port_name}, port: {backend_port}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+---
+"""
+
+
+def sluice_ingress(name, hosts, splits, headers=None):
+    """A KIngress `perf/name` for `hosts`, splitting over [(service, percent)]."""
+    split_lines = "".join(
+        f"        - {{serviceNamespace: perf, serviceName: {svc}, servicePort: 80, percent: {pct}}}\n"
+        for svc, pct in splits)
+    append = ""
+    if headers:
+        append = "        appendHeaders: {" + ", ".join(f"{k}: {v!r}" for k, v in headers.items()) + "}\n"
+    return f"""apiVersion: networking.internal.knative.dev/v1alpha1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: perf
+  annotations: {{networking.knative.dev/ingress.class: {INGRESS_CLASS}}}
+spec:
+  rules:
+  - hosts: [{", ".join(hosts)}]
+    visibility: ExternalIP
+    http:
+      paths:
+      - splits:
+{split_lines}{append}---
+"""
+
+
+def write_atomic(path, text):
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=None):
+    """sluice --threads 1 on CPU 1, from a fresh manifest directory.
+
+    `files` ({filename: text}) replaces the default ingress file (the route-change scenario owns
+    its ingress file); extra_services adds Services that point at the same backend.
+    """
+    conf = os.path.join(env.workdir, f"{name.replace(' ', '-')}-{free_port()}")
+    os.makedirs(conf)
+    services = sluice_service("bench", backend.port, setup.upstream)
+    for svc in extra_services:
+        services += sluice_service(svc, backend.port, setup.upstream)
+    write_atomic(os.path.join(conf, "services.yaml"), services)
+    if files is None:
+        if setup.hosts == 1:
+            files = {"ingress.yaml": sluice_ingress("bench", [BENCH_HOST], [("bench", 100)])}
+        else:
+            files = {"ingress.yaml": "".join(
+                sluice_ingress(f"bench-{i:05d}", [table_host(i)], [("bench", 100)])
+                for i in range(setup.hosts))}
+    for fname, text in files.items():
+        write_atomic(os.path.join(conf, fname), text)
+    port, internal, admin = free_port(), free_port(), free_port()
+    argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
+            "--http", f"127.0.0.1:{port}", "--internal-http", f"127.0.0.1:{internal}",
+            "--admin", f"127.0.0.1:{admin}", "--threads", "1", "--shutdown-grace", "1s"]
+    env.log.add("sluice", argv)
+    t0 = time.time()
+    proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"})
+    wait_port(port, timeout=300, proc=proc)
+    t = Target(name, "sluice", port, port, setup.request_host, lambda: [proc.pid], [proc],
+               admin_port=admin, startup_s=time.time() - t0)
+    t.conf_dir = conf
+    return t
+
+
+# --- nginx ------------------------------------------------------------------------------------
+
+def nginx_conf(workdir, port, h2c_port, backend_port, setup):
+    if setup.hosts == 1:
+        names = [BENCH_HOST]
+    else:
+        names = [table_host(i) for i in range(setup.hosts)]
+    proxy = """      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;"""
+    servers = "".join(f"""
+  server {{
+    listen 127.0.0.1:{port};
+    server_name {n};
+    location / {{
+{proxy}
+    }}
+  }}""" for n in names)
+    h2c = ""
+    if setup.hosts == 1:
+        inner = "      grpc_pass grpc://be_h2;" if setup.upstream == "h2c" else proxy
+        h2c = f"""
+  server {{
+    listen 127.0.0.1:{h2c_port} http2;
+    location / {{
+{inner}
+    }}
+  }}"""
+    return f"""worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+pid {workdir}/nginx-{port}.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server_names_hash_max_size 65536;
+  server_names_hash_bucket_size 128;
+  proxy_buffer_size 16k;
+  proxy_buffers 8 16k;
+  proxy_busy_buffers_size 32k;
+  proxy_max_temp_file_size 0;
+  client_body_temp_path {workdir}/nginx-body;
+  proxy_temp_path {workdir}/nginx-proxy;
+  fastcgi_temp_path {workdir}/nginx-fastcgi;
+  uwsgi_temp_path {workdir}/nginx-uwsgi;
+  scgi_temp_path {workdir}/nginx-scgi;
+  upstream be {{ server 127.0.0.1:{backend_port}; keepalive 1024; keepalive_requests 1000000; }}
+  upstream be_h2 {{ server 127.0.0.1:{backend_port}; keepalive 1024; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} default_server;
+    return 404;
+  }}{servers}{h2c}
+}}
+"""
+
+
+def start_nginx(env, backend, setup, name="nginx"):
+    port, h2c_port = free_port(), free_port()
+    conf = os.path.join(env.workdir, f"nginx-{port}.conf")
+    text = nginx_conf(env.workdir, port, h2c_port, backend.port, setup)
+    with open(conf, "w") as f:
+        f.write(text)
+    env.configs.setdefault(f"nginx ({setup.upstream} upstream)" if setup.hosts == 1 else None, text)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = ["taskset", "-c", PROXY_CPU, nginx, "-c", conf, "-e", f"{env.workdir}/nginx-error.log"]
+    env.log.add("nginx", argv)
+    t0 = time.time()
+    proc = subprocess.Popen(argv)
+    wait_port(port, timeout=120, proc=proc)
+    return Target(name, "nginx", port, h2c_port, setup.request_host, lambda: child_pids(proc.pid), [proc],
+                  startup_s=time.time() - t0)
+
+
+# --- HAProxy ----------------------------------------------------------------------------------
+
+def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file):
+    h2 = " proto h2" if setup.upstream == "h2c" else ""
+    h2c = ""
+    if setup.hosts == 1:
+        h2c = f"""
+frontend fe_h2c
+  bind 127.0.0.1:{h2c_port} proto h2
+  default_backend be_up
+"""
+    return f"""global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  option http-keep-alive
+  http-reuse always
+
+frontend fe
+  bind 127.0.0.1:{port}
+  use_backend %[req.hdr(host),lower,map({map_file},be_404)]
+{h2c}
+backend be
+  server s1 127.0.0.1:{backend_port}
+
+backend be_up
+  server s1 127.0.0.1:{backend_port}{h2}
+
+backend be_404
+  http-request return status 404
+"""
+
+
+def start_haproxy(env, backend, setup, name="haproxy"):
+    port, h2c_port = free_port(), free_port()
+    map_file = os.path.join(env.workdir, f"haproxy-{port}.map")
+    with open(map_file, "w") as f:
+        if setup.hosts == 1:
+            f.write(f"{BENCH_HOST} be\n")
+        else:
+            f.writelines(f"{table_host(i)} be\n" for i in range(setup.hosts))
+    conf = os.path.join(env.workdir, f"haproxy-{port}.cfg")
+    text = haproxy_conf(env.workdir, port, h2c_port, backend.port, setup, map_file)
+    with open(conf, "w") as f:
+        f.write(text)
+    env.configs.setdefault(f"HAProxy ({setup.upstream} upstream)" if setup.hosts == 1 else None, text)
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    argv = ["taskset", "-c", PROXY_CPU, haproxy, "-f", conf, "-db"]
+    env.log.add("haproxy", argv)
+    t0 = time.time()
+    proc = subprocess.Popen(argv)
+    wait_port(port, timeout=120, proc=proc)
+    return Target(name, "haproxy", port, h2c_port, setup.request_host, lambda: [proc.pid], [proc],
+                  startup_s=time.time() - t0)
+
+
+STARTERS = {"sluice": start_sluice, "nginx": start_nginx, "haproxy": start_haproxy}
