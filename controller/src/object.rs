@@ -21,6 +21,12 @@ pub const VISIBILITY_EXTERNAL_IP: &str = "ExternalIP";
 /// `visibility` value for rules served only on the cluster-local listeners.
 pub const VISIBILITY_CLUSTER_LOCAL: &str = "ClusterLocal";
 
+mod serving;
+pub use serving::{
+    ObjectRef, Revision, RevisionProcess, RevisionResponder, RevisionService, RevisionSpec, Route,
+    RouteSpec, TrafficTarget, MAX_BUFFERED_ANNOTATION, REVISION_LABEL, SLUICE_API_VERSION,
+};
+
 /// Decodes `null` like an absent field: the type's default.
 pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -38,6 +44,8 @@ pub enum Kind {
     EndpointSlice,
     Secret,
     ConfigMap,
+    Route,
+    Revision,
 }
 
 impl Kind {
@@ -49,6 +57,8 @@ impl Kind {
             ("discovery.k8s.io/v1", "EndpointSlice") => Some(Kind::EndpointSlice),
             ("v1", "Secret") => Some(Kind::Secret),
             ("v1", "ConfigMap") => Some(Kind::ConfigMap),
+            (SLUICE_API_VERSION, "Route") => Some(Kind::Route),
+            (SLUICE_API_VERSION, "Revision") => Some(Kind::Revision),
             _ => None,
         }
     }
@@ -58,6 +68,7 @@ impl Kind {
             Kind::Ingress => INGRESS_API_VERSION,
             Kind::Service | Kind::Secret | Kind::ConfigMap => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::Route | Kind::Revision => SLUICE_API_VERSION,
         }
     }
 
@@ -68,6 +79,8 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Route => "Route",
+            Kind::Revision => "Revision",
         }
     }
 }
@@ -454,6 +467,9 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    Route(Route),
+    /// Boxed: by far the largest variant.
+    Revision(Box<Revision>),
 }
 
 /// Why a document of a supported kind could not become an [`Object`].
@@ -488,6 +504,10 @@ impl Object {
             Kind::ConfigMap => {
                 Object::ConfigMap(serde_json::from_value(value).map_err(decode_error)?)
             }
+            Kind::Route => Object::Route(serde_json::from_value(value).map_err(decode_error)?),
+            Kind::Revision => {
+                Object::Revision(serde_json::from_value(value).map_err(decode_error)?)
+            }
         };
         let meta = object.metadata_mut();
         if meta.namespace.is_empty() {
@@ -503,6 +523,8 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Route(_) => Kind::Route,
+            Object::Revision(_) => Kind::Revision,
         }
     }
 
@@ -513,6 +535,8 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Route(o) => &o.metadata,
+            Object::Revision(o) => &o.metadata,
         }
     }
 
@@ -523,6 +547,8 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
+            Object::Route(o) => &mut o.metadata,
+            Object::Revision(o) => &mut o.metadata,
         }
     }
 
@@ -542,6 +568,8 @@ impl Object {
             }
             Object::Secret(o) => serde_json::to_value((&o.type_, &o.data, &o.string_data)),
             Object::ConfigMap(o) => serde_json::to_value(&o.data),
+            Object::Route(o) => serde_json::to_value(&o.spec),
+            Object::Revision(o) => serde_json::to_value(&o.spec),
         };
         value
             .map(|v| v.to_string())

@@ -11,16 +11,31 @@
 //!   version, so `Ready=True` is only ever shown once the data plane serves that generation;
 //! - `lastTransitionTime` changes only when a condition's status changes.
 //!
+//! sluice Routes follow the same pattern with Knative Route's conditions: `AllTrafficAssigned`
+//! (False when the Route or a Revision it names is unusable), `IngressReady` (Unknown
+//! `Uninitialized` until the board sees the snapshot applied, False `DomainConflict`) and
+//! `Ready`. Revisions get `Ready` only, plus `desiredScale`/`actualScale` from
+//! [`StatusBoard::set_scale`]; the statuses are built in [`crate::translate::routes`].
+//!
 //! Manifest file problems are `ManifestFile` entries (apiVersion `sluice.dev/v1alpha1`) with a
 //! `Ready=False` condition; files without problems have no entry.
 
 use crate::TranslateConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_NETWORK_CONFIGURED: &str = "NetworkConfigured";
 pub const CONDITION_LOAD_BALANCER_READY: &str = "LoadBalancerReady";
+pub const CONDITION_ALL_TRAFFIC_ASSIGNED: &str = "AllTrafficAssigned";
+pub const CONDITION_INGRESS_READY: &str = "IngressReady";
+
+/// What a KIngress's `Ready` is derived from.
+pub const INGRESS_READY_DEPENDENTS: &[&str] =
+    &[CONDITION_NETWORK_CONFIGURED, CONDITION_LOAD_BALANCER_READY];
+/// What a sluice Route's `Ready` is derived from.
+pub const ROUTE_READY_DEPENDENTS: &[&str] =
+    &[CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY];
 
 pub const STATUS_TRUE: &str = "True";
 pub const STATUS_FALSE: &str = "False";
@@ -59,6 +74,12 @@ pub struct Status {
     pub public_load_balancer: Option<LoadBalancerStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_load_balancer: Option<LoadBalancerStatus>,
+    /// Revisions only: the autoscaler's latest decision (absent before its first one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_scale: Option<i32>,
+    /// Revisions only: instances ready to take requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_scale: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +166,11 @@ impl Status {
     /// `LoadBalancerReady` are both True, False (with that condition's reason and message) if
     /// either is False, otherwise Unknown. NetworkConfigured is consulted first.
     pub fn derive_ready(&mut self) {
-        let dependents = [CONDITION_NETWORK_CONFIGURED, CONDITION_LOAD_BALANCER_READY];
+        self.derive_ready_from(INGRESS_READY_DEPENDENTS);
+    }
+
+    /// The living condition set over `dependents`, consulted in order.
+    pub fn derive_ready_from(&mut self, dependents: &[&str]) {
         let state = |status: &str| {
             dependents
                 .iter()
@@ -226,11 +251,21 @@ impl ObjectStatus {
     /// Translated, and waiting only for the data plane.
     fn awaits_load_balancer(&self) -> bool {
         let is = |t: &str, s: &str| self.status.condition(t).is_some_and(|c| c.status == s);
-        self.kind == "Ingress"
-            && is(CONDITION_NETWORK_CONFIGURED, STATUS_TRUE)
-            && is(CONDITION_LOAD_BALANCER_READY, STATUS_UNKNOWN)
+        match self.kind.as_str() {
+            "Ingress" => {
+                is(CONDITION_NETWORK_CONFIGURED, STATUS_TRUE)
+                    && is(CONDITION_LOAD_BALANCER_READY, STATUS_UNKNOWN)
+            }
+            "Route" => {
+                is(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_TRUE)
+                    && is(CONDITION_INGRESS_READY, STATUS_UNKNOWN)
+            }
+            _ => false,
+        }
     }
 }
+
+const REVISION_KIND: &str = "Revision";
 
 /// How many snapshot versions the board remembers for [`StatusBoard::applied`].
 const REMEMBERED_VERSIONS: usize = 256;
@@ -244,6 +279,8 @@ pub struct StatusBoard {
     /// Snapshot version → sequence number of the latest `update` that carried it.
     versions: BTreeMap<String, u64>,
     next_sequence: u64,
+    /// Revision `(namespace, name)` → (desired, actual) from [`StatusBoard::set_scale`].
+    scales: BTreeMap<(String, String), (Option<i32>, u32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -272,6 +309,7 @@ impl StatusBoard {
             entries: BTreeMap::new(),
             versions: BTreeMap::new(),
             next_sequence: 0,
+            scales: BTreeMap::new(),
         }
     }
 
@@ -293,6 +331,14 @@ impl StatusBoard {
         }
 
         let mut previous = std::mem::take(&mut self.entries);
+        let revisions: BTreeSet<(&str, &str)> = statuses
+            .iter()
+            .filter(|s| s.kind == REVISION_KIND)
+            .map(|s| (s.namespace.as_str(), s.name.as_str()))
+            .collect();
+        self.scales.retain(|(namespace, name), _| {
+            revisions.contains(&(namespace.as_str(), name.as_str()))
+        });
         let mut changed = false;
         for translated in statuses {
             let key = translated.key();
@@ -345,6 +391,38 @@ impl StatusBoard {
         changed
     }
 
+    /// Records a Revision's scale as the autoscaler sees it: `desired` is its latest decision
+    /// (None before the first), `actual` the ready instances. Kept across [`StatusBoard::update`]
+    /// calls until an update no longer lists the Revision. Returns true if the shown status
+    /// changed.
+    pub fn set_scale(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        desired: Option<i32>,
+        actual: u32,
+    ) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        if self.scales.get(&key) == Some(&(desired, actual)) {
+            return false;
+        }
+        self.scales.insert(key, (desired, actual));
+        let entry_key = (
+            REVISION_KIND.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let Some(entry) = self.entries.get_mut(&entry_key) else {
+            return false;
+        };
+        let status = &mut entry.shown.status;
+        let actual = Some(i32::try_from(actual).unwrap_or(i32::MAX));
+        let changed = status.desired_scale != desired || status.actual_scale != actual;
+        status.desired_scale = desired;
+        status.actual_scale = actual;
+        changed
+    }
+
     /// All statuses, sorted by kind, namespace and name.
     pub fn list(&self) -> Vec<ObjectStatus> {
         self.entries.values().map(|e| e.shown.clone()).collect()
@@ -365,12 +443,26 @@ impl StatusBoard {
     ) -> ObjectStatus {
         let mut shown = translated.clone();
         if lb_ready && translated.awaits_load_balancer() {
-            shown
-                .status
-                .set_condition(Condition::new(CONDITION_LOAD_BALANCER_READY, STATUS_TRUE));
-            shown.status.public_load_balancer = Some(self.public_lb.clone());
-            shown.status.private_load_balancer = Some(self.private_lb.clone());
-            shown.status.derive_ready();
+            if translated.kind == "Route" {
+                shown
+                    .status
+                    .set_condition(Condition::new(CONDITION_INGRESS_READY, STATUS_TRUE));
+                shown.status.derive_ready_from(ROUTE_READY_DEPENDENTS);
+            } else {
+                shown
+                    .status
+                    .set_condition(Condition::new(CONDITION_LOAD_BALANCER_READY, STATUS_TRUE));
+                shown.status.public_load_balancer = Some(self.public_lb.clone());
+                shown.status.private_load_balancer = Some(self.private_lb.clone());
+                shown.status.derive_ready();
+            }
+        }
+        if translated.kind == REVISION_KIND {
+            let key = (translated.namespace.clone(), translated.name.clone());
+            if let Some(&(desired, actual)) = self.scales.get(&key) {
+                shown.status.desired_scale = desired;
+                shown.status.actual_scale = Some(i32::try_from(actual).unwrap_or(i32::MAX));
+            }
         }
         for condition in &mut shown.status.conditions {
             let before = previous.and_then(|p| p.status.condition(&condition.type_));

@@ -7,7 +7,10 @@
 //! - a first-seen sequence number, which decides "older wins" when `creationTimestamp` is
 //!   absent. It survives updates and is reassigned only after a delete.
 
-use crate::object::{EndpointSlice, Ingress, Kind, Object, ObjectKey, Service, SERVICE_NAME_LABEL};
+use crate::object::{
+    ConfigMap, EndpointSlice, Ingress, Kind, Object, ObjectKey, Revision, Route, Service,
+    SERVICE_NAME_LABEL,
+};
 use std::collections::BTreeMap;
 
 /// One stored object with its bookkeeping.
@@ -24,6 +27,22 @@ pub struct Entry {
 #[derive(Clone, Copy, Debug)]
 pub struct StoredIngress<'a> {
     pub ingress: &'a Ingress,
+    pub generation: i64,
+    pub sequence: u64,
+}
+
+/// A stored sluice Route with its bookkeeping.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRoute<'a> {
+    pub route: &'a Route,
+    pub generation: i64,
+    pub sequence: u64,
+}
+
+/// A stored sluice Revision with its bookkeeping.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRevision<'a> {
+    pub revision: &'a Revision,
     pub generation: i64,
     pub sequence: u64,
 }
@@ -114,11 +133,58 @@ impl Store {
         }
     }
 
+    /// All sluice Routes, ordered by namespace and name.
+    pub fn routes(&self) -> impl Iterator<Item = StoredRoute<'_>> {
+        self.of_kind(Kind::Route)
+            .filter_map(|entry| match &entry.object {
+                Object::Route(route) => Some(StoredRoute {
+                    route,
+                    generation: entry.generation,
+                    sequence: entry.sequence,
+                }),
+                _ => None,
+            })
+    }
+
+    /// All sluice Revisions, ordered by namespace and name.
+    pub fn revisions(&self) -> impl Iterator<Item = StoredRevision<'_>> {
+        self.of_kind(Kind::Revision)
+            .filter_map(|entry| match &entry.object {
+                Object::Revision(revision) => Some(StoredRevision {
+                    revision,
+                    generation: entry.generation,
+                    sequence: entry.sequence,
+                }),
+                _ => None,
+            })
+    }
+
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        match &self
+            .objects
+            .get(&ObjectKey::new(Kind::ConfigMap, namespace, name))?
+            .object
+        {
+            Object::ConfigMap(config_map) => Some(config_map),
+            _ => None,
+        }
+    }
+
     /// The EndpointSlices of `namespace` labelled `kubernetes.io/service-name=<service>`.
     pub fn endpoint_slices<'a>(
         &'a self,
         namespace: &'a str,
         service: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.labelled_endpoint_slices(namespace, SERVICE_NAME_LABEL, service)
+    }
+
+    /// The EndpointSlices of `namespace` whose label `label` equals `value`.
+    pub fn labelled_endpoint_slices<'a>(
+        &'a self,
+        namespace: &'a str,
+        label: &'a str,
+        value: &'a str,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         let start = ObjectKey::new(Kind::EndpointSlice, namespace, "");
         self.objects
@@ -131,12 +197,7 @@ impl Store {
                 _ => None,
             })
             .filter(move |slice| {
-                slice
-                    .metadata
-                    .labels
-                    .get(SERVICE_NAME_LABEL)
-                    .map(String::as_str)
-                    == Some(service)
+                slice.metadata.labels.get(label).map(String::as_str) == Some(value)
             })
     }
 

@@ -31,6 +31,9 @@
 //! they copy and header-matched paths listed first keep winning over catch-alls. This is
 //! net-kourier's order, under which ACME `/.well-known/...` paths beat `/`.
 //!
+//! **sluice Routes and Revisions** ([`routes`]) go into the same tables and backends, and take
+//! part in the same domain-conflict check.
+//!
 //! Hosts of one table with identical route lists share one [`VirtualHost`]. All output is
 //! sorted; nothing depends on hash-map order.
 
@@ -55,6 +58,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod backend;
+pub mod routes;
 
 pub use backend::ResolveError;
 
@@ -142,8 +146,8 @@ struct Candidate<'a> {
     error: Option<TranslateError>,
 }
 
-/// Translates every class-matching ingress in `store`. Statuses cover exactly those
-/// ingresses, sorted by namespace and name.
+/// Translates every class-matching ingress, and every sluice Route and Revision ([`routes`]),
+/// in `store`. Statuses cover exactly those objects, sorted by kind, namespace and name.
 pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGood) -> Translation {
     let mut resolved = Resolver::new(store);
     let mut candidates = Vec::new();
@@ -190,7 +194,21 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
     last_good.plans.retain(|key, _| seen.contains(key));
 
     candidates.sort_by(|a, b| age_order(a, b));
-    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    // sluice Routes claim hosts in the same age order; seeding `claimed` with the hosts of the
+    // Routes that won rejects exactly the ingresses that lost to one (see `routes`).
+    let claims = candidates.iter().map(|c| routes::Claim {
+        key: c.key.clone(),
+        creation_timestamp: c.stored.ingress.metadata.creation_timestamp.clone(),
+        sequence: c.stored.sequence,
+        hosts: c
+            .plan
+            .rules
+            .iter()
+            .flat_map(|r| r.hosts.iter().cloned())
+            .collect(),
+    });
+    let routed = routes::translate_routes(store, config, claims.collect());
+    let mut claimed: BTreeMap<String, String> = routed.claimed_hosts().collect();
     let mut external: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     let mut internal: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     let mut backends = BTreeMap::new();
@@ -201,15 +219,14 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
             .iter()
             .find_map(|h| claimed.get(*h).map(|holder| (*h, holder)));
         if let Some((host, holder)) = conflict {
-            let message = format!(
-                "{MESSAGE_DOMAIN_CONFLICT}: host {host:?} is already served by ingress {holder}"
-            );
+            let message =
+                format!("{MESSAGE_DOMAIN_CONFLICT}: host {host:?} is already served by {holder}");
             let status = ingress_status(candidate.stored, candidate.error.as_ref(), Some(message));
             statuses.insert(candidate.key, status);
             continue;
         }
         for host in hosts {
-            claimed.insert(host.clone(), owner.clone());
+            claimed.insert(host.clone(), format!("ingress {owner}"));
         }
         for rule in &candidate.plan.rules {
             for host in &rule.hosts {
@@ -231,6 +248,7 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
         let status = ingress_status(candidate.stored, candidate.error.as_ref(), None);
         statuses.insert(candidate.key, status);
     }
+    routed.emit(&mut external, &mut internal, &mut backends, &mut statuses);
 
     Translation {
         snapshot: Snapshot::new(route_table(external), route_table(internal), backends),

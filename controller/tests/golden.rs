@@ -66,4 +66,7 @@ golden_cases! {
     domain_conflict => "domain-conflict",
     missing_service => "missing-service",
     unsupported_documents => "unsupported-documents",
+    route_split_and_tags => "route-split-and-tags",
+    route_missing_revision => "route-missing-revision",
+    revision_kinds => "revision-kinds",
 }

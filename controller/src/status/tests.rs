@@ -285,3 +285,76 @@ fn statuses_serialise_in_knative_shape() {
         }])
     );
 }
+
+fn revision_status(name: &str) -> ObjectStatus {
+    let mut status = Status {
+        observed_generation: 1,
+        ..Status::default()
+    };
+    status.set_condition(Condition::new(CONDITION_READY, STATUS_TRUE));
+    ObjectStatus {
+        api_version: "sluice.dev/v1alpha1".to_string(),
+        kind: "Revision".to_string(),
+        namespace: "ns".to_string(),
+        name: name.to_string(),
+        generation: 1,
+        status,
+    }
+}
+
+fn scale(board: &StatusBoard, name: &str) -> (Option<i32>, Option<i32>) {
+    let status = &board.get("Revision", "ns", name).expect("revision").status;
+    (status.desired_scale, status.actual_scale)
+}
+
+#[test]
+fn set_scale_shows_on_the_revision_and_survives_updates() {
+    let mut board = StatusBoard::default();
+    board.update("v1", vec![revision_status("r")], "t0");
+    assert_eq!(
+        scale(&board, "r"),
+        (None, None),
+        "no scale before the autoscaler reports"
+    );
+
+    assert!(board.set_scale("ns", "r", Some(3), 1));
+    assert_eq!(scale(&board, "r"), (Some(3), Some(1)));
+    assert!(!board.set_scale("ns", "r", Some(3), 1), "unchanged");
+
+    // A new translation (same or changed) keeps the last reported scale.
+    assert!(!board.update("v1", vec![revision_status("r")], "t1"));
+    assert_eq!(scale(&board, "r"), (Some(3), Some(1)));
+    let mut changed = revision_status("r");
+    changed.generation = 2;
+    changed.status.observed_generation = 2;
+    board.update("v2", vec![changed], "t2");
+    assert_eq!(scale(&board, "r"), (Some(3), Some(1)));
+
+    assert!(board.set_scale("ns", "r", None, 0));
+    assert_eq!(scale(&board, "r"), (None, Some(0)));
+}
+
+#[test]
+fn set_scale_before_the_revision_appears_is_kept_until_it_is_gone() {
+    let mut board = StatusBoard::default();
+    assert!(!board.set_scale("ns", "r", Some(1), 0), "nothing shown yet");
+    board.update("v1", vec![revision_status("r")], "t0");
+    assert_eq!(scale(&board, "r"), (Some(1), Some(0)));
+
+    // Gone from the translation: the scale goes with it, and a re-created revision starts clean.
+    board.update("v2", vec![], "t1");
+    board.update("v3", vec![revision_status("r")], "t2");
+    assert_eq!(scale(&board, "r"), (None, None));
+}
+
+#[test]
+fn scale_fields_serialise_only_when_set() {
+    let mut board = StatusBoard::default();
+    board.update("v1", vec![revision_status("r")], "t0");
+    let json = serde_json::to_value(board.list()).expect("serialises");
+    assert!(json[0]["status"].get("desiredScale").is_none());
+    board.set_scale("ns", "r", Some(2), 2);
+    let json = serde_json::to_value(board.list()).expect("serialises");
+    assert_eq!(json[0]["status"]["desiredScale"], 2);
+    assert_eq!(json[0]["status"]["actualScale"], 2);
+}
