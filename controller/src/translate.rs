@@ -36,6 +36,13 @@
 //!
 //! Hosts of one table with identical route lists share one [`VirtualHost`]. All output is
 //! sorted; nothing depends on hash-map order.
+//!
+//! **TLS** ([`tls`]). The `spec.tls` entries Knative's per-visibility selection picks become
+//! [`sluice_xds::Certificate`]s, read and validated from their Secrets; a missing or bad Secret
+//! fails the ingress like a missing Service (its last good translation, previous certificate
+//! included, keeps serving). Certificates are listed oldest ingress first, then in spec order,
+//! so on a shared SNI name the older ingress wins, as it does for hosts. `httpOption:
+//! Redirected` sets `https_redirect` on the ingress's routes in the external table only.
 
 use crate::hash::ingress_hash;
 use crate::ingress::{set_defaults, validate, InvalidIngress};
@@ -51,16 +58,21 @@ use crate::status::{
 use crate::store::{Store, StoredIngress};
 use crate::{TranslateConfig, Translation};
 use sluice_xds::{
-    Backend, Forward, HeaderMatch, HeaderValue, Protocol, Route, RouteAction, RouteTable, Snapshot,
-    Split, Target, VirtualHost,
+    Backend, Certificate, Forward, HeaderMatch, HeaderValue, Protocol, Route, RouteAction,
+    RouteTable, Snapshot, Split, Target, VirtualHost,
 };
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod backend;
 pub mod routes;
+pub mod tls;
 
 pub use backend::ResolveError;
+pub use tls::SecretError;
+
+/// `spec.httpOption` value that redirects plain HTTP on ExternalIP rules to HTTPS.
+pub const HTTP_OPTION_REDIRECTED: &str = "Redirected";
 
 /// The header the readiness prober uses (lower-case, as it appears in the snapshot).
 pub const PROBE_HASH_HEADER: &str = "k-network-hash";
@@ -77,6 +89,8 @@ pub enum TranslateError {
         ingress: String,
         error: ResolveError,
     },
+    #[error("ingress {ingress}: {error}")]
+    Secret { ingress: String, error: SecretError },
 }
 
 impl TranslateError {
@@ -85,6 +99,7 @@ impl TranslateError {
         match self {
             TranslateError::Invalid(_) => "InvalidIngress",
             TranslateError::Backend { error, .. } => error.reason(),
+            TranslateError::Secret { error, .. } => error.reason(),
         }
     }
 }
@@ -94,6 +109,7 @@ impl TranslateError {
 #[derive(Clone, Debug, Default)]
 pub struct LastGood {
     plans: BTreeMap<ObjectKey, Plan>,
+    key_pairs: tls::KeyPairChecks,
 }
 
 impl LastGood {
@@ -116,6 +132,10 @@ struct Plan {
     rules: Vec<PlannedRule>,
     /// Backend id → what it refers to.
     backends: BTreeMap<String, BackendRef>,
+    /// With their PEM content, so that a Secret turned bad keeps serving the old one.
+    certificates: Vec<Certificate>,
+    /// `httpOption: Redirected`: the external table's routes redirect plain HTTP.
+    https_redirect: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +181,7 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
         }
         let key = ObjectKey::new(crate::object::Kind::Ingress, &meta.namespace, &meta.name);
         seen.insert(key.clone());
-        let fresh = plan_ingress(stored.ingress, &mut resolved);
+        let fresh = plan_ingress(stored.ingress, &mut resolved, &mut last_good.key_pairs);
         match fresh {
             Ok((plan, backends)) => {
                 last_good.plans.insert(key.clone(), plan.clone());
@@ -192,6 +212,7 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
         }
     }
     last_good.plans.retain(|key, _| seen.contains(key));
+    last_good.key_pairs.sweep();
 
     candidates.sort_by(|a, b| age_order(a, b));
     // sluice Routes claim hosts in the same age order; seeding `claimed` with the hosts of the
@@ -212,6 +233,7 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
     let mut external: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     let mut internal: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     let mut backends = BTreeMap::new();
+    let mut certificates = Vec::new();
     for candidate in candidates {
         let owner = candidate.key.id();
         let hosts: BTreeSet<&String> = candidate.plan.rules.iter().flat_map(|r| &r.hosts).collect();
@@ -234,7 +256,10 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
                     external
                         .entry(host.clone())
                         .or_default()
-                        .extend(rule.routes.iter().cloned());
+                        .extend(rule.routes.iter().map(|route| Route {
+                            https_redirect: candidate.plan.https_redirect,
+                            ..route.clone()
+                        }));
                 }
                 internal
                     .entry(host.clone())
@@ -245,13 +270,21 @@ pub fn translate(store: &Store, config: &TranslateConfig, last_good: &mut LastGo
         for (id, backend) in candidate.backends {
             backends.entry(id).or_insert(backend);
         }
+        certificates.extend(candidate.plan.certificates.iter().cloned());
         let status = ingress_status(candidate.stored, candidate.error.as_ref(), None);
         statuses.insert(candidate.key, status);
     }
     routed.emit(&mut external, &mut internal, &mut backends, &mut statuses);
 
     Translation {
-        snapshot: Snapshot::new(route_table(external), route_table(internal), backends),
+        snapshot: Snapshot {
+            external: route_table(external),
+            internal: route_table(internal),
+            backends,
+            certificates,
+            ..Snapshot::default()
+        }
+        .sealed(),
         statuses: statuses.into_values().collect(),
     }
 }
@@ -305,6 +338,7 @@ fn ingress_status(
 fn plan_ingress(
     ingress: &Ingress,
     resolver: &mut Resolver<'_>,
+    key_pairs: &mut tls::KeyPairChecks,
 ) -> Result<(Plan, BTreeMap<String, Backend>), TranslateError> {
     let meta = &ingress.metadata;
     let owner = format!("{}/{}", meta.namespace, meta.name);
@@ -313,9 +347,18 @@ fn plan_ingress(
     validate(&meta.namespace, &meta.name, &spec)?;
     let hash = ingress_hash(&meta.namespace, &meta.name, &spec);
 
+    let certificates =
+        tls::plan_certificates(resolver.store, &spec, key_pairs).map_err(|error| {
+            TranslateError::Secret {
+                ingress: owner.clone(),
+                error,
+            }
+        })?;
     let mut plan = Plan {
         rules: Vec::with_capacity(spec.rules.len()),
         backends: BTreeMap::new(),
+        certificates,
+        https_redirect: spec.http_option == HTTP_OPTION_REDIRECTED,
     };
     let mut resolved = BTreeMap::new();
     for (i, rule) in spec.rules.iter().enumerate() {
@@ -417,6 +460,7 @@ fn path_route(owner: &str, id: String, path: &HttpIngressPath, probe_hash: Optio
             set_headers: header_values(sets),
             splits,
         }),
+        https_redirect: false,
     }
 }
 

@@ -69,4 +69,7 @@ golden_cases! {
     route_split_and_tags => "route-split-and-tags",
     route_missing_revision => "route-missing-revision",
     revision_kinds => "revision-kinds",
+    tls_certificates_per_visibility => "tls",
+    https_redirect_external_only => "https-redirect",
+    bad_secrets_fail_only_their_ingress => "bad-secret",
 }

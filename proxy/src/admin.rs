@@ -46,7 +46,7 @@ impl AdminApp {
                 Response::new(ResponseBody::full(self.gateway.metrics.render())),
                 "text/plain; version=0.0.4",
             ),
-            "/config" => json(&*self.gateway.router().snapshot),
+            "/config" => json(&redacted(&self.gateway.router().snapshot)),
             "/status" => {
                 let board = self
                     .state
@@ -58,6 +58,19 @@ impl AdminApp {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+/// The snapshot as JSON with every certificate's private key replaced.
+fn redacted(snapshot: &sluice_xds::Snapshot) -> serde_json::Value {
+    let mut value = serde_json::to_value(snapshot).unwrap_or_default();
+    if let Some(certificates) = value.get_mut("certificates").and_then(|c| c.as_array_mut()) {
+        for certificate in certificates {
+            if let Some(key) = certificate.get_mut("keyPem") {
+                *key = serde_json::Value::from("<redacted>");
+            }
+        }
+    }
+    value
 }
 
 fn with_type(

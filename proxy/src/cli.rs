@@ -30,7 +30,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway from a directory of Kubernetes-shaped manifests.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the gateway on a bundled example with local demo backends, and print what to try.
     Demo(DemoArgs),
 }
@@ -53,9 +53,20 @@ pub struct GatewayArgs {
         default_value = "0.0.0.0:8081"
     )]
     pub internal_http: Vec<String>,
-    /// External HTTPS listener (served once TLS support lands; accepted now).
-    #[arg(long, env = "SLUICE_HTTPS")]
-    pub https: Option<String>,
+    /// External HTTPS listener(s): TLS 1.2/1.3, ALPN h2 and http/1.1, certificates by SNI from
+    /// the KIngress `spec.tls` Secrets (ExternalIP selection). None by default.
+    #[arg(long, env = "SLUICE_HTTPS", value_delimiter = ',')]
+    pub https: Vec<String>,
+    /// Cluster-local HTTPS listener(s): every rule, certificates of the ClusterLocal selection.
+    #[arg(long, env = "SLUICE_INTERNAL_HTTPS", value_delimiter = ',')]
+    pub internal_https: Vec<String>,
+    /// PEM certificate chain served when a client's SNI matches no certificate (or it sends
+    /// none). Without it such handshakes fail.
+    #[arg(long, env = "SLUICE_DEFAULT_CERTIFICATE", requires = "default_key")]
+    pub default_certificate: Option<PathBuf>,
+    /// PEM private key of `--default-certificate`.
+    #[arg(long, env = "SLUICE_DEFAULT_KEY", requires = "default_certificate")]
+    pub default_key: Option<PathBuf>,
     /// Admin listener: /ready, /healthz, /metrics, /config, /status.
     #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9901")]
     pub admin: String,

@@ -52,7 +52,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let gateway = GatewayArgs {
         http: vec![args.http.clone()],
         internal_http: vec![],
-        https: None,
+        https: vec![],
+        internal_https: vec![],
+        default_certificate: None,
+        default_key: None,
         admin: args.admin.clone(),
         ingress_class: "sluice.ingress.networking.knative.dev".into(),
         public_lb_domain: "sluice.sluice-system.svc.cluster.local".into(),

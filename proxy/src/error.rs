@@ -53,3 +53,17 @@ impl ProxyError {
         response
     }
 }
+
+/// `httpOption: Redirected`: 301 to `https://<host><path?query>` (Envoy's `https_redirect`).
+/// `host` is already normalised (lower case, no port).
+pub fn https_redirect(
+    host: &str,
+    path_and_query: &str,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let location = HeaderValue::try_from(format!("https://{host}{path_and_query}"))
+        .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}

@@ -82,6 +82,9 @@ async fn forward(
         .get(header::HOST)
         .cloned()
         .or_else(|| authority_value(req.uri()));
+    if let Some(redirect) = https_redirect(gateway, conn, &req, original_host.as_ref(), matched)? {
+        return Ok(redirect);
+    }
     let selection = select(gateway, conn, &req, original_host.as_ref(), matched).await?;
     let protocol = selection.backend.protocol;
     let websocket = is_websocket(&req);
@@ -97,6 +100,39 @@ async fn forward(
         parts,
         ResponseBody::upstream(body, checkin, in_flight),
     ))
+}
+
+/// `httpOption: Redirected`: a plaintext request on the external listener whose route
+/// redirects gets a 301 to https. Costs one flag check when no route redirects.
+fn https_redirect(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    host: Option<&HeaderValue>,
+    matched: &mut Option<Arc<Route>>,
+) -> Result<Option<Response<ResponseBody>>, ProxyError> {
+    if conn.listener != Listener::External || conn.proto.as_bytes() != b"http" {
+        return Ok(None);
+    }
+    let router = gateway.router();
+    if !router.has_https_redirects(conn.listener) {
+        return Ok(None);
+    }
+    let Some(Ok(raw)) = host.map(HeaderValue::to_str) else {
+        return Ok(None);
+    };
+    let mut buf = [0u8; 256];
+    let Some(host) = normalize_host(raw, &mut buf) else {
+        return Ok(None);
+    };
+    let route = match router.route(conn.listener, host, req.uri().path(), req.headers()) {
+        Some(route) if route.https_redirect => route.clone(),
+        _ => return Ok(None),
+    };
+    drop(router);
+    *matched = Some(route);
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    crate::error::https_redirect(host, path_and_query).map(Some)
 }
 
 /// Routes the request and picks an endpoint. A backend with no ready endpoint holds the

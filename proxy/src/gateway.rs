@@ -37,6 +37,8 @@ pub struct Gateway {
     pub settings: Settings,
     /// Open downstream connections plus upgraded tunnels; the drain waits for zero.
     pub open_connections: Arc<AtomicUsize>,
+    /// The HTTPS listeners' certificates, swapped with the router.
+    pub tls: crate::tls::Certificates,
 }
 
 impl Gateway {
@@ -47,7 +49,17 @@ impl Gateway {
             metrics,
             settings,
             open_connections: Arc::default(),
+            tls: crate::tls::Certificates::new(None),
         }
+    }
+
+    /// Serves `default` to TLS clients whose SNI names no certificate of the snapshot.
+    pub fn with_default_certificate(
+        mut self,
+        default: Option<Arc<pingora::tls::sign::CertifiedKey>>,
+    ) -> Self {
+        self.tls = crate::tls::Certificates::new(default);
+        self
     }
 
     /// The current router. Callers must not hold it across an `.await`.
@@ -75,6 +87,9 @@ impl Gateway {
             }
         };
         let version = router.version().to_string();
+        if current.snapshot.certificates != router.snapshot.certificates {
+            self.tls.apply(&router.snapshot.certificates);
+        }
         self.router.store(Arc::new(router));
         self.changes.send_modify(|n| *n += 1);
         self.metrics.snapshot_info.reset();

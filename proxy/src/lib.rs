@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod source;
+pub mod tls;
 pub mod upstream;
 
 use anyhow::Context;
@@ -29,19 +30,24 @@ use std::sync::Arc;
 
 /// Runs the gateway on a manifest directory until shutdown.
 pub fn run_gateway(config: PathBuf, args: &cli::GatewayArgs) -> anyhow::Result<()> {
-    if let Some(https) = &args.https {
-        tracing::warn!(%https, "--https is accepted but TLS is not served yet; ignoring it");
-    }
+    let default_certificate = match (&args.default_certificate, &args.default_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::load_default(cert, key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("--default-certificate and --default-key go together"),
+    };
     let metrics = metrics::Metrics::new(prometheus::default_registry().clone())
         .context("registering metrics")?;
-    let gateway = Arc::new(gateway::Gateway::new(
-        metrics,
-        gateway::Settings {
-            connect_timeout: args.connect_timeout,
-            hold_timeout: args.hold_timeout,
-            max_held_per_backend: args.max_held_requests,
-        },
-    ));
+    let gateway = Arc::new(
+        gateway::Gateway::new(
+            metrics,
+            gateway::Settings {
+                connect_timeout: args.connect_timeout,
+                hold_timeout: args.hold_timeout,
+                max_held_per_backend: args.max_held_requests,
+            },
+        )
+        .with_default_certificate(default_certificate),
+    );
     let translate_config = sluice_controller::TranslateConfig {
         ingress_class: args.ingress_class.clone(),
         public_lb_domain: args.public_lb_domain.clone(),
@@ -57,6 +63,8 @@ pub fn run_gateway(config: PathBuf, args: &cli::GatewayArgs) -> anyhow::Result<(
         server::RunConfig {
             http: args.http.clone(),
             internal_http: args.internal_http.clone(),
+            https: args.https.clone(),
+            internal_https: args.internal_https.clone(),
             admin: Some(args.admin.clone()),
             threads,
             shutdown_grace: args.shutdown_grace,

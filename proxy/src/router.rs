@@ -50,6 +50,7 @@ struct Table {
     hosts: HashMap<Box<str>, usize>,
     wildcard: Option<usize>,
     virtual_hosts: Vec<Box<[Arc<Route>]>>,
+    https_redirects: bool,
 }
 
 /// One compiled route.
@@ -62,6 +63,8 @@ pub struct Route {
     pub splits: Box<[Split]>,
     total_weight: u32,
     pub metrics: Arc<RouteMetrics>,
+    /// Plain HTTP gets a 301 to https instead (`httpOption: Redirected`).
+    pub https_redirect: bool,
 }
 
 pub struct Split {
@@ -111,6 +114,16 @@ impl Router {
         &self.snapshot.version
     }
 
+    /// Whether any route of `listener`'s table redirects plain HTTP to https: lets the request
+    /// path skip the redirect lookup when none does.
+    pub fn has_https_redirects(&self, listener: Listener) -> bool {
+        let table = match listener {
+            Listener::External => &self.external,
+            Listener::Internal => &self.internal,
+        };
+        table.https_redirects
+    }
+
     /// Finds the route for a request. `host` must already be normalised (see [`normalize_host`]).
     pub fn route(
         &self,
@@ -154,6 +167,7 @@ impl Table {
                     .entry(route.owner.clone())
                     .or_insert_with(|| Arc::new(RouteMetrics::new(metrics, &route.owner)))
                     .clone();
+                table.https_redirects |= route.https_redirect;
                 routes.push(Arc::new(Route::compile(route, backends, metrics)?));
             }
             table.virtual_hosts.push(routes.into_boxed_slice());
@@ -238,6 +252,7 @@ impl Route {
             splits: splits.into_boxed_slice(),
             total_weight: cumulative,
             metrics,
+            https_redirect: spec.https_redirect,
         })
     }
 

@@ -122,6 +122,10 @@ impl BackgroundService for Drainer {
 pub struct RunConfig {
     pub http: Vec<String>,
     pub internal_http: Vec<String>,
+    /// External HTTPS listeners (TLS, certificates from `gateway.tls.external`).
+    pub https: Vec<String>,
+    /// Cluster-local HTTPS listeners (certificates from `gateway.tls.internal`).
+    pub internal_https: Vec<String>,
     pub admin: Option<String>,
     pub threads: usize,
     pub shutdown_grace: Duration,
@@ -169,6 +173,33 @@ pub fn run(config: RunConfig, gateway: Arc<Gateway>, source: ManifestSource) -> 
         // Serve nothing before the first config is applied.
         server.add_service(service).add_dependency(&source_handle);
     }
+    for (name, addrs, listener, resolver) in [
+        (
+            "https-external",
+            &config.https,
+            Listener::External,
+            &gateway.tls.external,
+        ),
+        (
+            "https-internal",
+            &config.internal_https,
+            Listener::Internal,
+            &gateway.tls.internal,
+        ),
+    ] {
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut service = Service::new(
+            name.to_string(),
+            HttpApp::new(gateway.clone(), listener, true),
+        );
+        for addr in addrs {
+            let settings = crate::tls::listener_settings(resolver.clone())?;
+            service.add_tls_with_settings(addr, None, settings);
+        }
+        server.add_service(service).add_dependency(&source_handle);
+    }
     server.add_service(background_service(
         "drainer",
         Drainer {
@@ -182,6 +213,8 @@ pub fn run(config: RunConfig, gateway: Arc<Gateway>, source: ManifestSource) -> 
     info!(
         http = ?config.http,
         internal_http = ?config.internal_http,
+        https = ?config.https,
+        internal_https = ?config.internal_https,
         admin = ?config.admin,
         threads = config.threads,
         "sluice starting"

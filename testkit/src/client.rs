@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::tls::{TlsClient, TlsInfo};
 use crate::{bounded, EchoReply, DEFAULT_TIMEOUT};
 
 /// A complete response.
@@ -179,6 +180,7 @@ pub struct H1Client {
     addr: SocketAddr,
     sender: http1::SendRequest<Full<Bytes>>,
     timeout: Duration,
+    tls: Option<TlsInfo>,
     _connection: ConnectionTask,
 }
 
@@ -196,8 +198,36 @@ impl H1Client {
             addr,
             sender,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
             _connection: ConnectionTask(connection),
         })
+    }
+
+    /// Connects over TLS (handshake for `server_name`), bounded by [`DEFAULT_TIMEOUT`].
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &TlsClient,
+        server_name: &str,
+    ) -> anyhow::Result<H1Client> {
+        let (stream, info) = tls.connect(addr, server_name).await?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("http/1.1 handshake with {addr} over tls"))?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(H1Client {
+            addr,
+            sender,
+            timeout: DEFAULT_TIMEOUT,
+            tls: Some(info),
+            _connection: ConnectionTask(connection),
+        })
+    }
+
+    /// What the TLS handshake negotiated (`None` for plaintext).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// Bounds every later call by `timeout` instead of [`DEFAULT_TIMEOUT`].
@@ -258,6 +288,7 @@ pub struct H2cClient {
     addr: SocketAddr,
     sender: http2::SendRequest<Full<Bytes>>,
     timeout: Duration,
+    tls: Option<TlsInfo>,
     _connection: std::sync::Arc<ConnectionTask>,
 }
 
@@ -282,8 +313,43 @@ impl H2cClient {
             addr,
             sender,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
             _connection: std::sync::Arc::new(ConnectionTask(connection)),
         })
+    }
+
+    /// HTTP/2 over TLS: `tls` must offer ALPN h2. Bounded by [`DEFAULT_TIMEOUT`].
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &TlsClient,
+        server_name: &str,
+    ) -> anyhow::Result<H2cClient> {
+        let (stream, info) = tls.connect(addr, server_name).await?;
+        let (sender, connection) = bounded(
+            DEFAULT_TIMEOUT,
+            format!("h2 handshake with {addr} over tls"),
+            async {
+                http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .with_context(|| format!("h2 handshake with {addr} over tls"))
+            },
+        )
+        .await?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(H2cClient {
+            addr,
+            sender,
+            timeout: DEFAULT_TIMEOUT,
+            tls: Some(info),
+            _connection: std::sync::Arc::new(ConnectionTask(connection)),
+        })
+    }
+
+    /// What the TLS handshake negotiated (`None` for h2c).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// Bounds every later call by `timeout` instead of [`DEFAULT_TIMEOUT`].

@@ -329,6 +329,36 @@ impl GrpcClient {
         })
     }
 
+    /// gRPC over TLS (`tls` must offer ALPN h2); the handshake is for `server_name`, requests
+    /// carry `:authority` = `authority`. Bounded by [`DEFAULT_TIMEOUT`].
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &crate::TlsClient,
+        server_name: &str,
+        authority: &str,
+    ) -> anyhow::Result<GrpcClient> {
+        let (stream, _) = tls.connect(addr, server_name).await?;
+        let (sender, connection) = bounded(
+            DEFAULT_TIMEOUT,
+            format!("grpc tls connect to {addr}"),
+            async {
+                h2::client::handshake(stream)
+                    .await
+                    .with_context(|| format!("h2 handshake with {addr} over tls"))
+            },
+        )
+        .await?;
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(GrpcClient {
+            sender,
+            authority: authority.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            _connection: Arc::new(ConnectionTask(connection)),
+        })
+    }
+
     /// Bounds every later step (send, each receive, finish) by `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> GrpcClient {
         self.timeout = timeout;

@@ -29,6 +29,7 @@ mod grpc;
 mod ports;
 mod probe;
 mod serve;
+mod tls;
 mod websocket;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use grpc::{
 };
 pub use ports::{closed_port, free_port};
 pub use probe::{HASH_HEADER, PROBE_HEADER, PROBE_VALUE};
+pub use tls::{leaf_der, TlsClient, TlsInfo, ALPN_H2, ALPN_HTTP1};
 pub use websocket::{ws_roundtrips, WebsocketEchoServer};
 
 /// The bound applied to every client operation unless a client is given another with `with_timeout`.

@@ -27,6 +27,10 @@ pub struct Snapshot {
     pub internal: RouteTable,
     /// Upstreams by display id `ns/svc:port`.
     pub backends: BTreeMap<String, Backend>,
+    /// Server certificates for the HTTPS listeners, chosen by SNI. When two name the same host,
+    /// the earlier one wins (translation orders them oldest ingress first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
 }
 
 impl Snapshot {
@@ -92,6 +96,32 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatch>,
     pub action: RouteAction,
+    /// On a plaintext listener, answer 301 to `https://<host><path?query>` instead of
+    /// forwarding (`httpOption: Redirected`; only ever set in the external table).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub https_redirect: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One server certificate (PEM chain + key) and the SNI names it answers for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    /// Lower-case SNI names: exact, or `*.suffix` for one extra leading label.
+    pub hosts: Vec<String>,
+    /// Served on the external HTTPS listeners.
+    pub external: bool,
+    /// Served on the cluster-local HTTPS listeners.
+    pub internal: bool,
+    /// The Secret it came from, `ns/name`.
+    pub secret: String,
+    /// `tls.crt`: the leaf certificate first, then its chain (PEM).
+    pub cert_pem: String,
+    /// `tls.key` (PEM: PKCS#8, PKCS#1 or SEC1). Redacted wherever the snapshot is shown.
+    pub key_pem: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +244,7 @@ mod tests {
                     set_headers: vec![],
                 }],
             }),
+            https_redirect: true,
         };
         let table = RouteTable {
             virtual_hosts: vec![VirtualHost {
@@ -221,7 +252,20 @@ mod tests {
                 routes: vec![route],
             }],
         };
-        let snap = Snapshot::new(table.clone(), table, BTreeMap::new());
+        let snap = Snapshot {
+            external: table.clone(),
+            internal: table,
+            certificates: vec![Certificate {
+                hosts: vec!["hello.example.com".into(), "*.example.com".into()],
+                external: true,
+                internal: false,
+                secret: "default/hello-tls".into(),
+                cert_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                key_pem: "-----BEGIN PRIVATE KEY-----\n".into(),
+            }],
+            ..Snapshot::default()
+        }
+        .sealed();
         let json = serde_json::to_string(&snap).expect("serialises");
         let back: Snapshot = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, snap);

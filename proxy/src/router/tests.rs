@@ -39,6 +39,7 @@ fn route(
                 })
                 .collect(),
         }),
+        https_redirect: false,
     }
 }
 

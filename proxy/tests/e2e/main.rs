@@ -4,3 +4,4 @@ mod lifecycle;
 mod protocols;
 mod routing;
 mod support;
+mod tls;

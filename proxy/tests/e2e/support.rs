@@ -14,6 +14,10 @@ pub struct Gateway {
     child: Option<Child>,
     pub http: SocketAddr,
     pub internal: SocketAddr,
+    /// External HTTPS listener (`--https`).
+    pub https: SocketAddr,
+    /// Cluster-local HTTPS listener (`--internal-https`).
+    pub internal_https: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
 }
@@ -36,6 +40,7 @@ impl Gateway {
             )))
         };
         let (http, internal, admin) = (port()?, port()?, port()?);
+        let (https, internal_https) = (port()?, port()?);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .arg("--config")
@@ -43,6 +48,8 @@ impl Gateway {
             .args(["--http", &http.to_string()])
             .args(["--internal-http", &internal.to_string()])
             .args(["--admin", &admin.to_string()])
+            .args(["--https", &https.to_string()])
+            .args(["--internal-https", &internal_https.to_string()])
             .args(["--threads", "2", "--shutdown-grace", "10s"])
             .args(extra_args)
             .env(
@@ -56,6 +63,8 @@ impl Gateway {
             child: Some(child),
             http,
             internal,
+            https,
+            internal_https,
             admin,
             dir,
         };
@@ -93,6 +102,10 @@ impl Gateway {
                     // Listeners start right after readiness; wait until they accept.
                     if tokio::net::TcpStream::connect(self.http).await.is_ok()
                         && tokio::net::TcpStream::connect(self.internal).await.is_ok()
+                        && tokio::net::TcpStream::connect(self.https).await.is_ok()
+                        && tokio::net::TcpStream::connect(self.internal_https)
+                            .await
+                            .is_ok()
                     {
                         return Ok(());
                     }
