@@ -258,8 +258,8 @@ def write_report(env, started, elapsed, busy_start, busy_end):
               "figure; *proxy CPU %* shows how busy CPU 1 was.",
               "- **RSS**: `VmRSS` of the proxy at the end of the run.",
               "- **Latency** (open loop) from `sluice-testkit-load --rate`: a request's latency runs from its "
-              "scheduled start, so coordinated omission is accounted for; pacing uses a ticker thread with 1 ns "
-              "timer slack (see `gen. lateness`). Closed-loop latency is not reported as added latency: at "
+              "scheduled start, so coordinated omission is accounted for. Its pacer spins as SCHED_IDLE "
+              "(`chrt --idle 0`), so the backend preempts it at once; `gen. lateness` shows its precision. Closed-loop latency is not reported as added latency: at "
               "saturation it measures queueing, not the proxy.",
               "- **Proxy configs.** nginx: `keepalive 1024` upstream pool, `proxy_http_version 1.1`, "
               "`keepalive_requests 1000000` both sides, access log off, in-memory response buffers; "
@@ -268,9 +268,15 @@ def write_report(env, started, elapsed, busy_start, busy_end):
     lines += ["## Machine and versions", ""] + machine_lines(env.root) + [
         f"- 1-min load average at start {busy_start[0]:.2f} ({busy_start[1]} compiler processes running), "
         f"at the end {busy_end[0]:.2f}", ""]
-    lines += ["## Exact commands", "", "```", f"{cmd}    # this report", *[
-        f"{what:>18}: {line}" for what, line in env.log.entries], "```", "",
-        "Ports are picked free per run; `/tmp/sluice-perf-*` is the work directory.", ""]
+    lines += ["## Exact commands", "", f"`{cmd}` ran these (each distinct command once; ports are picked free "
+              "per run and shown as PORT, `$WORK` is the `/tmp/sluice-perf-*` work directory):", "", "```"]
+    last = None
+    for scenario, what, line in env.log.entries:
+        if scenario != last:
+            lines.append(f"# {scenario}")
+            last = scenario
+        lines.append(f"{line}")
+    lines += ["```", ""]
     if env.configs:
         lines += ["## Generated configs", ""]
         for name, text in env.configs.items():
@@ -314,6 +320,7 @@ def main():
     # From here on the harness (and everything it starts without taskset) stays on CPU 0.
     os.sched_setaffinity(0, {0})
     workdir = tempfile.mkdtemp(prefix="sluice-perf-")
+    log.workdir = workdir
     env = Env(args, bin_dir, workdir, log, root)
     env.plots = os.path.join(root, "perf", "plots")
     os.makedirs(env.plots, exist_ok=True)
@@ -323,6 +330,7 @@ def main():
             if (only and sc.key not in only) or sc.key in skip or (args.quick and not sc.in_quick and sc.key not in only):
                 continue
             t = time.time()
+            log.scenario = sc.key
             print(f"== {sc.key}", flush=True)
             try:
                 env.data[sc.key] = sc.fn(env)

@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -83,18 +84,29 @@ def http_json(port, path):
 
 
 class CommandLog:
-    """Every command the harness ran, for the report (first occurrence of each shape)."""
+    """Every distinct command the harness ran, for the report, grouped by scenario.
+
+    Ports and work-directory names are normalised (127.0.0.1:PORT, $WORK/nginx-N.conf) so that a
+    command shape appears once however many rounds and targets used it.
+    """
 
     def __init__(self):
-        self.entries = []
+        self.scenario = "setup"
+        self.entries = []  # (scenario, what, line)
+        self.workdir = None
         self._seen = set()
 
     def add(self, what, argv):
         line = " ".join(shlex.quote(str(a)) for a in argv)
-        key = (what, line)
+        if self.workdir:
+            line = line.replace(self.workdir, "$WORK")
+        line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+        line = re.sub(r"(\$WORK/\S*?)-\d+(?=\.conf|\.cfg|\.map|\s|$)", r"\1-N", line)
+        line = re.sub(r"(-p) \d+", r"\1 PID", line)
+        key = (self.scenario, what, line)
         if key not in self._seen:
             self._seen.add(key)
-            self.entries.append((what, line))
+            self.entries.append(key)
 
 
 def stop(proc, timeout=10):

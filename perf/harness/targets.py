@@ -240,11 +240,11 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup):
     }}
   }}"""
     return f"""worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 16384;
 daemon off;
 pid {workdir}/nginx-{port}.pid;
 error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections 16384; }}
+events {{ worker_connections 8192; }}
 http {{
   access_log off;
   keepalive_requests 1000000;

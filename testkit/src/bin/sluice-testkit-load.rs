@@ -15,11 +15,15 @@
 //! - Without `--rate` (closed loop) every worker sends its next request as soon as the previous one
 //!   is answered, and latency is measured from the actual send.
 //!
-//! tokio's timer has a 1 ms resolution, far too coarse to pace tens of thousands of requests per
-//! second, so a ticker thread sleeps until each intended time (with the thread's timer slack set to
-//! 1 ns through `/proc/TID/timerslack_ns`) and pokes the event loop through a socket pair,
-//! but only when a worker is idle and the request was not already taken by a worker that just
-//! finished. `lateness` in the report (actual send minus intended send) shows how well that worked.
+//! Pacing: tokio's timer has a 1 ms resolution, far too coarse for tens of thousands of requests
+//! per second, and waking a timer thread per request costs more than the request itself on a VM.
+//! So while an open loop runs, a pacer task spins: each turn it hands due requests to idle workers
+//! and yields to tokio (which polls the sockets), so a request starts within a few microseconds of
+//! its intended time (`lateness` in the report, actual minus intended send, shows how well). Run it
+//! under `chrt --idle 0` (SCHED_IDLE, as `perf/run` does): then any other task on the CPU, such as
+//! the backend, preempts the spinner the moment it wakes, and the spinning only burns idle time.
+//! Under another policy the pacer also calls `sched_yield` each turn, which is fair only on an
+//! otherwise idle CPU. Gaps longer than 2 ms are slept through.
 //!
 //! `--proto grpc` sends unary calls (`POST --path`, default `/ping.PingService/Ping`) of a
 //! `--payload`-byte message over h2c prior knowledge, `--streams` concurrent calls per connection,
@@ -32,11 +36,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -155,16 +156,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// State the ticker thread shares with the event loop.
-#[derive(Debug, Default)]
-struct TickShared {
-    /// Requests handed to workers so far (open loop).
-    claimed: AtomicU64,
-    /// Workers waiting for a request.
-    idle: AtomicUsize,
-    stop: AtomicBool,
-}
-
 enum Claim {
     Slot(Instant),
     Wait,
@@ -181,7 +172,6 @@ struct Pacer {
     claimed: Cell<u64>,
     idle: RefCell<VecDeque<Rc<Notify>>>,
     finished: Cell<bool>,
-    shared: Arc<TickShared>,
 }
 
 impl Pacer {
@@ -208,7 +198,6 @@ impl Pacer {
         // Request k is due at start + k * interval.
         if (k as f64) * interval <= elapsed {
             self.claimed.set(k + 1);
-            self.shared.claimed.store(k + 1, Relaxed);
             Claim::Slot(self.intended(k))
         } else {
             Claim::Wait
@@ -227,7 +216,6 @@ impl Pacer {
                 return None;
             }
             self.idle.borrow_mut().push_back(Rc::clone(me));
-            self.shared.idle.fetch_add(1, Relaxed);
             me.notified().await;
         }
     }
@@ -251,89 +239,53 @@ impl Pacer {
             let Some(worker) = idle.pop_front() else {
                 break;
             };
-            self.shared.idle.fetch_sub(1, Relaxed);
             worker.notify_one();
             wake -= 1;
         }
     }
 }
 
-/// Sleeps until each intended start and pokes the event loop if an idle worker should take it.
-fn ticker(
-    pacer_start: Instant,
-    interval_ns: f64,
-    total: u64,
-    end: Instant,
-    shared: Arc<TickShared>,
-    mut poke: std::os::unix::net::UnixStream,
-) {
-    set_timer_slack_1ns();
-    let at = |k: u64| pacer_start + Duration::from_nanos((interval_ns * k as f64) as u64);
-    let mut k = 0u64;
-    while !shared.stop.load(Relaxed) && k < total {
-        let due = at(k);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let claimed = shared.claimed.load(Relaxed);
-        if claimed <= k && shared.idle.load(Relaxed) > 0 {
-            // A full socket buffer means the loop has pokes pending already.
-            let _ = poke.write(&[1]);
-        }
-        let now_index = (Instant::now()
-            .saturating_duration_since(pacer_start)
-            .as_nanos() as f64
-            / interval_ns) as u64;
-        k = (k + 1).max(claimed).max(now_index.min(total));
+/// The open loop's pacer: hands due requests to idle workers until the run is over (see the
+/// module docs for why it spins).
+async fn pace(pacer: Rc<Pacer>) {
+    let interval = Duration::from_nanos(pacer.interval_ns.unwrap_or(0.0) as u64);
+    let idle_policy = sched_idle();
+    if !idle_policy {
+        eprintln!("sluice-testkit-load: not under SCHED_IDLE; run open loops with `chrt --idle 0`");
     }
-    // Wake the loop once the run is over so idle workers can finish.
-    let now = Instant::now();
-    if end > now && !shared.stop.load(Relaxed) {
-        std::thread::sleep(end - now);
-    }
-    std::thread::sleep(Duration::from_millis(2));
-    let _ = poke.write(&[1]);
-}
-
-/// Timer slack defaults to 50 µs, which would blur every sleep; set this thread's to 1 ns through
-/// `/proc/TID/timerslack_ns` (best effort: the tid comes from the `/proc/thread-self` link).
-fn set_timer_slack_1ns() {
-    let tid = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|link| link.file_name().map(|t| t.to_string_lossy().into_owned()));
-    if let Some(tid) = tid {
-        let _ = std::fs::write(format!("/proc/{tid}/timerslack_ns"), "1");
-    }
-}
-
-async fn pace(pacer: Rc<Pacer>, poke: tokio::net::UnixStream) {
-    let mut buf = [0u8; 512];
     loop {
-        if poke.readable().await.is_err() {
-            break;
-        }
-        loop {
-            match poke.try_read(&mut buf) {
-                Ok(0) => {
-                    pacer.finished.set(true);
-                    pacer.dispatch();
-                    return;
-                }
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    pacer.finished.set(true);
-                    pacer.dispatch();
-                    return;
-                }
-            }
-        }
         pacer.dispatch();
         if pacer.finished.get() {
             return;
         }
+        let now = Instant::now();
+        let next = pacer.intended(pacer.claimed.get());
+        if interval > Duration::from_millis(2) && next > now + Duration::from_millis(2) {
+            // Sleep through long gaps on tokio's timer, then spin for the last millisecond or two.
+            tokio::time::sleep_until((next - Duration::from_millis(2)).into()).await;
+            continue;
+        }
+        if !idle_policy {
+            std::thread::yield_now();
+        }
+        tokio::task::yield_now().await;
     }
+}
+
+/// Whether this process runs under SCHED_IDLE (policy 5, field 41 of `/proc/self/stat`).
+fn sched_idle() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(38)?
+                .to_owned();
+            fields.parse::<u32>().ok()
+        })
+        == Some(5)
 }
 
 #[derive(Default)]
@@ -423,7 +375,6 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let end = start + Duration::from_secs_f64(args.duration);
     let interval_ns = args.rate.map(|r| 1e9 / r);
     let total = interval_ns.map_or(u64::MAX, |i| (args.duration * 1e9 / i) as u64);
-    let shared = Arc::new(TickShared::default());
     let pacer = Rc::new(Pacer {
         start,
         end,
@@ -432,7 +383,6 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         claimed: Cell::new(0),
         idle: RefCell::new(VecDeque::new()),
         finished: Cell::new(false),
-        shared: Arc::clone(&shared),
     });
     let workers_n = args.connections
         * if args.proto == Proto::Grpc {
@@ -451,19 +401,8 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         args,
     });
 
-    let mut ticker_thread = None;
-    if let Some(interval) = interval_ns {
-        let (tx, rx) = std::os::unix::net::UnixStream::pair().context("socketpair")?;
-        tx.set_nonblocking(true)?;
-        rx.set_nonblocking(true)?;
-        let rx = tokio::net::UnixStream::from_std(rx)?;
-        tokio::task::spawn_local(pace(Rc::clone(&pacer), rx));
-        let shared = Arc::clone(&shared);
-        ticker_thread = Some(
-            std::thread::Builder::new()
-                .name("ticker".into())
-                .spawn(move || ticker(start, interval, total, end, shared, tx))?,
-        );
+    if interval_ns.is_some() {
+        tokio::task::spawn_local(pace(Rc::clone(&pacer)));
     }
 
     let mut tasks = Vec::with_capacity(workers_n);
@@ -495,10 +434,7 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             }
         }
     }
-    shared.stop.store(true, Relaxed);
-    if let Some(t) = ticker_thread {
-        let _ = t.join();
-    }
+    pacer.finished.set(true);
     Ok(report(&ctx))
 }
 
