@@ -573,6 +573,7 @@ impl<'a> Resolver<'a> {
                     .strict(&r.namespace, &r.service, &r.port)
                     .unwrap_or(Backend {
                         protocol: r.protocol,
+                        revision: None,
                         target: Target::Endpoints(Vec::new()),
                     });
                 (id.clone(), backend)

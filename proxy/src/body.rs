@@ -1,27 +1,86 @@
 //! The response body type: either a small synthetic body or a streamed upstream body.
 //!
-//! The upstream variant owns the request's in-flight count and its pooled connection, and gives
-//! both back the moment the body ends: the count drops, and the HTTP/1.1 sender returns to this
-//! thread's pool. If the body is dropped early (client gone, upstream reset), the count still
-//! drops and the connection, whose state is unknown, is closed rather than reused.
+//! The upstream variant owns the request's slot (its in-flight count, see `activator.rs`) and
+//! its pooled connection, and gives both back the moment the body ends: the slot goes to the
+//! next waiter or is freed, and the HTTP/1.1 sender returns to this thread's pool. If the body
+//! is dropped early (client gone, upstream reset), the slot is still released and the
+//! connection, whose state is unknown, is closed rather than reused.
+//!
+//! Revisions may bound the body: an idle timeout between chunks and the request's overall
+//! deadline. Only bodies with a bound carry a timer.
 
-use crate::upstream::{self, InFlight};
+use crate::activator::{Counted, Slot};
+use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
 }
 
+/// What a request holds until its response body ends.
+pub struct Guards {
+    pub slot: Slot,
+    /// The revision concurrency count, for Revision backends.
+    pub counted: Option<Counted>,
+}
+
 pub struct UpstreamBody {
     inner: Incoming,
     checkin: Option<(u64, http1::SendRequest<Incoming>)>,
-    in_flight: Option<InFlight>,
+    guards: Option<Guards>,
+    timer: Option<BodyTimer>,
+}
+
+/// Bounds on a response body.
+pub struct BodyTimer {
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl BodyTimer {
+    /// `None` when there is nothing to bound.
+    pub fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Option<BodyTimer> {
+        let first = BodyTimer::next(idle, deadline)?;
+        Some(BodyTimer {
+            idle,
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(first)),
+        })
+    }
+
+    fn next(idle: Option<Duration>, deadline: Option<Instant>) -> Option<Instant> {
+        let idle_at = idle.map(|d| Instant::now() + d);
+        match (idle_at, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn progressed(&mut self) {
+        if self.idle.is_some() {
+            if let Some(at) = BodyTimer::next(self.idle, self.deadline) {
+                self.sleep.as_mut().reset(at);
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("response body timed out")]
+    Timeout,
 }
 
 impl ResponseBody {
@@ -36,12 +95,14 @@ impl ResponseBody {
     pub fn upstream(
         inner: Incoming,
         checkin: Option<(u64, http1::SendRequest<Incoming>)>,
-        in_flight: InFlight,
+        guards: Guards,
+        timer: Option<BodyTimer>,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
             checkin,
-            in_flight: Some(in_flight),
+            guards: Some(guards),
+            timer,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -55,7 +116,14 @@ impl UpstreamBody {
         if let Some((key, sender)) = self.checkin.take() {
             upstream::checkin(key, sender);
         }
-        self.in_flight = None;
+        self.guards = None;
+        self.timer = None;
+    }
+
+    fn abandon(&mut self) {
+        self.checkin = None;
+        self.guards = None;
+        self.timer = None;
     }
 }
 
@@ -70,26 +138,38 @@ impl Drop for UpstreamBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
-                let frame = ready!(Pin::new(&mut body.inner).poll_frame(cx));
+                let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending => {
+                        if let Some(timer) = &mut body.timer {
+                            if timer.sleep.as_mut().poll(cx).is_ready() {
+                                body.abandon();
+                                return Poll::Ready(Some(Err(BodyError::Timeout)));
+                            }
+                        }
+                        return Poll::Pending;
+                    }
+                };
                 match &frame {
                     None => body.finish(),
                     Some(Ok(_)) if body.inner.is_end_stream() => body.finish(),
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => {
-                        body.checkin = None;
-                        body.in_flight = None;
+                    Some(Ok(_)) => {
+                        if let Some(timer) = &mut body.timer {
+                            timer.progressed();
+                        }
                     }
+                    Some(Err(_)) => body.abandon(),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
             }
         }
     }

@@ -33,6 +33,67 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the gateway on a bundled example with local demo backends, and print what to try.
     Demo(DemoArgs),
+    /// A synthetic HTTP server (HTTP/1.1 + h2c): a Revision process or a load-test target.
+    Responder(ResponderArgs),
+    /// Autoscaler tools.
+    #[command(subcommand)]
+    Autoscaler(AutoscalerCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ResponderArgs {
+    /// Address to listen on. Default: 127.0.0.1:$PORT.
+    #[arg(long, env = "SLUICE_RESPONDER_LISTEN")]
+    pub listen: Option<String>,
+    /// Response status.
+    #[arg(long, env = "SLUICE_RESPONDER_STATUS", default_value_t = 200)]
+    pub status: u16,
+    /// Body size in bytes; 0 means the message plus a newline.
+    #[arg(long, env = "SLUICE_RESPONDER_BODY_BYTES", default_value_t = 0)]
+    pub body_bytes: usize,
+    /// Delay before each response (`?sleep_ms=N` adds to it per request).
+    #[arg(long, env = "SLUICE_RESPONDER_LATENCY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
+    /// Body text when --body-bytes is 0.
+    #[arg(
+        long,
+        env = "SLUICE_RESPONDER_MESSAGE",
+        default_value = "hello from sluice responder"
+    )]
+    pub message: String,
+    /// Answer 500 to any request beyond this many in flight (a self-check for tests).
+    #[arg(long, env = "SLUICE_RESPONDER_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AutoscalerCommand {
+    /// Replay a per-second concurrency trace through the autoscaler's decider.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// CSV lines `second,concurrency[,ready]`.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// A Revision manifest: its autoscaling annotations and containerConcurrency apply.
+    #[arg(long)]
+    pub revision: Option<PathBuf>,
+    /// A `config-autoscaler` ConfigMap manifest.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value = "table")]
+    pub format: SimulateFormat,
+    /// Write an SVG plot of the trace, the averages and the decisions.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SimulateFormat {
+    Table,
+    Csv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -77,6 +138,13 @@ pub struct GatewayArgs {
         default_value = "sluice.ingress.networking.knative.dev"
     )]
     pub ingress_class: String,
+    /// Where `config-autoscaler` (and other system ConfigMaps) are read from.
+    #[arg(
+        long,
+        env = "SLUICE_SYSTEM_NAMESPACE",
+        default_value = "knative-serving"
+    )]
+    pub system_namespace: String,
     /// Host written to status.publicLoadBalancer.
     #[arg(
         long,

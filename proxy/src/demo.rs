@@ -1,6 +1,8 @@
 //! `sluice demo`: the bundled example. It starts two local demo backends, writes the example
-//! manifests (pointing at them) into a directory, prints what to try, and runs the gateway on
-//! that directory, so edits to the files apply live.
+//! manifests (pointing at them, and at this binary for the Revision processes) into a
+//! directory, prints what to try, and runs the gateway on that directory, so edits to the files
+//! apply live: a Knative KIngress split, a sluice Route split over two local Revisions with a
+//! tag, a Revision that scales from zero on its first request, and the synthetic responder.
 
 use crate::cli::{DemoArgs, GatewayArgs};
 use anyhow::Context;
@@ -22,9 +24,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sluice = std::env::current_exe().context("locating the sluice binary")?;
     let manifests = MANIFESTS
         .replace("${BLUE_PORT}", &blue.port().to_string())
-        .replace("${GREEN_PORT}", &green.port().to_string());
+        .replace("${GREEN_PORT}", &green.port().to_string())
+        .replace("${SLUICE}", &sluice.display().to_string());
     let file = dir.join("demo.yaml");
     std::fs::write(&file, manifests).with_context(|| format!("writing {}", file.display()))?;
 
@@ -34,15 +38,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "sluice demo: manifests in {dir}\n\
          \n\
          Try, in another terminal:\n\
-         \x20 # 90/10 split between hello-blue and hello-green\n\
+         \n\
+         \x20 # Knative KIngress: a 90/10 split between two Services, a tag route and a path route\n\
          \x20 for i in $(seq 20); do curl -s -H 'Host: hello.example.com' http://{http}/; done | sort | uniq -c\n\
-         \x20 # the tag route: Knative-Serving-Tag picks green\n\
          \x20 curl -s -H 'Host: hello.example.com' -H 'Knative-Serving-Tag: green' http://{http}/\n\
-         \x20 # the path route\n\
          \x20 curl -s -H 'Host: hello.example.com' http://{http}/green\n\
-         \x20 # unknown host: 404\n\
+         \n\
+         \x20 # sluice Route + Revisions (local processes): 90/10 split, and the `canary` tag\n\
+         \x20 for i in $(seq 20); do curl -s -H 'Host: app.example.com' http://{http}/; done | sort | uniq -c\n\
+         \x20 curl -s -H 'Host: canary-app.example.com' http://{http}/\n\
+         \x20 curl -s -H 'Host: app.example.com' -H 'Knative-Serving-Tag: canary' http://{http}/\n\
+         \n\
+         \x20 # scale from zero: the first request waits while an instance starts\n\
+         \x20 time curl -s -H 'Host: sleepy.example.com' http://{http}/\n\
+         \x20 # ...and back to zero about 25 s after the last request (stable window + grace)\n\
+         \x20 curl -s http://{admin}/metrics | grep 'sluice_revision_actual_scale'\n\
+         \n\
+         \x20 # the built-in synthetic responder\n\
+         \x20 curl -s -H 'Host: synthetic.example.com' http://{http}/\n\
+         \n\
+         \x20 # unknown host: 404; status, active config and metrics\n\
          \x20 curl -si -H 'Host: nope.example.com' http://{http}/ | head -1\n\
-         \x20 # status, active config and metrics\n\
          \x20 curl -s http://{admin}/status; curl -s http://{admin}/config; curl -s http://{admin}/metrics | grep sluice_requests\n\
          \n\
          Edit {file} (say, change percent 90/10 to 50/50) and it applies live. Ctrl-C stops.\n",
@@ -58,6 +74,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         default_key: None,
         admin: args.admin.clone(),
         ingress_class: "sluice.ingress.networking.knative.dev".into(),
+        system_namespace: "knative-serving".into(),
         public_lb_domain: "sluice.sluice-system.svc.cluster.local".into(),
         private_lb_domain: "sluice-internal.sluice-system.svc.cluster.local".into(),
         threads: Some(1),

@@ -21,6 +21,8 @@ pub enum ProxyError {
     Upstream(#[from] hyper::Error),
     #[error("upstream connections kept closing before the request was sent")]
     Unsendable,
+    #[error("revision timeout: no response in time")]
+    ResponseTimeout,
 }
 
 impl ProxyError {
@@ -32,7 +34,9 @@ impl ProxyError {
             ProxyError::Overflow { .. } | ProxyError::NoSplit { .. } | ProxyError::Connect(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::HoldTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ProxyError::Upstream(_) | ProxyError::Unsendable => StatusCode::BAD_GATEWAY,
         }
     }

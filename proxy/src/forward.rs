@@ -6,11 +6,12 @@
 //! from upstream is returned as is (never retried); a failed connect is retried on another
 //! endpoint; a request that never left a reused idle connection is re-sent on another one.
 
-use crate::body::ResponseBody;
+use crate::activator::{Admission, Counted, Slot};
+use crate::body::{BodyTimer, Guards, ResponseBody};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
 use crate::router::{normalize_host, Listener, Route};
-use crate::upstream::{self, Backend, Endpoint, InFlight, Sender};
+use crate::upstream::{self, Backend, Responder, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
@@ -19,7 +20,8 @@ use hyper_util::rt::TokioIo;
 use sluice_xds::Protocol;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::debug;
 
 /// Most attempts for one request: connect failures on distinct endpoints plus re-sends after a
@@ -49,7 +51,7 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let mut matched = None;
-    let response = match forward(&gateway, &conn, req, &mut matched).await {
+    let response = match forward(&gateway, &conn, req, &mut matched, started).await {
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
@@ -68,7 +70,12 @@ struct Selection {
     route: Arc<Route>,
     split: usize,
     backend: Arc<Backend>,
-    endpoint: Arc<Endpoint>,
+    /// The reserved endpoint; `None` for the in-process responder.
+    slot: Option<Slot>,
+    /// The revision concurrency count (queue time included), for Revision backends.
+    counted: Option<Counted>,
+    /// The revision's whole-request deadline, queue time included.
+    deadline: Option<Instant>,
 }
 
 async fn forward(
@@ -76,6 +83,7 @@ async fn forward(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     matched: &mut Option<Arc<Route>>,
+    started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let original_host = req
         .headers()
@@ -85,21 +93,70 @@ async fn forward(
     if let Some(redirect) = https_redirect(gateway, conn, &req, original_host.as_ref(), matched)? {
         return Ok(redirect);
     }
-    let selection = select(gateway, conn, &req, original_host.as_ref(), matched).await?;
+    let mut selection = select(
+        gateway,
+        conn,
+        &req,
+        original_host.as_ref(),
+        matched,
+        started,
+    )
+    .await?;
+    if let Some(responder) = &selection.backend.responder {
+        return Ok(respond(responder, selection.deadline).await);
+    }
     let protocol = selection.backend.protocol;
     let websocket = is_websocket(&req);
     prepare_request(&mut req, conn, &selection, original_host, websocket);
     if websocket {
-        return tunnel(gateway, &selection, req).await;
+        return tunnel(gateway, selection, req).await;
     }
     set_upstream_form(&mut req, protocol)?;
-    let (response, checkin, in_flight) = send(gateway, &selection, req).await?;
+    let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
+    let head_deadline = policy
+        .and_then(|p| p.response_start_timeout_seconds)
+        .map(|s| started + Duration::from_secs(s))
+        .into_iter()
+        .chain(selection.deadline)
+        .min();
+    let idle = policy
+        .and_then(|p| p.idle_timeout_seconds)
+        .map(Duration::from_secs);
+    let sending = send(gateway, &mut selection, req);
+    let (response, checkin) = match head_deadline {
+        None => sending.await?,
+        Some(at) => tokio::time::timeout_at(at, sending)
+            .await
+            .map_err(|_| ProxyError::ResponseTimeout)??,
+    };
     let (mut parts, body) = response.into_parts();
     strip_response_hop_by_hop(&mut parts.headers);
+    let guards = Guards {
+        slot: selection.slot.take().ok_or(ProxyError::Unsendable)?,
+        counted: selection.counted.take(),
+    };
+    let timer = BodyTimer::new(idle, selection.deadline);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, checkin, in_flight),
+        ResponseBody::upstream(body, checkin, guards, timer),
     ))
+}
+
+/// The built-in synthetic responder, served in-process.
+async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<ResponseBody> {
+    if !responder.latency.is_zero() {
+        let wake = Instant::now() + responder.latency;
+        if deadline.is_some_and(|d| d < wake) {
+            if let Some(d) = deadline {
+                tokio::time::sleep_until(d).await;
+            }
+            return ProxyError::ResponseTimeout.into_response();
+        }
+        tokio::time::sleep_until(wake).await;
+    }
+    let mut response = Response::new(ResponseBody::full(responder.body.clone()));
+    *response.status_mut() = responder.status;
+    response
 }
 
 /// `httpOption: Redirected`: a plaintext request on the external listener whose route
@@ -135,14 +192,17 @@ fn https_redirect(
     crate::error::https_redirect(host, path_and_query).map(Some)
 }
 
-/// Routes the request and picks an endpoint. A backend with no ready endpoint holds the
-/// request until a new router gives it one, up to the hold timeout and the per-backend bound.
+/// Routes the request and reserves an endpoint slot. When none is free (no ready endpoint, or
+/// every instance at its containerConcurrency), the request waits in the backend's queue in
+/// arrival order, bounded in number (503) and time (504); if its backend leaves the config
+/// while it waits, it is routed again.
 async fn select(
     gateway: &Gateway,
     conn: &ConnInfo,
     req: &Request<Incoming>,
     host: Option<&HeaderValue>,
     matched: &mut Option<Arc<Route>>,
+    started: Instant,
 ) -> Result<Selection, ProxyError> {
     let mut buf = [0u8; 256];
     let host = match host {
@@ -155,11 +215,9 @@ async fn select(
         None => "",
     };
     let path = req.uri().path();
-    let mut hold: Option<Hold> = None;
+    let mut counted: Option<Counted> = None;
+    let mut deadline: Option<Instant> = None;
     loop {
-        if let Some(hold) = &mut hold {
-            hold.changes.borrow_and_update();
-        }
         let router = gateway.router();
         let route = router
             .route(conn.listener, host, path, req.headers())
@@ -173,63 +231,64 @@ async fn select(
                 route: route.id.to_string(),
             })?;
         let backend = route.splits[split].backend.clone();
-        if let Some(endpoint) = backend.pick(&[]) {
-            let endpoint = endpoint.clone();
-            return Ok(Selection {
-                route,
-                split,
-                backend,
-                endpoint,
-            });
-        }
-        match &mut hold {
-            None => {
-                // Subscribe, then look again: a swap between the load and the subscribe would
-                // otherwise be missed.
-                hold = Some(Hold::start(gateway, &backend)?);
-            }
-            Some(hold) => {
-                let changed = tokio::time::timeout_at(hold.deadline, hold.changes.changed()).await;
-                if !matches!(changed, Ok(Ok(()))) {
-                    return Err(ProxyError::HoldTimeout {
-                        backend: backend.id.to_string(),
-                        seconds: gateway.settings.hold_timeout.as_secs(),
-                    });
+        if let Some(revision) = &backend.revision {
+            if counted.is_none() {
+                counted = Some(revision.stats.arrive());
+                if revision.stats.scaled_to_zero.load(Ordering::Relaxed) {
+                    gateway.poke.notify_one();
                 }
             }
+            deadline.get_or_insert(started + Duration::from_secs(revision.policy.timeout_seconds));
         }
-    }
-}
-
-/// A request waiting for a ready endpoint; counted against its backend's bound until dropped.
-struct Hold {
-    backend: Arc<Backend>,
-    deadline: tokio::time::Instant,
-    changes: tokio::sync::watch::Receiver<u64>,
-}
-
-impl Hold {
-    fn start(gateway: &Gateway, backend: &Arc<Backend>) -> Result<Hold, ProxyError> {
-        let held = backend.held.fetch_add(1, Ordering::Relaxed);
-        if held >= gateway.settings.max_held_per_backend {
-            backend.held.fetch_sub(1, Ordering::Relaxed);
-            return Err(ProxyError::Overflow {
-                backend: backend.id.to_string(),
+        let selection = |slot| Selection {
+            route: route.clone(),
+            split,
+            backend: backend.clone(),
+            slot,
+            counted: None,
+            deadline,
+        };
+        if backend.responder.is_some() {
+            return Ok(Selection {
+                counted,
+                ..selection(None)
             });
         }
-        backend.metrics.held.inc();
-        Ok(Hold {
-            backend: backend.clone(),
-            deadline: tokio::time::Instant::now() + gateway.settings.hold_timeout,
-            changes: gateway.subscribe(),
-        })
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.backend.held.fetch_sub(1, Ordering::Relaxed);
-        self.backend.metrics.held.dec();
+        if let Some(slot) = backend.try_admit(&[]) {
+            return Ok(Selection {
+                counted,
+                ..selection(Some(slot))
+            });
+        }
+        let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
+        let waiting_since = Instant::now();
+        let (ticket, admitted) =
+            backend
+                .queue
+                .enqueue(backend.max_waiting)
+                .map_err(|_| ProxyError::Overflow {
+                    backend: backend.id.to_string(),
+                })?;
+        match tokio::time::timeout_at(wait_deadline, admitted).await {
+            Ok(Ok(Admission::Slot(slot))) => {
+                backend
+                    .metrics()
+                    .queue_wait
+                    .observe(waiting_since.elapsed().as_secs_f64());
+                return Ok(Selection {
+                    counted,
+                    ..selection(Some(slot))
+                });
+            }
+            Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
+            Err(_) => {
+                backend.queue.cancel(ticket);
+                return Err(ProxyError::HoldTimeout {
+                    backend: backend.id.to_string(),
+                    seconds: wait_deadline.duration_since(started).as_secs(),
+                });
+            }
+        }
     }
 }
 
@@ -319,48 +378,59 @@ fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<
     Ok(())
 }
 
-/// Sends over a pooled or new connection. Connect failures move to another endpoint; a
-/// request a reused connection never sent is re-sent. Upstream responses (5xx included) are
+/// Sends over a pooled or new connection. Connect failures move the slot to another endpoint;
+/// a request a reused connection never sent is re-sent. Upstream responses (5xx included) are
 /// returned as they are.
 async fn send(
     gateway: &Gateway,
-    selection: &Selection,
+    selection: &mut Selection,
     mut req: Request<Incoming>,
 ) -> Result<
     (
         Response<Incoming>,
         Option<(u64, hyper::client::conn::http1::SendRequest<Incoming>)>,
-        InFlight,
     ),
     ProxyError,
 > {
-    let backend = &selection.backend;
+    let backend = selection.backend.clone();
     let protocol = backend.protocol;
-    let mut endpoint = selection.endpoint.clone();
     let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let in_flight = InFlight::new(endpoint.clone(), backend.metrics.clone());
-        let sender = match upstream::checkout(&endpoint, protocol, Instant::now()) {
+        let endpoint = selection
+            .slot
+            .as_ref()
+            .ok_or(ProxyError::Unsendable)?
+            .endpoint()
+            .clone();
+        let sender = match upstream::checkout(&endpoint, protocol, Instant::now().into_std()) {
             Some(sender) => sender,
             None => match upstream::connect(&endpoint, protocol, gateway.settings.connect_timeout)
                 .await
             {
                 Ok(sender) => {
-                    backend.metrics.connects.inc();
+                    backend.metrics().connects.inc();
                     sender
                 }
                 Err(error) => {
-                    backend.metrics.connect_errors.inc();
+                    backend.metrics().connect_errors.inc();
                     debug!(backend = %backend.id, %error, "connect failed");
                     failed[attempt - 1] = endpoint.key();
+                    // Free this slot before taking another: its endpoint is refusing.
+                    selection.slot = None;
                     let next = (attempt < MAX_ATTEMPTS)
-                        .then(|| backend.pick(&failed[..attempt]))
+                        .then(|| {
+                            backend.queue.take(
+                                backend.endpoints(),
+                                backend.concurrency,
+                                &failed[..attempt],
+                            )
+                        })
                         .flatten();
                     match next {
-                        Some(next) => {
-                            endpoint = next.clone();
+                        Some(slot) => {
+                            selection.slot = Some(slot);
                             continue;
                         }
                         None => return Err(error.into()),
@@ -370,14 +440,14 @@ async fn send(
         };
         let unsent = match sender {
             Sender::Http1(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, Some((endpoint.key(), sender)), in_flight)),
+                Ok(response) => return Ok((response, Some((endpoint.key(), sender)))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => unsent,
                     None => return Err(error.into_error().into()),
                 },
             },
             Sender::H2(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, None, in_flight)),
+                Ok(response) => return Ok((response, None)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => unsent,
                     None => return Err(error.into_error().into()),
@@ -392,9 +462,10 @@ async fn send(
 }
 
 /// Websocket: a dedicated upstream connection, then bytes both ways until either side closes.
+/// The slot (and revision count) lasts as long as the tunnel.
 async fn tunnel(
     gateway: &Gateway,
-    selection: &Selection,
+    mut selection: Selection,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     *req.version_mut() = Version::HTTP_11;
@@ -403,13 +474,17 @@ async fn tunnel(
             *req.uri_mut() = Uri::from(pq);
         }
     }
-    let backend = &selection.backend;
-    let endpoint = &selection.endpoint;
-    let in_flight = InFlight::new(endpoint.clone(), backend.metrics.clone());
-    let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
-        .await
-        .inspect_err(|_| backend.metrics.connect_errors.inc())?;
-    backend.metrics.connects.inc();
+    let backend = selection.backend.clone();
+    let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
+    let mut sender =
+        upstream::connect_upgradable(slot.endpoint(), gateway.settings.connect_timeout)
+            .await
+            .inspect_err(|_| backend.metrics().connect_errors.inc())?;
+    backend.metrics().connects.inc();
+    let guards = Guards {
+        slot,
+        counted: selection.counted.take(),
+    };
     let downstream = hyper::upgrade::on(&mut req);
     let mut response = sender.send_request(req).await?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -417,13 +492,13 @@ async fn tunnel(
         strip_response_hop_by_hop(&mut parts.headers);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::upstream(body, None, in_flight),
+            ResponseBody::upstream(body, None, guards, None),
         ));
     }
     let upstream = hyper::upgrade::on(&mut response);
     let open = OpenConnection::new(gateway.open_connections.clone());
     tokio::spawn(async move {
-        let _in_flight = in_flight;
+        let _guards = guards;
         let _open = open;
         if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
             let _ =
@@ -435,26 +510,46 @@ async fn tunnel(
 }
 
 /// Appends `value` to a comma-separated list header, as proxies do for X-Forwarded-*.
+/// One hash lookup when the header is absent (the common case).
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    let mut existing = headers.get_all(name).iter().peekable();
-    if existing.peek().is_none() {
-        headers.insert(name.clone(), value.clone());
-        return;
+    match headers.entry(name) {
+        header::Entry::Vacant(entry) => {
+            entry.insert(value.clone());
+        }
+        header::Entry::Occupied(mut entry) => {
+            let mut joined = Vec::with_capacity(64);
+            for old in entry.iter() {
+                joined.extend_from_slice(old.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                entry.insert(joined);
+            }
+        }
     }
-    let mut joined = Vec::with_capacity(64);
-    for old in existing {
-        joined.extend_from_slice(old.as_bytes());
-        joined.extend_from_slice(b", ");
-    }
-    joined.extend_from_slice(value.as_bytes());
-    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
-        headers.insert(name.clone(), joined);
-    }
+}
+
+/// Whether any header needs hop-by-hop treatment. One pass over the names, so the common
+/// request or response with none costs no hash lookups.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::TE
+            || name == header::TRAILER
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+    })
 }
 
 /// Removes hop-by-hop request headers (RFC 9110 §7.6.1), keeping `te: trailers` (gRPC needs
 /// it) and, for websockets, the upgrade handshake.
 fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     if !websocket {
         remove_connection_listed(headers);
         headers.remove(header::UPGRADE);
@@ -471,6 +566,9 @@ fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 }
 
 fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     remove_connection_listed(headers);
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);

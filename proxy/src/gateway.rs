@@ -37,6 +37,8 @@ pub struct Gateway {
     pub settings: Settings,
     /// Open downstream connections plus upgraded tunnels; the drain waits for zero.
     pub open_connections: Arc<AtomicUsize>,
+    /// Woken by a request for a revision scaled to zero: the autoscaler decides at once.
+    pub poke: tokio::sync::Notify,
     /// The HTTPS listeners' certificates, swapped with the router.
     pub tls: crate::tls::Certificates,
 }
@@ -49,6 +51,7 @@ impl Gateway {
             metrics,
             settings,
             open_connections: Arc::default(),
+            poke: tokio::sync::Notify::new(),
             tls: crate::tls::Certificates::new(None),
         }
     }
@@ -79,7 +82,12 @@ impl Gateway {
         if current.version() == snapshot.version {
             return Ok(());
         }
-        let router = match Router::compile(snapshot, &current, &self.metrics) {
+        let router = match Router::compile(
+            snapshot,
+            &current,
+            &self.metrics,
+            self.settings.max_held_per_backend,
+        ) {
             Ok(router) => router,
             Err(e) => {
                 self.metrics.snapshot_rejected.inc();

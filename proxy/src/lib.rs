@@ -10,7 +10,9 @@
 //!   guard across an `.await`.
 //! - Invalid input never panics: a bad snapshot is rejected and the last good router serves.
 
+pub mod activator;
 pub mod admin;
+pub mod autoscale;
 pub mod body;
 pub mod cli;
 pub mod demo;
@@ -18,8 +20,11 @@ pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod metrics;
+pub mod responder;
 pub mod router;
+pub mod scaler;
 pub mod server;
+pub mod simulate;
 pub mod source;
 pub mod tls;
 pub mod upstream;
@@ -52,10 +57,19 @@ pub fn run_gateway(config: PathBuf, args: &cli::GatewayArgs) -> anyhow::Result<(
         ingress_class: args.ingress_class.clone(),
         public_lb_domain: args.public_lb_domain.clone(),
         private_lb_domain: args.private_lb_domain.clone(),
+        system_namespace: args.system_namespace.clone(),
     };
     let board = sluice_controller::status::StatusBoard::new(&translate_config);
     let controller = sluice_controller::Controller::new(translate_config);
-    let source = source::ManifestSource::new(config, controller, board, gateway.clone());
+    let pipeline = Arc::new(source::Pipeline::new(controller, board, gateway.clone()));
+    let source = source::ManifestSource::new(config, pipeline.clone());
+    let autoscaler = autoscale::Autoscaler::new(
+        pipeline.clone(),
+        Box::new(scaler::LocalScaler(scaler::LocalProcesses::new(
+            pipeline.clone(),
+        ))),
+        Box::new(scaler::ObservedService::new(pipeline.clone())),
+    );
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -70,8 +84,43 @@ pub fn run_gateway(config: PathBuf, args: &cli::GatewayArgs) -> anyhow::Result<(
             shutdown_grace: args.shutdown_grace,
         },
         gateway,
+        pipeline,
         source,
+        autoscaler,
     )
+}
+
+/// Runs `sluice responder` until the process is stopped.
+pub fn run_responder(args: cli::ResponderArgs) -> anyhow::Result<()> {
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => format!(
+            "127.0.0.1:{}",
+            std::env::var("PORT").context("--listen or $PORT is required")?
+        ),
+    };
+    let body = if args.body_bytes > 0 {
+        bytes::Bytes::from(vec![b'x'; args.body_bytes])
+    } else {
+        bytes::Bytes::from(format!("{}\n", args.message))
+    };
+    let options = responder::ResponderOptions {
+        status: http::StatusCode::from_u16(args.status).context("--status")?,
+        body,
+        latency: args.latency,
+        max_concurrency: args.max_concurrency,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        tracing::info!(%listen, "responder listening");
+        responder::serve(listener, options).await;
+        anyhow::Ok(())
+    })
 }
 
 /// Sets up logging: text or JSON, filtered by `filter`.
@@ -80,6 +129,7 @@ pub fn init_logging(format: cli::LogFormat, filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         cli::LogFormat::Text => builder.init(),

@@ -17,6 +17,7 @@ pub struct Metrics {
     backend_held: IntGaugeVec,
     backend_connects: IntCounterVec,
     backend_connect_errors: IntCounterVec,
+    backend_queue_wait: HistogramVec,
     pub snapshot_info: IntGaugeVec,
     pub snapshot_applied_at: Gauge,
     pub snapshot_apply_seconds: Histogram,
@@ -36,6 +37,8 @@ pub struct RouteMetrics {
 pub struct BackendMetrics {
     pub in_flight: IntGauge,
     pub held: IntGauge,
+    /// Time requests spent waiting for a slot (cold starts, saturated instances).
+    pub queue_wait: Histogram,
     pub connects: IntCounter,
     pub connect_errors: IntCounter,
 }
@@ -88,6 +91,16 @@ impl Metrics {
             ),
             &["backend"],
         )?;
+        let backend_queue_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_backend_queue_wait_seconds",
+                "Time requests waited for a slot (cold starts, instances at their concurrency)",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["backend"],
+        )?;
         let snapshot_info = IntGaugeVec::new(
             Opts::new(
                 "sluice_snapshot_info",
@@ -116,6 +129,7 @@ impl Metrics {
         registry.register(Box::new(backend_held.clone()))?;
         registry.register(Box::new(backend_connects.clone()))?;
         registry.register(Box::new(backend_connect_errors.clone()))?;
+        registry.register(Box::new(backend_queue_wait.clone()))?;
         registry.register(Box::new(snapshot_info.clone()))?;
         registry.register(Box::new(snapshot_applied_at.clone()))?;
         registry.register(Box::new(snapshot_apply_seconds.clone()))?;
@@ -129,6 +143,7 @@ impl Metrics {
             backend_held,
             backend_connects,
             backend_connect_errors,
+            backend_queue_wait,
             snapshot_info,
             snapshot_applied_at,
             snapshot_apply_seconds,
@@ -170,8 +185,79 @@ impl BackendMetrics {
         BackendMetrics {
             in_flight: metrics.backend_in_flight.with_label_values(&[backend]),
             held: metrics.backend_held.with_label_values(&[backend]),
+            queue_wait: metrics.backend_queue_wait.with_label_values(&[backend]),
             connects: metrics.backend_connects.with_label_values(&[backend]),
             connect_errors: metrics.backend_connect_errors.with_label_values(&[backend]),
         }
+    }
+}
+
+/// Per-Revision autoscaler gauges, registered on first use.
+pub struct RevisionMetrics {
+    desired: IntGaugeVec,
+    actual: IntGaugeVec,
+    panic_mode: IntGaugeVec,
+    stable: prometheus::GaugeVec,
+    panic: prometheus::GaugeVec,
+}
+
+impl RevisionMetrics {
+    pub fn new(metrics: &Metrics) -> RevisionMetrics {
+        let int = |name: &str, help: &str| {
+            let vec = IntGaugeVec::new(Opts::new(name, help), &["revision"])
+                .expect("static metric definitions are valid");
+            // A second registration (tests run several gateways per process) shares the first.
+            let _ = metrics.registry.register(Box::new(vec.clone()));
+            vec
+        };
+        let float = |name: &str, help: &str| {
+            let vec = prometheus::GaugeVec::new(Opts::new(name, help), &["revision"])
+                .expect("static metric definitions are valid");
+            let _ = metrics.registry.register(Box::new(vec.clone()));
+            vec
+        };
+        RevisionMetrics {
+            desired: int(
+                "sluice_revision_desired_scale",
+                "Instances the autoscaler wants",
+            ),
+            actual: int("sluice_revision_actual_scale", "Ready instances"),
+            panic_mode: int(
+                "sluice_revision_panic_mode",
+                "1 while the autoscaler panics",
+            ),
+            stable: float(
+                "sluice_revision_stable_concurrency",
+                "Stable-window average concurrency (buffered requests included)",
+            ),
+            panic: float(
+                "sluice_revision_panic_concurrency",
+                "Panic-window average concurrency (buffered requests included)",
+            ),
+        }
+    }
+
+    pub fn record(
+        &self,
+        revision: &str,
+        desired: i32,
+        actual: u32,
+        decision: &sluice_controller::autoscaler::Decision,
+    ) {
+        self.desired
+            .with_label_values(&[revision])
+            .set(i64::from(desired));
+        self.actual
+            .with_label_values(&[revision])
+            .set(i64::from(actual));
+        self.panic_mode
+            .with_label_values(&[revision])
+            .set(i64::from(decision.panicking));
+        self.stable
+            .with_label_values(&[revision])
+            .set(decision.stable);
+        self.panic
+            .with_label_values(&[revision])
+            .set(decision.panic);
     }
 }

@@ -1,6 +1,13 @@
-//! The manifest-directory source: polls DIR, and on any change re-reads it, translates, and
-//! swaps the result into the gateway. Polling (every 50 ms, comparing names, sizes and mtimes)
-//! works on every filesystem and sees Kubernetes ConfigMap symlink swaps, which inotify misses.
+//! Config sources and the one path from them to the data plane.
+//!
+//! [`Pipeline`] owns the controller (store + translation) and is the only writer of the
+//! gateway's router: every change, from the manifest directory or from the local process
+//! scaler publishing instance endpoints, goes through [`Pipeline::apply`], which translates,
+//! swaps and records statuses under one lock, so snapshots are applied in order.
+//!
+//! [`ManifestSource`] polls the directory (every 50 ms, comparing names, sizes, mtimes and
+//! inodes): that works on every filesystem and sees Kubernetes ConfigMap symlink swaps, which
+//! inotify misses.
 
 use crate::gateway::Gateway;
 use async_trait::async_trait;
@@ -12,7 +19,7 @@ use sluice_controller::status::StatusBoard;
 use sluice_controller::Controller;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
@@ -26,22 +33,15 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
 }
 
-pub struct ManifestSource {
-    dir: PathBuf,
+pub struct Pipeline {
     controller: Mutex<Controller>,
     gateway: Arc<Gateway>,
     state: AdminState,
 }
 
-impl ManifestSource {
-    pub fn new(
-        dir: PathBuf,
-        controller: Controller,
-        board: StatusBoard,
-        gateway: Arc<Gateway>,
-    ) -> Self {
-        ManifestSource {
-            dir,
+impl Pipeline {
+    pub fn new(controller: Controller, board: StatusBoard, gateway: Arc<Gateway>) -> Self {
+        Pipeline {
             controller: Mutex::new(controller),
             gateway,
             state: AdminState {
@@ -55,22 +55,47 @@ impl ManifestSource {
         self.state.clone()
     }
 
-    /// Re-reads the directory and applies it. Errors are reported, never fatal: the last good
-    /// config keeps serving.
-    pub fn reload(&self) {
-        let started = std::time::Instant::now();
-        let set = match manifest::load_dir(&self.dir) {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// The controller, for reading the store or feeding it objects. Follow changes with
+    /// [`Pipeline::apply`].
+    pub fn controller(&self) -> MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn statuses(&self) -> MutexGuard<'_, StatusBoard> {
+        self.state
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-reads the manifest directory into the store, then applies.
+    pub fn reload_manifests(&self, dir: &std::path::Path) {
+        let set = match manifest::load_dir(dir) {
             Ok(set) => set,
             Err(error) => {
-                warn!(dir = %self.dir.display(), %error, "cannot read manifest directory; keeping the last config");
+                warn!(dir = %dir.display(), %error, "cannot read manifest directory; keeping the last config");
                 return;
             }
         };
-        let translation = {
-            let mut controller = self.controller.lock().unwrap_or_else(|p| p.into_inner());
-            controller.apply_manifests(set);
-            controller.translate()
-        };
+        let mut controller = self.controller();
+        controller.apply_manifests(set);
+        self.apply_locked(&mut controller);
+    }
+
+    /// Translates the current store and swaps the result in. Errors are reported, never
+    /// fatal: the last good config keeps serving.
+    pub fn apply(&self) {
+        let mut controller = self.controller();
+        self.apply_locked(&mut controller);
+    }
+
+    fn apply_locked(&self, controller: &mut Controller) {
+        let started = std::time::Instant::now();
+        let translation = controller.translate();
         for status in &translation.statuses {
             for condition in &status.status.conditions {
                 if condition.type_ == "Ready" && condition.status == "False" {
@@ -86,23 +111,18 @@ impl ManifestSource {
         }
         let snapshot = Arc::new(translation.snapshot);
         let version = snapshot.version.clone();
-        {
-            let mut board = self
-                .state
-                .statuses
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            board.update(&version, translation.statuses, &now_rfc3339());
+        let unchanged = self.gateway.router().version() == version;
+        self.statuses()
+            .update(&version, translation.statuses, &now_rfc3339());
+        if unchanged {
+            // Only statuses moved (say, a file error); this version is live already.
+            self.statuses().applied(&version, &now_rfc3339());
+            return;
         }
         let hosts = snapshot.external.virtual_hosts.len() + snapshot.internal.virtual_hosts.len();
         match self.gateway.apply(snapshot) {
             Ok(()) => {
-                let mut board = self
-                    .state
-                    .statuses
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                board.applied(&version, &now_rfc3339());
+                self.statuses().applied(&version, &now_rfc3339());
                 info!(%version, virtual_hosts = hosts, elapsed = ?started.elapsed(), "applied snapshot");
             }
             Err(error) => warn!(%version, %error, "snapshot rejected; keeping the last config"),
@@ -112,6 +132,17 @@ impl ManifestSource {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+pub struct ManifestSource {
+    dir: PathBuf,
+    pipeline: Arc<Pipeline>,
+}
+
+impl ManifestSource {
+    pub fn new(dir: PathBuf, pipeline: Arc<Pipeline>) -> Self {
+        ManifestSource { dir, pipeline }
+    }
 }
 
 #[async_trait]
@@ -148,9 +179,9 @@ impl BackgroundService for ManifestSource {
                 continue;
             }
             last = Some(fingerprint);
-            self.reload();
+            self.pipeline.reload_manifests(&self.dir);
             if let Some(notifier) = ready_notifier.take() {
-                self.state.ready.store(true, Ordering::Release);
+                self.pipeline.state.ready.store(true, Ordering::Release);
                 notifier.notify_ready();
             }
         }

@@ -8,11 +8,13 @@
 //! A sender returned on another thread (never the case under pingora) just joins that
 //! thread's pool, which is still correct.
 
+use crate::activator::{Queue, RevisionStats, Slot};
 use crate::metrics::BackendMetrics;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_xds::Protocol;
+use sluice_xds::RevisionPolicy;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,14 +30,26 @@ const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 static NEXT_POOL_KEY: AtomicU64 = AtomicU64::new(1);
 
-/// A backend: a Service port, resolved to endpoints.
+/// A backend: a Service port or a Revision, resolved to endpoints.
 pub struct Backend {
     pub id: Arc<str>,
     pub protocol: Protocol,
-    endpoints: Box<[Arc<Endpoint>]>,
-    /// Requests waiting for a ready endpoint. Shared across router versions.
-    pub held: Arc<AtomicUsize>,
-    pub metrics: Arc<BackendMetrics>,
+    pub(crate) endpoints: Box<[Arc<Endpoint>]>,
+    /// Admission and waiting; shared across router versions.
+    pub queue: Arc<Queue>,
+    /// Most requests in flight per endpoint; 0 means unlimited.
+    pub concurrency: u32,
+    /// Most requests waiting for a slot.
+    pub max_waiting: usize,
+    /// Set for Revisions: the activator's policy and the autoscaler's counters.
+    pub revision: Option<RevisionBackend>,
+    /// Set for the in-process synthetic responder.
+    pub responder: Option<Arc<Responder>>,
+}
+
+pub struct RevisionBackend {
+    pub policy: RevisionPolicy,
+    pub stats: Arc<RevisionStats>,
 }
 
 /// Where an endpoint lives.
@@ -57,11 +71,12 @@ pub struct Endpoint {
 }
 
 impl Backend {
-    /// Builds a backend, reusing endpoint state and counters from `old` where addresses match.
+    /// Builds a backend, reusing endpoint state, its queue and counters from `old`.
     pub fn new(
         id: &str,
         spec: &sluice_xds::Backend,
         old: Option<&Backend>,
+        max_waiting: usize,
         new_metrics: impl FnOnce() -> BackendMetrics,
     ) -> Backend {
         let addresses: Vec<Address> = match &spec.target {
@@ -72,6 +87,7 @@ impl Backend {
                 host: host.as_str().into(),
                 port: *port,
             }],
+            sluice_xds::Target::Responder(_) => vec![],
         };
         let same_protocol = old.filter(|o| o.protocol == spec.protocol);
         let endpoints = addresses
@@ -88,77 +104,93 @@ impl Backend {
                     })
             })
             .collect();
+        let queue = old
+            .map(|o| o.queue.clone())
+            .unwrap_or_else(|| Arc::new(Queue::new(Arc::new(new_metrics()))));
+        let revision = spec.revision.as_ref().map(|policy| RevisionBackend {
+            policy: policy.clone(),
+            stats: old
+                .and_then(|o| o.revision.as_ref())
+                .map(|r| r.stats.clone())
+                .unwrap_or_default(),
+        });
+        let responder = match &spec.target {
+            sluice_xds::Target::Responder(spec) => Some(Arc::new(Responder::new(spec))),
+            _ => None,
+        };
         Backend {
             id: id.into(),
             protocol: spec.protocol,
             endpoints,
-            held: old.map(|o| o.held.clone()).unwrap_or_default(),
-            metrics: old
-                .map(|o| o.metrics.clone())
-                .unwrap_or_else(|| Arc::new(new_metrics())),
+            queue,
+            concurrency: revision
+                .as_ref()
+                .map_or(0, |r| r.policy.container_concurrency),
+            max_waiting: revision
+                .as_ref()
+                .map_or(max_waiting, |r| r.policy.max_buffered as usize),
+            revision,
+            responder,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<BackendMetrics> {
+        self.queue.metrics()
     }
 
     pub fn has_endpoints(&self) -> bool {
         !self.endpoints.is_empty()
     }
 
-    /// Power of two choices on in-flight counts, skipping endpoints in `tried`.
-    pub fn pick(&self, tried: &[u64]) -> Option<&Arc<Endpoint>> {
-        let candidates = &self.endpoints;
-        let usable = |e: &&Arc<Endpoint>| !tried.contains(&e.pool_key);
-        match candidates.len() {
-            0 => None,
-            1 => candidates.iter().find(usable),
-            n => {
-                let a = &candidates[fastrand::usize(..n)];
-                let mut b = &candidates[fastrand::usize(..n - 1)];
-                if std::ptr::eq(a.as_ref(), b.as_ref()) {
-                    b = &candidates[n - 1];
-                }
-                match (usable(&a), usable(&b)) {
-                    (true, true) => Some(if b.load() < a.load() { b } else { a }),
-                    (true, false) => Some(a),
-                    (false, true) => Some(b),
-                    (false, false) => candidates.iter().filter(usable).min_by_key(|e| e.load()),
-                }
-            }
-        }
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// A slot right now, skipping endpoints in `tried`, if nobody waits ahead.
+    pub fn try_admit(&self, tried: &[u64]) -> Option<Slot> {
+        self.queue
+            .try_admit(&self.endpoints, self.concurrency, tried)
     }
 
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.len()
     }
+
+    /// The endpoint at `address`, if this backend has it.
+    pub fn endpoint(&self, address: &Address) -> Option<&Arc<Endpoint>> {
+        self.endpoints.iter().find(|e| &e.address == address)
+    }
+}
+
+/// The built-in synthetic responder: a fixed response, prepared once.
+pub struct Responder {
+    pub status: http::StatusCode,
+    pub body: bytes::Bytes,
+    pub latency: Duration,
+}
+
+impl Responder {
+    pub fn new(spec: &sluice_xds::ResponderSpec) -> Self {
+        let body = if spec.body_bytes > 0 {
+            bytes::Bytes::from(vec![b'x'; spec.body_bytes as usize])
+        } else {
+            bytes::Bytes::from(format!("{}\n", spec.message))
+        };
+        Responder {
+            status: http::StatusCode::from_u16(spec.status).unwrap_or(http::StatusCode::OK),
+            body,
+            latency: Duration::from_millis(spec.latency_ms),
+        }
+    }
 }
 
 impl Endpoint {
-    fn load(&self) -> usize {
+    pub(crate) fn load(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn key(&self) -> u64 {
         self.pool_key
-    }
-}
-
-/// Counts one request against an endpoint and its backend until dropped.
-pub struct InFlight {
-    endpoint: Arc<Endpoint>,
-    metrics: Arc<BackendMetrics>,
-}
-
-impl InFlight {
-    pub fn new(endpoint: Arc<Endpoint>, metrics: Arc<BackendMetrics>) -> Self {
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        metrics.in_flight.inc();
-        InFlight { endpoint, metrics }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.in_flight.dec();
     }
 }
 

@@ -184,6 +184,29 @@ pub enum Protocol {
 pub struct Backend {
     pub protocol: Protocol,
     pub target: Target,
+    /// Set when the backend is a sluice Revision: the activator's per-revision policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<RevisionPolicy>,
+}
+
+/// What the activator enforces for one Revision (`sluice.dev/v1alpha1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionPolicy {
+    /// The Revision, `ns/name`.
+    pub id: String,
+    /// Most requests in flight per instance; 0 means unlimited.
+    pub container_concurrency: u32,
+    /// Most requests waiting for an instance; more are answered 503 at once.
+    pub max_buffered: u32,
+    /// Whole-request bound in seconds, queue time included (Knative `timeoutSeconds`).
+    pub timeout_seconds: u64,
+    /// Bound from arrival to the response head, queue time included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_start_timeout_seconds: Option<u64>,
+    /// Longest gap between response body chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +216,31 @@ pub enum Target {
     Endpoints(Vec<SocketAddr>),
     /// An ExternalName Service: resolved by DNS when connecting.
     Dns { host: String, port: u16 },
+    /// sluice's built-in synthetic responder, served in-process (no upstream).
+    Responder(ResponderSpec),
+}
+
+/// A synthetic response: for demos and as a load-test target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponderSpec {
+    /// Response status; 200 when absent.
+    #[serde(default = "ResponderSpec::default_status")]
+    pub status: u16,
+    /// Body size in bytes; when 0 the body is `message` plus a newline.
+    #[serde(default)]
+    pub body_bytes: u32,
+    /// Delay before the response head, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl ResponderSpec {
+    fn default_status() -> u16 {
+        200
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +266,7 @@ mod tests {
             "ns/svc:80".to_string(),
             Backend {
                 protocol: Protocol::Http1,
+                revision: None,
                 target: Target::Endpoints(vec!["127.0.0.1:8080".parse().expect("valid addr")]),
             },
         );

@@ -72,6 +72,7 @@ pub fn resolve(
         let port = u16::try_from(number).map_err(|_| not_found())?;
         return Ok(Backend {
             protocol,
+            revision: None,
             target: Target::Dns {
                 host: host.to_string(),
                 port,
@@ -81,6 +82,7 @@ pub fn resolve(
     let matched = matched.ok_or_else(not_found)?;
     Ok(Backend {
         protocol: protocol_of(matched),
+        revision: None,
         target: Target::Endpoints(ready_endpoints(store, namespace, service, matched)),
     })
 }

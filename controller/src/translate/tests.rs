@@ -126,6 +126,7 @@ fn backend_resolution() {
     let endpoints = |p: Protocol, list: &[&str]| {
         Ok(Backend {
             protocol: p,
+            revision: None,
             target: Target::Endpoints(addrs(list)),
         })
     };
@@ -208,6 +209,7 @@ fn backend_resolution() {
             name("http2"),
             Ok(Backend {
                 protocol: Protocol::H2c,
+                revision: None,
                 target: Target::Dns {
                     host: "gw.example.internal".into(),
                     port: 80,
@@ -220,6 +222,7 @@ fn backend_resolution() {
             int(8080),
             Ok(Backend {
                 protocol: Protocol::Http1,
+                revision: None,
                 target: Target::Dns {
                     host: "gw.example.internal".into(),
                     port: 8080,
@@ -690,6 +693,7 @@ fn dangling_service_keeps_routes_with_no_endpoints() {
         before.snapshot.backends["ns/s:81"],
         Backend {
             protocol: Protocol::H2c,
+            revision: None,
             target: Target::Endpoints(addrs(&["10.0.0.1:8013"]))
         }
     );
@@ -704,6 +708,7 @@ fn dangling_service_keeps_routes_with_no_endpoints() {
         after.snapshot.backends["ns/s:81"],
         Backend {
             protocol: Protocol::H2c,
+            revision: None,
             target: Target::Endpoints(vec![])
         },
         "the vanished service serves no endpoints, with its last known protocol"

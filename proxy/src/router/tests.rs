@@ -52,6 +52,7 @@ fn backends(ids: &[&str]) -> BTreeMap<String, BackendSpec> {
                 id.to_string(),
                 BackendSpec {
                     protocol: Protocol::Http1,
+                    revision: None,
                     target: Target::Endpoints(vec![addr]),
                 },
             )
@@ -72,7 +73,7 @@ fn snapshot(external: Vec<VirtualHost>, internal: Vec<VirtualHost>, ids: &[&str]
 }
 
 fn compile(s: Arc<Snapshot>) -> Router {
-    Router::compile(s, &Router::empty(), &metrics()).expect("valid snapshot")
+    Router::compile(s, &Router::empty(), &metrics(), 10).expect("valid snapshot")
 }
 
 fn id_of(
@@ -237,6 +238,7 @@ fn unknown_backend_is_rejected() {
         ),
         &Router::empty(),
         &metrics(),
+        10,
     );
     assert!(matches!(
         result,
@@ -259,14 +261,10 @@ fn backend_state_survives_recompile() {
         ),
         &Router::empty(),
         &m,
+        10,
     )
     .expect("valid");
-    let endpoint = first
-        .backend("b1")
-        .expect("b1")
-        .pick(&[])
-        .expect("endpoint")
-        .clone();
+    let endpoint = first.backend("b1").expect("b1").endpoints()[0].clone();
     endpoint
         .in_flight
         .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
@@ -281,14 +279,16 @@ fn backend_state_survives_recompile() {
         ),
         &first,
         &m,
+        10,
     )
     .expect("valid");
-    let carried = second
-        .backend("b1")
-        .expect("b1")
-        .pick(&[])
-        .expect("endpoint");
-    assert!(Arc::ptr_eq(&endpoint, carried));
+    let carried = second.backend("b1").expect("b1").endpoints()[0].clone();
+    assert!(Arc::ptr_eq(&endpoint, &carried));
+    // The wait line and its counters carry over too.
+    assert!(Arc::ptr_eq(
+        &first.backend("b1").expect("b1").queue,
+        &second.backend("b1").expect("b1").queue
+    ));
     assert_eq!(
         carried.in_flight.load(std::sync::atomic::Ordering::Relaxed),
         3

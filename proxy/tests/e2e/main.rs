@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `sluice` binary, real loopback backends, real sockets.
 
+mod activator;
+mod cli;
 mod lifecycle;
 mod protocols;
 mod routing;

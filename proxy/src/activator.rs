@@ -1,0 +1,377 @@
+//! The built-in activator: admission of requests to a backend's endpoints.
+//!
+//! Every backend has a [`Queue`]. A request takes a *slot* on an endpoint: for a backend
+//! without a concurrency limit that is a power-of-two-choices pick, for a Revision with
+//! `containerConcurrency = cc` it is an endpoint whose in-flight count is below `cc`, reserved
+//! with a compare-and-swap so no instance ever exceeds `cc`. When no slot is free (no ready
+//! instance, or all at `cc`), the request waits in the queue, in arrival order, bounded in
+//! number (overflow: 503) and in time (the caller's deadline: 504).
+//!
+//! Slots move without a scan of the waiters: a finishing request hands its freed slot to the
+//! first live waiter, and a router swap (new endpoints) dispatches waiters onto the new
+//! capacity. The fast path (nobody waiting, a slot free) takes no lock; the mutex guards only
+//! the wait list.
+//!
+//! Ordering argument for "no lost wake-up": a releaser decrements the endpoint's count *then*
+//! reads `waiting`; an enqueuer raises `waiting` under the lock *then* never sleeps without a
+//! later dispatch: with sequentially consistent operations either the enqueuer's reservation
+//! sees the freed slot or the releaser sees `waiting > 0` and dispatches under the lock.
+//!
+//! A slot handed to a waiter travels inside the [`Slot`] guard, so a waiter that vanishes
+//! after the hand-off still releases it.
+
+use crate::metrics::BackendMetrics;
+use crate::upstream::Endpoint;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Where a waiting request goes next.
+pub enum Admission {
+    /// A reserved slot.
+    Slot(Slot),
+    /// The backend left the config: route the request again.
+    Reroute,
+}
+
+/// One request's place on an endpoint: counted in the endpoint's and the backend's in-flight
+/// numbers until dropped, when it goes to the next waiter, if any.
+pub struct Slot {
+    endpoint: Option<Arc<Endpoint>>,
+    queue: Arc<Queue>,
+}
+
+impl Slot {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        self.endpoint
+            .as_ref()
+            .expect("a live slot always has its endpoint")
+    }
+
+    /// Releases without dispatching (the caller holds the queue lock).
+    fn release_locked(mut self) {
+        if let Some(endpoint) = self.endpoint.take() {
+            endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.queue.metrics.in_flight.dec();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(endpoint) = self.endpoint.take() {
+            self.queue.release(&endpoint);
+        }
+    }
+}
+
+pub struct Queue {
+    inner: Mutex<QueueInner>,
+    waiting: AtomicUsize,
+    next_ticket: AtomicU64,
+    metrics: Arc<BackendMetrics>,
+}
+
+struct QueueInner {
+    waiters: VecDeque<Waiter>,
+    endpoints: Box<[Arc<Endpoint>]>,
+    concurrency: u32,
+}
+
+struct Waiter {
+    ticket: u64,
+    tx: oneshot::Sender<Admission>,
+}
+
+/// The wait list is at its bound.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Overflow;
+
+/// What waiting for a slot gives back: the ticket (to cancel) and the receiver.
+pub type Ticket = (u64, oneshot::Receiver<Admission>);
+
+/// Reserves a slot among `endpoints`, skipping `exclude`d pool keys: P2C when unlimited, else
+/// the first endpoint (from a random start) below `concurrency`, reserved by compare-and-swap.
+/// The returned endpoint's in-flight count includes the reservation.
+fn reserve(
+    endpoints: &[Arc<Endpoint>],
+    concurrency: u32,
+    exclude: &[u64],
+) -> Option<Arc<Endpoint>> {
+    let usable = |e: &Arc<Endpoint>| exclude.is_empty() || !exclude.contains(&e.key());
+    let n = endpoints.len();
+    if n == 0 {
+        return None;
+    }
+    if concurrency == 0 {
+        let endpoint = if n == 1 {
+            Some(&endpoints[0]).filter(|e| usable(e))
+        } else {
+            let a = &endpoints[fastrand::usize(..n)];
+            let b = &endpoints[fastrand::usize(..n)];
+            match (usable(a), usable(b)) {
+                (true, true) => Some(if b.load() < a.load() { b } else { a }),
+                (true, false) => Some(a),
+                (false, true) => Some(b),
+                (false, false) => endpoints
+                    .iter()
+                    .filter(|e| usable(e))
+                    .min_by_key(|e| e.load()),
+            }
+        }?;
+        endpoint.in_flight.fetch_add(1, Ordering::SeqCst);
+        return Some(endpoint.clone());
+    }
+    let limit = concurrency as usize;
+    let start = fastrand::usize(..n);
+    for i in 0..n {
+        let endpoint = &endpoints[(start + i) % n];
+        if !usable(endpoint) {
+            continue;
+        }
+        let mut current = endpoint.in_flight.load(Ordering::SeqCst);
+        while current < limit {
+            match endpoint.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(endpoint.clone()),
+                Err(now) => current = now,
+            }
+        }
+    }
+    None
+}
+
+impl Queue {
+    pub fn new(metrics: Arc<BackendMetrics>) -> Self {
+        Queue {
+            inner: Mutex::new(QueueInner {
+                waiters: VecDeque::new(),
+                endpoints: Box::default(),
+                concurrency: 0,
+            }),
+            waiting: AtomicUsize::new(0),
+            next_ticket: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<BackendMetrics> {
+        &self.metrics
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(self: &Arc<Self>, endpoint: Arc<Endpoint>) -> Slot {
+        self.metrics.in_flight.inc();
+        Slot {
+            endpoint: Some(endpoint),
+            queue: self.clone(),
+        }
+    }
+
+    /// Fast path: a slot now, if nobody is queued ahead. No lock.
+    pub fn try_admit(
+        self: &Arc<Self>,
+        endpoints: &[Arc<Endpoint>],
+        concurrency: u32,
+        exclude: &[u64],
+    ) -> Option<Slot> {
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        reserve(endpoints, concurrency, exclude).map(|e| self.slot(e))
+    }
+
+    /// A slot now regardless of waiters (a retry after a failed connect keeps its turn).
+    pub fn take(
+        self: &Arc<Self>,
+        endpoints: &[Arc<Endpoint>],
+        concurrency: u32,
+        exclude: &[u64],
+    ) -> Option<Slot> {
+        reserve(endpoints, concurrency, exclude).map(|e| self.slot(e))
+    }
+
+    /// Slow path: a place in line. The waiter is listed (raising `waiting`) *before* any
+    /// reservation is tried, so a concurrent release cannot slip by unseen; if a slot is free
+    /// the receiver is already holding it.
+    pub fn enqueue(self: &Arc<Self>, max_waiting: usize) -> Result<Ticket, Overflow> {
+        let mut inner = self.lock();
+        if inner.waiters.len() >= max_waiting {
+            return Err(Overflow);
+        }
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        inner.waiters.push_back(Waiter { ticket, tx });
+        self.set_waiting(&inner);
+        self.dispatch(&mut inner);
+        Ok((ticket, rx))
+    }
+
+    /// A waiter that gave up (deadline, client gone) leaves the line.
+    pub fn cancel(&self, ticket: u64) {
+        let mut inner = self.lock();
+        if let Some(i) = inner.waiters.iter().position(|w| w.ticket == ticket) {
+            inner.waiters.remove(i);
+            self.set_waiting(&inner);
+        }
+    }
+
+    /// Frees a slot on `endpoint`, then lets the first waiters take free slots.
+    fn release(self: &Arc<Self>, endpoint: &Endpoint) {
+        endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.in_flight.dec();
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            let mut inner = self.lock();
+            self.dispatch(&mut inner);
+        }
+    }
+
+    /// New endpoints or limits from a router swap; waiters move onto any new capacity.
+    pub fn update(self: &Arc<Self>, endpoints: &[Arc<Endpoint>], concurrency: u32) {
+        let mut inner = self.lock();
+        inner.endpoints = endpoints.into();
+        inner.concurrency = concurrency;
+        self.dispatch(&mut inner);
+    }
+
+    /// The backend is gone: every waiter routes again.
+    pub fn reroute_all(&self) {
+        let mut inner = self.lock();
+        for waiter in inner.waiters.drain(..) {
+            let _ = waiter.tx.send(Admission::Reroute);
+        }
+        inner.endpoints = Box::default();
+        self.set_waiting(&inner);
+    }
+
+    fn dispatch(self: &Arc<Self>, inner: &mut QueueInner) {
+        while let Some(front) = inner.waiters.front() {
+            if front.tx.is_closed() {
+                inner.waiters.pop_front();
+                continue;
+            }
+            let Some(endpoint) = reserve(&inner.endpoints, inner.concurrency, &[]) else {
+                break;
+            };
+            let slot = self.slot(endpoint);
+            let Some(waiter) = inner.waiters.pop_front() else {
+                slot.release_locked();
+                break;
+            };
+            if let Err(Admission::Slot(slot)) = waiter.tx.send(Admission::Slot(slot)) {
+                // It gave up in the meantime: the slot is free again.
+                slot.release_locked();
+            }
+        }
+        self.set_waiting(inner);
+    }
+
+    fn set_waiting(&self, inner: &QueueInner) {
+        let n = inner.waiters.len();
+        self.waiting.store(n, Ordering::SeqCst);
+        self.metrics.held.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// Microseconds since the first call: a cheap monotonic clock for the counters.
+pub fn now_micros() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Per-Revision request statistics for the autoscaler: concurrency (buffered requests
+/// included) integrated over time, and arrivals. Lock-free; read and reset once a second.
+#[derive(Default)]
+pub struct RevisionStats {
+    concurrency: AtomicI64,
+    /// Σ concurrency × µs since the last read.
+    area: AtomicU64,
+    last_change: AtomicU64,
+    requests: AtomicU64,
+    last_take: AtomicU64,
+    /// Set by the autoscaler while the revision's desired scale is 0: arrivals poke it.
+    pub scaled_to_zero: AtomicBool,
+}
+
+/// One second's worth of statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Time-weighted average concurrency over the interval.
+    pub concurrency: f64,
+    /// Arrivals in the interval.
+    pub requests: f64,
+    /// Concurrency at the moment of the read.
+    pub current: i64,
+}
+
+impl RevisionStats {
+    fn change(&self, delta: i64) {
+        let now = now_micros();
+        let before = self.concurrency.fetch_add(delta, Ordering::SeqCst);
+        let last = self.last_change.swap(now, Ordering::SeqCst);
+        let elapsed = now.saturating_sub(last);
+        let weight = u64::try_from(before.max(0)).unwrap_or(0);
+        self.area
+            .fetch_add(weight.saturating_mul(elapsed), Ordering::Relaxed);
+    }
+
+    /// Counts an arrival; the returned guard keeps it in the concurrency until dropped.
+    pub fn arrive(self: &Arc<Self>) -> Counted {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.change(1);
+        Counted(self.clone())
+    }
+
+    pub fn current(&self) -> i64 {
+        self.concurrency.load(Ordering::SeqCst)
+    }
+
+    /// Reads and resets the interval since the previous read.
+    pub fn take(&self) -> Sample {
+        let now = now_micros();
+        let current = self.concurrency.load(Ordering::SeqCst);
+        let last = self.last_change.swap(now, Ordering::SeqCst);
+        let interval = now.saturating_sub(self.last_take.swap(now, Ordering::SeqCst));
+        let tail = u64::try_from(current.max(0))
+            .unwrap_or(0)
+            .saturating_mul(now.saturating_sub(last));
+        let area = self.area.swap(0, Ordering::Relaxed).saturating_add(tail);
+        let requests = self.requests.swap(0, Ordering::Relaxed);
+        Sample {
+            concurrency: if interval == 0 {
+                current.max(0) as f64
+            } else {
+                area as f64 / interval as f64
+            },
+            requests: requests as f64,
+            current,
+        }
+    }
+}
+
+/// A request counted in its revision's concurrency, from arrival (queue time included) to the
+/// end of its response.
+pub struct Counted(Arc<RevisionStats>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.change(-1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

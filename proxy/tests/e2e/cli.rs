@@ -1,0 +1,125 @@
+//! The `sluice` binary's tools: `autoscaler simulate`.
+
+use std::process::Command;
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// 60 s at concurrency 140, then idle, with Knative's defaults (target 70 per pod, 60 s stable
+/// window, 6 s panic window, 30 s grace).
+fn trace() -> String {
+    let mut t = String::from("second,concurrency\n");
+    for s in 1..=60 {
+        t += &format!("{s},140\n");
+    }
+    for s in 61..=180 {
+        t += &format!("{s},0\n");
+    }
+    t
+}
+
+fn simulate(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(SLUICE)
+        .args(["autoscaler", "simulate"])
+        .args(args)
+        .output()?)
+}
+
+#[test]
+fn simulate_replays_a_known_trace() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let trace_path = dir.path().join("trace.csv");
+    std::fs::write(&trace_path, trace())?;
+    let plot = dir.path().join("plot.svg");
+    let out = simulate(&[
+        "--trace",
+        trace_path.to_str().expect("utf-8"),
+        "--format",
+        "csv",
+        "--plot",
+        plot.to_str().expect("utf-8"),
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout)?;
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "second,desired,stable,panic,panicking");
+    assert_eq!(rows.len(), 1 + 90, "one row per 2 s tick");
+    let row = |second: u32| {
+        rows.iter()
+            .copied()
+            .find(|r| r.starts_with(&format!("{second},")))
+            .expect("row")
+    };
+    // 140 / 70 = 2 pods, and 2 > 1 ready pod × 200% panic threshold: panic at once.
+    assert_eq!(row(2), "2,2,140,140,true");
+    // The load stops at 60 s: the panic window (6 s) drains first, panic ends at 64 s.
+    assert_eq!(row(62), "62,2,135.333333,93.333333,true");
+    assert_eq!(row(64), "64,2,130.666667,46.666667,false");
+    // The stable average falls linearly to 70 (1 pod) at 90 s and 0 at 120 s; the last pod
+    // goes after the 30 s scale-to-zero grace period.
+    assert_eq!(row(90), "90,1,70,0,false");
+    assert_eq!(row(150), "150,0,0,0,false");
+    let svg = std::fs::read_to_string(&plot)?;
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..40.min(svg.len())]
+    );
+    Ok(())
+}
+
+#[test]
+fn simulate_applies_revision_annotations_and_config() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let trace_path = dir.path().join("trace.csv");
+    std::fs::write(&trace_path, trace())?;
+    let revision = dir.path().join("revision.yaml");
+    std::fs::write(
+        &revision,
+        "apiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: r\n  annotations: {autoscaling.knative.dev/target: \"10\", autoscaling.knative.dev/max-scale: \"5\"}\nspec:\n  containerConcurrency: 20\n  responder: {}\n",
+    )?;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-autoscaler, namespace: knative-serving}\ndata:\n  container-concurrency-target-percentage: \"100\"\n",
+    )?;
+    let out = simulate(&[
+        "--trace",
+        trace_path.to_str().expect("utf-8"),
+        "--revision",
+        revision.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--format",
+        "csv",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout)?;
+    let desired: Vec<i64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1)?.parse().ok())
+        .collect();
+    // Target 10 at 100% utilisation wants 14 pods for 140; max-scale caps it at 5.
+    assert_eq!(desired.iter().max(), Some(&5));
+    Ok(())
+}
+
+#[test]
+fn simulate_rejects_a_bad_trace_with_its_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let trace_path = dir.path().join("trace.csv");
+    std::fs::write(&trace_path, "1,10\n2,ten\n")?;
+    let out = simulate(&["--trace", trace_path.to_str().expect("utf-8")])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    Ok(())
+}
