@@ -103,13 +103,14 @@ async fn forward(
     )
     .await?;
     if let Some(responder) = &selection.backend.responder {
-        return Ok(respond(responder, selection.deadline).await);
+        // Cold paths are boxed so their state does not widen every request's future.
+        return Ok(Box::pin(respond(responder, selection.deadline)).await);
     }
     let protocol = selection.backend.protocol;
     let websocket = is_websocket(&req);
     prepare_request(&mut req, conn, &selection, original_host, websocket);
     if websocket {
-        return tunnel(gateway, selection, req).await;
+        return Box::pin(tunnel(gateway, selection, req)).await;
     }
     set_upstream_form(&mut req, protocol)?;
     let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
@@ -269,7 +270,7 @@ async fn select(
                 .map_err(|_| ProxyError::Overflow {
                     backend: backend.id.to_string(),
                 })?;
-        match tokio::time::timeout_at(wait_deadline, admitted).await {
+        match Box::pin(tokio::time::timeout_at(wait_deadline, admitted)).await {
             Ok(Ok(Admission::Slot(slot))) => {
                 backend
                     .metrics()
@@ -406,8 +407,12 @@ async fn send(
             .clone();
         let sender = match upstream::checkout(&endpoint, protocol, Instant::now().into_std()) {
             Some(sender) => sender,
-            None => match upstream::connect(&endpoint, protocol, gateway.settings.connect_timeout)
-                .await
+            None => match Box::pin(upstream::connect(
+                &endpoint,
+                protocol,
+                gateway.settings.connect_timeout,
+            ))
+            .await
             {
                 Ok(sender) => {
                     backend.metrics().connects.inc();
