@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from .targets import CLIENT_CPU
+from .targets import BENCH_HOST, CLIENT_CPU
 
 UNITS_US = {"us": 1.0, "ms": 1000.0, "s": 1e6}
 
@@ -48,10 +48,10 @@ def wrk(env, target, duration, connections, host=None, path="/"):
 
 
 def parse_h2load(out):
-    m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+    m = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", out)
     if not m:
         raise RuntimeError(f"unexpected h2load output: {out[-500:]}")
-    rps = float(m.group(2))
+    rps = float(m.group(3))
     m2 = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                    r"(\d+) errored, (\d+) timeout", out)
     done, ok, failed, errored, timeout = (int(m2.group(i)) for i in (3, 4, 5, 6, 7))
@@ -60,8 +60,18 @@ def parse_h2load(out):
     res = {"requests": done, "counted": ok, "rps": rps, "errors": failed + errored + timeout + bad}
     m3 = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
     if m3:
+        res["min"] = float(m3.group(1)) * UNITS_US[m3.group(2)]
+        res["max"] = float(m3.group(3)) * UNITS_US[m3.group(4)]
         res["mean"] = float(m3.group(5)) * UNITS_US[m3.group(6)]
+    res["elapsed_s"] = float(m.group(1)) * UNITS_US[m.group(2)] / 1e6
     return res
+
+
+def h2load_burst(env, port, host, requests, clients, streams, timeout=120):
+    """h2load -n: `requests` sent at once over h2c (`clients` × `streams` in flight)."""
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-n{requests}",
+            "-H", f":authority: {host}", f"http://127.0.0.1:{port}/"]
+    return parse_h2load(_run(env, "h2load", argv, timeout))
 
 
 def h2load(env, target, duration, clients, streams, host=None):
@@ -70,6 +80,23 @@ def h2load(env, target, duration, clients, streams, host=None):
     argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{secs}",
             "-H", f":authority: {authority}", f"http://127.0.0.1:{target.h2c_port}/"]
     return parse_h2load(_run(env, "h2load", argv, secs + 30))
+
+
+def h2load_tls(env, target, duration, clients, streams, h1=False, close=False, requests=None):
+    """h2load over TLS to the target's HTTPS listener: SNI and :authority are BENCH_HOST
+    (`--connect-to` dials 127.0.0.1). `h1` forces HTTP/1.1 (ALPN http/1.1); `close` sends
+    `Connection: close`, so every request is a new connection and a full handshake. h2load only
+    reconnects in count mode, so `requests` (-n) replaces the duration there; the caller sizes it."""
+    secs = max(1, round(duration))
+    amount = f"-n{requests}" if requests else f"-D{secs}"
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{clients}", f"-m{streams}", amount,
+            f"--connect-to=127.0.0.1:{target.tls_port}"]
+    if h1:
+        argv.append("--h1")
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"https://{BENCH_HOST}:{target.tls_port}/")
+    return parse_h2load(_run(env, "h2load", argv, 4 * secs + 60))
 
 
 def loadgen(env, target, duration, connections, rate=None, proto="h1", streams=1, warmup=0.5,

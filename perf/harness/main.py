@@ -18,7 +18,7 @@ from .scenarios import SCENARIOS
 from .tables import fmt, peer
 
 TOOLS = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client", "taskset": "util-linux",
-         "pgrep": "procps"}
+         "chrt": "util-linux", "pgrep": "procps", "openssl": "openssl"}
 
 
 def have(tool):

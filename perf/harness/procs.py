@@ -19,11 +19,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=60.0, proc=None):
+def wait_port(port, timeout=60.0, proc=None, log=None):
+    """Waits until 127.0.0.1:port accepts; fails early (with the tail of `log`) if `proc` exits."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+            tail = ""
+            if log:
+                try:
+                    tail = ": " + open(log).read()[-800:]
+                except OSError:
+                    pass
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened{tail}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -58,6 +65,18 @@ def rss_kib(pids):
         except FileNotFoundError:
             pass
     return total
+
+
+def peak_rss_kib(pid):
+    """VmHWM (peak RSS) of `pid`, 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
 
 
 def child_pids(pid):

@@ -8,6 +8,7 @@ To add a scenario (TLS, activator, ...): write `def my_scenario(env)`, start wha
 and append `Scenario("key", my_scenario)` to SCENARIOS. `perf/run --only key` runs just it.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 
 from . import svg
 from .core import Stack, alternate, measure, med, median_cdf, total, variant
-from .loads import h2load, loadgen, wrk
+from .loads import h2load, h2load_burst, h2load_tls, loadgen, wrk
+from .procs import CLK_TCK, cpu_ticks, free_port, peak_rss_kib, stop, wait_port
 from .tables import closed_table, fmt, open_table, ratio, reuse, with_spread
-from .targets import BENCH_HOST, Setup, sluice_ingress, start_haproxy, start_nginx, start_sluice, write_atomic
+from .targets import (BENCH_HOST, CLIENT_CPU, PROXY_CPU, Setup, make_certificate, sluice_ingress, start_haproxy, start_nginx, start_sluice,
+                      write_atomic)
 
 CONNS = 32  # requests in flight in every scenario: 32 HTTP/1.1 connections, or 4 h2 connections × 8 streams
 
@@ -273,7 +276,7 @@ def upstream_reuse(env):
             "|---|---|---|---|---|---|"]
     agg = {}
     for key, d in env.data.items():
-        if d.get("kind") not in ("closed", "open", "hosts", "churn"):
+        if d.get("kind") not in ("closed", "closed-multi", "open", "hosts", "churn"):
             continue
         for name, runs in d["results"].items():
             kind = name.split()[0].rstrip(",")
@@ -342,20 +345,156 @@ def profile(env):
     return {"title": "Where sluice's CPU goes (profile)", "what": "", "md": md, "results": {}, "kind": "profile"}
 
 
+def sluice_has_tls(env):
+    out = subprocess.run([os.path.join(env.bin_dir, "sluice"), "run", "--help"], capture_output=True, text=True)
+    return "--default-certificate" in out.stdout
+
+
 def tls(env):
-    """Hook: TLS termination (sluice --https vs nginx/HAProxy ssl) once the TLS work lands."""
-    return {"title": "TLS termination", "kind": "pending", "results": {}, "what": "",
-            "md": ["Not measured yet: waiting for sluice's TLS listener to land. Planned: HTTP/1.1 over TLS 1.3 "
-                   "(keep-alive, and a new-handshake-per-request variant) against nginx `ssl` and HAProxy "
-                   "`bind … ssl crt`, same pinned layout; a `tls(env)` hook is in perf/harness/scenarios.py."]}
+    """TLS termination: HTTP/1.1 and h2 (ALPN) keep-alive, and a new handshake per request."""
+    if not sluice_has_tls(env):
+        return {"title": "TLS termination", "kind": "pending", "results": {}, "what": "",
+                "md": ["Not measured: this sluice build has no TLS listener (`--https`)."]}
+    if not getattr(env, "tls", None):
+        env.tls = make_certificate(env.workdir)
+    md, all_results = [], {}
+    rate = {}
+
+    def handshakes(t, d):
+        # h2load reconnects only in count mode: size the count from this target's last rate.
+        n = int(max(200, rate.get(t.name, 100) * d))
+        r = h2load_tls(env, t, d, CONNS, 1, h1=True, close=True, requests=n)
+        rate[t.name] = r["rps"]
+        return r
+
+    variants = [
+        ("tls-h1", "HTTP/1.1 over TLS, keep-alive (`h2load --h1 -c32 -m1`)",
+         lambda t, d: h2load_tls(env, t, d, CONNS, 1, h1=True)),
+        ("tls-h2", "HTTP/2 over TLS (ALPN h2), 4 connections × 8 streams (`h2load -c4 -m8`)",
+         lambda t, d: h2load_tls(env, t, d, 4, 8)),
+        ("tls-handshake", "A new TLS connection per request: HTTP/1.1 with `Connection: close` "
+                          "(`h2load --h1 -c32 -n N -H 'Connection: close'`, N sized from the warm-up's rate to "
+                          "last about the run duration); the cost is the full handshake",
+         handshakes),
+    ]
+    with Stack(env, Setup(tls=True), with_direct=False) as st:
+        for t in st.targets:
+            t.check()
+        for key, label, fn in variants:
+            results = alternate(env, key, st.targets, st.backend, lambda t, fn=fn: fn(t, env.duration),
+                                warmup=lambda t, fn=fn: fn(t, env.warmup))
+            all_results.update({f"{name} ({key})": runs for name, runs in results.items()})
+            md += [f"**{label}**", ""] + closed_table(results) + [""]
+    md += ["Certificate: self-signed ECDSA P-256 for the benchmark host, served by SNI (sluice: a "
+           "`kubernetes.io/tls` Secret referenced from the KIngress `spec.tls`; nginx `ssl_certificate`; HAProxy "
+           "`bind … ssl crt`). TLS 1.3 is negotiated; h2load sends SNI `bench.example.com` and dials 127.0.0.1 "
+           "(`--connect-to`). Upstream is plain HTTP/1.1 keep-alive. For the handshake variant the reuse column "
+           "is about the upstream side only: downstream every request is a new connection."]
+    return {"title": "TLS termination", "kind": "closed-multi", "results": all_results,
+            "what": "The proxy terminates TLS for the client and forwards over HTTP/1.1 keep-alive; three loads, "
+                    "each in alternating rounds.", "md": md}
+
+
+def sluice_has_revisions(env):
+    out = subprocess.run([os.path.join(env.bin_dir, "sluice"), "run", "--help"], capture_output=True, text=True)
+    return "--system-namespace" in out.stdout
+
+
+COLD_HOST = "cold.example.com"
+
+
+def cold_manifests(env, buffered):
+    backend = os.path.join(env.bin_dir, "sluice-testkit-backend")
+    # The instance runs on CPU 0 like every backend; sluice sets PORT.
+    command = f"exec taskset -c {CLIENT_CPU} {backend} --listen 127.0.0.1:$PORT >/dev/null"
+    return f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: config-autoscaler, namespace: knative-serving}}
+data:
+  allow-zero-initial-scale: "true"
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Revision
+metadata:
+  name: cold
+  namespace: perf
+  annotations:
+    autoscaling.knative.dev/initial-scale: "0"
+    autoscaling.knative.dev/max-scale: "1"
+    sluice.dev/max-buffered-requests: "{buffered}"
+spec:
+  process: {{command: [sh, -c, {json.dumps(command)}]}}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Route
+metadata: {{name: cold, namespace: perf}}
+spec:
+  hosts: [{COLD_HOST}]
+  traffic: [{{revision: cold, percent: 100}}]
+"""
 
 
 def activator(env):
-    """Hook: cold-start release and 10k buffered requests once the activator lands."""
-    return {"title": "Activator: cold start and buffered requests", "kind": "pending", "results": {}, "what": "",
-            "md": ["Not measured yet: waiting for the activator. Planned: 10k requests held against a Service with "
-                   "no ready endpoint, released when an EndpointSlice becomes ready (time to drain, errors, "
-                   "proxy RSS and CPU while holding); an `activator(env)` hook is in perf/harness/scenarios.py."]}
+    """Cold start from zero: one request, and 10,000 requests at once, against a Revision whose
+    instance (a local process) sluice starts on the first request."""
+    if not sluice_has_revisions(env):
+        return {"title": "Activator: cold start and buffered requests", "kind": "pending", "results": {},
+                "what": "", "md": ["Not measured: this sluice build has no Revision/activator support."]}
+    n = 10_000
+    variants = [("1 request", 1, 1, 1), (f"{n // 1000}k requests at once", n, 100, 100)]
+    results = {label: [] for label, *_ in variants}
+    for r in range(env.rounds):
+        for label, count, clients, streams in variants:
+            conf = os.path.join(env.workdir, f"cold-{free_port()}")
+            os.makedirs(conf)
+            write_atomic(os.path.join(conf, "cold.yaml"), cold_manifests(env, n))
+            port, internal, admin = free_port(), free_port(), free_port()
+            argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
+                    "--http", f"127.0.0.1:{port}", "--internal-http", f"127.0.0.1:{internal}",
+                    "--admin", f"127.0.0.1:{admin}", "--threads", "1", "--shutdown-grace", "1s"]
+            env.log.add("sluice", argv)
+            proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"},
+                                    stdout=open(os.path.join(conf, "sluice.log"), "w"), stderr=subprocess.STDOUT)
+            try:
+                wait_port(port, timeout=60, proc=proc)
+                u0, s0 = cpu_ticks([proc.pid])
+                try:
+                    res = h2load_burst(env, port, COLD_HOST, count, clients, streams)
+                except Exception as e:
+                    res = {"failed": str(e)}
+                u1, s1 = cpu_ticks([proc.pid])
+                res["cpu_ms"] = (u1 - u0 + s1 - s0) / CLK_TCK * 1000
+                res["rss_peak_mib"] = peak_rss_kib(proc.pid) / 1024
+            finally:
+                stop(proc)
+            results[label].append(res)
+            if "failed" in res:
+                print(f"[activator round {r + 1}] {label}: FAILED: {res['failed']}", flush=True)
+            else:
+                print(f"[activator round {r + 1}] {label}: first response {res.get('min', 0) / 1000:.1f} ms, "
+                      f"all in {res['elapsed_s'] * 1000:.0f} ms, errors {res['errors']}", flush=True)
+    md = ["| load | first response ms | last response ms | all done ms | succeeded | errors | sluice CPU ms "
+          "| sluice peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+    for label, runs in results.items():
+        ok = [m for m in runs if "failed" not in m]
+        md.append(f"| {label} | {with_spread([dict(x, v=x.get('min', 0) / 1000) for x in ok], 'v', 1)} "
+                  f"| {with_spread([dict(x, v=x.get('max', 0) / 1000) for x in ok], 'v', 1)} "
+                  f"| {with_spread([dict(x, v=x['elapsed_s'] * 1000) for x in ok], 'v', 0)} "
+                  f"| {fmt(med(ok, 'counted'), 0)} | {total(ok, 'errors'):.0f}"
+                  f"{f' + {len(runs) - len(ok)} failed run(s)' if len(ok) < len(runs) else ''} "
+                  f"| {with_spread(ok, 'cpu_ms', 0)} | {with_spread(ok, 'rss_peak_mib', 1)} |")
+    md += ["", "Each round starts a fresh sluice whose Revision is at zero (`initial-scale: 0`, "
+               "`allow-zero-initial-scale`), so the first request triggers the scale-from-zero: sluice spawns the "
+               "instance (`sluice-testkit-backend` with `PORT`), probes it until it accepts connections, publishes "
+               "it as an endpoint and releases the queue in arrival order. `max-scale: 1` keeps it to one instance "
+               "(without it the KPA's panic mode starts dozens for a 10k burst, each a process on CPU 0). h2load (h2c) sends the requests at once "
+               f"({variants[1][2]} connections × {variants[1][3]} streams for the burst); *first response* and "
+               "*last response* are its fastest and slowest request times, *all done* its wall time. Errors must "
+               f"be 0: the buffer bound is `sluice.dev/max-buffered-requests: {n}`. nginx and HAProxy have no "
+               "equivalent, so this is sluice alone."]
+    return {"title": "Activator: cold start and buffered requests", "kind": "activator", "results": {},
+            "what": "Requests to a Revision scaled to zero are held by sluice's activator until the instance it "
+                    "starts is ready.", "md": md, "cold": results}
 
 
 @dataclass

@@ -19,6 +19,15 @@ BENCH_HOST = "bench.example.com"
 INGRESS_CLASS = "sluice.ingress.networking.knative.dev"
 
 
+def _log(env, name):
+    """A log file in the work directory for a target's stdout and stderr (kept with --keep-workdir)."""
+    return open(os.path.join(env.workdir, name), "w")
+
+
+def _logpath(env, name):
+    return os.path.join(env.workdir, name)
+
+
 def table_host(i):
     return f"h{i:05d}.bench.example.com"
 
@@ -32,6 +41,8 @@ class Setup:
     upstream: str = "h1"
     # Size of the host routing table; requests go to a host in the middle of it.
     hosts: int = 1
+    # Also serve BENCH_HOST over TLS (env.tls holds the certificate files).
+    tls: bool = False
 
     @property
     def request_host(self):
@@ -67,8 +78,9 @@ class Target:
     """One thing a load generator can be pointed at."""
 
     def __init__(self, name, kind, port, h2c_port, host, pid_fn=lambda: [], procs=(), admin_port=None,
-                 startup_s=None):
+                 startup_s=None, tls_port=None):
         self.name, self.kind, self.port, self.h2c_port, self.host = name, kind, port, h2c_port, host
+        self.tls_port = tls_port
         self._pid_fn = pid_fn
         self.procs = list(procs)
         self.admin_port = admin_port
@@ -143,11 +155,15 @@ endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
 """
 
 
-def sluice_ingress(name, hosts, splits, headers=None):
-    """A KIngress `perf/name` for `hosts`, splitting over [(service, percent)]."""
+def sluice_ingress(name, hosts, splits, headers=None, tls_secret=None):
+    """A KIngress `perf/name` for `hosts`, splitting over [(service, percent)]; with `tls_secret`,
+    the hosts are also served over HTTPS with that Secret's certificate."""
     split_lines = "".join(
         f"        - {{serviceNamespace: perf, serviceName: {svc}, servicePort: 80, percent: {pct}}}\n"
         for svc, pct in splits)
+    tls = ""
+    if tls_secret:
+        tls = f"\n  tls:\n  - hosts: [{', '.join(hosts)}]\n    secretName: {tls_secret}\n    secretNamespace: perf"
     append = ""
     if headers:
         append = "        appendHeaders: {" + ", ".join(f"{k}: {v!r}" for k, v in headers.items()) + "}\n"
@@ -157,7 +173,7 @@ metadata:
   name: {name}
   namespace: perf
   annotations: {{networking.knative.dev/ingress.class: {INGRESS_CLASS}}}
-spec:
+spec:{tls}
   rules:
   - hosts: [{", ".join(hosts)}]
     visibility: ExternalIP
@@ -166,6 +182,23 @@ spec:
       - splits:
 {split_lines}{append}---
 """
+
+
+def sluice_tls_secret(name, cert_pem, key_pem):
+    indent = lambda pem: "".join(f"    {line}\n" for line in pem.strip().splitlines())
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: perf}}\ntype: kubernetes.io/tls\n"
+            f"stringData:\n  tls.crt: |\n{indent(cert_pem)}  tls.key: |\n{indent(key_pem)}---\n")
+
+
+def make_certificate(workdir):
+    """A self-signed ECDSA P-256 certificate for BENCH_HOST: {crt, key, pem (both)} file paths."""
+    crt, key, pem = (os.path.join(workdir, f"bench.{ext}") for ext in ("crt", "key", "pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={BENCH_HOST}",
+                    "-addext", f"subjectAltName=DNS:{BENCH_HOST}"], check=True, capture_output=True)
+    with open(pem, "w") as f:
+        f.write(open(crt).read() + open(key).read())
+    return {"crt": crt, "key": key, "pem": pem}
 
 
 def write_atomic(path, text):
@@ -188,7 +221,10 @@ def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=No
         services += sluice_service(svc, backend.port, setup.upstream)
     write_atomic(os.path.join(conf, "services.yaml"), services)
     if files is None:
-        if setup.hosts == 1:
+        if setup.tls:
+            files = {"tls.yaml": sluice_tls_secret("bench-tls", open(env.tls["crt"]).read(), open(env.tls["key"]).read())
+                     + sluice_ingress("bench", [BENCH_HOST], [("bench", 100)], tls_secret="bench-tls")}
+        elif setup.hosts == 1:
             files = {"ingress.yaml": sluice_ingress("bench", [BENCH_HOST], [("bench", 100)])}
         else:
             files = {"ingress.yaml": "".join(
@@ -200,19 +236,33 @@ def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=No
     argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
             "--http", f"127.0.0.1:{port}", "--internal-http", f"127.0.0.1:{internal}",
             "--admin", f"127.0.0.1:{admin}", "--threads", "1", "--shutdown-grace", "1s"]
+    tls_port = None
+    if setup.tls:
+        tls_port = free_port()
+        argv += ["--https", f"127.0.0.1:{tls_port}"]
     env.log.add("sluice", argv)
     t0 = time.time()
-    proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"})
-    wait_port(port, timeout=300, proc=proc)
+    proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"},
+                            stdout=_log(env, f"sluice-{port}.log"), stderr=subprocess.STDOUT)
+    wait_port(port, timeout=300, proc=proc, log=_logpath(env, f"sluice-{port}.log"))
+    if tls_port:
+        wait_port(tls_port, timeout=60, proc=proc)
     t = Target(name, "sluice", port, port, setup.request_host, lambda: [proc.pid], [proc],
-               admin_port=admin, startup_s=time.time() - t0)
+               admin_port=admin, startup_s=time.time() - t0, tls_port=tls_port)
     t.conf_dir = conf
     return t
 
 
+def _config_name(proxy, setup):
+    """Which generated configs the report shows: one per upstream protocol, and the TLS one."""
+    if setup.hosts != 1:
+        return None
+    return f"{proxy} (TLS)" if setup.tls else f"{proxy} ({setup.upstream} upstream)"
+
+
 # --- nginx ------------------------------------------------------------------------------------
 
-def nginx_conf(workdir, port, h2c_port, backend_port, setup):
+def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=None):
     if setup.hosts == 1:
         names = [BENCH_HOST]
     else:
@@ -237,6 +287,18 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup):
     listen 127.0.0.1:{h2c_port} http2;
     location / {{
 {inner}
+    }}
+  }}"""
+    if tls_port:
+        h2c += f"""
+  server {{
+    listen 127.0.0.1:{tls_port} ssl http2;
+    server_name {BENCH_HOST};
+    ssl_certificate {tls['crt']};
+    ssl_certificate_key {tls['key']};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+{proxy}
     }}
   }}"""
     return f"""worker_processes 1;
@@ -271,24 +333,25 @@ http {{
 
 def start_nginx(env, backend, setup, name="nginx"):
     port, h2c_port = free_port(), free_port()
+    tls_port = free_port() if setup.tls else None
     conf = os.path.join(env.workdir, f"nginx-{port}.conf")
-    text = nginx_conf(env.workdir, port, h2c_port, backend.port, setup)
+    text = nginx_conf(env.workdir, port, h2c_port, backend.port, setup, tls_port, getattr(env, "tls", None))
     with open(conf, "w") as f:
         f.write(text)
-    env.configs.setdefault(f"nginx ({setup.upstream} upstream)" if setup.hosts == 1 else None, text)
+    env.configs.setdefault(_config_name("nginx", setup), text)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     argv = ["taskset", "-c", PROXY_CPU, nginx, "-c", conf, "-e", f"{env.workdir}/nginx-error.log"]
     env.log.add("nginx", argv)
     t0 = time.time()
-    proc = subprocess.Popen(argv)
-    wait_port(port, timeout=120, proc=proc)
+    proc = subprocess.Popen(argv, stdout=_log(env, f"nginx-{port}.log"), stderr=subprocess.STDOUT)
+    wait_port(port, timeout=120, proc=proc, log=_logpath(env, f"nginx-{port}.log"))
     return Target(name, "nginx", port, h2c_port, setup.request_host, lambda: child_pids(proc.pid), [proc],
-                  startup_s=time.time() - t0)
+                  startup_s=time.time() - t0, tls_port=tls_port)
 
 
 # --- HAProxy ----------------------------------------------------------------------------------
 
-def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file):
+def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file, tls_port=None, tls=None):
     h2 = " proto h2" if setup.upstream == "h2c" else ""
     h2c = ""
     if setup.hosts == 1:
@@ -296,6 +359,12 @@ def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file):
 frontend fe_h2c
   bind 127.0.0.1:{h2c_port} proto h2
   default_backend be_up
+"""
+    if tls_port:
+        h2c += f"""
+frontend fe_tls
+  bind 127.0.0.1:{tls_port} ssl crt {tls['pem']} alpn h2,http/1.1
+  default_backend be
 """
     return f"""global
   nbthread 1
@@ -327,6 +396,7 @@ backend be_404
 
 def start_haproxy(env, backend, setup, name="haproxy"):
     port, h2c_port = free_port(), free_port()
+    tls_port = free_port() if setup.tls else None
     map_file = os.path.join(env.workdir, f"haproxy-{port}.map")
     with open(map_file, "w") as f:
         if setup.hosts == 1:
@@ -334,18 +404,19 @@ def start_haproxy(env, backend, setup, name="haproxy"):
         else:
             f.writelines(f"{table_host(i)} be\n" for i in range(setup.hosts))
     conf = os.path.join(env.workdir, f"haproxy-{port}.cfg")
-    text = haproxy_conf(env.workdir, port, h2c_port, backend.port, setup, map_file)
+    text = haproxy_conf(env.workdir, port, h2c_port, backend.port, setup, map_file, tls_port,
+                        getattr(env, "tls", None))
     with open(conf, "w") as f:
         f.write(text)
-    env.configs.setdefault(f"HAProxy ({setup.upstream} upstream)" if setup.hosts == 1 else None, text)
+    env.configs.setdefault(_config_name("HAProxy", setup), text)
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     argv = ["taskset", "-c", PROXY_CPU, haproxy, "-f", conf, "-db"]
     env.log.add("haproxy", argv)
     t0 = time.time()
-    proc = subprocess.Popen(argv)
-    wait_port(port, timeout=120, proc=proc)
+    proc = subprocess.Popen(argv, stdout=_log(env, f"haproxy-{port}.log"), stderr=subprocess.STDOUT)
+    wait_port(port, timeout=120, proc=proc, log=_logpath(env, f"haproxy-{port}.log"))
     return Target(name, "haproxy", port, h2c_port, setup.request_host, lambda: [proc.pid], [proc],
-                  startup_s=time.time() - t0)
+                  startup_s=time.time() - t0, tls_port=tls_port)
 
 
 STARTERS = {"sluice": start_sluice, "nginx": start_nginx, "haproxy": start_haproxy}
