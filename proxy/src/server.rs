@@ -14,6 +14,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pingora::apps::ServerApp;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -220,7 +221,12 @@ pub fn run(
             HttpApp::new(gateway.clone(), listener, false),
         );
         for addr in addrs {
-            service.add_tcp(addr);
+            // hyper buffers reads itself and writes whole responses with writev: Pingora's
+            // per-connection 64 KiB read buffer and 1460-byte write buffer would only add a
+            // copy per direction and ~64 KiB of memory per open (or buffered) connection.
+            service.add_listener(
+                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+            );
         }
         // Serve nothing before the first config is applied.
         server.add_service(service).add_dependency(&source_handle);
