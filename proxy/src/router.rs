@@ -188,10 +188,6 @@ impl Router {
     pub fn backend(&self, id: &str) -> Option<&Arc<Backend>> {
         self.backends.get(id)
     }
-
-    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.backends.values()
-    }
 }
 
 impl Table {

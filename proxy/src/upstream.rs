@@ -138,10 +138,6 @@ impl Backend {
         self.queue.metrics()
     }
 
-    pub fn has_endpoints(&self) -> bool {
-        !self.endpoints.is_empty()
-    }
-
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
     }
