@@ -102,9 +102,7 @@ def h2load_tls(env, target, duration, clients, streams, h1=False, close=False, r
 def loadgen(env, target, duration, connections, rate=None, proto="h1", streams=1, warmup=0.5,
             host=None, payload=16, port=None):
     """sluice-testkit-load; open loop when `rate` is set. `duration` excludes the warm-up."""
-    # Open loop: the pacer spins, so it runs as SCHED_IDLE and the backend preempts it at once.
-    sched = ["chrt", "--idle", "0"] if rate else []
-    argv = [*sched, "taskset", "-c", CLIENT_CPU, os.path.join(env.bin_dir, "sluice-testkit-load"),
+    argv = ["taskset", "-c", CLIENT_CPU, os.path.join(env.bin_dir, "sluice-testkit-load"),
             "--connect", f"127.0.0.1:{port or (target.h2c_port if proto == 'grpc' else target.port)}",
             "--host", host or target.host, "--proto", proto, "--connections", str(connections),
             "--streams", str(streams), "--duration", f"{duration + warmup:g}", "--warmup", f"{warmup:g}",

@@ -18,7 +18,7 @@ from .scenarios import SCENARIOS
 from .tables import fmt, peer
 
 TOOLS = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "h2load": "nghttp2-client", "taskset": "util-linux",
-         "chrt": "util-linux", "pgrep": "procps", "openssl": "openssl"}
+         "pgrep": "procps", "openssl": "openssl"}
 
 
 def have(tool):
@@ -258,8 +258,8 @@ def write_report(env, started, elapsed, busy_start, busy_end):
               "figure; *proxy CPU %* shows how busy CPU 1 was.",
               "- **RSS**: `VmRSS` of the proxy at the end of the run.",
               "- **Latency** (open loop) from `sluice-testkit-load --rate`: a request's latency runs from its "
-              "scheduled start, so coordinated omission is accounted for. Its pacer spins as SCHED_IDLE "
-              "(`chrt --idle 0`), so the backend preempts it at once; `gen. lateness` shows its precision. Closed-loop latency is not reported as added latency: at "
+              "scheduled start, so coordinated omission is accounted for. Its pacer wakes on a timerfd just "
+              "before each intended start when idle and spins the last 60 µs; `gen. lateness` shows its precision. Closed-loop latency is not reported as added latency: at "
               "saturation it measures queueing, not the proxy.",
               "- **Proxy configs.** nginx: `keepalive 1024` upstream pool, `proxy_http_version 1.1`, "
               "`keepalive_requests 1000000` both sides, access log off, in-memory response buffers; "

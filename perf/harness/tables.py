@@ -89,9 +89,8 @@ def open_table(results, rate):
                if (med(runs, "lateness_p99") or 0) > 500 or total(runs, "unsent") > 0.005 * max(1, total(runs, "counted"))]
     if starved:
         lines += ["", f"**⚠ Not a valid latency measurement for {', '.join(starved)}:** requests went out late or not "
-                  "at all (lateness p99 > 500 µs or > 0.5% unsent). Either the target could not sustain the rate, "
-                  "or CPU 0 was busy with other work (the open-loop generator runs as SCHED_IDLE and yields to "
-                  "everything else on CPU 0)."]
+                  "at all (lateness p99 > 500 µs or > 0.5% unsent). Either the target could not sustain the rate "
+                  "(so requests queued in the generator), or CPU 0 was busy with other work."]
     lines += ["", "Percentiles: median of the rounds (min–max). *added* = target − direct (medians). *unsent*: "
               "requests whose intended time passed before the run ended without being sent (the target fell "
               "behind). *gen. lateness*: how late the generator itself sent requests (its own precision)."]

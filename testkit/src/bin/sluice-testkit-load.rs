@@ -16,14 +16,13 @@
 //!   is answered, and latency is measured from the actual send.
 //!
 //! Pacing: tokio's timer has a 1 ms resolution, far too coarse for tens of thousands of requests
-//! per second, and waking a timer thread per request costs more than the request itself on a VM.
-//! So while an open loop runs, a pacer task spins: each turn it hands due requests to idle workers
-//! and yields to tokio (which polls the sockets), so a request starts within a few microseconds of
-//! its intended time (`lateness` in the report, actual minus intended send, shows how well). Run it
-//! under `chrt --idle 0` (SCHED_IDLE, as `perf/run` does): then any other task on the CPU, such as
-//! the backend, preempts the spinner the moment it wakes, and the spinning only burns idle time.
-//! Under another policy the pacer also calls `sched_yield` each turn, which is fair only on an
-//! otherwise idle CPU. Gaps longer than 2 ms are slept through.
+//! per second. A worker that finishes a request takes the next one itself if it is due; only
+//! when the event loop is about to sleep with a worker idle (tokio's `on_thread_park` hook) is a
+//! `timerfd` armed, for [`SPIN_WINDOW`] before the next intended start: waking a sleeping vCPU
+//! takes tens of microseconds, so the pacer then spins (calling `sched_yield`, so the backend on
+//! the same CPU runs whenever it has work) until the start is due. A busy generator pays nothing
+//! for pacing and never spins; `lateness` in the report (actual minus intended send) shows how
+//! well it kept time.
 //!
 //! `--proto grpc` sends unary calls (`POST --path`, default `/ping.PingService/Ping`) of a
 //! `--payload`-byte message over h2c prior knowledge, `--streams` concurrent calls per connection,
@@ -37,12 +36,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -148,6 +149,13 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(|| {
+            PACER.with(|pacer| {
+                if let Some(pacer) = pacer.borrow().as_ref() {
+                    pacer.before_park();
+                }
+            });
+        })
         .build()
         .context("build tokio runtime")?;
     let local = tokio::task::LocalSet::new();
@@ -172,6 +180,63 @@ struct Pacer {
     claimed: Cell<u64>,
     idle: RefCell<VecDeque<Rc<Notify>>>,
     finished: Cell<bool>,
+    /// Open loop: wakes the event loop at the next intended start.
+    timer: Option<Timer>,
+}
+
+thread_local! {
+    /// The open loop's pacer, for the runtime's park hook (which runs on this thread).
+    static PACER: RefCell<Option<Rc<Pacer>>> = const { RefCell::new(None) };
+}
+
+/// A one-shot `timerfd` in the event loop's epoll set.
+struct Timer {
+    fd: AsyncFd<OwnedFd>,
+    armed_for: Cell<Option<Instant>>,
+}
+
+impl Timer {
+    fn new() -> anyhow::Result<Timer> {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .context("timerfd_create")?;
+        // `AsyncFd::new` is deprecated because an arbitrary `AsRawFd` could change or close its
+        // fd behind tokio's back; an `OwnedFd` it owns cannot, and `register` would need `unsafe`.
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(fd).context("register timerfd")?;
+        Ok(Timer {
+            fd,
+            armed_for: Cell::new(None),
+        })
+    }
+
+    /// Fires at `at` (at once if it has passed); re-arming for the same instant is free.
+    fn arm(&self, at: Instant) {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+        if self.armed_for.get() == Some(at) {
+            return;
+        }
+        // A zero value would disarm the timer.
+        let left = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_nanos(1));
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            },
+        };
+        if timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec).is_ok() {
+            self.armed_for.set(Some(at));
+        }
+    }
 }
 
 impl Pacer {
@@ -220,6 +285,24 @@ impl Pacer {
         }
     }
 
+    /// The event loop is about to sleep: if a worker is idle, make sure it wakes up for the next
+    /// intended start (or for the end of the run).
+    fn before_park(&self) {
+        let Some(timer) = &self.timer else {
+            return;
+        };
+        if self.finished.get() || self.idle.borrow().is_empty() {
+            return;
+        }
+        let k = self.claimed.get();
+        let at = if k >= self.total {
+            self.end + Duration::from_millis(2)
+        } else {
+            self.intended(k).min(self.end + Duration::from_millis(2))
+        };
+        timer.arm(at.checked_sub(SPIN_WINDOW).unwrap_or(at));
+    }
+
     /// Wakes one idle worker per due, unclaimed request (all of them once the run is over).
     fn dispatch(&self) {
         let now = Instant::now();
@@ -245,47 +328,45 @@ impl Pacer {
     }
 }
 
-/// The open loop's pacer: hands due requests to idle workers until the run is over (see the
-/// module docs for why it spins).
-async fn pace(pacer: Rc<Pacer>) {
-    let interval = Duration::from_nanos(pacer.interval_ns.unwrap_or(0.0) as u64);
-    let idle_policy = sched_idle();
-    if !idle_policy {
-        eprintln!("sluice-testkit-load: not under SCHED_IDLE; run open loops with `chrt --idle 0`");
-    }
-    loop {
-        pacer.dispatch();
-        if pacer.finished.get() {
-            return;
-        }
-        let now = Instant::now();
-        let next = pacer.intended(pacer.claimed.get());
-        if interval > Duration::from_millis(2) && next > now + Duration::from_millis(2) {
-            // Sleep through long gaps on tokio's timer, then spin for the last millisecond or two.
-            tokio::time::sleep_until((next - Duration::from_millis(2)).into()).await;
-            continue;
-        }
-        if !idle_policy {
-            std::thread::yield_now();
-        }
-        tokio::task::yield_now().await;
-    }
-}
+/// How long before an intended start the timer fires and the pacer starts spinning.
+const SPIN_WINDOW: Duration = Duration::from_micros(60);
 
-/// Whether this process runs under SCHED_IDLE (policy 5, field 41 of `/proc/self/stat`).
-fn sched_idle() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(38)?
-                .to_owned();
-            fields.parse::<u32>().ok()
-        })
-        == Some(5)
+/// The open loop's pacer: each time the timer fires, spins to the next intended start and hands
+/// due requests to idle workers.
+async fn pace(pacer: Rc<Pacer>) {
+    let Some(timer) = &pacer.timer else {
+        return;
+    };
+    let mut expirations = [0u8; 8];
+    loop {
+        let Ok(mut ready) = timer.fd.readable().await else {
+            return;
+        };
+        match rustix::io::read(timer.fd.get_ref(), &mut expirations) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                ready.clear_ready();
+                continue;
+            }
+            Err(_) => return,
+        }
+        timer.armed_for.set(None);
+        loop {
+            pacer.dispatch();
+            if pacer.finished.get() {
+                return;
+            }
+            let next = pacer.intended(pacer.claimed.get());
+            if pacer.idle.borrow().is_empty()
+                || next.saturating_duration_since(Instant::now()) > SPIN_WINDOW
+            {
+                // Back to sleep; the park hook arms the timer again if needed.
+                break;
+            }
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -383,6 +464,10 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         claimed: Cell::new(0),
         idle: RefCell::new(VecDeque::new()),
         finished: Cell::new(false),
+        timer: match interval_ns {
+            Some(_) => Some(Timer::new()?),
+            None => None,
+        },
     });
     let workers_n = args.connections
         * if args.proto == Proto::Grpc {
@@ -402,6 +487,7 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     });
 
     if interval_ns.is_some() {
+        PACER.with(|p| *p.borrow_mut() = Some(Rc::clone(&pacer)));
         tokio::task::spawn_local(pace(Rc::clone(&pacer)));
     }
 
@@ -435,6 +521,7 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         }
     }
     pacer.finished.set(true);
+    PACER.with(|p| p.borrow_mut().take());
     Ok(report(&ctx))
 }
 
