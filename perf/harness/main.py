@@ -292,7 +292,7 @@ def main():
     ap = argparse.ArgumentParser(prog="perf/run", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s, no profile; not figures")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=8, help="seconds per measured run")
+    ap.add_argument("--duration", type=float, default=6, help="seconds per measured run")
     ap.add_argument("--warmup", type=float, default=1, help="seconds of warm-up per target and scenario")
     ap.add_argument("--only", default="", help="comma-separated scenario keys: " + ",".join(s.key for s in SCENARIOS))
     ap.add_argument("--skip", default="", help="comma-separated scenario keys to leave out")
