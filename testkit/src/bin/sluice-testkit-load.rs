@@ -21,8 +21,10 @@
 //! `timerfd` armed, for [`SPIN_WINDOW`] before the next intended start: waking a sleeping vCPU
 //! takes tens of microseconds, so the pacer then spins (calling `sched_yield`, so the backend on
 //! the same CPU runs whenever it has work) until the start is due. A busy generator pays nothing
-//! for pacing and never spins; `lateness` in the report (actual minus intended send) shows how
-//! well it kept time.
+//! for pacing and never spins. In the report, `lateness` (actual minus intended send, for
+//! requests a connection was idle for) shows how well the generator kept time, and `queued`
+//! counts requests that found every connection busy and started over 100 µs late: that wait is
+//! the target's backpressure, and it is part of their latency.
 //!
 //! `--proto grpc` sends unary calls (`POST --path`, default `/ping.PingService/Ping`) of a
 //! `--payload`-byte message over h2c prior knowledge, `--streams` concurrent calls per connection,
@@ -164,6 +166,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A request to send: its intended start, and whether the worker was idle waiting for it (so any
+/// delay in sending it is the generator's own) rather than busy when it fell due (so it queued
+/// behind a slow response: the target's doing, and part of its latency).
+struct Slot {
+    at: Instant,
+    paced: bool,
+}
+
+/// A request that started more than this after its intended time, on a worker that was busy when
+/// it fell due, counts as queued.
+const QUEUED_AFTER: Duration = Duration::from_micros(100);
+
 enum Claim {
     Slot(Instant),
     Wait,
@@ -269,13 +283,14 @@ impl Pacer {
         }
     }
 
-    /// The next intended start time for a worker, or `None` once the run is over.
-    async fn next(&self, me: &Rc<Notify>) -> Option<Instant> {
+    /// The next request for a worker, or `None` once the run is over.
+    async fn next(&self, me: &Rc<Notify>) -> Option<Slot> {
+        let mut paced = false;
         loop {
             match self.try_claim() {
-                Claim::Slot(at) => return Some(at),
+                Claim::Slot(at) => return Some(Slot { at, paced }),
                 Claim::Done => return None,
-                Claim::Wait => {}
+                Claim::Wait => paced = true,
             }
             if self.finished.get() {
                 return None;
@@ -373,8 +388,10 @@ async fn pace(pacer: Rc<Pacer>) {
 struct Stats {
     /// Latency of counted successful requests, in ns (saturating at u32::MAX, 4.3 s).
     latency: Vec<u32>,
-    /// Actual send minus intended send of counted requests, in ns.
+    /// Actual send minus intended send of counted requests a worker was idle for, in ns.
     lateness: Vec<u32>,
+    /// Counted requests that waited for a free worker for more than `QUEUED_AFTER`.
+    queued: u64,
     ok: u64,
     /// Every completed request, warm-up included (what the target's CPU time was spent on).
     completed_all: u64,
@@ -396,7 +413,8 @@ impl Ctx {
         intended >= self.count_from
     }
 
-    fn record(&self, intended: Instant, sent: Instant, outcome: Outcome) {
+    fn record(&self, slot: &Slot, sent: Instant, outcome: Outcome) {
+        let intended = slot.at;
         let mut stats = self.stats.borrow_mut();
         if matches!(outcome, Outcome::Ok | Outcome::BadStatus(_)) {
             stats.completed_all += 1;
@@ -411,9 +429,12 @@ impl Ctx {
                 stats
                     .latency
                     .push(ns(done.saturating_duration_since(intended)));
-                stats
-                    .lateness
-                    .push(ns(sent.saturating_duration_since(intended)));
+                let late = sent.saturating_duration_since(intended);
+                if slot.paced {
+                    stats.lateness.push(ns(late));
+                } else if late > QUEUED_AFTER {
+                    stats.queued += 1;
+                }
                 stats.ok += 1;
             }
             Outcome::BadStatus(status) => {
@@ -581,6 +602,7 @@ fn report(ctx: &Ctx) -> serde_json::Value {
             "p999": percentile(lat, 0.999),
             "max": percentile(lat, 1.0),
         },
+        "queued": stats.queued,
         "lateness_us": {
             "p50": percentile(&stats.lateness, 0.5),
             "p99": percentile(&stats.lateness, 0.99),
@@ -777,7 +799,7 @@ async fn h1_worker(ctx: Rc<Ctx>) {
     .into_bytes();
     let timeout = Duration::from_secs_f64(ctx.args.timeout);
     let mut conn: Option<H1Conn> = None;
-    while let Some(intended) = ctx.pacer.next(&me).await {
+    while let Some(slot) = ctx.pacer.next(&me).await {
         let sent = Instant::now();
         let attempt = async {
             if conn.is_none() {
@@ -806,7 +828,7 @@ async fn h1_worker(ctx: Rc<Ctx>) {
                 Outcome::Timeout
             }
         };
-        ctx.record(intended, sent, outcome);
+        ctx.record(&slot, sent, outcome);
     }
 }
 
@@ -896,7 +918,7 @@ async fn grpc_worker(ctx: Rc<Ctx>, sender: h2::client::SendRequest<Bytes>) {
     message.put_bytes(b'p', ctx.args.payload);
     let message = message.freeze();
     let timeout = Duration::from_secs_f64(ctx.args.timeout);
-    while let Some(intended) = ctx.pacer.next(&me).await {
+    while let Some(slot) = ctx.pacer.next(&me).await {
         let sent = Instant::now();
         let outcome = match tokio::time::timeout(timeout, grpc_call(&sender, &uri, &message)).await
         {
@@ -905,7 +927,7 @@ async fn grpc_worker(ctx: Rc<Ctx>, sender: h2::client::SendRequest<Bytes>) {
             Err(_) => Outcome::Timeout,
         };
         let broken = matches!(outcome, Outcome::Error(_) | Outcome::Timeout);
-        ctx.record(intended, sent, outcome);
+        ctx.record(&slot, sent, outcome);
         if broken && sender.clone().ready().await.is_err() {
             // The connection is gone; this worker's share of the load is lost (and counted).
             break;
