@@ -261,6 +261,11 @@ async fn select(
                 ..selection(Some(slot))
             });
         }
+        if backend.revision.is_some() && backend.endpoint_count() == 0 {
+            // No instance at all (also before the autoscaler's first decision marks the
+            // revision as scaled to zero): decide now rather than at the next tick.
+            gateway.poke.notify_one();
+        }
         let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
         let waiting_since = Instant::now();
         let (ticket, admitted) =
