@@ -497,9 +497,7 @@ def activator(env):
                "*last response* are its fastest and slowest request times, *all done* its wall time. Errors must "
                f"be 0: the buffer bound is `sluice.dev/max-buffered-requests: {n}`. nginx and HAProxy have no "
                "equivalent, so this is sluice alone.",
-           "", f"The load starts {STARTUP_SETTLE_S:g} s after sluice was launched: a request that arrives in sluice's "
-               "first second is held until about 1 s after start (measured ~0.95 s cold start then, against ~10–20 ms "
-               "later), which looks like the autoscaler's first tick."]
+           "", f"The load starts {STARTUP_SETTLE_S:g} s after sluice was launched."]
     return {"title": "Activator: cold start and buffered requests", "kind": "activator", "results": {},
             "what": "Requests to a Revision scaled to zero are held by sluice's activator until the instance it "
                     "starts is ready.", "md": md, "cold": results}
