@@ -23,6 +23,9 @@ pub enum ProxyError {
     Unsendable,
     #[error("revision timeout: no response in time")]
     ResponseTimeout,
+    /// `httpOption: Redirected` on a plaintext external listener: 301 to this location.
+    #[error("redirect to https")]
+    HttpsRedirect(HeaderValue),
 }
 
 impl ProxyError {
@@ -34,6 +37,7 @@ impl ProxyError {
             ProxyError::Overflow { .. } | ProxyError::NoSplit { .. } | ProxyError::Connect(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::HttpsRedirect(_) => StatusCode::MOVED_PERMANENTLY,
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -41,7 +45,22 @@ impl ProxyError {
         }
     }
 
+    /// `httpOption: Redirected`: 301 to `https://<host><path?query>` (Envoy's `https_redirect`).
+    /// `host` is already normalised (lower case, no port).
+    pub fn https_redirect(host: &str, path_and_query: &str) -> ProxyError {
+        match HeaderValue::try_from(format!("https://{host}{path_and_query}")) {
+            Ok(location) => ProxyError::HttpsRedirect(location),
+            Err(_) => ProxyError::BadRequest("invalid host"),
+        }
+    }
+
     pub fn into_response(self) -> Response<ResponseBody> {
+        if let ProxyError::HttpsRedirect(location) = self {
+            let mut response = Response::new(ResponseBody::empty());
+            *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            response.headers_mut().insert(header::LOCATION, location);
+            return response;
+        }
         let status = self.status();
         let body = match &self {
             // Fixed text: nothing to format for the most common error.
@@ -56,18 +75,4 @@ impl ProxyError {
         );
         response
     }
-}
-
-/// `httpOption: Redirected`: 301 to `https://<host><path?query>` (Envoy's `https_redirect`).
-/// `host` is already normalised (lower case, no port).
-pub fn https_redirect(
-    host: &str,
-    path_and_query: &str,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let location = HeaderValue::try_from(format!("https://{host}{path_and_query}"))
-        .map_err(|_| ProxyError::BadRequest("invalid host"))?;
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
 }

@@ -41,6 +41,8 @@ pub struct ConnInfo {
     pub proto: HeaderValue,
     /// The client's IP, rendered once per connection.
     pub client_ip: Option<HeaderValue>,
+    /// A plaintext external listener: routes marked `https_redirect` answer 301 here.
+    pub redirects_to_https: bool,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -90,9 +92,6 @@ async fn forward(
         .get(header::HOST)
         .cloned()
         .or_else(|| authority_value(req.uri()));
-    if let Some(redirect) = https_redirect(gateway, conn, &req, original_host.as_ref(), matched)? {
-        return Ok(redirect);
-    }
     let mut selection = select(
         gateway,
         conn,
@@ -160,39 +159,6 @@ async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<R
     response
 }
 
-/// `httpOption: Redirected`: a plaintext request on the external listener whose route
-/// redirects gets a 301 to https. Costs one flag check when no route redirects.
-fn https_redirect(
-    gateway: &Gateway,
-    conn: &ConnInfo,
-    req: &Request<Incoming>,
-    host: Option<&HeaderValue>,
-    matched: &mut Option<Arc<Route>>,
-) -> Result<Option<Response<ResponseBody>>, ProxyError> {
-    if conn.listener != Listener::External || conn.proto.as_bytes() != b"http" {
-        return Ok(None);
-    }
-    let router = gateway.router();
-    if !router.has_https_redirects(conn.listener) {
-        return Ok(None);
-    }
-    let Some(Ok(raw)) = host.map(HeaderValue::to_str) else {
-        return Ok(None);
-    };
-    let mut buf = [0u8; 256];
-    let Some(host) = normalize_host(raw, &mut buf) else {
-        return Ok(None);
-    };
-    let route = match router.route(conn.listener, host, req.uri().path(), req.headers()) {
-        Some(route) if route.https_redirect => route.clone(),
-        _ => return Ok(None),
-    };
-    drop(router);
-    *matched = Some(route);
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    crate::error::https_redirect(host, path_and_query).map(Some)
-}
-
 /// Routes the request and reserves an endpoint slot. When none is free (no ready endpoint, or
 /// every instance at its containerConcurrency), the request waits in the backend's queue in
 /// arrival order, bounded in number (503) and time (504); if its backend leaves the config
@@ -226,6 +192,10 @@ async fn select(
             .clone();
         drop(router);
         *matched = Some(route.clone());
+        if route.https_redirect && conn.redirects_to_https {
+            let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            return Err(ProxyError::https_redirect(host, path_and_query));
+        }
         let split = route
             .pick_split(fastrand::u32(..))
             .ok_or_else(|| ProxyError::NoSplit {
@@ -241,24 +211,19 @@ async fn select(
             }
             deadline.get_or_insert(started + Duration::from_secs(revision.policy.timeout_seconds));
         }
-        let selection = |slot| Selection {
-            route: route.clone(),
-            split,
-            backend: backend.clone(),
-            slot,
-            counted: None,
-            deadline,
+        // The responder needs no slot; everything else takes one if it is free right now.
+        let admitted = match backend.responder {
+            Some(_) => Some(None),
+            None => backend.try_admit(&[]).map(Some),
         };
-        if backend.responder.is_some() {
+        if let Some(slot) = admitted {
             return Ok(Selection {
+                route,
+                split,
+                backend,
+                slot,
                 counted,
-                ..selection(None)
-            });
-        }
-        if let Some(slot) = backend.try_admit(&[]) {
-            return Ok(Selection {
-                counted,
-                ..selection(Some(slot))
+                deadline,
             });
         }
         if backend.revision.is_some() && backend.endpoint_count() == 0 {
@@ -282,8 +247,12 @@ async fn select(
                     .queue_wait
                     .observe(waiting_since.elapsed().as_secs_f64());
                 return Ok(Selection {
+                    route,
+                    split,
+                    backend,
+                    slot: Some(slot),
                     counted,
-                    ..selection(Some(slot))
+                    deadline,
                 });
             }
             Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,

@@ -76,7 +76,6 @@ struct Table {
     hosts: HostMap,
     wildcard: Option<usize>,
     virtual_hosts: Vec<Box<[Arc<Route>]>>,
-    https_redirects: bool,
 }
 
 /// One compiled route.
@@ -157,16 +156,6 @@ impl Router {
         &self.snapshot.version
     }
 
-    /// Whether any route of `listener`'s table redirects plain HTTP to https: lets the request
-    /// path skip the redirect lookup when none does.
-    pub fn has_https_redirects(&self, listener: Listener) -> bool {
-        let table = match listener {
-            Listener::External => &self.external,
-            Listener::Internal => &self.internal,
-        };
-        table.https_redirects
-    }
-
     /// Finds the route for a request. `host` must already be normalised (see [`normalize_host`]).
     pub fn route(
         &self,
@@ -206,7 +195,6 @@ impl Table {
                     .entry(route.owner.clone())
                     .or_insert_with(|| Arc::new(RouteMetrics::new(metrics, &route.owner)))
                     .clone();
-                table.https_redirects |= route.https_redirect;
                 routes.push(Arc::new(Route::compile(route, backends, metrics)?));
             }
             table.virtual_hosts.push(routes.into_boxed_slice());

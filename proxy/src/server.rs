@@ -37,6 +37,7 @@ pub struct HttpApp {
     gateway: Arc<Gateway>,
     listener: Listener,
     proto: HeaderValue,
+    https: bool,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
@@ -58,6 +59,7 @@ impl HttpApp {
             gateway,
             listener,
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
+            https,
             http1,
             http2,
         }
@@ -92,6 +94,7 @@ impl ServerApp for HttpApp {
             listener: self.listener,
             proto: self.proto.clone(),
             client_ip,
+            redirects_to_https: self.listener == Listener::External && !self.https,
         });
         let gateway = self.gateway.clone();
         let service = service_fn(move |req| {
