@@ -64,7 +64,7 @@ impl Autoscaler {
         processes: Box<dyn Scaler>,
         services: Box<dyn Scaler>,
     ) -> Self {
-        let metrics = RevisionMetrics::new(&pipeline.gateway().metrics);
+        let metrics = pipeline.gateway().metrics.revisions.clone();
         Autoscaler {
             pipeline,
             processes,

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub snapshot_rejected: IntCounter,
     /// Requests that matched no route; counted under ingress="none".
     pub unrouted: RouteMetrics,
+    pub revisions: RevisionMetrics,
 }
 
 /// Status classes recorded per route: index = status / 100 (0 = other).
@@ -135,6 +136,7 @@ impl Metrics {
         registry.register(Box::new(snapshot_apply_seconds.clone()))?;
         registry.register(Box::new(snapshot_rejected.clone()))?;
         let unrouted = RouteMetrics::from_vecs(&requests, &duration, "none");
+        let revisions = RevisionMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -149,6 +151,7 @@ impl Metrics {
             snapshot_apply_seconds,
             snapshot_rejected,
             unrouted,
+            revisions,
         })
     }
 
@@ -192,7 +195,8 @@ impl BackendMetrics {
     }
 }
 
-/// Per-Revision autoscaler gauges, registered on first use.
+/// Per-Revision autoscaler gauges.
+#[derive(Clone)]
 pub struct RevisionMetrics {
     desired: IntGaugeVec,
     actual: IntGaugeVec,
@@ -202,39 +206,36 @@ pub struct RevisionMetrics {
 }
 
 impl RevisionMetrics {
-    pub fn new(metrics: &Metrics) -> RevisionMetrics {
-        let int = |name: &str, help: &str| {
-            let vec = IntGaugeVec::new(Opts::new(name, help), &["revision"])
-                .expect("static metric definitions are valid");
-            // A second registration (tests run several gateways per process) shares the first.
-            let _ = metrics.registry.register(Box::new(vec.clone()));
-            vec
+    fn register(registry: &Registry) -> prometheus::Result<RevisionMetrics> {
+        let int = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let vec = IntGaugeVec::new(Opts::new(name, help), &["revision"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
         };
-        let float = |name: &str, help: &str| {
-            let vec = prometheus::GaugeVec::new(Opts::new(name, help), &["revision"])
-                .expect("static metric definitions are valid");
-            let _ = metrics.registry.register(Box::new(vec.clone()));
-            vec
+        let float = |name: &str, help: &str| -> prometheus::Result<prometheus::GaugeVec> {
+            let vec = prometheus::GaugeVec::new(Opts::new(name, help), &["revision"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
         };
-        RevisionMetrics {
+        Ok(RevisionMetrics {
             desired: int(
                 "sluice_revision_desired_scale",
                 "Instances the autoscaler wants",
-            ),
-            actual: int("sluice_revision_actual_scale", "Ready instances"),
+            )?,
+            actual: int("sluice_revision_actual_scale", "Ready instances")?,
             panic_mode: int(
                 "sluice_revision_panic_mode",
                 "1 while the autoscaler panics",
-            ),
+            )?,
             stable: float(
                 "sluice_revision_stable_concurrency",
                 "Stable-window average concurrency (buffered requests included)",
-            ),
+            )?,
             panic: float(
                 "sluice_revision_panic_concurrency",
                 "Panic-window average concurrency (buffered requests included)",
-            ),
-        }
+            )?,
+        })
     }
 
     pub fn record(

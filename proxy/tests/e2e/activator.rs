@@ -39,36 +39,6 @@ fn revision(
     )
 }
 
-async fn metric(gw: &Gateway, needle: &str) -> anyhow::Result<Option<f64>> {
-    let text = gw.admin_get("/metrics").await?.text().to_string();
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with(needle))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok()))
-}
-
-async fn wait_metric(
-    gw: &Gateway,
-    needle: &str,
-    check: impl Fn(f64) -> bool,
-    bound: Duration,
-) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(v) = metric(gw, needle).await? {
-            if check(v) {
-                return Ok(v);
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{needle} not reached within {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Knative's cold start: 50 concurrent requests for a revision at zero are buffered, the
 /// first one pokes the autoscaler, and all are answered once the instance is ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

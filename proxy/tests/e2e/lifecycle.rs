@@ -408,18 +408,13 @@ async fn requests_wait_for_endpoints_then_flow() -> anyhow::Result<()> {
         }));
     }
     // All 20 are held (the gauge shows them) before the endpoint appears.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let metrics = gw.admin_get("/metrics").await?.text().to_string();
-        if metrics.contains("sluice_backend_held_requests{backend=\"ns/late:80\"} 20") {
-            break;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "requests not held: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_metric(
+        &gw,
+        "sluice_backend_held_requests{backend=\"ns/late:80\"}",
+        |v| v == 20.0,
+        WAIT,
+    )
+    .await?;
     gw.write(
         "00-initial.yaml",
         &(service("ns", "late", "http", 80, &[backend.addr()])
@@ -449,16 +444,13 @@ async fn held_requests_are_bounded_and_time_out() -> anyhow::Result<()> {
             http1_request(addr, "GET", "never.example.com", "/", &[], None).await
         }));
     }
-    let deadline = std::time::Instant::now() + WAIT;
-    while !gw
-        .admin_get("/metrics")
-        .await?
-        .text()
-        .contains("sluice_backend_held_requests{backend=\"ns/never:80\"} 2")
-    {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "requests not held");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_metric(
+        &gw,
+        "sluice_backend_held_requests{backend=\"ns/never:80\"}",
+        |v| v == 2.0,
+        WAIT,
+    )
+    .await?;
     let overflow = http1_request(gw.http, "GET", "never.example.com", "/", &[], None).await?;
     assert_eq!(overflow.status, 503, "{}", overflow.text());
     for h in held {

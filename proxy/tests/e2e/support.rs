@@ -295,3 +295,35 @@ pub fn endpoint_slice(ns: &str, svc: &str, port_name: &str, addrs: &[SocketAddr]
     }
     out
 }
+
+/// The value of the first `/metrics` line starting with `needle`.
+pub async fn metric(gw: &Gateway, needle: &str) -> anyhow::Result<Option<f64>> {
+    let text = gw.admin_get("/metrics").await?.text().to_string();
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok()))
+}
+
+/// Polls until the metric passes `check`, or fails after `bound`.
+pub async fn wait_metric(
+    gw: &Gateway,
+    needle: &str,
+    check: impl Fn(f64) -> bool,
+    bound: Duration,
+) -> anyhow::Result<f64> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(v) = metric(gw, needle).await? {
+            if check(v) {
+                return Ok(v);
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{needle} not reached within {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
