@@ -1,0 +1,232 @@
+//! The controller's side of a stream, for any transport: [`serve_session`] drives a
+//! [`ServerSession`] between the proxy's messages and cache changes, and tells the controller
+//! what happened through [`SessionEvents`].
+//!
+//! [`LocalConnector`] is the in-process transport of `sluice run`: a pair of channels per
+//! stream, resources passed by `Arc`, no serialisation; the session runs on the controller's
+//! runtime.
+
+use crate::cache::SharedCache;
+use crate::client::{ClientStream, Connector};
+use crate::load::{LoadReport, Poke};
+use crate::protocol::{ControllerMessage, DeltaResponse, Node, ProxyMessage};
+use crate::session::{Rejected, ServerSession};
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+/// A stream's task.
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// Messages buffered per direction of a stream.
+pub const STREAM_BUFFER: usize = 64;
+
+/// The transport's view of a proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// Remote address, or `in-process`.
+    pub address: String,
+    /// How it authenticated: `token`, `mtls:<subject>`, or `in-process`.
+    pub identity: String,
+}
+
+/// Both ends of one open stream, seen from the controller.
+pub struct ServerStream {
+    pub rx: mpsc::Receiver<ProxyMessage>,
+    pub tx: mpsc::Sender<ControllerMessage>,
+}
+
+/// What the controller learns from its proxies' streams. `session` identifies a stream.
+pub trait SessionEvents: Send + Sync + 'static {
+    /// The first request arrived, naming the proxy.
+    fn connected(&self, session: u64, node: &Node, peer: &Peer);
+    /// The proxy applied everything up to cache sequence `applied`.
+    fn applied(&self, session: u64, applied: u64);
+    /// The resources the proxy currently refuses (all of them, not a delta); reported before
+    /// the `applied` of the same answer.
+    fn rejections(&self, session: u64, rejected: Vec<Rejected>);
+    fn load(&self, session: u64, report: LoadReport);
+    fn poke(&self, session: u64, poke: Poke);
+    /// The stream ended.
+    fn disconnected(&self, session: u64);
+}
+
+/// Accepts streams: the gRPC server and [`LocalConnector`] hand every new stream to it.
+pub trait StreamHandler: Send + Sync + 'static {
+    fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture;
+}
+
+/// The usual [`StreamHandler`]: every stream is a [`serve_session`] on `cache`.
+pub struct Sessions {
+    cache: Arc<SharedCache>,
+    events: Arc<dyn SessionEvents>,
+    next: AtomicU64,
+}
+
+impl Sessions {
+    pub fn new(cache: Arc<SharedCache>, events: Arc<dyn SessionEvents>) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            cache,
+            events,
+            next: AtomicU64::new(1),
+        })
+    }
+}
+
+impl StreamHandler for Sessions {
+    fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        Box::pin(serve_session(
+            id,
+            self.cache.clone(),
+            self.events.clone(),
+            peer,
+            stream,
+        ))
+    }
+}
+
+/// Serves one proxy stream until it closes.
+pub async fn serve_session(
+    id: u64,
+    cache: Arc<SharedCache>,
+    events: Arc<dyn SessionEvents>,
+    peer: Peer,
+    stream: ServerStream,
+) {
+    let ServerStream { mut rx, tx } = stream;
+    let mut state = StreamState {
+        id,
+        session: ServerSession::new(format!("{:x}-{id}", fastrand::u64(..))),
+        events,
+        peer,
+        named: false,
+    };
+    let mut changes = cache.subscribe();
+    // Responses not yet taken by the transport. The proxy is read while they wait: a push
+    // bigger than both streams' buffers would otherwise deadlock against the proxy's ACKs.
+    let mut outbox: VecDeque<DeltaResponse> = VecDeque::new();
+    loop {
+        tokio::select! {
+            message = rx.recv() => {
+                let Some(message) = message else { break };
+                state.on_message(message);
+                // Take what else has arrived (a proxy opens all its types at once), so it is
+                // answered in one push, in make-before-break order.
+                while let Ok(message) = rx.try_recv() {
+                    state.on_message(message);
+                }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            permit = tx.reserve(), if !outbox.is_empty() => {
+                let Ok(permit) = permit else { break };
+                if let Some(response) = outbox.pop_front() {
+                    permit.send(ControllerMessage::Response(response));
+                }
+                continue;
+            }
+        }
+        let (responses, progress) = {
+            let cache = cache.read();
+            state.session.next_push(&cache)
+        };
+        if let Some(applied) = progress.applied {
+            state.events.applied(id, applied);
+        }
+        outbox.extend(responses);
+    }
+    let StreamState {
+        events,
+        peer,
+        named,
+        ..
+    } = state;
+    debug!(session = id, peer = %peer.address, "xds stream closed");
+    if named {
+        events.disconnected(id);
+    }
+}
+
+/// One stream's session and what the controller has been told about it.
+struct StreamState {
+    id: u64,
+    session: ServerSession,
+    events: Arc<dyn SessionEvents>,
+    peer: Peer,
+    named: bool,
+}
+
+impl StreamState {
+    fn on_message(&mut self, message: ProxyMessage) {
+        let id = self.id;
+        match message {
+            ProxyMessage::Request(request) => {
+                let progress = self.session.on_request(request);
+                if !self.named {
+                    if let Some(node) = self.session.node() {
+                        self.named = true;
+                        self.events.connected(id, node, &self.peer);
+                    }
+                }
+                // Rejections first: whoever waits for `applied` sees them when it arrives.
+                if progress.rejections_changed {
+                    self.events.rejections(id, self.session.rejections());
+                }
+                if let Some(applied) = progress.applied {
+                    self.events.applied(id, applied);
+                }
+            }
+            ProxyMessage::Load(report) => self.events.load(id, report),
+            ProxyMessage::Poke(poke) => self.events.poke(id, poke),
+        }
+    }
+}
+
+/// The in-process transport: streams are channel pairs, served on the controller's runtime.
+pub struct LocalConnector {
+    handler: Arc<dyn StreamHandler>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl LocalConnector {
+    pub fn new(handler: Arc<dyn StreamHandler>, runtime: tokio::runtime::Handle) -> Self {
+        LocalConnector { handler, runtime }
+    }
+}
+
+#[async_trait]
+impl Connector for LocalConnector {
+    async fn connect(&self) -> Result<ClientStream, String> {
+        let (proxy_tx, server_rx) = mpsc::channel(STREAM_BUFFER);
+        let (server_tx, proxy_rx) = mpsc::channel(STREAM_BUFFER);
+        let peer = Peer {
+            address: "in-process".to_string(),
+            identity: "in-process".to_string(),
+        };
+        self.runtime.spawn(self.handler.open(
+            peer,
+            ServerStream {
+                rx: server_rx,
+                tx: server_tx,
+            },
+        ));
+        Ok(ClientStream {
+            tx: proxy_tx,
+            rx: proxy_rx,
+        })
+    }
+
+    fn describe(&self) -> String {
+        "in-process".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;
