@@ -20,8 +20,8 @@
 //! A slot handed to a waiter travels inside the [`Slot`] guard, so a waiter that vanishes
 //! after the hand-off still releases it.
 
+use crate::balance::{self, reserve, Endpoint};
 use crate::metrics::BackendMetrics;
-use crate::upstream::Endpoint;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -53,8 +53,8 @@ impl Slot {
     /// Releases without dispatching (the caller holds the queue lock).
     fn release_locked(mut self) {
         if let Some(endpoint) = self.endpoint.take() {
-            endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.queue.metrics.in_flight.dec();
+            balance::release(&endpoint);
+            self.queue.metrics.get().in_flight.dec();
         }
     }
 }
@@ -92,61 +92,6 @@ pub struct Overflow;
 /// What waiting for a slot gives back: the ticket (to cancel) and the receiver.
 pub type Ticket = (u64, oneshot::Receiver<Admission>);
 
-/// Reserves a slot among `endpoints`, skipping `exclude`d pool keys: P2C when unlimited, else
-/// the first endpoint (from a random start) below `concurrency`, reserved by compare-and-swap.
-/// The returned endpoint's in-flight count includes the reservation.
-fn reserve(
-    endpoints: &[Arc<Endpoint>],
-    concurrency: u32,
-    exclude: &[u64],
-) -> Option<Arc<Endpoint>> {
-    let usable = |e: &Arc<Endpoint>| exclude.is_empty() || !exclude.contains(&e.key());
-    let n = endpoints.len();
-    if n == 0 {
-        return None;
-    }
-    if concurrency == 0 {
-        let endpoint = if n == 1 {
-            Some(&endpoints[0]).filter(|e| usable(e))
-        } else {
-            let a = &endpoints[fastrand::usize(..n)];
-            let b = &endpoints[fastrand::usize(..n)];
-            match (usable(a), usable(b)) {
-                (true, true) => Some(if b.load() < a.load() { b } else { a }),
-                (true, false) => Some(a),
-                (false, true) => Some(b),
-                (false, false) => endpoints
-                    .iter()
-                    .filter(|e| usable(e))
-                    .min_by_key(|e| e.load()),
-            }
-        }?;
-        endpoint.in_flight.fetch_add(1, Ordering::SeqCst);
-        return Some(endpoint.clone());
-    }
-    let limit = concurrency as usize;
-    let start = fastrand::usize(..n);
-    for i in 0..n {
-        let endpoint = &endpoints[(start + i) % n];
-        if !usable(endpoint) {
-            continue;
-        }
-        let mut current = endpoint.in_flight.load(Ordering::SeqCst);
-        while current < limit {
-            match endpoint.in_flight.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return Some(endpoint.clone()),
-                Err(now) => current = now,
-            }
-        }
-    }
-    None
-}
-
 impl Queue {
     pub fn new(metrics: Arc<BackendMetrics>) -> Self {
         Queue {
@@ -174,7 +119,7 @@ impl Queue {
     }
 
     fn slot(self: &Arc<Self>, endpoint: Arc<Endpoint>) -> Slot {
-        self.metrics.in_flight.inc();
+        self.metrics.get().in_flight.inc();
         Slot {
             endpoint: Some(endpoint),
             queue: self.clone(),
@@ -231,8 +176,8 @@ impl Queue {
 
     /// Frees a slot on `endpoint`, then lets the first waiters take free slots.
     fn release(self: &Arc<Self>, endpoint: &Endpoint) {
-        endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.metrics.in_flight.dec();
+        balance::release(endpoint);
+        self.metrics.get().in_flight.dec();
         if self.waiting.load(Ordering::SeqCst) != 0 {
             let mut inner = self.lock();
             self.dispatch(&mut inner);
@@ -282,7 +227,7 @@ impl Queue {
     fn set_waiting(&self, inner: &QueueInner) {
         let n = inner.waiters.len();
         self.waiting.store(n, Ordering::SeqCst);
-        self.metrics.held.set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.metrics.set_held(n);
     }
 }
 
@@ -303,8 +248,11 @@ pub struct RevisionStats {
     last_change: AtomicU64,
     requests: AtomicU64,
     last_take: AtomicU64,
-    /// Set by the autoscaler while the revision's desired scale is 0: arrivals poke it.
-    pub scaled_to_zero: AtomicBool,
+    /// A poke for this revision is waiting to be sent (at most one at a time).
+    pub poke_pending: AtomicBool,
+    /// Pokes sent since the last read: each counted one request at concurrency 1 already,
+    /// so the next sample subtracts them (as Knative's activator does).
+    pub poked: AtomicU64,
 }
 
 /// One second's worth of statistics.
@@ -351,13 +299,15 @@ impl RevisionStats {
             .saturating_mul(now.saturating_sub(last));
         let area = self.area.swap(0, Ordering::Relaxed).saturating_add(tail);
         let requests = self.requests.swap(0, Ordering::Relaxed);
+        let poked = self.poked.swap(0, Ordering::Relaxed) as f64;
+        let concurrency = if interval == 0 {
+            current.max(0) as f64
+        } else {
+            area as f64 / interval as f64
+        };
         Sample {
-            concurrency: if interval == 0 {
-                current.max(0) as f64
-            } else {
-                area as f64 / interval as f64
-            },
-            requests: requests as f64,
+            concurrency: (concurrency - poked).max(0.0),
+            requests: (requests as f64 - poked).max(0.0),
             current,
         }
     }

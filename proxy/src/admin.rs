@@ -1,8 +1,9 @@
-//! The admin listener: `/ready`, `/healthz`, `/metrics`, `/config` and `/status`.
+//! The admin listener: `/healthz` always, plus the paths its owner registers. A proxy registers
+//! `/ready`, `/metrics` and `/config` ([`AdminApp::for_gateway`]); the binary adds the
+//! controller's `/status` in `sluice run`, and a controller alone registers its own.
 
 use crate::body::ResponseBody;
 use crate::gateway::Gateway;
-use crate::source::AdminState;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -12,88 +13,129 @@ use hyper_util::rt::TokioIo;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// One admin answer.
+pub struct AdminResponse {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl AdminResponse {
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        AdminResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+        match serde_json::to_vec_pretty(value) {
+            Ok(body) => AdminResponse {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body,
+            },
+            Err(_) => {
+                AdminResponse::text(StatusCode::INTERNAL_SERVER_ERROR, "serialisation failed\n")
+            }
+        }
+    }
+
+    /// The text exposition of the process's Prometheus registry.
+    pub fn metrics() -> Self {
+        let families = prometheus::default_registry().gather();
+        let body = prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_else(|e| format!("# encode error: {e}\n"));
+        AdminResponse {
+            status: StatusCode::OK,
+            content_type: "text/plain; version=0.0.4",
+            body: body.into_bytes(),
+        }
+    }
+
+    /// 200 `ready` when `ready`, else 503 with `why`.
+    pub fn readiness(ready: bool, why: &str) -> Self {
+        if ready {
+            AdminResponse::text(StatusCode::OK, "ready\n")
+        } else {
+            AdminResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+        }
+    }
+}
+
+pub type Handler = Arc<dyn Fn() -> AdminResponse + Send + Sync>;
+
+#[derive(Default)]
 pub struct AdminApp {
-    gateway: Arc<Gateway>,
-    state: AdminState,
+    routes: BTreeMap<&'static str, Handler>,
 }
 
 impl AdminApp {
-    pub fn new(gateway: Arc<Gateway>, state: AdminState) -> Self {
-        AdminApp { gateway, state }
+    pub fn new() -> Self {
+        AdminApp::default()
+    }
+
+    /// Serves GET `path` with `handler` (a later registration replaces an earlier one).
+    pub fn route(
+        mut self,
+        path: &'static str,
+        handler: impl Fn() -> AdminResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.insert(path, Arc::new(handler));
+        self
+    }
+
+    /// A proxy's paths: `/ready` (the first config is applied and no shutdown has begun),
+    /// `/metrics`, `/config` (what is applied, private keys redacted).
+    pub fn for_gateway(gateway: Arc<Gateway>) -> Self {
+        let ready = gateway.clone();
+        let config = gateway;
+        AdminApp::new()
+            .route("/ready", move || {
+                AdminResponse::readiness(
+                    ready.ready.load(Ordering::Acquire),
+                    "waiting for the first config",
+                )
+            })
+            .route("/metrics", AdminResponse::metrics)
+            .route("/config", move || {
+                AdminResponse::json(&config.catalog().render())
+            })
     }
 
     fn respond(&self, req: &Request<Incoming>) -> Response<ResponseBody> {
         if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            return into_response(AdminResponse::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n",
+            ));
         }
-        match req.uri().path() {
-            "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/ready" => {
-                if self.state.ready.load(Ordering::Acquire) {
-                    text(StatusCode::OK, "ready\n")
-                } else {
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "waiting for the first config\n",
-                    )
-                }
-            }
-            "/metrics" => with_type(
-                Response::new(ResponseBody::full(self.gateway.metrics.render())),
-                "text/plain; version=0.0.4",
-            ),
-            "/config" => json(&redacted(&self.gateway.router().snapshot)),
-            "/status" => {
-                let board = self
-                    .state
-                    .statuses
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                json(&board.list())
-            }
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
-        }
+        let answer = match req.uri().path() {
+            "/healthz" => AdminResponse::text(StatusCode::OK, "ok\n"),
+            path => match self.routes.get(path) {
+                Some(handler) => handler(),
+                None => AdminResponse::text(StatusCode::NOT_FOUND, "not found\n"),
+            },
+        };
+        into_response(answer)
     }
 }
 
-/// The snapshot as JSON with every certificate's private key replaced.
-fn redacted(snapshot: &sluice_xds::Snapshot) -> serde_json::Value {
-    let mut value = serde_json::to_value(snapshot).unwrap_or_default();
-    if let Some(certificates) = value.get_mut("certificates").and_then(|c| c.as_array_mut()) {
-        for certificate in certificates {
-            if let Some(key) = certificate.get_mut("keyPem") {
-                *key = serde_json::Value::from("<redacted>");
-            }
-        }
-    }
-    value
-}
-
-fn with_type(
-    mut response: Response<ResponseBody>,
-    content_type: &'static str,
-) -> Response<ResponseBody> {
+fn into_response(answer: AdminResponse) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(answer.body));
+    *response.status_mut() = answer.status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(answer.content_type),
+    );
     response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(body.as_bytes()));
-    *response.status_mut() = status;
-    with_type(response, "text/plain; charset=utf-8")
-}
-
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response<ResponseBody> {
-    match serde_json::to_vec_pretty(value) {
-        Ok(body) => with_type(Response::new(ResponseBody::full(body)), "application/json"),
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "serialisation failed\n"),
-    }
 }
 
 #[async_trait]

@@ -7,18 +7,18 @@
 //! endpoint; a request that never left a reused idle connection is re-sent on another one.
 
 use crate::activator::{Admission, Counted, Slot};
+use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
-use crate::router::{normalize_host, Listener, Route};
-use crate::upstream::{self, Backend, Responder, Sender};
+use crate::router::{Listener, Route};
+use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use sluice_xds::Protocol;
-use std::sync::atomic::Ordering;
+use sluice_xds::{host, Protocol};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -101,11 +101,15 @@ async fn forward(
         started,
     )
     .await?;
-    if let Some(responder) = &selection.backend.responder {
+    let backend = selection.backend.clone();
+    let upstream = match &backend.kind {
+        BackendKind::Upstream(upstream) => upstream,
         // Cold paths are boxed so their state does not widen every request's future.
-        return Ok(Box::pin(respond(responder, selection.deadline)).await);
-    }
-    let protocol = selection.backend.protocol;
+        BackendKind::Responder(responder) => {
+            return Ok(Box::pin(respond(responder, selection.deadline)).await)
+        }
+    };
+    let protocol = upstream.protocol;
     let websocket = is_websocket(&req);
     prepare_request(&mut req, conn, &selection, original_host, websocket);
     if websocket {
@@ -122,7 +126,7 @@ async fn forward(
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
         .map(Duration::from_secs);
-    let sending = send(gateway, &mut selection, req);
+    let sending = send(gateway, upstream, &mut selection, req);
     let (response, checkin) = match head_deadline {
         None => sending.await?,
         Some(at) => tokio::time::timeout_at(at, sending)
@@ -171,13 +175,13 @@ async fn select(
     matched: &mut Option<Arc<Route>>,
     started: Instant,
 ) -> Result<Selection, ProxyError> {
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; host::MAX_HOST];
     let host = match host {
         Some(value) => {
             let raw = value
                 .to_str()
                 .map_err(|_| ProxyError::BadRequest("invalid host"))?;
-            normalize_host(raw, &mut buf).ok_or(ProxyError::BadRequest("invalid host"))?
+            host::normalize(raw, &mut buf).ok_or(ProxyError::BadRequest("invalid host"))?
         }
         None => "",
     };
@@ -205,45 +209,53 @@ async fn select(
         if let Some(revision) = &backend.revision {
             if counted.is_none() {
                 counted = Some(revision.stats.arrive());
-                if revision.stats.scaled_to_zero.load(Ordering::Relaxed) {
-                    gateway.poke.notify_one();
-                }
             }
             deadline.get_or_insert(started + Duration::from_secs(revision.policy.timeout_seconds));
         }
         // The responder needs no slot; everything else takes one if it is free right now.
-        let admitted = match backend.responder {
-            Some(_) => Some(None),
-            None => backend.try_admit(&[]).map(Some),
+        let upstream = match &backend.kind {
+            BackendKind::Responder(_) => {
+                return Ok(Selection {
+                    route,
+                    split,
+                    backend,
+                    slot: None,
+                    counted,
+                    deadline,
+                })
+            }
+            BackendKind::Upstream(upstream) => upstream,
         };
-        if let Some(slot) = admitted {
+        if let Some(slot) = upstream.try_admit(&[]) {
             return Ok(Selection {
                 route,
                 split,
                 backend,
-                slot,
+                slot: Some(slot),
                 counted,
                 deadline,
             });
         }
-        if backend.revision.is_some() && backend.endpoint_count() == 0 {
-            // No instance at all (also before the autoscaler's first decision marks the
-            // revision as scaled to zero): decide now rather than at the next tick.
-            gateway.poke.notify_one();
+        if let Some(revision) = &backend.revision {
+            if upstream.endpoint_count() == 0 {
+                // No instance at all: ask the autoscaler to decide now, not at its next tick.
+                gateway.poke(&revision.id, &revision.stats);
+            }
         }
         let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
         let waiting_since = Instant::now();
         let (ticket, admitted) =
-            backend
+            upstream
                 .queue
-                .enqueue(backend.max_waiting)
+                .enqueue(upstream.max_waiting)
                 .map_err(|_| ProxyError::Overflow {
                     backend: backend.id.to_string(),
                 })?;
         match Box::pin(tokio::time::timeout_at(wait_deadline, admitted)).await {
             Ok(Ok(Admission::Slot(slot))) => {
-                backend
+                upstream
                     .metrics()
+                    .get()
                     .queue_wait
                     .observe(waiting_since.elapsed().as_secs_f64());
                 return Ok(Selection {
@@ -257,7 +269,7 @@ async fn select(
             }
             Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
             Err(_) => {
-                backend.queue.cancel(ticket);
+                upstream.queue.cancel(ticket);
                 return Err(ProxyError::HoldTimeout {
                     backend: backend.id.to_string(),
                     seconds: wait_deadline.duration_since(started).as_secs(),
@@ -358,6 +370,7 @@ fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<
 /// returned as they are.
 async fn send(
     gateway: &Gateway,
+    backend: &Upstream,
     selection: &mut Selection,
     mut req: Request<Incoming>,
 ) -> Result<
@@ -367,7 +380,6 @@ async fn send(
     ),
     ProxyError,
 > {
-    let backend = selection.backend.clone();
     let protocol = backend.protocol;
     let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
     let mut attempt = 0;
@@ -389,12 +401,12 @@ async fn send(
             .await
             {
                 Ok(sender) => {
-                    backend.metrics().connects.inc();
+                    backend.metrics().get().connects.inc();
                     sender
                 }
                 Err(error) => {
-                    backend.metrics().connect_errors.inc();
-                    debug!(backend = %backend.id, %error, "connect failed");
+                    backend.metrics().get().connect_errors.inc();
+                    debug!(backend = %selection.backend.id, %error, "connect failed");
                     failed[attempt - 1] = endpoint.key();
                     // Free this slot before taking another: its endpoint is refusing.
                     selection.slot = None;
@@ -454,12 +466,13 @@ async fn tunnel(
         }
     }
     let backend = selection.backend.clone();
+    let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
     let mut sender =
         upstream::connect_upgradable(slot.endpoint(), gateway.settings.connect_timeout)
             .await
-            .inspect_err(|_| backend.metrics().connect_errors.inc())?;
-    backend.metrics().connects.inc();
+            .inspect_err(|_| backend.metrics().get().connect_errors.inc())?;
+    backend.metrics().get().connects.inc();
     let guards = Guards {
         slot,
         counted: selection.counted.take(),

@@ -1,13 +1,19 @@
-//! The shared gateway state: the current router and what the request path needs besides it.
+//! The shared gateway state: the current router and what the request path needs besides it,
+//! and the data plane's side of the xDS stream ([`DataPlane`]).
 
+use crate::activator::RevisionStats;
+use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::router::{InvalidSnapshot, Router};
+use crate::router::Router;
 use arc_swap::ArcSwap;
-use sluice_xds::Snapshot;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use sluice_xds::client::DataPlane;
+use sluice_xds::load::{LoadReport, Poke, RevisionLoad};
+use sluice_xds::protocol::{DeltaResponse, Rejection};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
 
 /// Request-path settings that come from flags, not from routing config.
 #[derive(Clone, Debug)]
@@ -33,30 +39,41 @@ pub struct Gateway {
     router: ArcSwap<Router>,
     /// Bumped after every swap; held requests wait on it.
     changes: watch::Sender<u64>,
-    pub metrics: Metrics,
+    /// Applied resources and compiled pieces; only the xDS client writes (one batch at a time).
+    catalog: Mutex<Catalog>,
+    pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Open downstream connections plus upgraded tunnels; the drain waits for zero.
     pub open_connections: Arc<AtomicUsize>,
-    /// Woken by a request for a revision scaled to zero: the autoscaler decides at once.
-    pub poke: tokio::sync::Notify,
-    /// The HTTPS listeners' certificates, swapped with the router.
+    /// The HTTPS listeners' certificates.
     pub tls: crate::tls::Certificates,
+    /// True once the first full config is applied (set by whoever runs the xDS client):
+    /// `/ready`, and the listeners start.
+    pub ready: AtomicBool,
+    /// Revisions waiting for a poke to be sent.
+    pokes: Mutex<Vec<(Arc<str>, Arc<RevisionStats>)>>,
+    poke_notify: Notify,
+    last_report: Mutex<Instant>,
 }
 
 impl Gateway {
-    pub fn new(metrics: Metrics, settings: Settings) -> Self {
+    pub fn new(metrics: Arc<Metrics>, settings: Settings) -> Self {
         Gateway {
-            router: ArcSwap::from_pointee(Router::empty()),
+            router: ArcSwap::from_pointee(Router::default()),
             changes: watch::Sender::new(0),
+            catalog: Mutex::new(Catalog::new(metrics.clone(), settings.max_held_per_backend)),
             metrics,
             settings,
             open_connections: Arc::default(),
-            poke: tokio::sync::Notify::new(),
             tls: crate::tls::Certificates::new(None),
+            ready: AtomicBool::new(false),
+            pokes: Mutex::new(Vec::new()),
+            poke_notify: Notify::new(),
+            last_report: Mutex::new(Instant::now()),
         }
     }
 
-    /// Serves `default` to TLS clients whose SNI names no certificate of the snapshot.
+    /// Serves `default` to TLS clients whose SNI names no certificate.
     pub fn with_default_certificate(
         mut self,
         default: Option<Arc<pingora::tls::sign::CertifiedKey>>,
@@ -75,31 +92,57 @@ impl Gateway {
         self.changes.subscribe()
     }
 
-    /// Compiles and swaps in `snapshot`. On error the current router keeps serving.
-    pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), InvalidSnapshot> {
+    pub fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request arrived for a Revision with no instance: ask the autoscaler to decide now.
+    /// At most one poke per Revision is pending at a time.
+    pub fn poke(&self, revision: &Arc<str>, stats: &Arc<RevisionStats>) {
+        if stats.poke_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.pokes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((revision.clone(), stats.clone()));
+        self.poke_notify.notify_one();
+    }
+
+    /// Applies a batch of responses: compile, swap, then let waiting requests see the new
+    /// endpoints. One result per response.
+    pub fn apply(&self, responses: &[DeltaResponse]) -> Vec<Result<(), Rejection>> {
         let started = Instant::now();
-        let current = self.router.load_full();
-        if current.version() == snapshot.version {
-            return Ok(());
+        let mut catalog = self.catalog();
+        let outcome = catalog.apply(responses);
+        for rejection in outcome.results.iter().filter_map(|r| r.as_ref().err()) {
+            warn!(rejected = %rejection.message, "config rejected; keeping the last good version");
+            self.metrics
+                .snapshot_rejected
+                .inc_by(rejection.resources.len().max(1) as u64);
         }
-        let router = match Router::compile(
-            snapshot,
-            &current,
-            &self.metrics,
-            self.settings.max_held_per_backend,
-        ) {
-            Ok(router) => router,
-            Err(e) => {
-                self.metrics.snapshot_rejected.inc();
-                return Err(e);
+        if outcome.certificates_changed {
+            self.tls.apply(&catalog.certificates());
+        }
+        if let Some(router) = outcome.router {
+            self.router.store(Arc::new(router));
+            // After the swap, so a waiter sent back to route finds the new router.
+            for backend in &outcome.rebuilt {
+                if let Some(upstream) = backend.upstream() {
+                    upstream
+                        .queue
+                        .update(upstream.endpoints(), upstream.concurrency);
+                }
             }
-        };
-        let version = router.version().to_string();
-        if current.snapshot.certificates != router.snapshot.certificates {
-            self.tls.apply(&router.snapshot.certificates);
+            for backend in &outcome.removed {
+                if let Some(upstream) = backend.upstream() {
+                    upstream.queue.reroute_all();
+                }
+            }
+            self.changes.send_modify(|n| *n += 1);
         }
-        self.router.store(Arc::new(router));
-        self.changes.send_modify(|n| *n += 1);
+        let version = catalog.digest().to_hex();
+        drop(catalog);
         self.metrics.snapshot_info.reset();
         self.metrics
             .snapshot_info
@@ -113,7 +156,64 @@ impl Gateway {
         self.metrics
             .snapshot_apply_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        info!(%version, responses = responses.len(), elapsed = ?started.elapsed(), "applied config");
+        outcome.results
+    }
+}
+
+impl DataPlane for Gateway {
+    fn apply(&self, responses: &[DeltaResponse]) -> Vec<Result<(), Rejection>> {
+        Gateway::apply(self, responses)
+    }
+
+    fn take_load(&self) -> LoadReport {
+        let now = Instant::now();
+        let interval = {
+            let mut last = self.last_report.lock().unwrap_or_else(|p| p.into_inner());
+            let interval = now.duration_since(*last);
+            *last = now;
+            interval
+        };
+        let catalog = self.catalog();
+        let revisions = catalog
+            .revisions()
+            .filter_map(|(id, stats)| {
+                let sample = stats.take();
+                (sample.concurrency > 0.0 || sample.requests > 0.0).then(|| RevisionLoad {
+                    revision: id.clone(),
+                    concurrency: sample.concurrency,
+                    requests: sample.requests,
+                })
+            })
+            .collect();
+        LoadReport {
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            revisions,
+        }
+    }
+
+    fn take_pokes(&self) -> Poke {
+        let pending = std::mem::take(&mut *self.pokes.lock().unwrap_or_else(|p| p.into_inner()));
+        Poke {
+            revisions: pending
+                .into_iter()
+                .map(|(revision, stats)| {
+                    stats.poke_pending.store(false, Ordering::Release);
+                    stats.poked.fetch_add(1, Ordering::Relaxed);
+                    // Knative's activator poke: one request at concurrency 1, taken back out of
+                    // the next regular report.
+                    RevisionLoad {
+                        revision: revision.to_string(),
+                        concurrency: 1.0,
+                        requests: 1.0,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn poke_notify(&self) -> &Notify {
+        &self.poke_notify
     }
 }
 

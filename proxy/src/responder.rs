@@ -4,7 +4,8 @@
 //! Each response has the configured status, body and latency; `?sleep_ms=N` adds latency per
 //! request. With `--max-concurrency N` it checks the limit itself: a request that would be the
 //! N+1-th in flight is answered 500 `concurrency exceeded`, so a test can prove that the
-//! gateway never sends more than containerConcurrency requests at once.
+//! gateway never sends more than containerConcurrency requests at once. On SIGTERM (see the
+//! binary) it stops accepting and finishes what is in flight, as a Revision instance should.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -30,28 +31,52 @@ struct State {
     in_flight: AtomicUsize,
 }
 
-/// Serves until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, options: ResponderOptions) {
+/// Serves until `shutdown` resolves, then stops accepting, lets every connection finish what
+/// it has in flight (idle keep-alives close at once) and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: ResponderOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let state = Arc::new(State {
         options,
         in_flight: AtomicUsize::new(0),
     });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        tokio::spawn(async move {
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
         });
     }
+    drop(listener);
+    let _ = stop.send(true);
+    while connections.join_next().await.is_some() {}
 }
 
 struct InFlight<'a>(&'a AtomicUsize);

@@ -1,21 +1,20 @@
-//! The compiled, immutable routing table.
+//! The compiled, immutable routing table the request path reads.
 //!
-//! `Router::compile` turns a [`Snapshot`] into lookup structures built for the request path:
-//! one hash lookup per host, pre-parsed header names and values, cumulative split weights and
-//! shared backend state. The proxy swaps whole routers atomically (see `gateway.rs`), so routes
-//! and backends always change together.
-//!
-//! Upstream state that must outlive a swap (per-endpoint in-flight counts, held-request counts,
-//! metric handles) is carried over from the previous router by backend id and address.
+//! A [`Router`] is two host indexes (external, internal) from normalised host to the ordered
+//! routes of its virtual host, plus the digest of the config it was built from. It is built by
+//! the [`crate::catalog::Catalog`] from cached compiled pieces (each owner's routes, each
+//! backend) and swapped in whole, so routes and backends always change together; a change to
+//! one owner copies one index shard, not the table.
 
-use crate::metrics::{BackendMetrics, Metrics, RouteMetrics};
-use crate::upstream::Backend;
+use crate::backend::Backend;
+use crate::index::ShardedMap;
+use crate::metrics::RouteMetrics;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use sluice_xds::{RouteAction, RouteTable, Snapshot};
-use std::collections::HashMap;
+use sluice_xds::digest::ConfigDigest;
+use sluice_xds::RouteAction;
 use std::sync::Arc;
 
-/// Which listener a request arrived on: decides which route table applies.
+/// Which listener a request arrived on: decides which host index applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
     /// Public listeners: ExternalIP rules only.
@@ -24,10 +23,31 @@ pub enum Listener {
     Internal,
 }
 
+/// The routes of one virtual host, in match order.
+pub type VirtualHostRoutes = Arc<[Arc<Route>]>;
+
+/// One listener kind's hosts. The key `"*"` matches any host not named.
+#[derive(Clone, Default)]
+pub struct HostIndex {
+    pub hosts: ShardedMap<VirtualHostRoutes>,
+}
+
+impl HostIndex {
+    fn lookup(&self, host: &str) -> Option<&VirtualHostRoutes> {
+        self.hosts.get(host).or_else(|| self.hosts.get("*"))
+    }
+}
+
+#[derive(Default)]
+pub struct Router {
+    pub digest: ConfigDigest,
+    pub external: HostIndex,
+    pub internal: HostIndex,
+}
+
+/// A route the proxy cannot compile; its RouteConfig is rejected (NACK).
 #[derive(Debug, thiserror::Error)]
-pub enum InvalidSnapshot {
-    #[error("route {route}: split names unknown backend {backend}")]
-    UnknownBackend { route: String, backend: String },
+pub enum InvalidRoute {
     #[error("route {route}: invalid header {name}: {reason}")]
     InvalidHeader {
         route: String,
@@ -36,46 +56,6 @@ pub enum InvalidSnapshot {
     },
     #[error("route {route}: invalid rewrite host {host:?}")]
     InvalidRewriteHost { route: String, host: String },
-}
-
-pub struct Router {
-    pub snapshot: Arc<Snapshot>,
-    external: Table,
-    internal: Table,
-    backends: HashMap<Box<str>, Arc<Backend>>,
-}
-
-/// FNV-1a: host names are short, and the keys come from config (not from clients), so a
-/// keyed hash buys nothing here; SipHash cost ~1.5% of a proxied request's instructions.
-#[derive(Default, Clone, Copy)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type HostMap = HashMap<Box<str>, usize, std::hash::BuildHasherDefault<Fnv>>;
-
-#[derive(Default)]
-struct Table {
-    hosts: HostMap,
-    wildcard: Option<usize>,
-    virtual_hosts: Vec<Box<[Arc<Route>]>>,
 }
 
 /// One compiled route.
@@ -100,63 +80,13 @@ pub struct Split {
 }
 
 impl Router {
-    /// An empty router: every request is a 404 until the first snapshot is applied.
-    pub fn empty() -> Self {
-        Router {
-            snapshot: Arc::new(Snapshot::default()),
-            external: Table::default(),
-            internal: Table::default(),
-            backends: HashMap::new(),
-        }
+    /// The config version this router serves (hex of the digest).
+    pub fn version(&self) -> String {
+        self.digest.to_hex()
     }
 
-    /// Compiles `snapshot`, carrying per-backend state over from `previous`.
-    /// `max_waiting` bounds each non-Revision backend's wait line (Revisions carry their own).
-    ///
-    /// Compiling has one side effect, on state shared with the live router: each backend's
-    /// queue learns its new endpoints. That is what releases waiting requests, so callers must
-    /// swap the result in (or drop it) straight away.
-    pub fn compile(
-        snapshot: Arc<Snapshot>,
-        previous: &Router,
-        metrics: &Metrics,
-        max_waiting: usize,
-    ) -> Result<Router, InvalidSnapshot> {
-        let mut backends = HashMap::with_capacity(snapshot.backends.len());
-        for (id, spec) in &snapshot.backends {
-            let old = previous.backends.get(id.as_str());
-            let backend = Backend::new(id, spec, old.map(|b| b.as_ref()), max_waiting, || {
-                BackendMetrics::new(metrics, id)
-            });
-            backends.insert(id.as_str().into(), Arc::new(backend));
-        }
-        let mut route_metrics: HashMap<String, Arc<RouteMetrics>> = HashMap::new();
-        let external = Table::compile(&snapshot.external, &backends, metrics, &mut route_metrics)?;
-        let internal = Table::compile(&snapshot.internal, &backends, metrics, &mut route_metrics)?;
-        // Valid: now hand waiting requests their new capacity, or send them to route again.
-        for backend in backends.values() {
-            backend
-                .queue
-                .update(backend.endpoints(), backend.concurrency);
-        }
-        for (id, old) in &previous.backends {
-            if !backends.contains_key(id) {
-                old.queue.reroute_all();
-            }
-        }
-        Ok(Router {
-            snapshot,
-            external,
-            internal,
-            backends,
-        })
-    }
-
-    pub fn version(&self) -> &str {
-        &self.snapshot.version
-    }
-
-    /// Finds the route for a request. `host` must already be normalised (see [`normalize_host`]).
+    /// Finds the route for a request. `host` must already be normalised
+    /// ([`sluice_xds::host::normalize`]).
     pub fn route(
         &self,
         listener: Listener,
@@ -164,98 +94,59 @@ impl Router {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<&Arc<Route>> {
-        let table = match listener {
+        let index = match listener {
             Listener::External => &self.external,
             Listener::Internal => &self.internal,
         };
-        let vhost = table.hosts.get(host).copied().or(table.wildcard)?;
-        table.virtual_hosts[vhost]
+        index
+            .lookup(host)?
             .iter()
             .find(|route| route.matches(path, headers))
     }
-
-    pub fn backend(&self, id: &str) -> Option<&Arc<Backend>> {
-        self.backends.get(id)
-    }
 }
 
-impl Table {
-    fn compile(
-        spec: &RouteTable,
-        backends: &HashMap<Box<str>, Arc<Backend>>,
-        metrics: &Metrics,
-        route_metrics: &mut HashMap<String, Arc<RouteMetrics>>,
-    ) -> Result<Table, InvalidSnapshot> {
-        let mut table = Table::default();
-        for vhost in &spec.virtual_hosts {
-            let index = table.virtual_hosts.len();
-            let mut routes = Vec::with_capacity(vhost.routes.len());
-            for route in &vhost.routes {
-                let metrics = route_metrics
-                    .entry(route.owner.clone())
-                    .or_insert_with(|| Arc::new(RouteMetrics::new(metrics, &route.owner)))
-                    .clone();
-                routes.push(Arc::new(Route::compile(route, backends, metrics)?));
-            }
-            table.virtual_hosts.push(routes.into_boxed_slice());
-            for domain in &vhost.domains {
-                if domain == "*" {
-                    table.wildcard.get_or_insert(index);
-                } else {
-                    table.hosts.entry(domain.as_str().into()).or_insert(index);
-                }
-            }
-        }
-        Ok(table)
-    }
+/// Parses a header pair of a route.
+fn header(route: &str, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidRoute> {
+    let invalid = |reason: String| InvalidRoute::InvalidHeader {
+        route: route.to_string(),
+        name: name.to_string(),
+        reason,
+    };
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+    Ok((name, value))
 }
 
 impl Route {
-    fn compile(
+    /// Compiles a route; `backend` resolves each split's backend name.
+    pub fn compile(
         spec: &sluice_xds::Route,
-        backends: &HashMap<Box<str>, Arc<Backend>>,
+        mut backend: impl FnMut(&str) -> Arc<Backend>,
         metrics: Arc<RouteMetrics>,
-    ) -> Result<Route, InvalidSnapshot> {
+    ) -> Result<Route, InvalidRoute> {
         let RouteAction::Forward(forward) = &spec.action;
-        let header =
-            |name: &str, value: &str| -> Result<(HeaderName, HeaderValue), InvalidSnapshot> {
-                let invalid = |reason: String| InvalidSnapshot::InvalidHeader {
-                    route: spec.id.clone(),
-                    name: name.to_string(),
-                    reason,
-                };
-                let name =
-                    HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-                let value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
-                Ok((name, value))
-            };
+        let id = spec.id.as_str();
         let headers = spec
             .headers
             .iter()
-            .map(|m| header(&m.name, &m.exact))
+            .map(|m| header(id, &m.name, &m.exact))
             .collect::<Result<Vec<_>, _>>()?;
         let set_headers = forward
             .set_headers
             .iter()
-            .map(|h| header(&h.name, &h.value))
+            .map(|h| header(id, &h.name, &h.value))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut cumulative = 0;
+        let mut cumulative = 0u32;
         let mut splits = Vec::with_capacity(forward.splits.len());
         for split in &forward.splits {
-            let backend = backends.get(split.backend.as_str()).ok_or_else(|| {
-                InvalidSnapshot::UnknownBackend {
-                    route: spec.id.clone(),
-                    backend: split.backend.clone(),
-                }
-            })?;
-            cumulative += split.weight;
+            cumulative = cumulative.saturating_add(split.weight);
             splits.push(Split {
                 cumulative,
-                backend: backend.clone(),
+                backend: backend(&split.backend),
                 set_headers: split
                     .set_headers
                     .iter()
-                    .map(|h| header(&h.name, &h.value))
+                    .map(|h| header(id, &h.name, &h.value))
                     .collect::<Result<Vec<_>, _>>()?
                     .into_boxed_slice(),
             });
@@ -264,14 +155,14 @@ impl Route {
             .rewrite_host
             .as_ref()
             .map(|host| {
-                HeaderValue::from_str(host).map_err(|_| InvalidSnapshot::InvalidRewriteHost {
-                    route: spec.id.clone(),
+                HeaderValue::from_str(host).map_err(|_| InvalidRoute::InvalidRewriteHost {
+                    route: id.to_string(),
                     host: host.clone(),
                 })
             })
             .transpose()?;
         Ok(Route {
-            id: spec.id.as_str().into(),
+            id: id.into(),
             path_prefix: spec.path_prefix.as_bytes().into(),
             headers: headers.into_boxed_slice(),
             rewrite_host,
@@ -281,6 +172,73 @@ impl Route {
             metrics,
             https_redirect: spec.https_redirect,
         })
+    }
+
+    /// The same route with each split's backend looked up again by name (after a backend it
+    /// uses was rebuilt): no parsing, the parsed parts are shared or copied.
+    pub fn relinked(&self, mut backend: impl FnMut(&str) -> Arc<Backend>) -> Route {
+        Route {
+            id: self.id.clone(),
+            path_prefix: self.path_prefix.clone(),
+            headers: self.headers.clone(),
+            rewrite_host: self.rewrite_host.clone(),
+            set_headers: self.set_headers.clone(),
+            splits: self
+                .splits
+                .iter()
+                .map(|split| Split {
+                    cumulative: split.cumulative,
+                    backend: backend(&split.backend.id),
+                    set_headers: split.set_headers.clone(),
+                })
+                .collect(),
+            total_weight: self.total_weight,
+            metrics: self.metrics.clone(),
+            https_redirect: self.https_redirect,
+        }
+    }
+
+    /// What `/config` shows of it.
+    pub fn describe(&self) -> serde_json::Value {
+        let pairs = |list: &[(HeaderName, HeaderValue)]| -> serde_json::Value {
+            list.iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        serde_json::Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let mut previous = 0;
+        let splits: Vec<serde_json::Value> = self
+            .splits
+            .iter()
+            .map(|split| {
+                let weight = split.cumulative - previous;
+                previous = split.cumulative;
+                serde_json::json!({
+                    "backend": &*split.backend.id,
+                    "weight": weight,
+                    "setHeaders": pairs(&split.set_headers),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "id": &*self.id,
+            "pathPrefix": String::from_utf8_lossy(&self.path_prefix),
+            "headers": pairs(&self.headers),
+            "setHeaders": pairs(&self.set_headers),
+            "rewriteHost": self.rewrite_host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
+            "httpsRedirect": self.https_redirect,
+            "splits": splits,
+        })
+    }
+
+    /// The backend names its splits use.
+    pub fn backend_names(&self) -> impl Iterator<Item = &str> {
+        self.splits.iter().map(|s| &*s.backend.id)
     }
 
     fn matches(&self, path: &str, headers: &HeaderMap) -> bool {
@@ -302,32 +260,3 @@ impl Route {
             .position(|split| point < split.cumulative)
     }
 }
-
-/// Lower-cases `host` and strips any `:port`, using `buf` only when a copy is needed.
-/// Returns `None` for hosts too long to be DNS names.
-pub fn normalize_host<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
-    let without_port = if let Some(rest) = host.strip_prefix('[') {
-        // IPv6 literal: keep the brackets, drop anything after `]`.
-        match rest.find(']') {
-            Some(end) => &host[..end + 2],
-            None => host,
-        }
-    } else {
-        match host.rfind(':') {
-            Some(colon) => &host[..colon],
-            None => host,
-        }
-    };
-    let without_dot = without_port.strip_suffix('.').unwrap_or(without_port);
-    if !without_dot.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(without_dot);
-    }
-    let len = without_dot.len();
-    let out = buf.get_mut(..len)?;
-    out.copy_from_slice(without_dot.as_bytes());
-    out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests;

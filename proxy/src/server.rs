@@ -1,13 +1,15 @@
-//! The Pingora shell: process, listeners, services and graceful shutdown. HTTP itself is
+//! The Pingora shell: process, listeners, background tasks and graceful shutdown. HTTP itself is
 //! served by hyper inside [`HttpApp::process_new`] ("Pingora shell, hyper hot path").
+//!
+//! [`Shell`] hosts whatever a command needs: the HTTP(S) listeners of a proxy, an admin
+//! listener, and background tasks (the xDS client, ...) given as plain futures that watch a
+//! shutdown flag, so the code they run needs no Pingora type. [`Shell::run`] blocks until every
+//! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
-use crate::autoscale::Autoscaler;
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::router::Listener;
-use crate::scaler::LocalProcesses;
-use crate::source::{ManifestSource, Pipeline};
 use async_trait::async_trait;
 use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
@@ -20,12 +22,14 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceHandle, ServiceReadyNotifier};
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1.
@@ -138,11 +142,37 @@ async fn serve_until_shutdown<C, O>(
     }
 }
 
-/// Exits the process as soon as every connection has drained after SIGTERM. Pingora would
-/// otherwise always sleep the whole grace period; it still bounds the drain at that period.
+/// A background task's body: it gets the shutdown flag and a callback to call once ready.
+pub type TaskFn = Box<
+    dyn FnOnce(ShutdownWatch, Box<dyn FnOnce() + Send>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send,
+>;
+
+/// A [`TaskFn`] as a Pingora background service (its own current-thread runtime).
+struct Task {
+    start: Mutex<Option<TaskFn>>,
+}
+
+#[async_trait]
+impl BackgroundService for Task {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        let start = self.start.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(start) = start {
+            start(shutdown, Box::new(move || ready_notifier.notify_ready())).await;
+        }
+    }
+}
+
+/// On SIGTERM: runs `on_shutdown`, then reports once every connection has drained. Pingora
+/// would otherwise always sleep the whole grace period; it still bounds the drain at that.
 struct Drainer {
-    gateway: Arc<Gateway>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    open_connections: Arc<AtomicUsize>,
+    on_shutdown: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    drained: std::sync::mpsc::Sender<()>,
 }
 
 #[async_trait]
@@ -151,135 +181,179 @@ impl BackgroundService for Drainer {
         if shutdown.changed().await.is_err() {
             return;
         }
-        self.ready.store(false, Ordering::Release);
+        if let Some(on_shutdown) = self
+            .on_shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            on_shutdown();
+        }
         info!("shutdown: listeners closed, draining connections");
-        loop {
-            let open = self.gateway.open_connections.load(Ordering::Relaxed);
-            if open == 0 {
-                info!("shutdown: drained");
-                LocalProcesses::stop_all();
-                std::process::exit(0);
-            }
+        while self.open_connections.load(Ordering::Relaxed) != 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        info!("shutdown: drained");
+        let _ = self.drained.send(());
     }
 }
 
-/// Everything `sluice run` needs.
-pub struct RunConfig {
+/// HTTP(S) listener addresses of a proxy.
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
     pub http: Vec<String>,
     pub internal_http: Vec<String>,
     /// External HTTPS listeners (TLS, certificates from `gateway.tls.external`).
     pub https: Vec<String>,
     /// Cluster-local HTTPS listeners (certificates from `gateway.tls.internal`).
     pub internal_https: Vec<String>,
-    pub admin: Option<String>,
-    pub threads: usize,
-    pub shutdown_grace: Duration,
 }
 
-/// Builds and runs the Pingora server until shutdown. Blocks the calling thread.
-pub fn run(
-    config: RunConfig,
-    gateway: Arc<Gateway>,
-    pipeline: Arc<Pipeline>,
-    source: ManifestSource,
-    autoscaler: Autoscaler,
-) -> anyhow::Result<()> {
-    let conf = ServerConf {
-        threads: config.threads.max(1),
-        // Each worker is a current-thread runtime: the per-thread upstream pool relies on it.
-        work_stealing: false,
-        grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+impl Listeners {
+    pub fn serves_tls(&self) -> bool {
+        !self.https.is_empty() || !self.internal_https.is_empty()
+    }
+}
 
-    let admin_state = pipeline.admin_state();
-    let ready = admin_state.ready.clone();
-    let source_handle = server.add_service(background_service("manifest-source", source));
-    server
-        .add_service(background_service("autoscaler", autoscaler))
-        .add_dependency(&source_handle);
-    if let Some(addr) = &config.admin {
-        let mut admin = Service::new(
-            "admin".to_string(),
-            AdminApp::new(gateway.clone(), admin_state),
-        );
+pub struct Shell {
+    server: Server,
+    open_connections: Arc<AtomicUsize>,
+    on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Shell {
+    /// `threads` workers per listener service, each a current-thread runtime (the per-thread
+    /// upstream pool relies on it); `shutdown_grace` bounds the drain after SIGTERM.
+    pub fn new(threads: usize, shutdown_grace: Duration) -> Self {
+        let conf = ServerConf {
+            threads: threads.max(1),
+            work_stealing: false,
+            grace_period_seconds: Some(shutdown_grace.as_secs().max(1)),
+            graceful_shutdown_timeout_seconds: Some(1),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        Shell {
+            server,
+            open_connections: Arc::default(),
+            on_shutdown: Vec::new(),
+        }
+    }
+
+    /// Runs `start` as a background service; the returned handle is ready once it calls its
+    /// ready callback (listeners can wait for that).
+    pub fn task(&mut self, name: &str, start: TaskFn) -> ServiceHandle {
+        self.server.add_service(background_service(
+            name,
+            Task {
+                start: Mutex::new(Some(start)),
+            },
+        ))
+    }
+
+    /// Called when SIGTERM arrives, before the drain.
+    pub fn on_shutdown(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_shutdown.push(Box::new(f));
+    }
+
+    pub fn admin(&mut self, addr: &str, app: AdminApp) {
+        let mut admin = Service::new("admin".to_string(), app);
         admin.threads = Some(1);
         admin.add_tcp(addr);
-        server.add_service(admin);
+        self.server.add_service(admin);
     }
-    for (name, addrs, listener) in [
-        ("http-external", &config.http, Listener::External),
-        ("http-internal", &config.internal_http, Listener::Internal),
-    ] {
-        if addrs.is_empty() {
-            continue;
-        }
-        let mut service = Service::new(
-            name.to_string(),
-            HttpApp::new(gateway.clone(), listener, false),
-        );
-        for addr in addrs {
-            // hyper buffers reads itself and writes whole responses with writev: Pingora's
-            // per-connection 64 KiB read buffer and 1460-byte write buffer would only add a
-            // copy per direction and ~64 KiB of memory per open (or buffered) connection.
-            service.add_listener(
-                ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+
+    /// The proxy's listeners, started only once `after` is ready (the first config applied).
+    pub fn listeners(
+        &mut self,
+        gateway: &Arc<Gateway>,
+        listeners: &Listeners,
+        after: &ServiceHandle,
+    ) -> anyhow::Result<()> {
+        // The drain waits for the gateway's connections.
+        self.open_connections = gateway.open_connections.clone();
+        for (name, addrs, listener) in [
+            ("http-external", &listeners.http, Listener::External),
+            (
+                "http-internal",
+                &listeners.internal_http,
+                Listener::Internal,
+            ),
+        ] {
+            if addrs.is_empty() {
+                continue;
+            }
+            let mut service = Service::new(
+                name.to_string(),
+                HttpApp::new(gateway.clone(), listener, false),
             );
+            for addr in addrs {
+                // hyper buffers reads itself and writes whole responses with writev: Pingora's
+                // per-connection 64 KiB read buffer and 1460-byte write buffer would only add a
+                // copy per direction and ~64 KiB of memory per open (or buffered) connection.
+                service.add_listener(
+                    ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
+                );
+            }
+            self.server.add_service(service).add_dependency(after);
         }
-        // Serve nothing before the first config is applied.
-        server.add_service(service).add_dependency(&source_handle);
-    }
-    for (name, addrs, listener, resolver) in [
-        (
-            "https-external",
-            &config.https,
-            Listener::External,
-            &gateway.tls.external,
-        ),
-        (
-            "https-internal",
-            &config.internal_https,
-            Listener::Internal,
-            &gateway.tls.internal,
-        ),
-    ] {
-        if addrs.is_empty() {
-            continue;
+        for (name, addrs, listener, resolver) in [
+            (
+                "https-external",
+                &listeners.https,
+                Listener::External,
+                &gateway.tls.external,
+            ),
+            (
+                "https-internal",
+                &listeners.internal_https,
+                Listener::Internal,
+                &gateway.tls.internal,
+            ),
+        ] {
+            if addrs.is_empty() {
+                continue;
+            }
+            let mut service = Service::new(
+                name.to_string(),
+                HttpApp::new(gateway.clone(), listener, true),
+            );
+            for addr in addrs {
+                let settings = crate::tls::listener_settings(resolver.clone())?;
+                service.add_tls_with_settings(addr, None, settings);
+            }
+            self.server.add_service(service).add_dependency(after);
         }
-        let mut service = Service::new(
-            name.to_string(),
-            HttpApp::new(gateway.clone(), listener, true),
-        );
-        for addr in addrs {
-            let settings = crate::tls::listener_settings(resolver.clone())?;
-            service.add_tls_with_settings(addr, None, settings);
-        }
-        server.add_service(service).add_dependency(&source_handle);
+        Ok(())
     }
-    server.add_service(background_service(
-        "drainer",
-        Drainer {
-            gateway: gateway.clone(),
-            ready,
-        },
-    ));
-    if config.http.is_empty() && config.internal_http.is_empty() {
-        warn!("no HTTP listener configured");
+
+    /// Runs until SIGTERM (or SIGINT) and the drain; returns once drained, or when Pingora's
+    /// grace period ends first. Blocks the calling thread.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let (drained, done) = std::sync::mpsc::channel();
+        let hooks = std::mem::take(&mut self.on_shutdown);
+        self.server.add_service(background_service(
+            "drainer",
+            Drainer {
+                open_connections: self.open_connections.clone(),
+                on_shutdown: Mutex::new(Some(Box::new(move || {
+                    for hook in hooks {
+                        hook();
+                    }
+                }))),
+                drained: drained.clone(),
+            },
+        ));
+        let server = self.server;
+        std::thread::Builder::new()
+            .name("pingora".into())
+            .spawn(move || {
+                server.run(RunArgs::default());
+                let _ = drained.send(());
+            })?;
+        // Either the drain finished or Pingora gave up waiting; both mean "stop now".
+        let _ = done.recv();
+        Ok(())
     }
-    info!(
-        http = ?config.http,
-        internal_http = ?config.internal_http,
-        https = ?config.https,
-        internal_https = ?config.internal_https,
-        admin = ?config.admin,
-        threads = config.threads,
-        "sluice starting"
-    );
-    server.run(RunArgs::default());
-    Ok(())
 }

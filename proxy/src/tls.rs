@@ -1,31 +1,32 @@
-//! TLS termination: SNI certificate selection fed from the snapshot, and the listener settings.
+//! TLS termination: SNI certificate selection fed from the applied certificates, and the
+//! listener settings.
 //!
 //! Pingora's rustls listener does the handshake (TLS 1.2 and 1.3 only, ALPN `h2` then
 //! `http/1.1`) and hands the decrypted stream to the same [`crate::server::HttpApp`] the
 //! plaintext listeners use. The certificate comes from an [`SniResolver`]: one for the external
 //! HTTPS listeners, one for the cluster-local ones. Each holds an immutable [`SniTable`] in an
-//! `ArcSwap`, so a handshake takes no lock, and a new snapshot's certificates replace the table
-//! in one store: new handshakes see the new certificate, established connections keep theirs.
+//! `ArcSwap`, so a handshake takes no lock, and a certificate change replaces the table in one
+//! store: new handshakes see the new certificate, established connections keep theirs.
 //!
-//! Selection: the exact SNI name (lower-cased, trailing dot dropped), then `*.<rest>` for the
-//! name minus its first label, then the default certificate (`--default-certificate`). No match
-//! (or no SNI and no default) fails the handshake.
+//! Selection: the exact SNI name (normalised like every host, [`sluice_xds::host`]), then
+//! `*.<rest>` for the name minus its first label, then the default certificate
+//! (`--default-certificate`). No match (or no SNI and no default) fails the handshake.
 //!
-//! Parsing a PEM pair into a rustls `CertifiedKey` happens once per distinct content
-//! ([`Certificates::apply`] keeps a cache keyed by Secret and content hash), never per handshake
-//! and not again when a snapshot changes only routes.
+//! A PEM pair is parsed once, when its Certificate resource arrives (its name carries a hash of
+//! its content, so new content is a new resource); tables are rebuilt only when certificates
+//! change, from the parsed keys, in O(certificates).
 
+use crate::catalog::ServedCertificate;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, ResolvesServerCert};
-use sha2::{Digest, Sha256};
-use sluice_xds::Certificate;
+use sluice_xds::host;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tracing::{info, warn};
+use std::sync::Arc;
+use tracing::info;
 
 /// Picks a certificate by SNI from the current [`SniTable`].
 #[derive(Debug, Default)]
@@ -48,8 +49,8 @@ impl SniTable {
         let Some(name) = server_name else {
             return self.default.as_ref();
         };
-        let mut buf = [0u8; 256];
-        let name = lower_case(name, &mut buf)?;
+        let mut buf = [0u8; host::MAX_HOST];
+        let name = host::normalize(name, &mut buf)?;
         if let Some(key) = self.exact.get(name) {
             return Some(key);
         }
@@ -70,18 +71,6 @@ impl SniTable {
     }
 }
 
-/// Lower-cases and drops a trailing dot, copying into `buf` only when needed.
-fn lower_case<'a>(name: &'a str, buf: &'a mut [u8; 256]) -> Option<&'a str> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(name);
-    }
-    let out = buf.get_mut(..name.len())?;
-    out.copy_from_slice(name.as_bytes());
-    out.make_ascii_lowercase();
-    std::str::from_utf8(out).ok()
-}
-
 impl SniResolver {
     /// The table new handshakes use.
     pub fn table(&self) -> arc_swap::Guard<Arc<SniTable>> {
@@ -95,18 +84,13 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The certificates of both listener sets, kept in step with the applied snapshot.
+/// The certificates of both listener sets, kept in step with the applied config.
 #[derive(Debug, Default)]
 pub struct Certificates {
     pub external: Arc<SniResolver>,
     pub internal: Arc<SniResolver>,
     default: Option<Arc<CertifiedKey>>,
-    /// Parsed keys by Secret and content hash; only what the last apply used is kept.
-    parsed: Mutex<ParsedKeys>,
 }
-
-/// `(secret, sha256 of the PEM pair)` → the parsed key.
-type ParsedKeys = HashMap<(String, [u8; 32]), Arc<CertifiedKey>>;
 
 impl Certificates {
     /// `default` answers handshakes whose SNI matches nothing (and those without SNI).
@@ -119,12 +103,9 @@ impl Certificates {
         certificates
     }
 
-    /// Replaces both tables with `certificates`. On a host named by several, the first wins.
-    /// A certificate that fails to parse (the controller validates them, so this means a
-    /// snapshot from elsewhere) is skipped with a warning; the others still apply.
-    pub fn apply(&self, certificates: &[Certificate]) {
-        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
-        let mut kept = HashMap::with_capacity(certificates.len());
+    /// Replaces both tables. On a name several certificates claim, the first wins (the
+    /// controller gives every name to one certificate; this only orders a moment of overlap).
+    pub fn apply(&self, certificates: &[ServedCertificate<'_>]) {
         let mut external = SniTable {
             default: self.default.clone(),
             ..SniTable::default()
@@ -134,37 +115,15 @@ impl Certificates {
             ..SniTable::default()
         };
         for certificate in certificates {
-            let id = (certificate.secret.clone(), content_hash(certificate));
-            let key = match kept.get(&id).or_else(|| parsed.get(&id)) {
-                Some(key) => Arc::clone(key),
-                None => match sluice_controller::translate::tls::certified_key(
-                    &certificate.cert_pem,
-                    &certificate.key_pem,
-                ) {
-                    Ok(key) => Arc::new(key),
-                    Err(error) => {
-                        warn!(secret = %certificate.secret, %error, "skipping certificate");
-                        continue;
-                    }
-                },
-            };
-            kept.insert(id, key.clone());
-            for (wanted, table) in [
-                (certificate.external, &mut external),
-                (certificate.internal, &mut internal),
-            ] {
-                if wanted {
-                    table.insert(&certificate.hosts, &key);
-                }
-            }
+            external.insert(certificate.external_hosts, certificate.key);
+            internal.insert(certificate.internal_hosts, certificate.key);
         }
         info!(
-            certificates = kept.len(),
+            certificates = certificates.len(),
             external_names = external.len(),
             internal_names = internal.len(),
             "applied certificates"
         );
-        *parsed = kept;
         self.external.table.store(Arc::new(external));
         self.internal.table.store(Arc::new(internal));
     }
@@ -172,24 +131,16 @@ impl Certificates {
 
 impl SniTable {
     fn insert(&mut self, hosts: &[String], key: &Arc<CertifiedKey>) {
-        for host in hosts {
-            let host = host.to_ascii_lowercase();
-            let (map, name) = match host.strip_prefix("*.") {
+        for name in hosts {
+            let name = host::normalized(name);
+            let (map, name) = match name.strip_prefix("*.") {
                 Some(parent) => (&mut self.wildcard, parent.to_string()),
-                None => (&mut self.exact, host),
+                None => (&mut self.exact, name),
             };
             map.entry(name.into_boxed_str())
                 .or_insert_with(|| key.clone());
         }
     }
-}
-
-fn content_hash(certificate: &Certificate) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    digest.update((certificate.cert_pem.len() as u64).to_be_bytes());
-    digest.update(certificate.cert_pem.as_bytes());
-    digest.update(certificate.key_pem.as_bytes());
-    digest.finalize().into()
 }
 
 /// Reads the default certificate and key files (PEM), validated like a Secret.
@@ -199,7 +150,7 @@ pub fn load_default(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
         .with_context(|| format!("reading default certificate {}", cert.display()))?;
     let key_pem = std::fs::read_to_string(key)
         .with_context(|| format!("reading default key {}", key.display()))?;
-    sluice_controller::translate::tls::certified_key(&cert_pem, &key_pem).with_context(|| {
+    sluice_xds::tls::certified_key(&cert_pem, &key_pem).with_context(|| {
         format!(
             "default certificate {} with key {}",
             cert.display(),

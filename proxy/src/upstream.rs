@@ -1,4 +1,4 @@
-//! Upstreams: backends, their endpoints, load balancing and the per-thread connection pool.
+//! Upstream connections: the per-thread pool and connecting.
 //!
 //! Pool design (measured in `shared/reference/pingora-performance.md`): every proxy worker is a
 //! single-threaded runtime (`work_stealing: false`), so each thread keeps its own idle
@@ -8,18 +8,13 @@
 //! A sender returned on another thread (never the case under pingora) just joins that
 //! thread's pool, which is still correct.
 
-use crate::activator::{Queue, RevisionStats, Slot};
-use crate::metrics::BackendMetrics;
+use crate::balance::{Address, Endpoint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_xds::Protocol;
-use sluice_xds::RevisionPolicy;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -27,168 +22,6 @@ use tokio::net::TcpStream;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
-
-static NEXT_POOL_KEY: AtomicU64 = AtomicU64::new(1);
-
-/// A backend: a Service port or a Revision, resolved to endpoints.
-pub struct Backend {
-    pub id: Arc<str>,
-    pub protocol: Protocol,
-    pub(crate) endpoints: Box<[Arc<Endpoint>]>,
-    /// Admission and waiting; shared across router versions.
-    pub queue: Arc<Queue>,
-    /// Most requests in flight per endpoint; 0 means unlimited.
-    pub concurrency: u32,
-    /// Most requests waiting for a slot.
-    pub max_waiting: usize,
-    /// Set for Revisions: the activator's policy and the autoscaler's counters.
-    pub revision: Option<RevisionBackend>,
-    /// Set for the in-process synthetic responder.
-    pub responder: Option<Arc<Responder>>,
-}
-
-pub struct RevisionBackend {
-    pub policy: RevisionPolicy,
-    pub stats: Arc<RevisionStats>,
-}
-
-/// Where an endpoint lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
-    Socket(SocketAddr),
-    /// ExternalName: resolved when a connection is made.
-    Dns {
-        host: Box<str>,
-        port: u16,
-    },
-}
-
-pub struct Endpoint {
-    pub address: Address,
-    /// Requests currently using this endpoint (from pick to the end of the response body).
-    pub in_flight: AtomicUsize,
-    pool_key: u64,
-}
-
-impl Backend {
-    /// Builds a backend, reusing endpoint state, its queue and counters from `old`.
-    pub fn new(
-        id: &str,
-        spec: &sluice_xds::Backend,
-        old: Option<&Backend>,
-        max_waiting: usize,
-        new_metrics: impl FnOnce() -> BackendMetrics,
-    ) -> Backend {
-        let addresses: Vec<Address> = match &spec.target {
-            sluice_xds::Target::Endpoints(addrs) => {
-                addrs.iter().copied().map(Address::Socket).collect()
-            }
-            sluice_xds::Target::Dns { host, port } => vec![Address::Dns {
-                host: host.as_str().into(),
-                port: *port,
-            }],
-            sluice_xds::Target::Responder(_) => vec![],
-        };
-        let same_protocol = old.filter(|o| o.protocol == spec.protocol);
-        let endpoints = addresses
-            .into_iter()
-            .map(|address| {
-                same_protocol
-                    .and_then(|o| o.endpoints.iter().find(|e| e.address == address).cloned())
-                    .unwrap_or_else(|| {
-                        Arc::new(Endpoint {
-                            address,
-                            in_flight: AtomicUsize::new(0),
-                            pool_key: NEXT_POOL_KEY.fetch_add(1, Ordering::Relaxed),
-                        })
-                    })
-            })
-            .collect();
-        let queue = old
-            .map(|o| o.queue.clone())
-            .unwrap_or_else(|| Arc::new(Queue::new(Arc::new(new_metrics()))));
-        let revision = spec.revision.as_ref().map(|policy| RevisionBackend {
-            policy: policy.clone(),
-            stats: old
-                .and_then(|o| o.revision.as_ref())
-                .map(|r| r.stats.clone())
-                .unwrap_or_default(),
-        });
-        let responder = match &spec.target {
-            sluice_xds::Target::Responder(spec) => Some(Arc::new(Responder::new(spec))),
-            _ => None,
-        };
-        Backend {
-            id: id.into(),
-            protocol: spec.protocol,
-            endpoints,
-            queue,
-            concurrency: revision
-                .as_ref()
-                .map_or(0, |r| r.policy.container_concurrency),
-            max_waiting: revision
-                .as_ref()
-                .map_or(max_waiting, |r| r.policy.max_buffered as usize),
-            revision,
-            responder,
-        }
-    }
-
-    pub fn metrics(&self) -> &Arc<BackendMetrics> {
-        self.queue.metrics()
-    }
-
-    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
-        &self.endpoints
-    }
-
-    /// A slot right now, skipping endpoints in `tried`, if nobody waits ahead.
-    pub fn try_admit(&self, tried: &[u64]) -> Option<Slot> {
-        self.queue
-            .try_admit(&self.endpoints, self.concurrency, tried)
-    }
-
-    pub fn endpoint_count(&self) -> usize {
-        self.endpoints.len()
-    }
-
-    /// The endpoint at `address`, if this backend has it.
-    pub fn endpoint(&self, address: &Address) -> Option<&Arc<Endpoint>> {
-        self.endpoints.iter().find(|e| &e.address == address)
-    }
-}
-
-/// The built-in synthetic responder: a fixed response, prepared once.
-pub struct Responder {
-    pub status: http::StatusCode,
-    pub body: bytes::Bytes,
-    pub latency: Duration,
-}
-
-impl Responder {
-    pub fn new(spec: &sluice_xds::ResponderSpec) -> Self {
-        let body = if spec.body_bytes > 0 {
-            bytes::Bytes::from(vec![b'x'; spec.body_bytes as usize])
-        } else {
-            bytes::Bytes::from(format!("{}\n", spec.message))
-        };
-        Responder {
-            status: http::StatusCode::from_u16(spec.status).unwrap_or(http::StatusCode::OK),
-            body,
-            latency: Duration::from_millis(spec.latency_ms),
-        }
-    }
-}
-
-impl Endpoint {
-    pub(crate) fn load(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-
-    pub fn key(&self) -> u64 {
-        self.pool_key
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -214,15 +47,6 @@ pub enum Sender {
     H2(http2::SendRequest<Incoming>),
 }
 
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Socket(a) => a.fmt(f),
-            Address::Dns { host, port } => write!(f, "{host}:{port}"),
-        }
-    }
-}
-
 #[derive(Default)]
 struct PoolEntry {
     idle: Vec<(http1::SendRequest<Incoming>, Instant)>,
@@ -238,7 +62,7 @@ thread_local! {
 pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option<Sender> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let entry = pool.get_mut(&endpoint.pool_key)?;
+        let entry = pool.get_mut(&endpoint.key())?;
         match protocol {
             Protocol::H2c => {
                 let sender = entry.h2.as_ref()?;
@@ -349,7 +173,7 @@ pub async fn connect(
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            remember_h2(endpoint.pool_key, &sender);
+            remember_h2(endpoint.key(), &sender);
             Ok(Sender::H2(sender))
         }
     }
@@ -372,6 +196,3 @@ pub async fn connect_upgradable(
     });
     Ok(sender)
 }
-
-#[cfg(test)]
-mod tests;

@@ -13,18 +13,9 @@ fn queue() -> Arc<Queue> {
 fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
     (0..n)
         .map(|i| {
-            let spec = sluice_xds::Backend {
-                protocol: sluice_xds::Protocol::Http1,
-                target: sluice_xds::Target::Endpoints(vec![format!("127.0.0.1:{}", 1000 + i)
-                    .parse()
-                    .expect("addr")]),
-                revision: None,
-            };
-            let metrics = Metrics::new(Registry::new()).expect("fresh registry");
-            let b = crate::upstream::Backend::new("x", &spec, None, 10, || {
-                BackendMetrics::new(&metrics, "x")
-            });
-            b.endpoints()[0].clone()
+            Endpoint::new(crate::balance::Address::Socket(
+                format!("127.0.0.1:{}", 1000 + i).parse().expect("addr"),
+            ))
         })
         .collect()
 }
