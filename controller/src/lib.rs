@@ -1,42 +1,57 @@
-//! sluice's controller: Kubernetes objects in, [`sluice_xds::Snapshot`] and statuses out.
+//! sluice's control plane: Kubernetes-shaped objects in, xDS resources and statuses out, the
+//! autoscaler, and the scalers. It knows nothing of Pingora or hyper: proxies are reached
+//! through `sluice-xds` (in-process channels, or gRPC).
 //!
 //! ```text
-//! manifest dir ──load_dir──┐
-//! (Kubernetes watches) ────┴─> Store ──translate()──> Snapshot + statuses ──> proxy
-//!                                                             StatusBoard <── applied(version)
+//! manifest dir ──source──┐
+//! (Kubernetes watches) ──┴─> Hub ── Controller { Store ──Translator──> resources + statuses }
+//!        local scaler ───┘     │                          │                     │
+//!                              │            SharedCache (xDS) ──> proxies   StatusBoard
+//!                              └── SessionEvents <── applied / NACKs / load reports / pokes
+//!                                     │
+//!                          LoadAggregator ──> Autoscaler (KPA) ──> Scalers
 //! ```
 //!
-//! - [`manifest`] reads a directory of YAML/JSON manifests; [`Controller::apply_manifests`]
-//!   replaces the manifest-sourced objects in the [`store::Store`], keeping a broken file's
-//!   last good objects.
-//! - [`translate`] is pure over the store and [`TranslateConfig`]: no I/O, no clock, sorted
-//!   output, so the same store always gives the same snapshot (whose version is its content
-//!   hash). Its only state is the per-ingress last-good cache, which keeps an ingress's
-//!   previous routes serving while its current spec fails.
-//! - [`route`] and [`revision`] validate sluice's own `sluice.dev/v1alpha1` kinds, which
-//!   translate into the same snapshot ([`translate::routes`]); [`scaling_targets`] is the
-//!   autoscaler loop's pure view of the Revisions.
+//! - [`manifest`] reads manifest files; [`source`] polls a directory and passes only changed
+//!   files on; [`controller::Controller`] keeps each file's objects (a broken file keeps its
+//!   last good ones) in the [`store::Store`].
+//! - [`translate`] is incremental and pure over the store and its changes: no I/O, no clock;
+//!   a change produces only the resources and statuses it touches. Domain conflicts are decided
+//!   in [`claims`].
+//! - [`route`] and [`revision`] validate sluice's own `sluice.dev/v1alpha1` kinds.
 //! - [`status`] holds statuses in Knative's shape; the [`status::StatusBoard`] turns
-//!   "translated" into "ready" once the data plane reports the snapshot applied.
+//!   "translated" into "ready" once every connected proxy has applied it.
+//! - [`hub`] is the one writer: sources edit through it, it publishes to the xDS cache, and it
+//!   hears the proxies ([`sluice_xds::server::SessionEvents`]).
+//! - [`load`] sums the proxies' load reports; [`scaling`] runs the KPA ([`autoscaler`], pure)
+//!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them.
 //!
-//! Invariants: user input never panics; every split's backend is in the snapshot's backends;
-//! KIngresses of another class are never touched and get no status.
+//! Invariants: user input never panics; KIngresses of another class are never touched and get
+//! no status; an unchanged resource is never republished.
 
 pub mod autoscaler;
+pub mod claims;
 pub mod controller;
 pub mod hash;
+pub mod hub;
 pub mod ingress;
+pub mod load;
+pub mod local;
 pub mod manifest;
 pub mod object;
+pub mod plane;
 pub mod revision;
 pub mod route;
+pub mod scaler;
+pub mod scaling;
+pub mod source;
 pub mod status;
 pub mod store;
 pub mod translate;
 
 pub use controller::Controller;
 pub use hash::ingress_hash;
-pub use revision::{autoscaler_config, scaling_targets, ScalingBackend, ScalingTarget};
+pub use revision::{autoscaler_config, ScalingBackend, ScalingTarget};
 
 /// What translation needs to know about this installation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,12 +75,4 @@ impl Default for TranslateConfig {
             system_namespace: "knative-serving".to_string(),
         }
     }
-}
-
-/// The result of one translation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Translation {
-    pub snapshot: sluice_xds::Snapshot,
-    /// Sorted by kind, namespace and name.
-    pub statuses: Vec<status::ObjectStatus>,
 }

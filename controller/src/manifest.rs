@@ -16,6 +16,7 @@
 
 use crate::object::{Kind, Object, ObjectKey};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -80,27 +81,30 @@ pub enum ManifestError {
 /// Reads every manifest file in `dir`. Only failing to list the directory is an error; problems
 /// with single files are reported in the set.
 pub fn load_dir(dir: &Path) -> Result<ManifestSet, ManifestError> {
-    let entries = manifest_entries(dir).map_err(|source| ManifestError::ReadDir {
+    let listed = fingerprint(dir).map_err(|source| ManifestError::ReadDir {
         dir: dir.to_path_buf(),
         source,
     })?;
-    let files = entries
-        .into_iter()
-        .map(|(name, path)| {
-            let name = name.to_string_lossy().into_owned();
-            match fs::read_to_string(&path) {
-                Ok(text) => parse_file(name, &text),
-                Err(error) => ManifestFile {
-                    problems: vec![FileProblem::Unreadable(format!(
-                        "cannot read file: {error}"
-                    ))],
-                    name,
-                    objects: Vec::new(),
-                },
-            }
-        })
+    let files = listed
+        .files
+        .keys()
+        .map(|name| load_file(dir, &name.to_string_lossy()))
         .collect();
     Ok(ManifestSet { files })
+}
+
+/// Reads and parses one file of `dir`.
+pub fn load_file(dir: &Path, name: &str) -> ManifestFile {
+    match fs::read_to_string(dir.join(name)) {
+        Ok(text) => parse_file(name.to_string(), &text),
+        Err(error) => ManifestFile {
+            problems: vec![FileProblem::Unreadable(format!(
+                "cannot read file: {error}"
+            ))],
+            name: name.to_string(),
+            objects: Vec::new(),
+        },
+    }
 }
 
 /// Parses one file's text; the extension of `name` picks JSON or YAML.
@@ -180,46 +184,123 @@ fn add_document(file: &mut ManifestFile, document: serde_json::Value, at: String
 /// Kubernetes ConfigMap mount swapping its `..data` link always shows as a change.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirFingerprint {
-    files: Vec<FileStamp>,
+    files: BTreeMap<OsString, FileStamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct FileStamp {
-    name: OsString,
-    /// `None` when the file (or a symlink's target) cannot be inspected.
+pub struct FileStamp {
+    /// Symlinks only: the resolved target (`None` when it cannot be resolved).
     target: Option<PathBuf>,
     len: u64,
     modified_ns: u128,
     inode: u64,
 }
 
-pub fn fingerprint(dir: &Path) -> io::Result<DirFingerprint> {
-    let files = manifest_entries(dir)?
-        .into_iter()
-        .map(|(name, path)| {
-            let target = fs::canonicalize(&path).ok();
-            match fs::metadata(&path) {
-                Ok(meta) => FileStamp {
-                    name,
-                    target,
-                    len: meta.len(),
-                    modified_ns: meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos()),
-                    inode: inode(&meta),
-                },
-                Err(_) => FileStamp {
-                    name,
-                    target: None,
-                    len: 0,
-                    modified_ns: 0,
-                    inode: 0,
-                },
+impl DirFingerprint {
+    /// The files of `now` that are new or differ from `self`, and the files of `self` that are
+    /// gone, each in name order.
+    pub fn changes(&self, now: &DirFingerprint) -> (Vec<String>, Vec<String>) {
+        let changed = now
+            .files
+            .iter()
+            .filter(|(name, stamp)| self.files.get(*name) != Some(stamp))
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        let removed = self
+            .files
+            .keys()
+            .filter(|name| !now.files.contains_key(*name))
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        (changed, removed)
+    }
+
+    /// Re-stamps the named files only: returns those that changed or appeared, and those that
+    /// are gone.
+    pub fn refresh(&mut self, dir: &Path, names: &[String]) -> (Vec<String>, Vec<String>) {
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for name in names {
+            let key = OsString::from(name);
+            let path = dir.join(name);
+            let stamp = if is_manifest_name(&key, &path) {
+                let is_symlink =
+                    fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+                stamp(&path, is_symlink)
+            } else {
+                None
+            };
+            match stamp {
+                Some(stamp) => {
+                    if self.files.get(&key) != Some(&stamp) {
+                        self.files.insert(key, stamp);
+                        changed.push(name.clone());
+                    }
+                }
+                None => {
+                    if self.files.remove(&key).is_some() {
+                        removed.push(name.clone());
+                    }
+                }
             }
-        })
-        .collect();
+        }
+        (changed, removed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// One file's stamp: `None` when it is not a regular file (directories; a symlink to one).
+/// A file that cannot be inspected (a dangling symlink) gets a stamp of zeros, so that its
+/// appearance is noticed.
+fn stamp(path: &Path, is_symlink: bool) -> Option<FileStamp> {
+    let target = if is_symlink {
+        fs::canonicalize(path).ok()
+    } else {
+        None
+    };
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => None,
+        Ok(meta) => Some(FileStamp {
+            target,
+            len: meta.len(),
+            modified_ns: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos()),
+            inode: inode(&meta),
+        }),
+        Err(_) => Some(FileStamp {
+            target,
+            len: 0,
+            modified_ns: 0,
+            inode: 0,
+        }),
+    }
+}
+
+/// Stamps every manifest file of `dir`: one `stat` per file, plus a `realpath` per symlink.
+pub fn fingerprint(dir: &Path) -> io::Result<DirFingerprint> {
+    let mut files = BTreeMap::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let path = entry.path();
+        if !is_manifest_name(&name, &path) {
+            continue;
+        }
+        let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+        if let Some(stamp) = stamp(&path, is_symlink) {
+            files.insert(name, stamp);
+        }
+    }
     Ok(DirFingerprint { files })
 }
 
@@ -233,27 +314,12 @@ fn inode(_meta: &fs::Metadata) -> u64 {
     0
 }
 
-const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
-
-/// The manifest files directly in `dir`, sorted by name. Entries whose target cannot be
-/// inspected (dangling symlinks) are included so that their appearance is noticed.
-fn manifest_entries(dir: &Path) -> io::Result<Vec<(OsString, PathBuf)>> {
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let path = entry.path();
-        if name.to_string_lossy().starts_with('.') || !has_extension(&path, EXTENSIONS) {
-            continue;
-        }
-        if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
-            continue;
-        }
-        entries.push((name, path));
-    }
-    entries.sort();
-    Ok(entries)
+/// Visible, with a manifest extension.
+fn is_manifest_name(name: &std::ffi::OsStr, path: &Path) -> bool {
+    !name.to_string_lossy().starts_with('.') && has_extension(path, EXTENSIONS)
 }
+
+const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()

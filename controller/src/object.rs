@@ -557,23 +557,24 @@ impl Object {
         ObjectKey::new(self.kind(), &meta.namespace, &meta.name)
     }
 
-    /// Canonical JSON of everything but the metadata: what "the spec changed" means when the
+    /// Whether everything but the metadata is equal: what "the spec changed" means when the
     /// object carries no `metadata.generation`.
-    pub fn spec_json(&self) -> String {
-        let value = match self {
-            Object::Ingress(o) => serde_json::to_value(&o.spec),
-            Object::Service(o) => serde_json::to_value(&o.spec),
-            Object::EndpointSlice(o) => {
-                serde_json::to_value((&o.address_type, &o.endpoints, &o.ports))
+    pub fn same_spec(&self, other: &Object) -> bool {
+        match (self, other) {
+            (Object::Ingress(a), Object::Ingress(b)) => a.spec == b.spec,
+            (Object::Service(a), Object::Service(b)) => a.spec == b.spec,
+            (Object::EndpointSlice(a), Object::EndpointSlice(b)) => {
+                (&a.address_type, &a.endpoints, &a.ports)
+                    == (&b.address_type, &b.endpoints, &b.ports)
             }
-            Object::Secret(o) => serde_json::to_value((&o.type_, &o.data, &o.string_data)),
-            Object::ConfigMap(o) => serde_json::to_value(&o.data),
-            Object::Route(o) => serde_json::to_value(&o.spec),
-            Object::Revision(o) => serde_json::to_value(&o.spec),
-        };
-        value
-            .map(|v| v.to_string())
-            .expect("object specs have string keys and always serialise")
+            (Object::Secret(a), Object::Secret(b)) => {
+                (&a.type_, &a.data, &a.string_data) == (&b.type_, &b.data, &b.string_data)
+            }
+            (Object::ConfigMap(a), Object::ConfigMap(b)) => a.data == b.data,
+            (Object::Route(a), Object::Route(b)) => a.spec == b.spec,
+            (Object::Revision(a), Object::Revision(b)) => a.spec == b.spec,
+            _ => false,
+        }
     }
 }
 

@@ -23,8 +23,7 @@ use crate::object::{
     IntOrString, ObjectRef, Revision, RevisionSpec, MAX_BUFFERED_ANNOTATION, REVISION_LABEL,
 };
 use crate::store::Store;
-use crate::translate::backend::{self, ResolveError};
-use sluice_xds::{Backend, Protocol, ResponderSpec, RevisionPolicy, Target};
+use sluice_xds::{ResponderSpec, RevisionPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
@@ -65,7 +64,7 @@ impl InvalidRevision {
 /// A validated Revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidRevision {
-    /// What the activator enforces (its `id` is `ns/name`).
+    /// What the activator enforces.
     pub policy: RevisionPolicy,
     pub backend: RevisionBackend,
 }
@@ -230,7 +229,6 @@ pub fn validate_spec(
     match backend {
         Some(backend) if problems.is_empty() => Ok(ValidRevision {
             policy: RevisionPolicy {
-                id: revision,
                 container_concurrency,
                 max_buffered: DEFAULT_MAX_BUFFERED,
                 timeout_seconds,
@@ -291,35 +289,7 @@ fn scaling(
     })
 }
 
-impl ValidRevision {
-    /// The snapshot backend of this Revision in `namespace`, resolved from the store; its id
-    /// is [`backend_id`].
-    pub fn backend(
-        &self,
-        store: &Store,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Backend, ResolveError> {
-        let (protocol, target) = match &self.backend {
-            RevisionBackend::Service { name, port, .. } => {
-                let resolved = backend::resolve(store, namespace, name, port)?;
-                (resolved.protocol, resolved.target)
-            }
-            RevisionBackend::Process { .. } => (
-                Protocol::Http1,
-                Target::Endpoints(process_endpoints(store, namespace, name)),
-            ),
-            RevisionBackend::Responder(spec) => (Protocol::Http1, Target::Responder(spec.clone())),
-        };
-        Ok(Backend {
-            protocol,
-            target,
-            revision: Some(self.policy.clone()),
-        })
-    }
-}
-
-/// The snapshot backend id of a Revision: `ns/name`. It has no `:port`, so it never collides
+/// The backend (and revision policy) name of a Revision: `ns/name`. It has no `:port`, so it never collides
 /// with a Service backend (`ns/svc:port`).
 pub fn backend_id(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
@@ -327,7 +297,7 @@ pub fn backend_id(namespace: &str, name: &str) -> String {
 
 /// The ready addresses of the EndpointSlices labelled `sluice.dev/revision: <name>`, each on
 /// its slice's first numbered port, sorted and deduplicated.
-fn process_endpoints(store: &Store, namespace: &str, name: &str) -> Vec<SocketAddr> {
+pub fn process_endpoints(store: &Store, namespace: &str, name: &str) -> Vec<SocketAddr> {
     let mut addresses = BTreeSet::new();
     for slice in store.labelled_endpoint_slices(namespace, REVISION_LABEL, name) {
         let port = slice.ports.iter().find_map(|p| {
@@ -397,42 +367,36 @@ pub fn autoscaler_config(
     }
 }
 
-/// Every Revision whose spec is valid, sorted by `ns/name`. Revisions with an invalid spec
-/// (no usable backend) are left out: there is nothing to scale. An invalid annotation or
-/// `config-autoscaler` is reported in [`ScalingTarget::scaling`] instead.
-pub fn scaling_targets(store: &Store, system_namespace: &str) -> Vec<ScalingTarget> {
-    let config = autoscaler_config(store, system_namespace);
-    store
-        .revisions()
-        .filter_map(|stored| {
-            let revision = stored.revision;
-            let meta = &revision.metadata;
-            let valid = validate_spec(&meta.namespace, &meta.name, &revision.spec).ok()?;
-            let cc = valid.policy.container_concurrency;
-            let scaling = match &config {
-                Ok(config) => scaling(revision, cc, config).map_err(|e| e.to_string()),
-                Err(message) => Err(message.clone()),
-            };
-            let backend = match valid.backend {
-                RevisionBackend::Service {
-                    name, scale_target, ..
-                } => ScalingBackend::Service { name, scale_target },
-                RevisionBackend::Process { command, env } => {
-                    ScalingBackend::Process { command, env }
-                }
-                RevisionBackend::Responder(_) => ScalingBackend::Responder,
-            };
-            Some(ScalingTarget {
-                id: valid.policy.id,
-                namespace: meta.namespace.clone(),
-                name: meta.name.clone(),
-                scaling,
-                container_concurrency: cc,
-                timeout_seconds: valid.policy.timeout_seconds,
-                backend,
-            })
-        })
-        .collect()
+/// The autoscaler's view of a Revision whose spec is valid (`None` otherwise: nothing to
+/// scale). An invalid annotation or `config-autoscaler` is reported in
+/// [`ScalingTarget::scaling`] instead.
+pub fn scaling_target(
+    revision: &Revision,
+    config: &Result<AutoscalerConfig, String>,
+) -> Option<ScalingTarget> {
+    let meta = &revision.metadata;
+    let valid = validate_spec(&meta.namespace, &meta.name, &revision.spec).ok()?;
+    let cc = valid.policy.container_concurrency;
+    let scaling = match config {
+        Ok(config) => scaling(revision, cc, config).map_err(|e| e.to_string()),
+        Err(message) => Err(message.clone()),
+    };
+    let backend = match valid.backend {
+        RevisionBackend::Service {
+            name, scale_target, ..
+        } => ScalingBackend::Service { name, scale_target },
+        RevisionBackend::Process { command, env } => ScalingBackend::Process { command, env },
+        RevisionBackend::Responder(_) => ScalingBackend::Responder,
+    };
+    Some(ScalingTarget {
+        id: backend_id(&meta.namespace, &meta.name),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        scaling,
+        container_concurrency: cc,
+        timeout_seconds: valid.policy.timeout_seconds,
+        backend,
+    })
 }
 
 #[cfg(test)]

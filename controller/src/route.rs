@@ -14,7 +14,7 @@
 //! Every problem found is reported, in spec order, joined by `; `.
 
 use crate::object::{Route, VISIBILITY_CLUSTER_LOCAL, VISIBILITY_EXTERNAL_IP};
-use crate::translate::normalize_host;
+use sluice_xds::host::normalized as normalize_host;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Matched on a Route's hosts to pick a tag's Revision; set on requests arriving by tag host.

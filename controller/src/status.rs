@@ -20,6 +20,7 @@
 //! Manifest file problems are `ManifestFile` entries (apiVersion `sluice.dev/v1alpha1`) with a
 //! `Ready=False` condition; files without problems have no entry.
 
+use crate::translate::StatusChange;
 use crate::TranslateConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,9 @@ pub const CONDITION_NETWORK_CONFIGURED: &str = "NetworkConfigured";
 pub const CONDITION_LOAD_BALANCER_READY: &str = "LoadBalancerReady";
 pub const CONDITION_ALL_TRAFFIC_ASSIGNED: &str = "AllTrafficAssigned";
 pub const CONDITION_INGRESS_READY: &str = "IngressReady";
+pub const CONDITION_RESOURCES_AVAILABLE: &str = "ResourcesAvailable";
+/// Why a Revision's instances could not be started (or stopped).
+pub const REASON_SCALE_FAILED: &str = "ScaleFailed";
 
 /// What a KIngress's `Ready` is derived from.
 pub const INGRESS_READY_DEPENDENTS: &[&str] =
@@ -80,6 +84,9 @@ pub struct Status {
     /// Revisions only: instances ready to take requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual_scale: Option<i32>,
+    /// `Proxy` entries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,7 +251,7 @@ impl ObjectStatus {
         }
     }
 
-    fn key(&self) -> (String, String, String) {
+    pub fn key(&self) -> (String, String, String) {
         (self.kind.clone(), self.namespace.clone(), self.name.clone())
     }
 
@@ -267,27 +274,58 @@ impl ObjectStatus {
 
 const REVISION_KIND: &str = "Revision";
 
-/// How many snapshot versions the board remembers for [`StatusBoard::applied`].
-const REMEMBERED_VERSIONS: usize = 256;
+/// The reason shown when a proxy refused a resource an object needs.
+pub const REASON_PROXY_REJECTED: &str = "ProxyRejected";
+/// apiVersion and kind of the `/status` entries that describe connected proxies.
+pub const PROXY_KIND: &str = "Proxy";
+
+/// One connected proxy, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyInfo {
+    /// Where it connects from, and how it authenticated.
+    pub address: String,
+    pub identity: String,
+    /// The controller's config sequence the proxy has applied, and the current one.
+    pub applied_sequence: u64,
+    pub current_sequence: u64,
+    /// The digest of the config (`/config`'s `version`) once the proxy is up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `type/name: reason` of every resource it refuses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<String>,
+}
 
 /// The latest statuses, with readiness and transition times layered on top of translation.
+///
+/// Readiness is by config sequence: a status recorded with [`StatusBoard::update`] at sequence
+/// `s` waits for the data plane; [`StatusBoard::applied`] with `s` or later (every connected
+/// proxy has applied it) turns it ready, unless a proxy refuses a resource it needs
+/// ([`StatusBoard::set_rejections`]).
 #[derive(Clone, Debug)]
 pub struct StatusBoard {
     public_lb: LoadBalancerStatus,
     private_lb: LoadBalancerStatus,
     entries: BTreeMap<(String, String, String), BoardEntry>,
-    /// Snapshot version → sequence number of the latest `update` that carried it.
-    versions: BTreeMap<String, u64>,
-    next_sequence: u64,
+    /// Entries waiting for the data plane: (sequence they wait for, key).
+    waiting: BTreeSet<(u64, (String, String, String))>,
+    /// The highest sequence reported applied.
+    applied: u64,
     /// Revision `(namespace, name)` → (desired, actual) from [`StatusBoard::set_scale`].
     scales: BTreeMap<(String, String), (Option<i32>, u32)>,
+    /// Objects a proxy refuses a resource of → the message.
+    rejected: BTreeMap<(String, String, String), String>,
+    /// Revision `(namespace, name)` → why its last scale write failed.
+    scale_errors: BTreeMap<(String, String), String>,
+    proxies: BTreeMap<String, ProxyInfo>,
 }
 
 #[derive(Clone, Debug)]
 struct BoardEntry {
     /// As translation produced it: what "this translation" means.
     translated: ObjectStatus,
-    /// Sequence of the first update, in the current unbroken run, carrying `translated`.
+    /// The sequence whose application makes it ready.
     pending_since: u64,
     lb_ready: bool,
     /// What [`StatusBoard::list`] shows.
@@ -307,94 +345,150 @@ impl StatusBoard {
             public_lb: LoadBalancerStatus::internal_domain(&config.public_lb_domain),
             private_lb: LoadBalancerStatus::internal_domain(&config.private_lb_domain),
             entries: BTreeMap::new(),
-            versions: BTreeMap::new(),
-            next_sequence: 0,
+            waiting: BTreeSet::new(),
+            applied: 0,
             scales: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            scale_errors: BTreeMap::new(),
+            proxies: BTreeMap::new(),
         }
     }
 
-    /// Records the statuses of the translation that produced snapshot `version`; objects
-    /// absent from `statuses` are dropped. Returns true if any shown status changed.
-    pub fn update(&mut self, version: &str, statuses: Vec<ObjectStatus>, now: &str) -> bool {
-        self.next_sequence += 1;
-        let sequence = self.next_sequence;
-        self.versions.insert(version.to_string(), sequence);
-        if self.versions.len() > REMEMBERED_VERSIONS {
-            if let Some(oldest) = self
-                .versions
-                .iter()
-                .min_by_key(|(_, seq)| **seq)
-                .map(|(v, _)| v.clone())
-            {
-                self.versions.remove(&oldest);
-            }
-        }
-
-        let mut previous = std::mem::take(&mut self.entries);
-        let revisions: BTreeSet<(&str, &str)> = statuses
-            .iter()
-            .filter(|s| s.kind == REVISION_KIND)
-            .map(|s| (s.namespace.as_str(), s.name.as_str()))
-            .collect();
-        self.scales.retain(|(namespace, name), _| {
-            revisions.contains(&(namespace.as_str(), name.as_str()))
-        });
+    /// Records translation's status changes, made at config sequence `seq`. Returns true if
+    /// any shown status changed.
+    pub fn update(&mut self, seq: u64, changes: Vec<StatusChange>, now: &str) -> bool {
         let mut changed = false;
-        for translated in statuses {
-            let key = translated.key();
-            let prev = previous.remove(&key);
-            let (pending_since, lb_ready) = match &prev {
-                Some(p) if p.translated == translated => (p.pending_since, p.lb_ready),
-                _ => (sequence, false),
-            };
-            let shown = self.render(&translated, lb_ready, prev.as_ref().map(|p| &p.shown), now);
-            changed |= prev.as_ref().map(|p| &p.shown) != Some(&shown);
-            self.entries.insert(
-                key,
-                BoardEntry {
-                    translated,
-                    pending_since,
-                    lb_ready,
-                    shown,
-                },
-            );
-        }
-        changed || !previous.is_empty()
-    }
-
-    /// The data plane now serves snapshot `version`: every ingress whose current translation
-    /// it contains becomes LoadBalancerReady. Unknown versions are ignored. Returns true if any
-    /// shown status changed.
-    pub fn applied(&mut self, version: &str, now: &str) -> bool {
-        let Some(&sequence) = self.versions.get(version) else {
-            return false;
-        };
-        let mut changed = false;
-        let keys: Vec<_> = self.entries.keys().cloned().collect();
-        for key in keys {
-            let Some(entry) = self.entries.get(&key) else {
-                continue;
-            };
-            if entry.lb_ready
-                || entry.pending_since > sequence
-                || !entry.translated.awaits_load_balancer()
-            {
-                continue;
-            }
-            let shown = self.render(&entry.translated, true, Some(&entry.shown), now);
-            if let Some(entry) = self.entries.get_mut(&key) {
-                entry.lb_ready = true;
-                changed |= entry.shown != shown;
-                entry.shown = shown;
+        for change in changes {
+            match change {
+                StatusChange::Remove {
+                    kind,
+                    namespace,
+                    name,
+                } => {
+                    if kind == REVISION_KIND {
+                        let revision = (namespace.clone(), name.clone());
+                        self.scales.remove(&revision);
+                        self.scale_errors.remove(&revision);
+                    }
+                    let key = (kind, namespace, name);
+                    if let Some(old) = self.entries.remove(&key) {
+                        self.waiting.remove(&(old.pending_since, key));
+                        changed = true;
+                    }
+                }
+                StatusChange::Set(translated) => {
+                    let key = translated.key();
+                    let prev = self.entries.remove(&key);
+                    let (pending_since, lb_ready) = match &prev {
+                        Some(p) if p.translated == translated => (p.pending_since, p.lb_ready),
+                        _ => (seq, false),
+                    };
+                    if let Some(p) = &prev {
+                        self.waiting.remove(&(p.pending_since, key.clone()));
+                    }
+                    let lb_ready = lb_ready
+                        || (pending_since <= self.applied && !self.rejected.contains_key(&key));
+                    if !lb_ready && translated.awaits_load_balancer() {
+                        self.waiting.insert((pending_since, key.clone()));
+                    }
+                    let shown =
+                        self.render(&translated, lb_ready, prev.as_ref().map(|p| &p.shown), now);
+                    changed |= prev.as_ref().map(|p| &p.shown) != Some(&shown);
+                    self.entries.insert(
+                        key,
+                        BoardEntry {
+                            translated,
+                            pending_since,
+                            lb_ready,
+                            shown,
+                        },
+                    );
+                }
             }
         }
         changed
     }
 
+    /// Every connected proxy has applied sequence `seq`: what waited for it (or for an
+    /// earlier one) becomes LoadBalancerReady. Returns true if any shown status changed.
+    pub fn applied(&mut self, seq: u64, now: &str) -> bool {
+        self.applied = self.applied.max(seq);
+        let due: Vec<(u64, (String, String, String))> = self
+            .waiting
+            .iter()
+            .take_while(|(s, _)| *s <= seq)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for item in due {
+            if self.rejected.contains_key(&item.1) {
+                continue;
+            }
+            self.waiting.remove(&item);
+            changed |= self.rerender(&item.1, Some(true), now);
+        }
+        changed
+    }
+
+    /// The objects a proxy refuses a resource of, with the message to show. Replaces the
+    /// previous set. Returns true if any shown status changed.
+    pub fn set_rejections(
+        &mut self,
+        rejected: BTreeMap<(String, String, String), String>,
+        now: &str,
+    ) -> bool {
+        let old = std::mem::replace(&mut self.rejected, rejected);
+        let touched: BTreeSet<(String, String, String)> =
+            old.keys().chain(self.rejected.keys()).cloned().collect();
+        let mut changed = false;
+        for key in touched {
+            if old.get(&key) == self.rejected.get(&key) {
+                continue;
+            }
+            let Some(entry) = self.entries.get(&key) else {
+                continue;
+            };
+            if self.rejected.contains_key(&key) {
+                // Refused now: not ready until a version is applied that nobody refuses.
+                let (pending_since, was_ready) = (entry.pending_since, entry.lb_ready);
+                if was_ready && entry.translated.awaits_load_balancer() {
+                    self.waiting.insert((pending_since, key.clone()));
+                }
+                changed |= self.rerender(&key, Some(false), now);
+            } else {
+                let ready = entry.pending_since <= self.applied;
+                if ready {
+                    self.waiting.remove(&(entry.pending_since, key.clone()));
+                }
+                changed |= self.rerender(&key, Some(ready), now);
+            }
+        }
+        changed
+    }
+
+    fn rerender(
+        &mut self,
+        key: &(String, String, String),
+        lb_ready: Option<bool>,
+        now: &str,
+    ) -> bool {
+        let Some(entry) = self.entries.get(key) else {
+            return false;
+        };
+        let lb_ready = lb_ready.unwrap_or(entry.lb_ready);
+        let shown = self.render(&entry.translated, lb_ready, Some(&entry.shown), now);
+        let Some(entry) = self.entries.get_mut(key) else {
+            return false;
+        };
+        entry.lb_ready = lb_ready;
+        let changed = entry.shown != shown;
+        entry.shown = shown;
+        changed
+    }
+
     /// Records a Revision's scale as the autoscaler sees it: `desired` is its latest decision
-    /// (None before the first), `actual` the ready instances. Kept across [`StatusBoard::update`]
-    /// calls until an update no longer lists the Revision. Returns true if the shown status
-    /// changed.
+    /// (None before the first), `actual` the ready instances. Kept until the Revision's status
+    /// is removed. Returns true if the shown status changed.
     pub fn set_scale(
         &mut self,
         namespace: &str,
@@ -423,9 +517,60 @@ impl StatusBoard {
         changed
     }
 
-    /// All statuses, sorted by kind, namespace and name.
+    /// Records why a Revision's last scale write failed (`None`: it succeeded). A failure shows
+    /// as `ResourcesAvailable=False` reason `ScaleFailed`, and makes it not Ready; kept until it
+    /// succeeds or the Revision's status is removed. Returns true
+    /// if the shown status changed.
+    pub fn set_scale_error(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        error: Option<String>,
+        now: &str,
+    ) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        let old = match error {
+            Some(error) => self.scale_errors.insert(key.clone(), error),
+            None => self.scale_errors.remove(&key),
+        };
+        if old.as_ref() == self.scale_errors.get(&key) {
+            return false;
+        }
+        self.rerender(&(REVISION_KIND.to_string(), key.0, key.1), None, now)
+    }
+
+    /// The connected proxies, by name, for `/status`.
+    pub fn set_proxies(&mut self, proxies: BTreeMap<String, ProxyInfo>) {
+        self.proxies = proxies;
+    }
+
+    /// All statuses, sorted by kind, namespace and name, then one entry per connected proxy.
     pub fn list(&self) -> Vec<ObjectStatus> {
-        self.entries.values().map(|e| e.shown.clone()).collect()
+        let mut all: Vec<ObjectStatus> = self.entries.values().map(|e| e.shown.clone()).collect();
+        all.extend(self.proxies.iter().map(|(name, info)| {
+            let ready = if !info.rejected.is_empty() {
+                Condition::new(CONDITION_READY, STATUS_FALSE)
+                    .with_reason(REASON_PROXY_REJECTED, info.rejected.join("; "))
+            } else if info.applied_sequence < info.current_sequence {
+                Condition::new(CONDITION_READY, STATUS_UNKNOWN)
+                    .with_reason("Syncing", "applying the latest config")
+            } else {
+                Condition::new(CONDITION_READY, STATUS_TRUE)
+            };
+            ObjectStatus {
+                api_version: MANIFEST_FILE_API_VERSION.to_string(),
+                kind: PROXY_KIND.to_string(),
+                namespace: String::new(),
+                name: name.clone(),
+                generation: 0,
+                status: Status {
+                    conditions: vec![ready],
+                    proxy: Some(info.clone()),
+                    ..Status::default()
+                },
+            }
+        }));
+        all
     }
 
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&ObjectStatus> {
@@ -442,7 +587,22 @@ impl StatusBoard {
         now: &str,
     ) -> ObjectStatus {
         let mut shown = translated.clone();
-        if lb_ready && translated.awaits_load_balancer() {
+        let rejection = self.rejected.get(&translated.key());
+        if let (Some(message), true) = (rejection, translated.awaits_load_balancer()) {
+            let refused = |type_| {
+                Condition::new(type_, STATUS_FALSE)
+                    .with_reason(REASON_PROXY_REJECTED, message.clone())
+            };
+            if translated.kind == "Route" {
+                shown.status.set_condition(refused(CONDITION_INGRESS_READY));
+                shown.status.derive_ready_from(ROUTE_READY_DEPENDENTS);
+            } else {
+                shown
+                    .status
+                    .set_condition(refused(CONDITION_LOAD_BALANCER_READY));
+                shown.status.derive_ready();
+            }
+        } else if lb_ready && translated.awaits_load_balancer() {
             if translated.kind == "Route" {
                 shown
                     .status
@@ -462,6 +622,22 @@ impl StatusBoard {
             if let Some(&(desired, actual)) = self.scales.get(&key) {
                 shown.status.desired_scale = desired;
                 shown.status.actual_scale = Some(i32::try_from(actual).unwrap_or(i32::MAX));
+            }
+            if let Some(error) = self.scale_errors.get(&key) {
+                shown.status.set_condition(
+                    Condition::new(CONDITION_RESOURCES_AVAILABLE, STATUS_FALSE)
+                        .with_reason(REASON_SCALE_FAILED, error.clone()),
+                );
+                if shown
+                    .status
+                    .condition(CONDITION_READY)
+                    .is_some_and(|c| c.status == STATUS_TRUE)
+                {
+                    shown.status.set_condition(
+                        Condition::new(CONDITION_READY, STATUS_FALSE)
+                            .with_reason(REASON_SCALE_FAILED, error.clone()),
+                    );
+                }
             }
         }
         for condition in &mut shown.status.conditions {

@@ -11,7 +11,7 @@ use crate::object::{
     ConfigMap, EndpointSlice, Ingress, Kind, Object, ObjectKey, Revision, Route, Service,
     SERVICE_NAME_LABEL,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One stored object with its bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,6 @@ pub struct Entry {
     pub generation: i64,
     /// First-seen order across all objects.
     pub sequence: u64,
-    spec_json: String,
 }
 
 /// A stored KIngress with its bookkeeping.
@@ -47,10 +46,23 @@ pub struct StoredRevision<'a> {
     pub sequence: u64,
 }
 
+/// One change since the last [`Store::take_changes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreChange {
+    pub key: ObjectKey,
+    /// The labels the object had before (empty if it is new): an EndpointSlice that changed
+    /// its labels concerns both its old and its new Service.
+    pub old_labels: BTreeMap<String, String>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     objects: BTreeMap<ObjectKey, Entry>,
     next_sequence: u64,
+    changes: Vec<StoreChange>,
+    /// EndpointSlices by `(namespace, label, value)` of each of their labels: a Service's
+    /// slices are found without looking at the namespace's others.
+    slices_by_label: BTreeMap<(String, String, String), BTreeSet<String>>,
 }
 
 impl Store {
@@ -61,18 +73,17 @@ impl Store {
     /// Inserts or replaces an object. Returns true if anything stored changed.
     pub fn upsert(&mut self, object: Object) -> bool {
         let key = object.key();
-        let spec_json = object.spec_json();
-        match self.objects.get_mut(&key) {
-            Some(entry) if entry.object == object => false,
+        let old_labels = match self.objects.get_mut(&key) {
+            Some(entry) if entry.object == object => return false,
             Some(entry) => {
+                let old_labels = entry.object.metadata().labels.clone();
                 entry.generation = match object.metadata().generation {
                     Some(generation) => generation,
-                    None if entry.spec_json != spec_json => entry.generation + 1,
+                    None if !entry.object.same_spec(&object) => entry.generation + 1,
                     None => entry.generation,
                 };
                 entry.object = object;
-                entry.spec_json = spec_json;
-                true
+                old_labels
             }
             None => {
                 self.next_sequence += 1;
@@ -80,17 +91,74 @@ impl Store {
                     generation: object.metadata().generation.unwrap_or(1),
                     sequence: self.next_sequence,
                     object,
-                    spec_json,
                 };
-                self.objects.insert(key, entry);
-                true
+                self.objects.insert(key.clone(), entry);
+                BTreeMap::new()
+            }
+        };
+        if key.kind == Kind::EndpointSlice {
+            self.unindex_slice(&key, &old_labels);
+            let labels = self
+                .objects
+                .get(&key)
+                .map(|e| e.object.metadata().labels.clone())
+                .unwrap_or_default();
+            for (label, value) in labels {
+                self.slices_by_label
+                    .entry((key.namespace.clone(), label, value))
+                    .or_default()
+                    .insert(key.name.clone());
+            }
+        }
+        self.changes.push(StoreChange { key, old_labels });
+        true
+    }
+
+    fn unindex_slice(&mut self, key: &ObjectKey, labels: &BTreeMap<String, String>) {
+        for (label, value) in labels {
+            let index = (key.namespace.clone(), label.clone(), value.clone());
+            if let Some(names) = self.slices_by_label.get_mut(&index) {
+                names.remove(&key.name);
+                if names.is_empty() {
+                    self.slices_by_label.remove(&index);
+                }
             }
         }
     }
 
     /// Removes an object. Returns true if it was present.
     pub fn delete(&mut self, key: &ObjectKey) -> bool {
-        self.objects.remove(key).is_some()
+        match self.objects.remove(key) {
+            Some(entry) => {
+                let old_labels = entry.object.metadata().labels.clone();
+                if key.kind == Kind::EndpointSlice {
+                    self.unindex_slice(key, &old_labels);
+                }
+                self.changes.push(StoreChange {
+                    key: key.clone(),
+                    old_labels,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What changed since the last call, in order (a key may repeat).
+    pub fn take_changes(&mut self) -> Vec<StoreChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Every key, as changes: for recomputing everything. It names no deleted object, so a
+    /// translator that has seen earlier changes needs [`Store::take_changes`] as well.
+    pub fn all_as_changes(&self) -> Vec<StoreChange> {
+        self.objects
+            .iter()
+            .map(|(key, entry)| StoreChange {
+                key: key.clone(),
+                old_labels: entry.object.metadata().labels.clone(),
+            })
+            .collect()
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
@@ -186,18 +254,24 @@ impl Store {
         label: &'a str,
         value: &'a str,
     ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        let start = ObjectKey::new(Kind::EndpointSlice, namespace, "");
-        self.objects
-            .range(start..)
-            .take_while(move |(key, _)| {
-                key.kind == Kind::EndpointSlice && key.namespace == namespace
-            })
-            .filter_map(|(_, entry)| match &entry.object {
-                Object::EndpointSlice(slice) => Some(slice),
-                _ => None,
-            })
-            .filter(move |slice| {
-                slice.metadata.labels.get(label).map(String::as_str) == Some(value)
+        let index = (namespace.to_string(), label.to_string(), value.to_string());
+        self.slices_by_label
+            .get(&index)
+            .into_iter()
+            .flatten()
+            .filter_map(move |name| {
+                match &self
+                    .objects
+                    .get(&ObjectKey::new(
+                        Kind::EndpointSlice,
+                        namespace,
+                        name.as_str(),
+                    ))?
+                    .object
+                {
+                    Object::EndpointSlice(slice) => Some(slice),
+                    _ => None,
+                }
             })
     }
 

@@ -1,17 +1,92 @@
-//! Golden tests: `tests/golden/<case>/input.yaml` → `(snapshot, statuses)` as YAML, stored in
-//! `tests/golden/<case>/output.snap`. Review changes with `cargo insta review`, or accept them
-//! with `INSTA_UPDATE=always` after reading every one.
+//! Golden tests: `tests/golden/<case>/input.yaml` → `(resources, statuses)` as YAML, stored in
+//! `tests/golden/<case>/output.snap`. Resources are grouped by type (in push order) and named;
+//! statuses are every status the controller lists. Review changes with `cargo insta review`,
+//! or accept them with `INSTA_UPDATE=always` after reading every one.
 
 use serde::Serialize;
 use sluice_controller::status::ObjectStatus;
+use sluice_controller::translate::{Delta, StatusChange};
 use sluice_controller::{manifest, Controller, TranslateConfig};
-use sluice_xds::Snapshot;
+use sluice_xds::cache::Change;
+use sluice_xds::{
+    Backend, Certificate, Endpoints, Resource, ResourceType, RevisionPolicy, RouteConfig,
+};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(Serialize)]
-struct Output<'a> {
-    snapshot: &'a Snapshot,
-    statuses: &'a [ObjectStatus],
+#[derive(Debug, PartialEq, Serialize)]
+struct Output {
+    /// Type → name → the resource.
+    resources: BTreeMap<ResourceType, BTreeMap<String, Content>>,
+    statuses: Vec<ObjectStatus>,
+}
+
+/// A resource without its type tag (the map key says it).
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+enum Content {
+    RevisionPolicy(RevisionPolicy),
+    Backend(Backend),
+    Endpoints(Endpoints),
+    Certificate(Certificate),
+    RouteConfig(RouteConfig),
+}
+
+fn content(resource: &Resource) -> Content {
+    match resource.clone() {
+        Resource::RevisionPolicy(r) => Content::RevisionPolicy(r),
+        Resource::Backend(r) => Content::Backend(r),
+        Resource::Endpoints(r) => Content::Endpoints(r),
+        Resource::Certificate(r) => Content::Certificate(r),
+        Resource::RouteConfig(r) => Content::RouteConfig(r),
+    }
+}
+
+fn output_of(controller: &Controller) -> Output {
+    let mut resources: BTreeMap<ResourceType, BTreeMap<String, Content>> = BTreeMap::new();
+    for (type_, named) in controller.translator().resources() {
+        resources
+            .entry(type_)
+            .or_default()
+            .insert(named.name.clone(), content(&named.resource));
+    }
+    Output {
+        resources,
+        statuses: controller.statuses(),
+    }
+}
+
+/// What a first delta says, as an [`Output`].
+fn output_of_delta(delta: Delta) -> Output {
+    let mut resources: BTreeMap<ResourceType, BTreeMap<String, Content>> = BTreeMap::new();
+    for change in delta.resources {
+        match change {
+            Change::Put(named) => {
+                let old = resources
+                    .entry(named.resource.type_())
+                    .or_default()
+                    .insert(named.name.clone(), content(&named.resource));
+                assert_eq!(old, None, "{} is put once", named.name);
+            }
+            Change::Remove(type_, name) => panic!("a first delta removes {type_} {name}"),
+        }
+    }
+    let mut statuses: Vec<ObjectStatus> = delta
+        .statuses
+        .into_iter()
+        .map(|change| match change {
+            StatusChange::Set(status) => status,
+            StatusChange::Remove { kind, name, .. } => {
+                panic!("a first delta removes the status of {kind} {name}")
+            }
+        })
+        .collect();
+    statuses
+        .sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    Output {
+        resources,
+        statuses,
+    }
 }
 
 fn golden(case: &str) {
@@ -28,14 +103,23 @@ fn golden(case: &str) {
 
     let mut controller = Controller::new(TranslateConfig::default());
     controller.apply_manifests(set.clone());
-    let translation = controller.translate();
-    let again = controller.translate();
-    assert_eq!(translation, again, "translation is deterministic");
+    let delta = controller.translate();
+    let output = output_of(&controller);
+    assert_eq!(
+        output_of_delta(delta),
+        output,
+        "the first delta is everything"
+    );
+    assert!(
+        controller.translate().is_empty(),
+        "nothing changed, nothing to translate"
+    );
 
-    let output = Output {
-        snapshot: &translation.snapshot,
-        statuses: &translation.statuses,
-    };
+    let mut again = Controller::new(TranslateConfig::default());
+    again.apply_manifests(set);
+    again.translate();
+    assert_eq!(output_of(&again), output, "translation is deterministic");
+
     insta::with_settings!({
         snapshot_path => dir,
         prepend_module_to_snapshot => false,

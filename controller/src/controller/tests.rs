@@ -2,6 +2,8 @@ use super::*;
 use crate::manifest::parse_file;
 use crate::object::Kind;
 use crate::status::{CONDITION_READY, MANIFEST_FILE_KIND};
+use crate::translate::StatusChange;
+use sluice_xds::{Resource, VirtualHost};
 
 fn set(files: &[(&str, &str)]) -> ManifestSet {
     ManifestSet {
@@ -27,11 +29,11 @@ fn stored_port(controller: &Controller, name: &str) -> Option<i32> {
     }
 }
 
-/// (file, reason, message) of the ManifestFile statuses.
+/// (file, reason, message) of the ManifestFile statuses, after translating.
 fn file_statuses(controller: &mut Controller) -> Vec<(String, String, String)> {
+    controller.translate();
     controller
-        .translate()
-        .statuses
+        .statuses()
         .into_iter()
         .filter(|s| s.kind == MANIFEST_FILE_KIND)
         .map(|s| {
@@ -155,9 +157,9 @@ fn statuses_are_sorted_by_kind_namespace_and_name() {
         ("z.yaml", &format!("{}{}", ingress("b"), ingress("a"))),
         ("a.yaml", "kind: [\n"),
     ]));
+    controller.translate();
     let listed: Vec<_> = controller
-        .translate()
-        .statuses
+        .statuses()
         .iter()
         .map(|s| format!("{}:{}/{}", s.kind, s.namespace, s.name))
         .collect();
@@ -178,10 +180,89 @@ fn per_object_updates_feed_the_same_translation() {
     for object in parse_file("w.yaml".to_string(), &format!("{ingress}{}", svc("s", 80))).objects {
         assert!(controller.upsert(object));
     }
-    let translation = controller.translate();
-    assert_eq!(translation.snapshot.external.virtual_hosts.len(), 1);
+    controller.translate();
+    let external = |controller: &Controller| -> Vec<VirtualHost> {
+        controller
+            .translator()
+            .resources()
+            .filter_map(|(_, named)| match &*named.resource {
+                Resource::RouteConfig(config) => Some(config.external.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    assert_eq!(external(&controller).len(), 1);
     assert!(controller.delete(&ObjectKey::new(Kind::Ingress, "default", "i")));
-    let translation = controller.translate();
-    assert!(translation.snapshot.external.virtual_hosts.is_empty());
-    assert!(translation.statuses.is_empty());
+    let delta = controller.translate();
+    assert!(!delta.is_empty());
+    assert!(external(&controller).is_empty());
+    assert!(controller.statuses().is_empty());
+}
+
+/// The ManifestFile status changes of a delta: (file, set?).
+fn file_changes(delta: &crate::translate::Delta) -> Vec<(String, bool)> {
+    delta
+        .statuses
+        .iter()
+        .filter_map(|c| match c {
+            StatusChange::Set(s) if s.kind == MANIFEST_FILE_KIND => Some((s.name.clone(), true)),
+            StatusChange::Remove { kind, name, .. } if kind == MANIFEST_FILE_KIND => {
+                Some((name.clone(), false))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn files_apply_one_by_one_and_their_statuses_arrive_in_the_delta() {
+    let file = |name: &str, text: &str| parse_file(name.to_string(), text);
+    let mut controller = Controller::new(TranslateConfig::default());
+    assert!(controller.apply_manifest_files(
+        vec![
+            file("a.yaml", &svc("s", 80)),
+            file("b.yaml", &format!("{}{}", svc("s", 90), svc("t", 80))),
+            file("c.yaml", "kind: [\n"),
+        ],
+        &[],
+    ));
+    let delta = controller.translate();
+    assert_eq!(
+        file_changes(&delta),
+        [("b.yaml".to_string(), true), ("c.yaml".to_string(), true)]
+    );
+    assert!(controller.translate().is_empty(), "reported once");
+    assert_eq!(
+        stored_port(&controller, "s"),
+        Some(80),
+        "the first file wins"
+    );
+
+    // Only c changes: a and b are not touched.
+    assert!(controller.apply_manifest_files(vec![file("c.yaml", &svc("u", 80))], &[]));
+    assert_eq!(
+        file_changes(&controller.translate()),
+        [("c.yaml".to_string(), false)]
+    );
+    assert_eq!(stored_port(&controller, "u"), Some(80));
+    assert!(
+        !controller.apply_manifest_files(vec![file("c.yaml", &svc("u", 80))], &[]),
+        "the same content again"
+    );
+
+    // a goes: b's definition takes over, and b's duplicate problem is gone.
+    assert!(controller.apply_manifest_files(Vec::new(), &["a.yaml".to_string()]));
+    assert_eq!(stored_port(&controller, "s"), Some(90));
+    assert_eq!(
+        file_changes(&controller.translate()),
+        [("b.yaml".to_string(), false)]
+    );
+    assert!(controller.statuses().is_empty());
+    let files: Vec<&String> = controller.manifest_files().collect();
+    assert_eq!(files, ["b.yaml", "c.yaml"]);
+    assert!(
+        !controller.apply_manifest_files(Vec::new(), &["a.yaml".to_string()]),
+        "already gone"
+    );
 }

@@ -1,6 +1,10 @@
 use super::*;
 use crate::manifest::parse_file;
-use crate::object::Object;
+use crate::object::{Kind, Object, ObjectKey};
+use crate::translate::test_support::{addrs, revision_output};
+use crate::translate::Translator;
+use crate::TranslateConfig;
+use sluice_xds::{Backend, Endpoints, Protocol, Target};
 
 fn revision(extra_meta: &str, spec: &str) -> Revision {
     let yaml = format!("metadata: {{name: r, namespace: ns{extra_meta}}}\nspec: {spec}\n");
@@ -39,17 +43,35 @@ fn labelled_slice(name: &str, label: &str, value: &str, ports: &str, endpoints: 
     )
 }
 
-fn addrs(list: &[&str]) -> Vec<SocketAddr> {
-    list.iter().map(|a| a.parse().expect("test addr")).collect()
+fn translator(store: &Store, system_namespace: &str) -> Translator {
+    let mut translator = Translator::new(TranslateConfig {
+        system_namespace: system_namespace.to_string(),
+        ..TranslateConfig::default()
+    });
+    translator.update(store, &store.all_as_changes());
+    translator
 }
 
-fn backend_of(store: &Store, name: &str) -> Result<Backend, ResolveError> {
-    let key = crate::object::ObjectKey::new(crate::object::Kind::Revision, "ns", name);
-    let Some(Object::Revision(rev)) = store.get(&key).map(|e| &e.object) else {
-        panic!("no revision {name}");
-    };
-    let (valid, _) = validate(rev, &AutoscalerConfig::default()).expect("valid revision");
-    valid.backend(store, "ns", name)
+/// A Revision's backend and endpoints as translation resolves them (whether or not a Route
+/// uses it), or its error message. Its policy is the validated one.
+fn backend_of(store: &Store, name: &str) -> Result<(Backend, Option<Endpoints>), String> {
+    let translator = translator(store, "knative-serving");
+    revision_output(&translator, "ns", name).map(|(backend, endpoints, policy)| {
+        let key = ObjectKey::new(Kind::Revision, "ns", name);
+        let Some(Object::Revision(stored)) = store.get(&key).map(|e| &e.object) else {
+            panic!("no revision {name}");
+        };
+        let (valid, _) = validate(stored, &AutoscalerConfig::default()).expect("valid revision");
+        assert_eq!(policy, valid.policy, "{name}: the validated policy");
+        (backend, endpoints)
+    })
+}
+
+fn scaling_targets(store: &Store, system_namespace: &str) -> Vec<ScalingTarget> {
+    translator(store, system_namespace)
+        .scaling_targets()
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -62,7 +84,6 @@ fn defaults_fill_the_policy() {
     assert_eq!(
         valid.policy,
         RevisionPolicy {
-            id: "ns/r".to_string(),
             container_concurrency: 0,
             max_buffered: 10_000,
             timeout_seconds: 300,
@@ -96,7 +117,6 @@ fn spec_fields_reach_the_policy() {
     assert_eq!(
         valid.policy,
         RevisionPolicy {
-            id: "ns/r".to_string(),
             container_concurrency: 2,
             max_buffered: 7,
             timeout_seconds: 60,
@@ -215,7 +235,8 @@ fn responder_backend_is_served_in_process() {
         "",
         "{responder: {status: 503, bodyBytes: 1024, latencyMs: 20, message: hi}}",
     ));
-    let backend = backend_of(&store, "echo").expect("resolves");
+    let (backend, endpoints) = backend_of(&store, "echo").expect("resolves");
+    assert_eq!(endpoints, None, "a responder has no endpoints");
     assert_eq!(backend.protocol, Protocol::Http1);
     assert_eq!(
         backend.target,
@@ -226,7 +247,7 @@ fn responder_backend_is_served_in_process() {
             message: "hi".to_string(),
         })
     );
-    assert_eq!(backend.revision.map(|p| p.id), Some("ns/echo".to_string()));
+    assert_eq!(backend.revision, Some("ns/echo".to_string()));
 }
 
 #[test]
@@ -282,19 +303,26 @@ fn process_endpoints_come_from_slices_labelled_with_the_revision() {
     ]
     .concat();
     let store = store_of(&yaml);
-    let backend = backend_of(&store, "p").expect("resolves");
+    let (backend, endpoints) = backend_of(&store, "p").expect("resolves");
     assert_eq!(backend.protocol, Protocol::Http1);
+    assert_eq!(backend.target, Target::Endpoints);
     assert_eq!(
-        backend.target,
-        Target::Endpoints(addrs(&["127.0.0.1:40001", "127.0.0.1:40002"]))
+        endpoints.map(|e| e.addresses),
+        Some(addrs(&["127.0.0.1:40001", "127.0.0.1:40002"]))
+    );
+    // The process endpoints helper agrees.
+    assert_eq!(
+        process_endpoints(&store, "ns", "p"),
+        addrs(&["127.0.0.1:40001", "127.0.0.1:40002"])
     );
 }
 
 #[test]
 fn process_revision_without_instances_has_no_endpoints() {
     let store = store_of(&revision_doc("p", "", "{process: {command: [srv]}}"));
-    let backend = backend_of(&store, "p").expect("resolves");
-    assert_eq!(backend.target, Target::Endpoints(Vec::new()));
+    let (backend, endpoints) = backend_of(&store, "p").expect("resolves");
+    assert_eq!(backend.target, Target::Endpoints);
+    assert_eq!(endpoints, Some(Endpoints::default()));
 }
 
 #[test]
@@ -316,33 +344,41 @@ fn service_backend_resolves_like_a_kingress_split() {
     .concat();
     let store = store_of(&yaml);
 
-    let by_number = backend_of(&store, "by-number").expect("resolves");
+    let (by_number, endpoints) = backend_of(&store, "by-number").expect("resolves");
     assert_eq!(by_number.protocol, Protocol::Http1);
+    assert_eq!(by_number.target, Target::Endpoints);
     assert_eq!(
-        by_number.target,
-        Target::Endpoints(addrs(&["10.0.0.1:8080", "10.0.0.2:8080"]))
+        endpoints.map(|e| e.addresses),
+        Some(addrs(&["10.0.0.1:8080", "10.0.0.2:8080"]))
     );
-    let policy = by_number.revision.expect("revision policy");
-    assert_eq!(policy.id, "ns/by-number");
+    assert_eq!(by_number.revision.as_deref(), Some("ns/by-number"));
 
-    let by_name = backend_of(&store, "by-name").expect("resolves");
+    let (by_name, endpoints) = backend_of(&store, "by-name").expect("resolves");
     assert_eq!(by_name.protocol, Protocol::H2c);
+    assert_eq!(by_name.target, Target::Endpoints);
     assert_eq!(
-        by_name.target,
-        Target::Endpoints(addrs(&["10.0.0.1:9090", "10.0.0.2:9090"]))
+        endpoints.map(|e| e.addresses),
+        Some(addrs(&["10.0.0.1:9090", "10.0.0.2:9090"]))
     );
 
     assert_eq!(
-        backend_of(&store, "no-port")
-            .expect_err("no port 81")
-            .to_string(),
-        "service ns/s has no port 81"
+        backend_of(&store, "no-port").expect_err("no port 81"),
+        "revision ns/no-port: service ns/s has no port 81"
     );
+    // The reason shows on the Revision's status.
+    let translator = translator(&store, "knative-serving");
+    let reason = |name: &str| {
+        translator
+            .statuses()
+            .find(|s| s.kind == "Revision" && s.name == name)
+            .and_then(|s| s.status.condition("Ready"))
+            .and_then(|c| c.reason.clone())
+    };
+    assert_eq!(reason("no-service").as_deref(), Some("ServiceNotFound"));
+    assert_eq!(reason("no-port").as_deref(), Some("ServicePortNotFound"));
     assert_eq!(
-        backend_of(&store, "no-service")
-            .expect_err("no service")
-            .reason(),
-        "ServiceNotFound"
+        backend_of(&store, "no-service").expect_err("no service"),
+        "revision ns/no-service: service ns/gone not found"
     );
 }
 

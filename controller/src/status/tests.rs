@@ -1,5 +1,18 @@
 use super::*;
 
+/// Translation's status changes for a full list of statuses.
+fn set(statuses: Vec<ObjectStatus>) -> Vec<StatusChange> {
+    statuses.into_iter().map(StatusChange::Set).collect()
+}
+
+fn remove(kind: &str, namespace: &str, name: &str) -> StatusChange {
+    StatusChange::Remove {
+        kind: kind.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
 fn translated(name: &str, generation: i64, network: &str) -> ObjectStatus {
     let network = match network {
         STATUS_TRUE => Condition::new(CONDITION_NETWORK_CONFIGURED, STATUS_TRUE),
@@ -74,7 +87,7 @@ fn ready_derivation() {
 #[test]
 fn ready_only_after_the_version_is_applied_and_transition_times_are_stable() {
     let mut board = StatusBoard::default();
-    assert!(board.update("v1", vec![translated("a", 1, STATUS_TRUE)], "t1"));
+    assert!(board.update(1, set(vec![translated("a", 1, STATUS_TRUE)]), "t1"));
     assert_eq!(
         conditions(&board, "a"),
         [
@@ -87,10 +100,10 @@ fn ready_only_after_the_version_is_applied_and_transition_times_are_stable() {
     assert_eq!(shown.status.public_load_balancer, None);
 
     assert!(
-        !board.applied("unknown-version", "t2"),
-        "unknown versions are ignored"
+        !board.applied(0, "t2"),
+        "an earlier sequence makes nothing ready"
     );
-    assert!(board.applied("v1", "t2"));
+    assert!(board.applied(1, "t2"));
     assert_eq!(
         conditions(&board, "a"),
         [
@@ -118,18 +131,15 @@ fn ready_only_after_the_version_is_applied_and_transition_times_are_stable() {
         (ready.reason.as_deref(), ready.message.as_deref()),
         (None, None)
     );
-    assert!(
-        !board.applied("v1", "t2b"),
-        "applying again changes nothing"
-    );
+    assert!(!board.applied(1, "t2b"), "applying again changes nothing");
 
     // Another object changes: `a` is unchanged and stays ready with its times.
     assert!(board.update(
-        "v2",
-        vec![
+        2,
+        set(vec![
             translated("a", 1, STATUS_TRUE),
             translated("b", 1, STATUS_TRUE)
-        ],
+        ]),
         "t3"
     ));
     assert_eq!(
@@ -143,11 +153,11 @@ fn ready_only_after_the_version_is_applied_and_transition_times_are_stable() {
 
     // A new generation of `a` waits again until a version containing it is applied.
     board.update(
-        "v3",
-        vec![
+        3,
+        set(vec![
             translated("a", 2, STATUS_TRUE),
             translated("b", 1, STATUS_TRUE),
-        ],
+        ]),
         "t4",
     );
     assert_eq!(
@@ -162,28 +172,28 @@ fn ready_only_after_the_version_is_applied_and_transition_times_are_stable() {
     assert_eq!((shown.generation, shown.status.observed_generation), (2, 2));
     assert_eq!(shown.status.public_load_balancer, None);
     assert!(
-        board.applied("v2", "t5"),
-        "v2 makes b ready but not the new a"
+        board.applied(2, "t5"),
+        "sequence 2 makes b ready but not the new a"
     );
     assert_eq!(conditions(&board, "a")[2], c("Ready", "Unknown", "t4"));
     assert_eq!(conditions(&board, "b")[2], c("Ready", "True", "t5"));
-    assert!(board.applied("v3", "t6"));
+    assert!(board.applied(3, "t6"));
     assert_eq!(conditions(&board, "a")[2], c("Ready", "True", "t6"));
 }
 
 #[test]
 fn a_later_version_contains_earlier_pending_translations() {
     let mut board = StatusBoard::default();
-    board.update("v1", vec![translated("a", 1, STATUS_TRUE)], "t1");
+    board.update(1, set(vec![translated("a", 1, STATUS_TRUE)]), "t1");
     board.update(
-        "v2",
-        vec![
+        2,
+        set(vec![
             translated("a", 1, STATUS_TRUE),
             translated("b", 1, STATUS_TRUE),
-        ],
+        ]),
         "t2",
     );
-    assert!(board.applied("v2", "t3"));
+    assert!(board.applied(2, "t3"));
     assert_eq!(conditions(&board, "a")[2], c("Ready", "True", "t3"));
     assert_eq!(conditions(&board, "b")[2], c("Ready", "True", "t3"));
 }
@@ -201,8 +211,12 @@ fn failed_and_conflicting_ingresses_never_become_ready() {
                 .with_reason(REASON_DOMAIN_CONFLICT, MESSAGE_DOMAIN_CONFLICT),
         ],
     );
-    board.update("v1", vec![translated("f", 3, STATUS_FALSE), conflict], "t1");
-    assert!(!board.applied("v1", "t2"));
+    board.update(
+        1,
+        set(vec![translated("f", 3, STATUS_FALSE), conflict]),
+        "t1",
+    );
+    assert!(!board.applied(1, "t2"));
     assert_eq!(conditions(&board, "f")[2], c("Ready", "False", "t1"));
     assert_eq!(conditions(&board, "c")[2], c("Ready", "False", "t1"));
     let ready = board
@@ -220,12 +234,12 @@ fn removed_objects_leave_the_board_and_listing_is_sorted() {
     let file =
         ObjectStatus::manifest_file("bad.yaml", "InvalidManifest", "invalid YAML".to_string());
     board.update(
-        "v1",
-        vec![
+        1,
+        set(vec![
             translated("b", 1, STATUS_TRUE),
             file.clone(),
             translated("a", 1, STATUS_TRUE),
-        ],
+        ]),
         "t1",
     );
     let listed: Vec<_> = board
@@ -245,11 +259,20 @@ fn removed_objects_leave_the_board_and_listing_is_sorted() {
     );
     assert_eq!(shown_file.api_version, MANIFEST_FILE_API_VERSION);
 
-    assert!(board.update("v2", vec![translated("a", 1, STATUS_TRUE)], "t2"));
+    // `b` and the file are gone: translation reports them removed.
+    assert!(board.update(
+        2,
+        vec![
+            StatusChange::Set(translated("a", 1, STATUS_TRUE)),
+            remove("Ingress", "ns", "b"),
+            remove(MANIFEST_FILE_KIND, "", "bad.yaml"),
+        ],
+        "t2"
+    ));
     let listed: Vec<_> = board.list().iter().map(|s| s.name.clone()).collect();
     assert_eq!(listed, ["a"]);
     assert!(
-        !board.update("v2", vec![translated("a", 1, STATUS_TRUE)], "t3"),
+        !board.update(2, set(vec![translated("a", 1, STATUS_TRUE)]), "t3"),
         "nothing changed"
     );
 }
@@ -258,11 +281,11 @@ fn removed_objects_leave_the_board_and_listing_is_sorted() {
 fn statuses_serialise_in_knative_shape() {
     let mut board = StatusBoard::default();
     board.update(
-        "v1",
-        vec![translated("a", 1, STATUS_TRUE)],
+        1,
+        set(vec![translated("a", 1, STATUS_TRUE)]),
         "2024-01-01T00:00:00Z",
     );
-    board.applied("v1", "2024-01-01T00:00:01Z");
+    board.applied(1, "2024-01-01T00:00:01Z");
     let json = serde_json::to_value(board.list()).expect("serialises");
     assert_eq!(
         json,
@@ -310,7 +333,7 @@ fn scale(board: &StatusBoard, name: &str) -> (Option<i32>, Option<i32>) {
 #[test]
 fn set_scale_shows_on_the_revision_and_survives_updates() {
     let mut board = StatusBoard::default();
-    board.update("v1", vec![revision_status("r")], "t0");
+    board.update(1, set(vec![revision_status("r")]), "t0");
     assert_eq!(
         scale(&board, "r"),
         (None, None),
@@ -322,12 +345,12 @@ fn set_scale_shows_on_the_revision_and_survives_updates() {
     assert!(!board.set_scale("ns", "r", Some(3), 1), "unchanged");
 
     // A new translation (same or changed) keeps the last reported scale.
-    assert!(!board.update("v1", vec![revision_status("r")], "t1"));
+    assert!(!board.update(1, set(vec![revision_status("r")]), "t1"));
     assert_eq!(scale(&board, "r"), (Some(3), Some(1)));
     let mut changed = revision_status("r");
     changed.generation = 2;
     changed.status.observed_generation = 2;
-    board.update("v2", vec![changed], "t2");
+    board.update(2, set(vec![changed]), "t2");
     assert_eq!(scale(&board, "r"), (Some(3), Some(1)));
 
     assert!(board.set_scale("ns", "r", None, 0));
@@ -338,23 +361,341 @@ fn set_scale_shows_on_the_revision_and_survives_updates() {
 fn set_scale_before_the_revision_appears_is_kept_until_it_is_gone() {
     let mut board = StatusBoard::default();
     assert!(!board.set_scale("ns", "r", Some(1), 0), "nothing shown yet");
-    board.update("v1", vec![revision_status("r")], "t0");
+    board.update(1, set(vec![revision_status("r")]), "t0");
     assert_eq!(scale(&board, "r"), (Some(1), Some(0)));
 
     // Gone from the translation: the scale goes with it, and a re-created revision starts clean.
-    board.update("v2", vec![], "t1");
-    board.update("v3", vec![revision_status("r")], "t2");
+    board.update(2, vec![remove("Revision", "ns", "r")], "t1");
+    board.update(3, set(vec![revision_status("r")]), "t2");
     assert_eq!(scale(&board, "r"), (None, None));
 }
 
 #[test]
 fn scale_fields_serialise_only_when_set() {
     let mut board = StatusBoard::default();
-    board.update("v1", vec![revision_status("r")], "t0");
+    board.update(1, set(vec![revision_status("r")]), "t0");
     let json = serde_json::to_value(board.list()).expect("serialises");
     assert!(json[0]["status"].get("desiredScale").is_none());
     board.set_scale("ns", "r", Some(2), 2);
     let json = serde_json::to_value(board.list()).expect("serialises");
     assert_eq!(json[0]["status"]["desiredScale"], 2);
     assert_eq!(json[0]["status"]["actualScale"], 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness by sequence, refusals, scale errors, proxies.
+
+fn route_status(name: &str) -> ObjectStatus {
+    let mut status = Status {
+        observed_generation: 1,
+        ..Status::default()
+    };
+    status.set_condition(Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_TRUE));
+    status.set_condition(
+        Condition::new(CONDITION_INGRESS_READY, STATUS_UNKNOWN)
+            .with_reason(REASON_UNINITIALIZED, MESSAGE_UNINITIALIZED),
+    );
+    status.derive_ready_from(ROUTE_READY_DEPENDENTS);
+    ObjectStatus {
+        api_version: "sluice.dev/v1alpha1".to_string(),
+        kind: "Route".to_string(),
+        namespace: "ns".to_string(),
+        name: name.to_string(),
+        generation: 1,
+        status,
+    }
+}
+
+/// (status, reason, message, lastTransitionTime) of one condition of a shown status.
+fn shown(
+    board: &StatusBoard,
+    kind: &str,
+    name: &str,
+    type_: &str,
+) -> (String, String, String, String) {
+    let status = board.get(kind, "ns", name).expect("status present");
+    let c = status
+        .status
+        .condition(type_)
+        .unwrap_or_else(|| panic!("{kind} {name} has no {type_}"));
+    (
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+        c.last_transition_time.clone().unwrap_or_default(),
+    )
+}
+
+fn ready(board: &StatusBoard, kind: &str, name: &str) -> String {
+    shown(board, kind, name, CONDITION_READY).0
+}
+
+#[test]
+fn readiness_follows_the_applied_sequence() {
+    let mut board = StatusBoard::default();
+    board.update(5, set(vec![translated("a", 1, STATUS_TRUE)]), "t1");
+    // (applied sequence, a ready?)
+    for (applied, want) in [(0, STATUS_UNKNOWN), (4, STATUS_UNKNOWN), (5, STATUS_TRUE)] {
+        board.applied(applied, "t2");
+        assert_eq!(ready(&board, "Ingress", "a"), want, "applied {applied}");
+    }
+
+    // Recorded later, at sequence 7: waits for 7, not for what was applied before.
+    board.update(7, set(vec![translated("b", 1, STATUS_TRUE)]), "t3");
+    assert_eq!(ready(&board, "Ingress", "b"), STATUS_UNKNOWN);
+    assert!(!board.applied(6, "t4"), "6 does not carry b");
+    assert_eq!(ready(&board, "Ingress", "b"), STATUS_UNKNOWN);
+    assert!(board.applied(9, "t5"), "a later sequence carries it too");
+    assert_eq!(shown(&board, "Ingress", "b", CONDITION_READY).3, "t5");
+
+    // A status recorded at a sequence already applied (a status-only change) is ready at once.
+    assert!(board.update(9, set(vec![route_status("r")]), "t6"));
+    assert_eq!(ready(&board, "Route", "r"), STATUS_TRUE);
+    assert_eq!(
+        shown(&board, "Route", "r", CONDITION_INGRESS_READY).0,
+        STATUS_TRUE
+    );
+
+    // Going back changes nothing.
+    assert!(!board.applied(3, "t7"));
+    assert_eq!(ready(&board, "Ingress", "a"), STATUS_TRUE);
+    assert_eq!(ready(&board, "Ingress", "b"), STATUS_TRUE);
+}
+
+fn refusal(kind: &str, name: &str, message: &str) -> ((String, String, String), String) {
+    (
+        (kind.to_string(), "ns".to_string(), name.to_string()),
+        message.to_string(),
+    )
+}
+
+#[test]
+fn a_refused_resource_keeps_its_owner_from_being_ready() {
+    let mut board = StatusBoard::default();
+    board.update(
+        1,
+        set(vec![
+            translated("a", 1, STATUS_TRUE),
+            translated("failed", 1, STATUS_FALSE),
+            route_status("r"),
+        ]),
+        "t1",
+    );
+    board.applied(1, "t2");
+    assert_eq!(ready(&board, "Ingress", "a"), STATUS_TRUE);
+
+    let message = "proxy p1 refused routeConfig ingress/ns/a: bad route";
+    let refused = BTreeMap::from([
+        refusal("Ingress", "a", message),
+        refusal("Route", "r", message),
+        refusal("Ingress", "failed", message),
+    ]);
+    assert!(board.set_rejections(refused.clone(), "t3"));
+    let want = |at: &str| {
+        (
+            STATUS_FALSE.to_string(),
+            REASON_PROXY_REJECTED.to_string(),
+            message.to_string(),
+            at.to_string(),
+        )
+    };
+    assert_eq!(
+        shown(&board, "Ingress", "a", CONDITION_LOAD_BALANCER_READY),
+        want("t3")
+    );
+    assert_eq!(shown(&board, "Ingress", "a", CONDITION_READY), want("t3"));
+    assert_eq!(
+        shown(&board, "Route", "r", CONDITION_INGRESS_READY),
+        want("t3")
+    );
+    assert_eq!(shown(&board, "Route", "r", CONDITION_READY), want("t3"));
+    let failed = shown(&board, "Ingress", "failed", CONDITION_READY);
+    assert_eq!(
+        (failed.0.as_str(), failed.1.as_str()),
+        (STATUS_FALSE, "InvalidIngress"),
+        "an object that failed translation shows its own failure"
+    );
+    assert!(!board.set_rejections(refused.clone(), "t4"), "unchanged");
+
+    // Never ready while refused, whatever is applied.
+    assert!(!board.applied(5, "t5"));
+    assert_eq!(ready(&board, "Ingress", "a"), STATUS_FALSE);
+
+    // Cleared: ready again, since what it needs is applied.
+    assert!(board.set_rejections(BTreeMap::new(), "t6"));
+    assert_eq!(
+        shown(&board, "Ingress", "a", CONDITION_READY),
+        (
+            STATUS_TRUE.to_string(),
+            String::new(),
+            String::new(),
+            "t6".to_string()
+        )
+    );
+    assert_eq!(ready(&board, "Route", "r"), STATUS_TRUE);
+
+    // Refused while still waiting, cleared before it is applied: it waits for the sequence.
+    board.update(7, set(vec![translated("b", 1, STATUS_TRUE)]), "t7");
+    board.set_rejections(BTreeMap::from([refusal("Ingress", "b", message)]), "t8");
+    assert!(!board.applied(7, "t9"));
+    assert_eq!(ready(&board, "Ingress", "b"), STATUS_FALSE);
+    board.update(8, set(vec![translated("b", 2, STATUS_TRUE)]), "t10");
+    assert_eq!(
+        ready(&board, "Ingress", "b"),
+        STATUS_FALSE,
+        "a new generation, still refused"
+    );
+    board.set_rejections(BTreeMap::new(), "t11");
+    assert_eq!(
+        ready(&board, "Ingress", "b"),
+        STATUS_UNKNOWN,
+        "8 is not applied yet"
+    );
+    assert!(board.applied(8, "t12"));
+    assert_eq!(ready(&board, "Ingress", "b"), STATUS_TRUE);
+}
+
+#[test]
+fn a_scale_failure_shows_on_the_revision_until_a_scale_succeeds() {
+    let mut board = StatusBoard::default();
+    board.update(1, set(vec![revision_status("r")]), "t0");
+    let error = "revision ns/r: cannot start an instance: spawning srv: not found";
+    assert!(board.set_scale_error("ns", "r", Some(error.to_string()), "t1"));
+    let failed = (
+        STATUS_FALSE.to_string(),
+        REASON_SCALE_FAILED.to_string(),
+        error.to_string(),
+        "t1".to_string(),
+    );
+    assert_eq!(
+        shown(&board, "Revision", "r", CONDITION_RESOURCES_AVAILABLE),
+        failed
+    );
+    assert_eq!(shown(&board, "Revision", "r", CONDITION_READY), failed);
+    assert!(
+        !board.set_scale_error("ns", "r", Some(error.to_string()), "t2"),
+        "the same error again"
+    );
+    // Kept across translations of the same Revision, with the scale.
+    board.set_scale("ns", "r", Some(1), 0);
+    board.update(2, set(vec![revision_status("r")]), "t3");
+    assert_eq!(ready(&board, "Revision", "r"), STATUS_FALSE);
+    assert_eq!(scale(&board, "r"), (Some(1), Some(0)));
+
+    assert!(board.set_scale_error("ns", "r", None, "t4"));
+    let status = board.get("Revision", "ns", "r").expect("present");
+    assert!(status
+        .status
+        .condition(CONDITION_RESOURCES_AVAILABLE)
+        .is_none());
+    assert_eq!(
+        shown(&board, "Revision", "r", CONDITION_READY),
+        (
+            STATUS_TRUE.to_string(),
+            String::new(),
+            String::new(),
+            "t4".to_string()
+        )
+    );
+    assert_eq!(scale(&board, "r"), (Some(1), Some(0)), "the scale stays");
+
+    // An error reported before the Revision appears shows once it does, and leaves with it.
+    assert!(!board.set_scale_error("ns", "q", Some(error.to_string()), "t5"));
+    board.update(3, set(vec![revision_status("q")]), "t6");
+    assert_eq!(
+        shown(&board, "Revision", "q", CONDITION_READY).1,
+        REASON_SCALE_FAILED
+    );
+    board.update(4, vec![remove("Revision", "ns", "q")], "t7");
+    board.update(5, set(vec![revision_status("q")]), "t8");
+    assert_eq!(
+        ready(&board, "Revision", "q"),
+        STATUS_TRUE,
+        "a re-created revision starts clean"
+    );
+}
+
+fn proxy(applied: u64, current: u64, rejected: &[&str]) -> ProxyInfo {
+    ProxyInfo {
+        address: "127.0.0.1:50000".to_string(),
+        identity: "spiffe://sluice/proxy".to_string(),
+        applied_sequence: applied,
+        current_sequence: current,
+        version: (applied >= current && rejected.is_empty()).then(|| "digest".to_string()),
+        rejected: rejected.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+#[test]
+fn connected_proxies_are_listed_after_the_objects() {
+    let mut board = StatusBoard::default();
+    board.update(1, set(vec![translated("a", 1, STATUS_TRUE)]), "t1");
+    board.set_proxies(BTreeMap::from([
+        ("p1".to_string(), proxy(3, 3, &[])),
+        ("p2".to_string(), proxy(2, 3, &[])),
+        (
+            "p3".to_string(),
+            proxy(3, 3, &["routeConfig ingress/ns/a: bad route"]),
+        ),
+    ]));
+    let listed = board.list();
+    let summary: Vec<(String, String, String, String)> = listed
+        .iter()
+        .map(|s| {
+            let ready = s.status.condition(CONDITION_READY).expect("ready");
+            (
+                s.kind.clone(),
+                s.name.clone(),
+                ready.status.clone(),
+                ready.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let row = |kind: &str, name: &str, status: &str, reason: &str| {
+        (
+            kind.to_string(),
+            name.to_string(),
+            status.to_string(),
+            reason.to_string(),
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            row("Ingress", "a", STATUS_UNKNOWN, REASON_UNINITIALIZED),
+            row(PROXY_KIND, "p1", STATUS_TRUE, ""),
+            row(PROXY_KIND, "p2", STATUS_UNKNOWN, "Syncing"),
+            row(PROXY_KIND, "p3", STATUS_FALSE, REASON_PROXY_REJECTED),
+        ]
+    );
+    let p3 = &listed[3];
+    assert_eq!(p3.api_version, MANIFEST_FILE_API_VERSION);
+    assert_eq!(
+        p3.status
+            .condition(CONDITION_READY)
+            .and_then(|c| c.message.as_deref()),
+        Some("routeConfig ingress/ns/a: bad route")
+    );
+    assert_eq!(
+        p3.status.proxy,
+        Some(proxy(3, 3, &["routeConfig ingress/ns/a: bad route"]))
+    );
+    let json = serde_json::to_value(&listed[1]).expect("serialises");
+    assert_eq!(
+        json["status"]["proxy"],
+        serde_json::json!({
+            "address": "127.0.0.1:50000",
+            "identity": "spiffe://sluice/proxy",
+            "appliedSequence": 3,
+            "currentSequence": 3,
+            "version": "digest",
+        })
+    );
+    assert!(
+        board.get(PROXY_KIND, "", "p1").is_none(),
+        "proxies are not objects"
+    );
+
+    board.set_proxies(BTreeMap::new());
+    assert_eq!(board.list().len(), 1, "disconnected proxies leave the list");
 }

@@ -102,10 +102,87 @@ fn endpoint_slices_are_found_by_service_label_within_the_namespace() {
         .collect();
     assert_eq!(names, ["s-1", "s-2"]);
     assert_eq!(store.endpoint_slices("nope", "s").count(), 0);
+
+    // A slice relabelled to another Service moves with its label; a deleted one is gone.
+    store.upsert(object(
+        "{apiVersion: discovery.k8s.io/v1, kind: EndpointSlice, metadata: {name: s-2, namespace: ns, labels: {kubernetes.io/service-name: t}}}",
+    ));
+    let names = |store: &Store, service| -> Vec<String> {
+        store
+            .endpoint_slices("ns", service)
+            .map(|s| s.metadata.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&store, "s"), ["s-1"]);
+    assert_eq!(names(&store, "t"), ["s-2", "t-1"]);
+    store.delete(&ObjectKey::new(Kind::EndpointSlice, "ns", "t-1"));
+    assert_eq!(names(&store, "t"), ["s-2"]);
 }
 
 #[test]
 fn missing_namespace_defaults_to_default() {
     let obj = object("{apiVersion: v1, kind: ConfigMap, metadata: {name: c}}");
     assert_eq!(obj.key(), ObjectKey::new(Kind::ConfigMap, "default", "c"));
+}
+
+#[test]
+fn changes_are_recorded_per_real_change_with_the_labels_before() {
+    let slice = |service: &str| {
+        object(&format!(
+            "{{apiVersion: discovery.k8s.io/v1, kind: EndpointSlice, metadata: {{name: e, namespace: ns, labels: {{kubernetes.io/service-name: {service}}}}}}}"
+        ))
+    };
+    let labels =
+        |service: &str| BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), service.to_string())]);
+    let mut store = Store::new();
+    let key = slice("a").key();
+    assert!(store.upsert(slice("a")));
+    assert!(!store.upsert(slice("a")), "identical: no change");
+    assert!(store.upsert(slice("b")), "moved to another Service");
+    let service = object("{apiVersion: v1, kind: Service, metadata: {name: s, namespace: ns}}");
+    store.upsert(service.clone());
+    assert_eq!(
+        store.all_as_changes(),
+        [
+            StoreChange {
+                key: service.key(),
+                old_labels: BTreeMap::new(),
+            },
+            StoreChange {
+                key: key.clone(),
+                old_labels: labels("b"),
+            },
+        ],
+        "every key with its labels now, sorted by key"
+    );
+    assert!(store.delete(&key));
+    assert!(!store.delete(&key), "absent: no change");
+    assert_eq!(
+        store.take_changes(),
+        [
+            StoreChange {
+                key: key.clone(),
+                old_labels: BTreeMap::new(),
+            },
+            StoreChange {
+                key: key.clone(),
+                old_labels: labels("a"),
+            },
+            StoreChange {
+                key: service.key(),
+                old_labels: BTreeMap::new(),
+            },
+            StoreChange {
+                key: key.clone(),
+                old_labels: labels("b"),
+            },
+        ],
+        "in order, each with the labels it had before"
+    );
+    assert!(store.take_changes().is_empty(), "taken");
+    assert_eq!(
+        store.all_as_changes().len(),
+        1,
+        "not consumed, deleted keys excluded"
+    );
 }

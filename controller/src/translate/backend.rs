@@ -13,7 +13,7 @@
 
 use crate::object::{IntOrString, ServicePort};
 use crate::store::Store;
-use sluice_xds::{Backend, Protocol, Target};
+use sluice_xds::{Backend, Endpoints, Protocol, Target};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
@@ -41,13 +41,21 @@ impl ResolveError {
     }
 }
 
+/// A resolved backend: what the proxy connects to, and, for Endpoints targets, the ready
+/// addresses (DNS targets have none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub backend: Backend,
+    pub endpoints: Option<Endpoints>,
+}
+
 /// Resolves `namespace/service:port` from the store.
 pub fn resolve(
     store: &Store,
     namespace: &str,
     service: &str,
     port: &IntOrString,
-) -> Result<Backend, ResolveError> {
+) -> Result<Resolved, ResolveError> {
     let svc = store
         .service(namespace, service)
         .ok_or_else(|| ResolveError::ServiceNotFound {
@@ -70,20 +78,28 @@ pub fn resolve(
             (None, IntOrString::String(_)) => return Err(not_found()),
         };
         let port = u16::try_from(number).map_err(|_| not_found())?;
-        return Ok(Backend {
-            protocol,
-            revision: None,
-            target: Target::Dns {
-                host: host.to_string(),
-                port,
+        return Ok(Resolved {
+            backend: Backend {
+                protocol,
+                revision: None,
+                target: Target::Dns {
+                    host: host.to_string(),
+                    port,
+                },
             },
+            endpoints: None,
         });
     }
     let matched = matched.ok_or_else(not_found)?;
-    Ok(Backend {
-        protocol: protocol_of(matched),
-        revision: None,
-        target: Target::Endpoints(ready_endpoints(store, namespace, service, matched)),
+    Ok(Resolved {
+        backend: Backend {
+            protocol: protocol_of(matched),
+            revision: None,
+            target: Target::Endpoints,
+        },
+        endpoints: Some(Endpoints {
+            addresses: ready_endpoints(store, namespace, service, matched),
+        }),
     })
 }
 

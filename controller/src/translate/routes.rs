@@ -1,5 +1,5 @@
-//! sluice Routes and Revisions (`sluice.dev/v1alpha1`) → routes and backends of the same
-//! [`sluice_xds::Snapshot`] the KIngresses go to, plus their statuses.
+//! sluice Routes and Revisions (`sluice.dev/v1alpha1`) → the same kinds of resources the
+//! KIngresses produce, plus their statuses.
 //!
 //! Per valid Route whose Revisions are all usable (see [`crate::route`] for what it serves):
 //! - on each host, one route per tag (sorted by tag), id `ns/route#tag/<tag>`, matching
@@ -11,36 +11,34 @@
 //!   matches the path prefix `/` and is owned by `ns/route`;
 //! - ExternalIP Routes go to both tables, ClusterLocal ones to the internal table only.
 //!
-//! Each Revision a split names becomes one backend, id `ns/<revision>`, carrying its
-//! [`sluice_xds::RevisionPolicy`] ([`crate::revision`]).
+//! Each Revision a split names becomes one backend, id `ns/<revision>`, with a
+//! [`sluice_xds::RevisionPolicy`] of the same name ([`crate::revision`]).
 //!
 //! A Route that is invalid, or names a Revision that is missing or cannot serve (invalid, or
 //! its Service or Service port missing), contributes nothing, so its hosts answer 404: there is
 //! no last-good fallback as for KIngresses. Its `AllTrafficAssigned` (and so `Ready`) is False
 //! with reason `InvalidRoute`, `RevisionMissing` or `RevisionInvalid`.
 //!
-//! **Domain conflicts.** Routes and KIngresses claim hosts (a Route's tag hosts included) in one
-//! age order, the KIngress one: earlier `creationTimestamp` (present before absent), then
-//! first-seen sequence, then kind and `ns/name`. A Route sharing a host with an older claimant
-//! is excluded whole and gets `IngressReady=False` reason `DomainConflict`. Only Routes and
+//! **Domain conflicts** ([`crate::claims`]). Routes and KIngresses claim hosts (a Route's tag
+//! hosts included) in one age order. A Route sharing a host with an older accepted claimant is
+//! excluded whole and gets `IngressReady=False` reason `DomainConflict`. Only Routes and
 //! KIngresses that translate claim hosts.
 //!
 //! Every Revision in the store gets a status, referenced or not: `Ready` True, or False with
 //! `InvalidRevision`, `InvalidAnnotation` (validated against `config-autoscaler`, or Knative's
 //! defaults while that ConfigMap is invalid), `ServiceNotFound` or `ServicePortNotFound`.
 
-use crate::object::{Kind, ObjectKey, SLUICE_API_VERSION};
-use crate::revision::{self, autoscaler_config};
+use super::{BackendRef, OwnerPlan, RevisionOutput};
+use crate::claims::Conflict;
+use crate::object::{Kind, ObjectKey, Route as RouteObject, SLUICE_API_VERSION};
+use crate::revision;
 use crate::route::{self, InvalidRoute, ValidRoute, NAMESPACE_HEADER, REVISION_HEADER, TAG_HEADER};
 use crate::status::{
     Condition, ObjectStatus, Status, CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY,
     CONDITION_READY, MESSAGE_UNINITIALIZED, REASON_DOMAIN_CONFLICT, REASON_UNINITIALIZED,
     ROUTE_READY_DEPENDENTS, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
-use crate::store::{Store, StoredRoute};
-use crate::TranslateConfig;
-use sluice_xds::{Backend, Forward, HeaderMatch, HeaderValue, Route, RouteAction, Split};
-use std::cmp::Ordering;
+use sluice_xds::{Forward, HeaderMatch, HeaderValue, Route, RouteAction, RouteConfig, Split};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const REASON_INVALID_ROUTE: &str = "InvalidRoute";
@@ -85,213 +83,61 @@ impl RouteError {
     }
 }
 
-/// An object claiming hosts, for the domain-conflict check shared with KIngresses.
-#[derive(Clone, Debug)]
-pub(crate) struct Claim {
-    pub key: ObjectKey,
-    pub creation_timestamp: Option<String>,
-    pub sequence: u64,
-    pub hosts: BTreeSet<String>,
-}
-
-impl Claim {
-    /// Oldest first, exactly as KIngresses are ordered among themselves.
-    fn age_order(&self, other: &Claim) -> Ordering {
-        let stamp = |c: &Claim| (c.creation_timestamp.is_none(), c.creation_timestamp.clone());
-        stamp(self)
-            .cmp(&stamp(other))
-            .then(self.sequence.cmp(&other.sequence))
-            .then_with(|| self.key.cmp(&other.key))
-    }
-}
-
-/// The Routes' and Revisions' share of one translation.
-#[derive(Debug, Default)]
-pub(crate) struct Routed {
-    /// Accepted Routes, by key.
-    plans: BTreeMap<ObjectKey, RoutePlan>,
-    statuses: BTreeMap<ObjectKey, ObjectStatus>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct RoutePlan {
-    external: bool,
-    /// Every host the Route claims (tag hosts included) → its routes, in match order.
-    hosts: BTreeMap<String, Vec<Route>>,
-    backends: BTreeMap<String, Backend>,
-}
-
-/// A Revision as the Routes see it: its backend, or its error message.
-type RevisionTable = BTreeMap<(String, String), Result<Backend, String>>;
-
-/// Translates every Route and Revision in `store`. `ingresses` are the KIngresses that
-/// translated, for the shared domain-conflict check.
-pub(crate) fn translate_routes(
-    store: &Store,
-    config: &TranslateConfig,
-    ingresses: Vec<Claim>,
-) -> Routed {
-    let autoscaler = autoscaler_config(store, &config.system_namespace).unwrap_or_default();
-    let mut statuses = BTreeMap::new();
-
-    let mut revisions = RevisionTable::new();
-    for stored in store.revisions() {
-        let meta = &stored.revision.metadata;
-        let (namespace, name) = (meta.namespace.as_str(), meta.name.as_str());
-        let result = revision::validate(stored.revision, &autoscaler)
-            .map_err(|e| (e.reason(), e.to_string()))
-            .and_then(|(valid, _)| {
-                valid
-                    .backend(store, namespace, name)
-                    .map_err(|e| (e.reason(), format!("revision {namespace}/{name}: {e}")))
-            });
-        let ready = match &result {
-            Ok(_) => Condition::new(CONDITION_READY, STATUS_TRUE),
-            Err((reason, message)) => {
-                Condition::new(CONDITION_READY, STATUS_FALSE).with_reason(reason, message.clone())
-            }
-        };
-        let key = ObjectKey::new(Kind::Revision, namespace, name);
-        statuses.insert(
-            key,
-            sluice_status(
-                "Revision",
-                namespace,
-                name,
-                stored.generation,
-                vec![ready],
-                None,
-            ),
-        );
-        revisions.insert(
-            (namespace.to_string(), name.to_string()),
-            result.map_err(|(_, message)| message),
-        );
-    }
-
-    let mut candidates = Vec::new();
-    for stored in store.routes() {
-        let meta = &stored.route.metadata;
-        let key = ObjectKey::new(Kind::Route, &meta.namespace, &meta.name);
-        match plan_route(stored, &revisions) {
-            Ok(plan) => candidates.push((stored, plan)),
-            Err(error) => {
-                let traffic = Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_FALSE)
-                    .with_reason(error.reason(), error.to_string());
-                let ingress = Condition::new(CONDITION_INGRESS_READY, STATUS_UNKNOWN);
-                statuses.insert(key, route_status(stored, traffic, ingress));
-            }
-        }
-    }
-
-    let mut claims = ingresses;
-    claims.extend(candidates.iter().map(|(stored, plan)| {
-        let meta = &stored.route.metadata;
-        Claim {
-            key: ObjectKey::new(Kind::Route, &meta.namespace, &meta.name),
-            creation_timestamp: meta.creation_timestamp.clone(),
-            sequence: stored.sequence,
-            hosts: plan.hosts.keys().cloned().collect(),
-        }
-    }));
-    let rejected = resolve_claims(claims);
-
-    let mut plans = BTreeMap::new();
-    for (stored, plan) in candidates {
-        let meta = &stored.route.metadata;
-        let key = ObjectKey::new(Kind::Route, &meta.namespace, &meta.name);
-        let traffic = Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_TRUE);
-        let ingress = match rejected.get(&key) {
-            Some((host, holder)) => Condition::new(CONDITION_INGRESS_READY, STATUS_FALSE)
-                .with_reason(
-                    REASON_DOMAIN_CONFLICT,
-                    format!(
-                        "route {}: host {host:?} is already served by {} {}",
-                        key.id(),
-                        holder.kind.as_str().to_ascii_lowercase(),
-                        holder.id()
-                    ),
-                ),
-            None => Condition::new(CONDITION_INGRESS_READY, STATUS_UNKNOWN)
-                .with_reason(REASON_UNINITIALIZED, MESSAGE_UNINITIALIZED),
-        };
-        statuses.insert(key.clone(), route_status(stored, traffic, ingress));
-        if !rejected.contains_key(&key) {
-            plans.insert(key, plan);
-        }
-    }
-    Routed { plans, statuses }
-}
-
-impl Routed {
-    /// The hosts of accepted Routes, each with its holder as conflict messages name it
-    /// (`route ns/name`).
-    pub(crate) fn claimed_hosts(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.plans.iter().flat_map(|(key, plan)| {
-            plan.hosts
-                .keys()
-                .map(move |host| (host.clone(), format!("route {}", key.id())))
-        })
-    }
-
-    /// Adds the accepted Routes' routes, their backends and every Route and Revision status.
-    pub(crate) fn emit(
-        self,
-        external: &mut BTreeMap<String, Vec<Route>>,
-        internal: &mut BTreeMap<String, Vec<Route>>,
-        backends: &mut BTreeMap<String, Backend>,
-        statuses: &mut BTreeMap<ObjectKey, ObjectStatus>,
-    ) {
-        for plan in self.plans.into_values() {
-            for (host, routes) in plan.hosts {
-                if plan.external {
-                    external
-                        .entry(host.clone())
-                        .or_default()
-                        .extend(routes.iter().cloned());
-                }
-                internal.entry(host).or_default().extend(routes);
-            }
-            for (id, backend) in plan.backends {
-                backends.entry(id).or_insert(backend);
-            }
-        }
-        statuses.extend(self.statuses);
-    }
-}
-
-/// Validates a Route and builds its routes, if every Revision it names can serve.
-fn plan_route(stored: StoredRoute<'_>, revisions: &RevisionTable) -> Result<RoutePlan, RouteError> {
-    let valid = route::validate(stored.route)?;
-    let meta = &stored.route.metadata;
+/// Validates a Route and plans what it serves, if every Revision it names can serve.
+/// `revision` looks a Revision up: absent, or its output or error message. Also returns every
+/// Revision the Route names (found or not), to be told when they change.
+pub(crate) fn plan_route<'a>(
+    route: &RouteObject,
+    revision: impl Fn(&ObjectKey) -> Option<Result<&'a RevisionOutput, &'a String>>,
+) -> (Result<OwnerPlan, RouteError>, BTreeSet<ObjectKey>) {
+    let meta = &route.metadata;
     let (namespace, name) = (meta.namespace.as_str(), meta.name.as_str());
+    let named: BTreeSet<ObjectKey> = route
+        .spec
+        .traffic
+        .iter()
+        .filter(|t| !t.revision.is_empty())
+        .map(|t| ObjectKey::new(Kind::Revision, namespace, &t.revision))
+        .collect();
+    let valid = match route::validate(route) {
+        Ok(valid) => valid,
+        Err(error) => return (Err(error.into()), named),
+    };
     let owner = format!("{namespace}/{name}");
-
     let mut missing = Vec::new();
     let mut invalid = Vec::new();
     let mut backends = BTreeMap::new();
-    for revision in &valid.revisions {
-        match revisions.get(&(namespace.to_string(), revision.clone())) {
-            None => missing.push(format!("{namespace}/{revision}")),
+    for name in &valid.revisions {
+        let key = ObjectKey::new(Kind::Revision, namespace, name);
+        match revision(&key) {
+            None => missing.push(key.id()),
             Some(Err(message)) => invalid.push(message.clone()),
-            Some(Ok(backend)) => {
-                backends.insert(revision::backend_id(namespace, revision), backend.clone());
+            Some(Ok(_)) => {
+                backends.insert(
+                    revision::backend_id(namespace, name),
+                    BackendRef::Revision(key),
+                );
             }
         }
     }
     if !missing.is_empty() {
-        return Err(RouteError::RevisionMissing {
-            route: owner,
-            revisions: missing,
-        });
+        return (
+            Err(RouteError::RevisionMissing {
+                route: owner,
+                revisions: missing,
+            }),
+            named,
+        );
     }
     if !invalid.is_empty() {
-        return Err(RouteError::RevisionInvalid {
-            route: owner,
-            messages: invalid,
-        });
+        return (
+            Err(RouteError::RevisionInvalid {
+                route: owner,
+                messages: invalid,
+            }),
+            named,
+        );
     }
-
     let hosts = routes_by_host(namespace, &owner, &valid);
     // Only what a split names: a Revision at 0% without a tag gets no backend.
     let used: BTreeSet<&str> = hosts
@@ -302,11 +148,84 @@ fn plan_route(stored: StoredRoute<'_>, revisions: &RevisionTable) -> Result<Rout
         })
         .collect();
     backends.retain(|id, _| used.contains(id.as_str()));
-    Ok(RoutePlan {
-        external: valid.external,
-        hosts,
-        backends,
-    })
+    let claimed = hosts.keys().cloned().collect();
+    let internal = super::route_table(hosts.clone());
+    let external = if valid.external {
+        super::route_table(hosts)
+    } else {
+        Vec::new()
+    };
+    (
+        Ok(OwnerPlan {
+            config: RouteConfig {
+                owner,
+                external,
+                internal,
+            },
+            hosts: claimed,
+            backends,
+            certificates: Vec::new(),
+        }),
+        named,
+    )
+}
+
+/// A Route's status: `AllTrafficAssigned` from its plan, `IngressReady` from the claims.
+pub(crate) fn route_status(
+    key: &ObjectKey,
+    generation: i64,
+    error: Option<&RouteError>,
+    conflict: Option<&Conflict>,
+) -> ObjectStatus {
+    let (traffic, ingress) = match (error, conflict) {
+        (Some(error), _) => (
+            Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_FALSE)
+                .with_reason(error.reason(), error.to_string()),
+            Condition::new(CONDITION_INGRESS_READY, STATUS_UNKNOWN),
+        ),
+        (None, Some(conflict)) => (
+            Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_TRUE),
+            Condition::new(CONDITION_INGRESS_READY, STATUS_FALSE).with_reason(
+                REASON_DOMAIN_CONFLICT,
+                format!(
+                    "route {}: host {:?} is already served by {} {}",
+                    key.id(),
+                    conflict.host,
+                    conflict.holder.kind.as_str().to_ascii_lowercase(),
+                    conflict.holder.id()
+                ),
+            ),
+        ),
+        (None, None) => (
+            Condition::new(CONDITION_ALL_TRAFFIC_ASSIGNED, STATUS_TRUE),
+            Condition::new(CONDITION_INGRESS_READY, STATUS_UNKNOWN)
+                .with_reason(REASON_UNINITIALIZED, MESSAGE_UNINITIALIZED),
+        ),
+    };
+    sluice_status(
+        "Route",
+        &key.namespace,
+        &key.name,
+        generation,
+        vec![traffic, ingress],
+        Some(ROUTE_READY_DEPENDENTS),
+    )
+}
+
+/// A Revision's status: `Ready`, or False with the reason and message of `error`.
+pub(crate) fn revision_status(
+    namespace: &str,
+    name: &str,
+    generation: i64,
+    error: Option<&(&'static str, String)>,
+) -> ObjectStatus {
+    let ready = match error {
+        None => Condition::new(CONDITION_READY, STATUS_TRUE),
+        Some((reason, message)) => {
+            Condition::new(CONDITION_READY, STATUS_FALSE).with_reason(reason, message.clone())
+        }
+    };
+    sluice_status("Revision", namespace, name, generation, vec![ready], None)
 }
 
 fn routes_by_host(
@@ -323,7 +242,6 @@ fn routes_by_host(
             }],
             ..forward(
                 format!("{owner}#tag/{tag}"),
-                owner,
                 Vec::new(),
                 vec![split(namespace, revision, 100)],
             )
@@ -334,12 +252,7 @@ fn routes_by_host(
         .iter()
         .map(|(revision, percent)| split(namespace, revision, *percent))
         .collect();
-    main.push(forward(
-        format!("{owner}#default"),
-        owner,
-        Vec::new(),
-        splits,
-    ));
+    main.push(forward(format!("{owner}#default"), Vec::new(), splits));
 
     let mut hosts: BTreeMap<String, Vec<Route>> = valid
         .hosts
@@ -350,7 +263,6 @@ fn routes_by_host(
         let revision = &valid.tags[tag];
         let route = forward(
             format!("{owner}#tag/{tag}/host"),
-            owner,
             vec![HeaderValue {
                 name: TAG_HEADER.to_string(),
                 value: tag.to_string(),
@@ -364,10 +276,9 @@ fn routes_by_host(
     hosts
 }
 
-fn forward(id: String, owner: &str, set_headers: Vec<HeaderValue>, splits: Vec<Split>) -> Route {
+fn forward(id: String, set_headers: Vec<HeaderValue>, splits: Vec<Split>) -> Route {
     Route {
         id,
-        owner: owner.to_string(),
         path_prefix: "/".to_string(),
         headers: Vec::new(),
         action: RouteAction::Forward(Forward {
@@ -395,43 +306,6 @@ fn split(namespace: &str, revision: &str, weight: u32) -> Split {
             },
         ],
     }
-}
-
-/// Claims hosts oldest first; returns each rejected claimant with the first host it lost and
-/// who holds it.
-fn resolve_claims(mut claims: Vec<Claim>) -> BTreeMap<ObjectKey, (String, ObjectKey)> {
-    claims.sort_by(Claim::age_order);
-    let mut claimed: BTreeMap<String, ObjectKey> = BTreeMap::new();
-    let mut rejected = BTreeMap::new();
-    for claim in claims {
-        let conflict = claim
-            .hosts
-            .iter()
-            .find_map(|h| claimed.get(h).map(|holder| (h.clone(), holder.clone())));
-        match conflict {
-            Some(conflict) => {
-                rejected.insert(claim.key, conflict);
-            }
-            None => {
-                for host in claim.hosts {
-                    claimed.insert(host, claim.key.clone());
-                }
-            }
-        }
-    }
-    rejected
-}
-
-fn route_status(stored: StoredRoute<'_>, traffic: Condition, ingress: Condition) -> ObjectStatus {
-    let meta = &stored.route.metadata;
-    sluice_status(
-        "Route",
-        &meta.namespace,
-        &meta.name,
-        stored.generation,
-        vec![traffic, ingress],
-        Some(ROUTE_READY_DEPENDENTS),
-    )
 }
 
 /// A status of a `sluice.dev/v1alpha1` object; with `dependents`, `Ready` is derived from them.

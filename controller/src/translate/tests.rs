@@ -1,28 +1,10 @@
+use super::test_support::{
+    addrs, condition, objects, store_of, translate_store, Harness, Output, CLASS,
+};
 use super::*;
-use crate::manifest::parse_file;
-use crate::object::Kind;
 use crate::status::CONDITION_READY;
-use std::net::SocketAddr;
 
-const CLASS: &str = "sluice.ingress.networking.knative.dev";
-
-fn objects(yaml: &str) -> Vec<crate::object::Object> {
-    let file = parse_file("test.yaml".to_string(), yaml);
-    assert!(file.problems.is_empty(), "test yaml: {:?}", file.problems);
-    file.objects
-}
-
-fn store_of(yaml: &str) -> Store {
-    let mut store = Store::new();
-    for object in objects(yaml) {
-        store.upsert(object);
-    }
-    store
-}
-
-fn run(store: &Store, last_good: &mut LastGood) -> Translation {
-    translate(store, &TranslateConfig::default(), last_good)
-}
+mod incremental;
 
 fn ingress(name: &str, extra_meta: &str, spec: &str) -> String {
     format!(
@@ -48,30 +30,15 @@ fn slice(name: &str, service: &str, ports: &str, endpoints: &str) -> String {
     )
 }
 
-fn condition<'a>(status: &'a ObjectStatus, type_: &str) -> &'a Condition {
-    status
-        .status
-        .condition(type_)
-        .unwrap_or_else(|| panic!("{} has no {type_}", status.name))
-}
-
-fn status_of<'a>(t: &'a Translation, name: &str) -> &'a ObjectStatus {
+fn status_of<'a>(t: &'a Output, name: &str) -> &'a ObjectStatus {
     t.statuses
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no status for {name}"))
 }
 
-fn domains(table: &RouteTable) -> Vec<Vec<String>> {
-    table
-        .virtual_hosts
-        .iter()
-        .map(|v| v.domains.clone())
-        .collect()
-}
-
-fn addrs(list: &[&str]) -> Vec<SocketAddr> {
-    list.iter().map(|a| a.parse().expect("test addr")).collect()
+fn domains(table: &[VirtualHost]) -> Vec<Vec<String>> {
+    table.iter().map(|v| v.domains.clone()).collect()
 }
 
 #[test]
@@ -86,7 +53,7 @@ fn host_normalisation() {
         ("odd:name", "odd:name"),
     ];
     for (input, want) in cases {
-        assert_eq!(normalize_host(input), want, "{input}");
+        assert_eq!(sluice_xds::host::normalized(input), want, "{input}");
     }
     let list =
         |hosts: &[&str]| normalize_hosts(&hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>());
@@ -124,13 +91,36 @@ fn backend_resolution() {
     let int = IntOrString::Int;
     let name = |s: &str| IntOrString::String(s.to_string());
     let endpoints = |p: Protocol, list: &[&str]| {
-        Ok(Backend {
-            protocol: p,
-            revision: None,
-            target: Target::Endpoints(addrs(list)),
+        Ok(backend::Resolved {
+            backend: Backend {
+                protocol: p,
+                revision: None,
+                target: Target::Endpoints,
+            },
+            endpoints: Some(Endpoints {
+                addresses: addrs(list),
+            }),
         })
     };
-    let cases: Vec<(&str, &str, IntOrString, Result<Backend, ResolveError>)> = vec![
+    let dns = |protocol: Protocol, port: u16| {
+        Ok(backend::Resolved {
+            backend: Backend {
+                protocol,
+                revision: None,
+                target: Target::Dns {
+                    host: "gw.example.internal".into(),
+                    port,
+                },
+            },
+            endpoints: None,
+        })
+    };
+    let cases: Vec<(
+        &str,
+        &str,
+        IntOrString,
+        Result<backend::Resolved, ResolveError>,
+    )> = vec![
         (
             "by number; ready and unset-ready endpoints only, sorted and deduplicated",
             "num",
@@ -207,27 +197,13 @@ fn backend_resolution() {
             "ExternalName is a DNS target on the service port",
             "ext",
             name("http2"),
-            Ok(Backend {
-                protocol: Protocol::H2c,
-                revision: None,
-                target: Target::Dns {
-                    host: "gw.example.internal".into(),
-                    port: 80,
-                },
-            }),
+            dns(Protocol::H2c, 80),
         ),
         (
             "ExternalName without ports takes an int servicePort as is",
             "ext-bare",
             int(8080),
-            Ok(Backend {
-                protocol: Protocol::Http1,
-                revision: None,
-                target: Target::Dns {
-                    host: "gw.example.internal".into(),
-                    port: 8080,
-                },
-            }),
+            dns(Protocol::Http1, 8080),
         ),
         (
             "ExternalName without ports cannot resolve a port name",
@@ -292,20 +268,17 @@ fn class_filtering() {
         with_annotations("prefix", &format!("  annotations: {{networking.knative.dev/ingress.class: {CLASS}x}}\n")),
     ]
     .concat();
-    let t = run(&store_of(&yaml), &mut LastGood::default());
+    let t = translate_store(&store_of(&yaml));
     assert!(t.statuses.is_empty(), "{:?}", t.statuses);
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
-    assert!(t.snapshot.internal.virtual_hosts.is_empty());
-    assert!(t.snapshot.backends.is_empty());
+    assert!(t.external().is_empty());
+    assert!(t.internal().is_empty());
+    assert!(t.backends().is_empty());
 
     let ours = with_annotations(
         "ours",
         &format!("  annotations: {{networking.knative.dev/ingress.class: {CLASS}}}\n"),
     );
-    let t = run(
-        &store_of(&format!("{yaml}{ours}")),
-        &mut LastGood::default(),
-    );
+    let t = translate_store(&store_of(&format!("{yaml}{ours}")));
     let names: Vec<_> = t.statuses.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["ours"]);
 }
@@ -317,7 +290,7 @@ fn successful_translation_status_waits_for_the_load_balancer() {
         simple_ingress("i", "a.example.com", "s"),
     ]
     .concat();
-    let t = run(&store_of(&yaml), &mut LastGood::default());
+    let t = translate_store(&store_of(&yaml));
     let status = status_of(&t, "i");
     assert_eq!(status.generation, 1);
     assert_eq!(status.status.observed_generation, 1);
@@ -356,13 +329,13 @@ fn visibility_selects_tables() {
         ingress("i", "", spec),
     ]
     .concat();
-    let t = run(&store_of(&yaml), &mut LastGood::default());
+    let t = translate_store(&store_of(&yaml));
     assert_eq!(
-        domains(&t.snapshot.external),
+        domains(&t.external()),
         [vec!["default.example.com"], vec!["pub.example.com"]]
     );
     assert_eq!(
-        domains(&t.snapshot.internal),
+        domains(&t.internal()),
         [
             vec!["default.example.com"],
             vec!["priv.ns.svc.cluster.local"],
@@ -385,7 +358,7 @@ fn probe_copies_and_route_precedence() {
         ingress("i", "", spec),
     ]
     .concat();
-    let t = run(&store_of(&yaml), &mut LastGood::default());
+    let t = translate_store(&store_of(&yaml));
     let hash = {
         let store = store_of(&yaml);
         let stored = store.ingresses().next().expect("one ingress");
@@ -395,12 +368,12 @@ fn probe_copies_and_route_precedence() {
     };
     // a.example.com has rules 0 and 1 merged; b.example.com only rule 0.
     assert_eq!(
-        domains(&t.snapshot.external),
+        domains(&t.external()),
         [vec!["a.example.com"], vec!["b.example.com"]]
     );
     let ids = |vh: &VirtualHost| vh.routes.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
     assert_eq!(
-        ids(&t.snapshot.external.virtual_hosts[0]),
+        ids(&t.external()[0]),
         [
             "ns/i#0/2/probe",
             "ns/i#0/2",
@@ -413,7 +386,7 @@ fn probe_copies_and_route_precedence() {
         ]
     );
     assert_eq!(
-        ids(&t.snapshot.external.virtual_hosts[1]),
+        ids(&t.external()[1]),
         [
             "ns/i#0/2/probe",
             "ns/i#0/2",
@@ -423,7 +396,8 @@ fn probe_copies_and_route_precedence() {
             "ns/i#0/1"
         ]
     );
-    let routes = &t.snapshot.external.virtual_hosts[0].routes;
+    let external = t.external();
+    let routes = &external[0].routes;
     let find = |id: &str| routes.iter().find(|r| r.id == id).expect("route present");
     let RouteAction::Forward(forward) = &find("ns/i#0/0/probe").action;
     assert_eq!(
@@ -496,8 +470,11 @@ fn probe_copies_and_route_precedence() {
             }
         ]
     );
-    assert!(routes.iter().all(|r| r.owner == "ns/i"));
-    let backends: Vec<_> = t.snapshot.backends.keys().map(String::as_str).collect();
+    // Every route is the ingress's own: its RouteConfig, owned by ns/i, holds the table.
+    let config = t.route_config("ingress/ns/i");
+    assert_eq!(config.owner, "ns/i");
+    assert_eq!(config.external, external);
+    let backends: Vec<_> = t.backends().into_keys().collect();
     assert_eq!(backends, ["ns/s:80", "ns/t:http"]);
 }
 
@@ -509,12 +486,12 @@ fn hosts_with_identical_routes_share_a_virtual_host() {
         ingress("i", "", spec),
     ]
     .concat();
-    let t = run(&store_of(&yaml), &mut LastGood::default());
+    let t = translate_store(&store_of(&yaml));
     assert_eq!(
-        domains(&t.snapshot.internal),
+        domains(&t.internal()),
         [vec!["x.ns", "x.ns.svc", "x.ns.svc.cluster.local"]]
     );
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
+    assert!(t.external().is_empty());
 }
 
 /// (case, ingresses in insertion order as (name, extra metadata, host), the ingresses served,
@@ -592,13 +569,13 @@ fn domain_conflict_older_wins() {
                 store.upsert(object);
             }
         }
-        let t = run(&store, &mut LastGood::default());
+        let t = translate_store(&store);
+        // Owners serving routes: every RouteConfig with a virtual host.
         let owners: BTreeSet<_> = t
-            .snapshot
-            .internal
-            .virtual_hosts
-            .iter()
-            .flat_map(|v| v.routes.iter().map(|r| r.owner.clone()))
+            .route_configs()
+            .values()
+            .filter(|c| !c.internal.is_empty())
+            .map(|c| c.owner.clone())
             .collect();
         let want: BTreeSet<_> = winners.iter().map(|w| format!("ns/{w}")).collect();
         assert_eq!(owners, want, "{case}: served");
@@ -636,22 +613,22 @@ fn invalid_update_keeps_serving_the_last_good_translation() {
         simple_ingress("other", "o.example.com", "s"),
     ]
     .concat();
-    let mut store = store_of(&good);
-    let mut last_good = LastGood::default();
-    let before = run(&store, &mut last_good);
-    assert!(last_good.contains(&ObjectKey::new(Kind::Ingress, "ns", "i")));
+    let mut h = Harness::of(&good);
+    let before = h.run();
+    let key = ObjectKey::new(Kind::Ingress, "ns", "i");
+    assert!(h.translator.ingresses[&key].last_good.is_some());
 
     let bad = ingress(
         "i",
         "",
         "{rules: [{hosts: [changed.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80, percent: 50}, {serviceNamespace: ns, serviceName: s, servicePort: 80, percent: 40}]}]}}]}",
     );
-    for object in objects(&bad) {
-        store.upsert(object);
-    }
-    let after = run(&store, &mut last_good);
+    h.apply(&bad);
+    let delta = h.update();
+    assert!(delta.resources.is_empty(), "no resource changes");
+    let after = Output::of(&h.translator);
     assert_eq!(
-        after.snapshot, before.snapshot,
+        after.resources, before.resources,
         "the old routes keep serving"
     );
     let status = status_of(&after, "i");
@@ -670,8 +647,8 @@ fn invalid_update_keeps_serving_the_last_good_translation() {
     );
 
     // Without a last good translation an invalid ingress contributes nothing.
-    let t = run(&store, &mut LastGood::default());
-    assert_eq!(domains(&t.snapshot.external), [vec!["o.example.com"]]);
+    let t = translate_store(&h.store);
+    assert_eq!(domains(&t.external()), [vec!["o.example.com"]]);
     assert_eq!(
         condition(status_of(&t, "i"), CONDITION_NETWORK_CONFIGURED).status,
         STATUS_FALSE
@@ -686,31 +663,22 @@ fn dangling_service_keeps_routes_with_no_endpoints() {
         ingress("i", "", "{rules: [{hosts: [a.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 81}]}]}}]}"),
     ]
     .concat();
-    let mut store = store_of(&yaml);
-    let mut last_good = LastGood::default();
-    let before = run(&store, &mut last_good);
-    assert_eq!(
-        before.snapshot.backends["ns/s:81"],
-        Backend {
-            protocol: Protocol::H2c,
-            revision: None,
-            target: Target::Endpoints(addrs(&["10.0.0.1:8013"]))
-        }
-    );
+    let mut h = Harness::of(&yaml);
+    let before = h.run();
+    let endpoints_backend = |protocol| Backend {
+        protocol,
+        revision: None,
+        target: Target::Endpoints,
+    };
+    assert_eq!(before.backend("ns/s:81"), &endpoints_backend(Protocol::H2c));
+    assert_eq!(before.addresses("ns/s:81"), addrs(&["10.0.0.1:8013"]));
 
-    assert!(store.delete(&ObjectKey::new(Kind::Service, "ns", "s")));
-    let after = run(&store, &mut last_good);
+    assert!(h.delete(Kind::Service, "ns", "s"));
+    let after = h.run();
+    assert_eq!(after.external(), before.external(), "routes stay");
     assert_eq!(
-        after.snapshot.external, before.snapshot.external,
-        "routes stay"
-    );
-    assert_eq!(
-        after.snapshot.backends["ns/s:81"],
-        Backend {
-            protocol: Protocol::H2c,
-            revision: None,
-            target: Target::Endpoints(vec![])
-        },
+        (after.backend("ns/s:81"), after.addresses("ns/s:81")),
+        (&endpoints_backend(Protocol::H2c), vec![]),
         "the vanished service serves no endpoints, with its last known protocol"
     );
     let network = condition(status_of(&after, "i"), CONDITION_NETWORK_CONFIGURED);
@@ -728,20 +696,16 @@ fn dangling_service_keeps_routes_with_no_endpoints() {
     );
 
     // The service comes back with another port: still failing, endpoints still empty.
-    for object in objects(&service("s", "[{name: http, port: 80}]")) {
-        store.upsert(object);
-    }
-    let again = run(&store, &mut last_good);
+    h.apply(&service("s", "[{name: http, port: 80}]"));
+    let again = h.run();
     let network = condition(status_of(&again, "i"), CONDITION_NETWORK_CONFIGURED);
     assert_eq!(network.reason.as_deref(), Some("ServicePortNotFound"));
     assert_eq!(
         network.message.as_deref(),
         Some("ingress ns/i: service ns/s has no port 81")
     );
-    assert_eq!(
-        again.snapshot.backends["ns/s:81"].target,
-        Target::Endpoints(vec![])
-    );
+    assert_eq!(again.backend("ns/s:81").target, Target::Endpoints);
+    assert_eq!(again.addresses("ns/s:81"), vec![]);
 }
 
 #[test]
@@ -751,17 +715,18 @@ fn deleted_ingresses_disappear_with_their_cache() {
         simple_ingress("i", "a.example.com", "s"),
     ]
     .concat();
-    let mut store = store_of(&yaml);
-    let mut last_good = LastGood::default();
-    run(&store, &mut last_good);
+    let mut h = Harness::of(&yaml);
+    h.run();
     let key = ObjectKey::new(Kind::Ingress, "ns", "i");
-    assert!(last_good.contains(&key));
-    store.delete(&key);
-    let t = run(&store, &mut last_good);
+    assert!(h.translator.ingresses.contains_key(&key));
+    h.store.delete(&key);
+    let t = h.run();
     assert!(t.statuses.is_empty());
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
-    assert!(t.snapshot.backends.is_empty());
-    assert!(last_good.is_empty());
+    assert!(t.external().is_empty());
+    assert!(t.backends().is_empty());
+    assert!(t.resources.is_empty());
+    assert!(h.translator.ingresses.is_empty());
+    assert!(h.translator.contributions.is_empty());
 }
 
 #[test]
@@ -772,8 +737,279 @@ fn translation_is_deterministic() {
         simple_ingress("a", "a.example.com", "s"),
     ]
     .concat();
-    let first = run(&store_of(&yaml), &mut LastGood::default());
-    let second = run(&store_of(&yaml), &mut LastGood::default());
+    let first = translate_store(&store_of(&yaml));
+    let second = translate_store(&store_of(&yaml));
     assert_eq!(first, second);
-    assert_eq!(first.snapshot.version, first.snapshot.content_hash());
+    // Every resource's version is the hash of its content.
+    let translator = {
+        let store = store_of(&yaml);
+        let mut t = Translator::new(TranslateConfig::default());
+        t.update(&store, &store.all_as_changes());
+        t
+    };
+    for (_, named) in translator.resources() {
+        assert_eq!(named.version, named.resource.version(), "{}", named.name);
+    }
+}
+
+#[test]
+fn a_new_generation_failing_the_same_way_shows_in_the_status() {
+    let invalid = |host: &str| {
+        ingress(
+            "i",
+            "",
+            &format!("{{rules: [{{hosts: [{host}], http: {{paths: [{{splits: [{{serviceNamespace: ns, serviceName: s, servicePort: 80, percent: 90}}]}}]}}}}]}}"),
+        )
+    };
+    let route = |host: &str| {
+        format!("---\napiVersion: sluice.dev/v1alpha1\nkind: Route\nmetadata: {{name: r, namespace: ns}}\nspec: {{hosts: [{host}], traffic: [{{revision: v, percent: 90}}]}}\n")
+    };
+    let mut h = Harness::of(&[invalid("a.example.com"), route("r.example.com")].concat());
+    let first = h.run();
+    for (kind, name) in [("Ingress", "i"), ("Route", "r")] {
+        assert_eq!(first.status(kind, name).generation, 1, "{kind}");
+    }
+    // Another spec, the same error.
+    h.apply(&[invalid("b.example.com"), route("q.example.com")].concat());
+    let delta = h.update();
+    let generations: Vec<(String, i64, i64)> = delta
+        .statuses
+        .iter()
+        .map(|c| match c {
+            StatusChange::Set(s) => (s.kind.clone(), s.generation, s.status.observed_generation),
+            StatusChange::Remove { name, .. } => panic!("{name} removed"),
+        })
+        .collect();
+    assert_eq!(
+        generations,
+        [("Ingress".to_string(), 2, 2), ("Route".to_string(), 2, 2)]
+    );
+}
+
+#[test]
+fn a_last_good_plan_accepted_again_resolves_its_backends_from_the_store() {
+    let young = ingress(
+        "young",
+        "  creationTimestamp: '2024-02-01T00:00:00Z'\n",
+        "{rules: [{hosts: [h.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}",
+    );
+    let mut h = Harness::of(
+        &[
+            service("s", "[{name: http, port: 80}]"),
+            slice(
+                "s-1",
+                "s",
+                "[{name: http, port: 8080}]",
+                "[{addresses: [10.0.0.1]}]",
+            ),
+            young,
+        ]
+        .concat(),
+    );
+    assert_eq!(h.run().addresses("ns/s:80"), addrs(&["10.0.0.1:8080"]));
+    // It turns invalid: its last good plan serves on.
+    h.apply(&ingress(
+        "young",
+        "  creationTimestamp: '2024-02-01T00:00:00Z'\n",
+        "{rules: [{hosts: [h.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80, percent: 90}]}]}}]}",
+    ));
+    assert!(h.run().route_configs().contains_key("ingress/ns/young"));
+    // An older ingress takes the host; meanwhile the Service's endpoints move.
+    h.apply(&[
+        service("t", "[{name: http, port: 80}]"),
+        ingress(
+            "old",
+            "  creationTimestamp: '2024-01-01T00:00:00Z'\n",
+            "{rules: [{hosts: [h.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: t, servicePort: 80}]}]}}]}",
+        ),
+    ]
+    .concat());
+    assert!(h.run().endpoints("ns/s:80").is_none(), "nobody uses it");
+    h.apply(&slice(
+        "s-1",
+        "s",
+        "[{name: http, port: 8080}]",
+        "[{addresses: [10.0.0.2]}]",
+    ));
+    h.run();
+    // The older one goes: the last good plan serves again, with today's endpoints.
+    assert!(h.delete(Kind::Ingress, "ns", "old"));
+    let t = h.run();
+    assert!(t.route_configs().contains_key("ingress/ns/young"));
+    assert_eq!(t.addresses("ns/s:80"), addrs(&["10.0.0.2:8080"]));
+}
+
+#[test]
+fn which_ingress_is_older_decides_hosts_and_sni_names_as_it_changes() {
+    const ECDSA_CRT: &str = include_str!("../../tests/fixtures/ecdsa.crt");
+    const ECDSA_KEY: &str = include_str!("../../tests/fixtures/ecdsa.key");
+    const RSA_CRT: &str = include_str!("../../tests/fixtures/rsa.crt");
+    const RSA_KEY: &str = include_str!("../../tests/fixtures/rsa.key");
+    let secret = |name: &str, crt: &str, key: &str| {
+        let quoted = |s: &str| serde_json::to_string(s).expect("strings serialise");
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ns}}\nstringData: {{tls.crt: {}, tls.key: {}}}\n",
+            quoted(crt),
+            quoted(key)
+        )
+    };
+    // Distinct route hosts, one shared SNI name; and one shared route host.
+    let with_tls = |name: &str, created: &str, host: &str, secret: &str| {
+        ingress(
+            name,
+            &format!("  creationTimestamp: '{created}'\n"),
+            &format!("{{tls: [{{hosts: [{host}, shared.example.com], secretName: {secret}, secretNamespace: ns}}], rules: [{{hosts: [{host}], http: {{paths: [{{splits: [{{serviceNamespace: ns, serviceName: s, servicePort: 80}}]}}]}}}}]}}"),
+        )
+    };
+    let plain = |name: &str, created: &str| {
+        ingress(
+            name,
+            &format!("  creationTimestamp: '{created}'\n"),
+            "{rules: [{hosts: [h.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}",
+        )
+    };
+    let (jan, feb) = ("2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z");
+    let mut h = Harness::of(
+        &[
+            service("s", "[{name: http, port: 80}]"),
+            secret("ecdsa", ECDSA_CRT, ECDSA_KEY),
+            secret("rsa", RSA_CRT, RSA_KEY),
+            with_tls("a", jan, "a.example.com", "ecdsa"),
+            with_tls("b", feb, "b.example.com", "rsa"),
+            plain("p", jan),
+            plain("q", feb),
+        ]
+        .concat(),
+    );
+    // (secret, external SNI names) of every certificate, and who serves h.example.com.
+    let view = |t: &Output| {
+        let certificates: Vec<(String, Vec<String>)> = t
+            .certificates()
+            .values()
+            .map(|c| (c.secret.clone(), c.external_hosts.clone()))
+            .collect();
+        let holder: Vec<&str> = t
+            .route_configs()
+            .iter()
+            .filter(|(_, c)| c.external.iter().any(|v| v.domains == ["h.example.com"]))
+            .map(|(name, _)| *name)
+            .collect();
+        (certificates, holder.join(","))
+    };
+    let owned = |list: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        list.iter()
+            .map(|(s, hosts)| (s.to_string(), hosts.iter().map(|h| h.to_string()).collect()))
+            .collect()
+    };
+    assert_eq!(
+        view(&h.run()),
+        (
+            owned(&[
+                ("ns/ecdsa", &["a.example.com", "shared.example.com"]),
+                ("ns/rsa", &["b.example.com"]),
+            ]),
+            "ingress/ns/p".to_string()
+        )
+    );
+    // Only the timestamps change: b and q become the older ones.
+    h.apply(
+        &[
+            with_tls("b", "2023-12-01T00:00:00Z", "b.example.com", "rsa"),
+            plain("q", "2023-12-01T00:00:00Z"),
+        ]
+        .concat(),
+    );
+    let t = h.run();
+    assert_eq!(
+        view(&t),
+        (
+            owned(&[
+                ("ns/ecdsa", &["a.example.com"]),
+                ("ns/rsa", &["b.example.com", "shared.example.com"]),
+            ]),
+            "ingress/ns/q".to_string()
+        )
+    );
+    assert_eq!(
+        t,
+        translate_store(&h.store),
+        "as a fresh translation sees it"
+    );
+    // And back, by making a and p older still.
+    h.apply(
+        &[
+            with_tls("a", "2023-01-01T00:00:00Z", "a.example.com", "ecdsa"),
+            plain("p", "2023-01-01T00:00:00Z"),
+        ]
+        .concat(),
+    );
+    let t = h.run();
+    assert_eq!(view(&t).1, "ingress/ns/p");
+    assert_eq!(view(&t).0[0].1, ["a.example.com", "shared.example.com"]);
+}
+
+#[test]
+fn owners_of_names_the_objects_serving_a_resource() {
+    let mut h = Harness::of(
+        &[
+            service("s", "[{name: http, port: 80}]"),
+            ingress(
+                "a",
+                "  creationTimestamp: '2024-01-01T00:00:00Z'\n",
+                "{rules: [{hosts: [a.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}",
+            ),
+            ingress(
+                "b",
+                "  creationTimestamp: '2024-02-01T00:00:00Z'\n",
+                "{rules: [{hosts: [b.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}",
+            ),
+            // Loses a.example.com to a: serves nothing.
+            ingress(
+                "c",
+                "  creationTimestamp: '2024-03-01T00:00:00Z'\n",
+                "{rules: [{hosts: [a.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}",
+            ),
+        ]
+        .concat(),
+    );
+    h.run();
+    let key = |name: &str| ObjectKey::new(Kind::Ingress, "ns", name);
+    let t = &h.translator;
+    assert_eq!(
+        t.owners_of(ResourceType::RouteConfig, "ingress/ns/a"),
+        [key("a")]
+    );
+    assert!(
+        t.owners_of(ResourceType::RouteConfig, "ingress/ns/c")
+            .is_empty(),
+        "a rejected ingress serves no RouteConfig"
+    );
+    assert!(t
+        .owners_of(ResourceType::RouteConfig, "ingress/ns/gone")
+        .is_empty());
+    for type_ in [ResourceType::Backend, ResourceType::Endpoints] {
+        assert_eq!(
+            t.owners_of(type_, "ns/s:80"),
+            [key("a"), key("b")],
+            "{type_}"
+        );
+    }
+    assert!(t.owners_of(ResourceType::Certificate, "ns/x#0").is_empty());
+
+    // Deleted owners are forgotten.
+    h.delete(Kind::Ingress, "ns", "a");
+    h.run();
+    let t = &h.translator;
+    assert!(t
+        .owners_of(ResourceType::RouteConfig, "ingress/ns/a")
+        .is_empty());
+    assert_eq!(
+        t.owners_of(ResourceType::RouteConfig, "ingress/ns/c"),
+        [key("c")],
+        "c took the host over"
+    );
+    assert_eq!(
+        t.owners_of(ResourceType::Backend, "ns/s:80"),
+        [key("b"), key("c")]
+    );
 }

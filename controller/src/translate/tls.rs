@@ -10,20 +10,20 @@
 //! - **The Secret** holds `tls.crt` (leaf first, then the chain) and `tls.key` (PKCS#8, PKCS#1 or
 //!   SEC1; RSA or ECDSA), base64 in `data` or plain in `stringData` (which wins, as the API
 //!   server merges it).
-//! - **Validation** is exactly what the proxy will do with it: [`certified_key`] parses the PEM,
-//!   loads the key with rustls' ring provider and checks that it matches the leaf certificate.
-//!   A failure fails the whole ingress, so its last good translation (with the previous
-//!   certificate) keeps serving.
+//! - **Validation** is exactly what the proxy will do with it: [`certified_key`] (shared with the
+//!   proxy through `sluice-xds`) parses the PEM, loads the key with rustls' ring provider and
+//!   checks that it matches the leaf certificate. A failure fails the whole ingress, so its last
+//!   good translation (with the previous certificate) keeps serving.
+//! - **Resources.** A certificate becomes a resource named `<secret>#<12 hex of its content
+//!   hash>` ([`PlannedCertificate::resource_name`]): new content is a new resource, parsed once
+//!   by each proxy, and an old ingress still serving its last good certificate keeps its own.
 
 use crate::object::{IngressSpec, Kind, Object, ObjectKey};
 use crate::store::Store;
 use base64::Engine as _;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use sluice_xds::Certificate;
-use std::collections::{BTreeMap, BTreeSet};
+pub use sluice_xds::tls::{certified_key, InvalidKeyPair};
+use std::collections::BTreeMap;
 
 /// The Secret key holding the certificate chain (`corev1.TLSCertKey`).
 pub const TLS_CERT_KEY: &str = "tls.crt";
@@ -49,60 +49,6 @@ impl SecretError {
             SecretError::NotFound { .. } => "SecretNotFound",
             SecretError::Invalid { .. } => "InvalidSecret",
         }
-    }
-}
-
-/// What is wrong with a `tls.crt` / `tls.key` pair.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidKeyPair {
-    #[error("missing key {0}")]
-    MissingKey(&'static str),
-    #[error("key {0} is not valid base64")]
-    Base64(&'static str),
-    #[error("key {0} is not valid UTF-8 text")]
-    Utf8(&'static str),
-    #[error("tls.crt holds no PEM certificate")]
-    NoCertificate,
-    #[error("tls.crt: {0}")]
-    Certificate(String),
-    #[error("tls.key holds no PEM private key")]
-    NoPrivateKey,
-    #[error("tls.key: unsupported or invalid private key: {0}")]
-    PrivateKey(String),
-    #[error("tls.key does not match the certificate in tls.crt")]
-    KeyMismatch,
-}
-
-/// Parses a PEM chain and key into what rustls serves, checking that the key belongs to the
-/// leaf certificate. The proxy uses this too, so the controller accepts exactly what serves.
-pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, InvalidKeyPair> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| InvalidKeyPair::Certificate(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(InvalidKeyPair::NoCertificate);
-    }
-    let key = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()) {
-        Ok(key) => key,
-        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
-            return Err(InvalidKeyPair::NoPrivateKey)
-        }
-        Err(e) => return Err(InvalidKeyPair::PrivateKey(e.to_string())),
-    };
-    let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| InvalidKeyPair::PrivateKey(e.to_string()))?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        Ok(()) => Ok(certified),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(InvalidKeyPair::KeyMismatch)
-        }
-        // A key type whose public half rustls cannot derive: nothing to compare.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
-        Err(e) => Err(InvalidKeyPair::Certificate(e.to_string())),
     }
 }
 
@@ -132,11 +78,10 @@ pub fn secret_key_pair(object: &Object) -> Result<(String, String), InvalidKeyPa
 }
 
 /// Validation results by content, kept across translations so that an unchanged Secret is
-/// not parsed again. Entries not used by a translation are dropped at its end.
+/// not parsed again. Bounded: past [`KeyPairChecks::BOUND`] entries it starts afresh.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KeyPairChecks {
     checked: BTreeMap<[u8; 32], Result<(), InvalidKeyPair>>,
-    used: BTreeSet<[u8; 32]>,
 }
 
 impl KeyPairChecks {
@@ -146,18 +91,16 @@ impl KeyPairChecks {
         digest.update(cert_pem.as_bytes());
         digest.update(key_pem.as_bytes());
         let id: [u8; 32] = digest.finalize().into();
-        self.used.insert(id);
+        if self.checked.len() >= Self::BOUND && !self.checked.contains_key(&id) {
+            self.checked.clear();
+        }
         self.checked
             .entry(id)
             .or_insert_with(|| certified_key(cert_pem, key_pem).map(drop))
             .clone()
     }
 
-    /// Drops what this translation did not use.
-    pub(crate) fn sweep(&mut self) {
-        let used = std::mem::take(&mut self.used);
-        self.checked.retain(|id, _| used.contains(id));
-    }
+    const BOUND: usize = 65_536;
 }
 
 /// Indexes of the TLS entries Knative's `GetIngressTLSForVisibility(visibility)` returns, in
@@ -180,12 +123,53 @@ pub fn tls_for_visibility(spec: &IngressSpec, visibility: &str) -> Vec<usize> {
     selected
 }
 
+/// One TLS entry of an ingress, read from its Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedCertificate {
+    /// `ns/name`.
+    pub secret: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Normalised, deduplicated, in spec order.
+    pub hosts: Vec<String>,
+    /// Selected for the external HTTPS listeners.
+    pub external: bool,
+    /// Selected for the cluster-local HTTPS listeners.
+    pub internal: bool,
+}
+
+impl PlannedCertificate {
+    /// `<secret>#<12 hex digits of the content hash>`.
+    pub fn resource_name(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update((self.cert_pem.len() as u64).to_be_bytes());
+        digest.update(self.cert_pem.as_bytes());
+        digest.update(self.key_pem.as_bytes());
+        let hash = hex::encode(digest.finalize());
+        format!("{}#{}", self.secret, &hash[..12])
+    }
+}
+
+/// The Secrets the TLS entries of a defaulted spec would read (found or not), for dependency
+/// tracking.
+pub fn secrets_read(spec: &IngressSpec) -> Vec<ObjectKey> {
+    use crate::object::{VISIBILITY_CLUSTER_LOCAL, VISIBILITY_EXTERNAL_IP};
+    let external = tls_for_visibility(spec, VISIBILITY_EXTERNAL_IP);
+    let internal = tls_for_visibility(spec, VISIBILITY_CLUSTER_LOCAL);
+    spec.tls
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| external.contains(i) || internal.contains(i))
+        .map(|(_, tls)| ObjectKey::new(Kind::Secret, &tls.secret_namespace, &tls.secret_name))
+        .collect()
+}
+
 /// The certificates of one defaulted, valid ingress spec, reading Secrets from `store`.
 pub(crate) fn plan_certificates(
     store: &Store,
     spec: &IngressSpec,
     checks: &mut KeyPairChecks,
-) -> Result<Vec<Certificate>, SecretError> {
+) -> Result<Vec<PlannedCertificate>, SecretError> {
     use crate::object::{VISIBILITY_CLUSTER_LOCAL, VISIBILITY_EXTERNAL_IP};
     let external = tls_for_visibility(spec, VISIBILITY_EXTERNAL_IP);
     let internal = tls_for_visibility(spec, VISIBILITY_CLUSTER_LOCAL);
@@ -208,18 +192,18 @@ pub(crate) fn plan_certificates(
         checks.check(&cert_pem, &key_pem).map_err(invalid)?;
         let mut hosts = Vec::with_capacity(tls.hosts.len());
         for host in &tls.hosts {
-            let host = super::normalize_host(host);
+            let host = sluice_xds::host::normalized(host);
             if !host.is_empty() && !hosts.contains(&host) {
                 hosts.push(host);
             }
         }
-        certificates.push(Certificate {
-            hosts,
-            external: is_external,
-            internal: is_internal,
+        certificates.push(PlannedCertificate {
             secret,
             cert_pem,
             key_pem,
+            hosts,
+            external: is_external,
+            internal: is_internal,
         });
     }
     Ok(certificates)

@@ -1,29 +1,19 @@
-use crate::manifest::parse_file;
+use crate::object::Kind;
 use crate::status::{
-    Condition, ObjectStatus, StatusBoard, CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY,
+    ObjectStatus, StatusBoard, CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY,
     CONDITION_READY, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
-use crate::store::Store;
-use crate::translate::{translate, LastGood};
-use crate::{TranslateConfig, Translation};
+use crate::translate::test_support::{
+    condition, state, store_of, translate_store, Harness, Output, CLASS,
+};
+use crate::translate::StatusChange;
 use sluice_xds::{
-    Backend, Forward, HeaderMatch, HeaderValue, Route, RouteAction, RouteTable, Split, Target,
+    Backend, Forward, HeaderMatch, HeaderValue, ResourceType, Route, RouteAction, Split, Target,
+    VirtualHost,
 };
 
-const CLASS: &str = "sluice.ingress.networking.knative.dev";
-
-fn store_of(yaml: &str) -> Store {
-    let file = parse_file("test.yaml".to_string(), yaml);
-    assert!(file.problems.is_empty(), "test yaml: {:?}", file.problems);
-    let mut store = Store::new();
-    for object in file.objects {
-        store.upsert(object);
-    }
-    store
-}
-
-fn run(store: &Store) -> Translation {
-    translate(store, &TranslateConfig::default(), &mut LastGood::default())
+fn run(store: &crate::store::Store) -> Output {
+    translate_store(store)
 }
 
 fn route(name: &str, extra_meta: &str, spec: &str) -> String {
@@ -52,50 +42,25 @@ fn created(timestamp: &str) -> String {
     format!("  creationTimestamp: \"{timestamp}\"\n")
 }
 
-fn status<'a>(t: &'a Translation, kind: &str, name: &str) -> &'a ObjectStatus {
-    t.statuses
-        .iter()
-        .find(|s| s.kind == kind && s.name == name)
-        .unwrap_or_else(|| panic!("no status for {kind} {name}"))
+fn status<'a>(t: &'a Output, kind: &str, name: &str) -> &'a ObjectStatus {
+    t.status(kind, name)
 }
 
-fn condition<'a>(status: &'a ObjectStatus, type_: &str) -> &'a Condition {
-    status
-        .status
-        .condition(type_)
-        .unwrap_or_else(|| panic!("{} has no {type_}", status.name))
-}
-
-/// (status, reason, message) of a condition.
-fn state(status: &ObjectStatus, type_: &str) -> (String, String, String) {
-    let c = condition(status, type_);
-    (
-        c.status.clone(),
-        c.reason.clone().unwrap_or_default(),
-        c.message.clone().unwrap_or_default(),
-    )
-}
-
-fn routes_of<'a>(table: &'a RouteTable, host: &str) -> &'a [Route] {
+fn routes_of(table: &[VirtualHost], host: &str) -> Vec<Route> {
     table
-        .virtual_hosts
         .iter()
         .find(|v| v.domains.iter().any(|d| d == host))
-        .map_or(&[], |v| &v.routes)
+        .map_or(Vec::new(), |v| v.routes.clone())
 }
 
-fn hosts_of(table: &RouteTable) -> Vec<String> {
-    let mut hosts: Vec<String> = table
-        .virtual_hosts
-        .iter()
-        .flat_map(|v| v.domains.clone())
-        .collect();
+fn hosts_of(table: &[VirtualHost]) -> Vec<String> {
+    let mut hosts: Vec<String> = table.iter().flat_map(|v| v.domains.clone()).collect();
     hosts.sort();
     hosts
 }
 
-fn ids(routes: &[Route]) -> Vec<&str> {
-    routes.iter().map(|r| r.id.as_str()).collect()
+fn ids(routes: &[Route]) -> Vec<String> {
+    routes.iter().map(|r| r.id.clone()).collect()
 }
 
 fn forward(route: &Route) -> &Forward {
@@ -136,7 +101,14 @@ fn splits_and_tags_route_on_main_and_tag_hosts() {
     .concat();
     let t = run(&store_of(&yaml));
 
-    for table in [&t.snapshot.external, &t.snapshot.internal] {
+    let config = t.route_config("route/ns/hello");
+    for (table, own) in [
+        (t.external(), &config.external),
+        (t.internal(), &config.internal),
+    ] {
+        // Every route of the table is the Route's own (its RouteConfig, owned by ns/hello).
+        assert_eq!(&table, own);
+        let table = &table;
         assert_eq!(
             hosts_of(table),
             [
@@ -149,7 +121,7 @@ fn splits_and_tags_route_on_main_and_tag_hosts() {
         for host in ["hello.example.com", "hello"] {
             let routes = routes_of(table, host);
             assert_eq!(
-                ids(routes),
+                ids(&routes),
                 ["ns/hello#tag/canary", "ns/hello#default"],
                 "{host}"
             );
@@ -166,13 +138,12 @@ fn splits_and_tags_route_on_main_and_tag_hosts() {
                 forward(&routes[1]).splits,
                 [revision_split("v1", 90), revision_split("v2", 10)]
             );
-            assert!(routes
-                .iter()
-                .all(|r| r.path_prefix == "/" && r.owner == "ns/hello"));
+            assert!(routes.iter().all(|r| r.path_prefix == "/"));
+            assert_eq!(config.owner, "ns/hello");
         }
         for host in ["canary-hello.example.com", "canary-hello"] {
             let routes = routes_of(table, host);
-            assert_eq!(ids(routes), ["ns/hello#tag/canary/host"], "{host}");
+            assert_eq!(ids(&routes), ["ns/hello#tag/canary/host"], "{host}");
             assert_eq!(
                 forward(&routes[0]).set_headers,
                 [header("knative-serving-tag", "canary")]
@@ -181,11 +152,13 @@ fn splits_and_tags_route_on_main_and_tag_hosts() {
         }
     }
 
-    let backends: Vec<&str> = t.snapshot.backends.keys().map(String::as_str).collect();
+    let backends: Vec<&str> = t.backends().into_keys().collect();
     assert_eq!(backends, ["ns/v1", "ns/v2"]);
-    let v1 = &t.snapshot.backends["ns/v1"];
+    let v1 = t.backend("ns/v1");
     assert!(matches!(v1.target, Target::Responder(_)));
-    assert_eq!(v1.revision.as_ref().map(|p| p.id.as_str()), Some("ns/v1"));
+    assert_eq!(v1.revision.as_deref(), Some("ns/v1"));
+    assert!(t.policy("ns/v1").is_some(), "its policy, by the same name");
+    assert_eq!(t.names(ResourceType::RevisionPolicy), ["ns/v1", "ns/v2"]);
 
     let hello = status(&t, "Route", "hello");
     assert_eq!(hello.api_version, "sluice.dev/v1alpha1");
@@ -219,11 +192,8 @@ fn cluster_local_route_is_internal_only() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
-    assert_eq!(
-        hosts_of(&t.snapshot.internal),
-        ["private.ns", "t-private.ns"]
-    );
+    assert!(t.external().is_empty());
+    assert_eq!(hosts_of(&t.internal()), ["private.ns", "t-private.ns"]);
 }
 
 #[test]
@@ -238,12 +208,9 @@ fn missing_revision_serves_nothing_and_names_it() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert!(
-        t.snapshot.external.virtual_hosts.is_empty(),
-        "hosts answer 404"
-    );
-    assert!(t.snapshot.internal.virtual_hosts.is_empty());
-    assert!(t.snapshot.backends.is_empty());
+    assert!(t.external().is_empty(), "hosts answer 404");
+    assert!(t.internal().is_empty());
+    assert!(t.backends().is_empty());
     let hello = status(&t, "Route", "hello");
     let want = (
         STATUS_FALSE.to_string(),
@@ -269,7 +236,7 @@ fn unusable_revisions_fail_the_route_and_report_themselves() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
+    assert!(t.external().is_empty());
     assert_eq!(
         state(status(&t, "Route", "hello"), CONDITION_ALL_TRAFFIC_ASSIGNED),
         (
@@ -309,7 +276,7 @@ fn invalid_route_is_reported_and_serves_nothing() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert!(t.snapshot.external.virtual_hosts.is_empty());
+    assert!(t.external().is_empty());
     assert_eq!(
         state(status(&t, "Route", "hello"), CONDITION_READY),
         (
@@ -333,10 +300,10 @@ fn zero_percent_revision_without_tag_gets_no_backend() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    let backends: Vec<&str> = t.snapshot.backends.keys().map(String::as_str).collect();
+    let backends: Vec<&str> = t.backends().into_keys().collect();
     assert_eq!(backends, ["ns/v1"]);
     assert_eq!(
-        forward(&routes_of(&t.snapshot.external, "h")[0]).splits,
+        forward(&routes_of(&t.external(), "h")[0]).splits,
         [revision_split("v1", 100)]
     );
 }
@@ -358,9 +325,9 @@ fn routes_sharing_a_revision_share_its_backend() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert_eq!(t.snapshot.backends.len(), 1);
-    assert_eq!(hosts_of(&t.snapshot.external), ["a", "b"]);
-    assert_eq!(ids(routes_of(&t.snapshot.external, "b")), ["ns/b#default"]);
+    assert_eq!(t.backends().len(), 1);
+    assert_eq!(hosts_of(&t.external()), ["a", "b"]);
+    assert_eq!(ids(&routes_of(&t.external(), "b")), ["ns/b#default"]);
 }
 
 #[test]
@@ -372,8 +339,9 @@ fn revision_backend_carries_its_policy() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    let backend: &Backend = &t.snapshot.backends["ns/p"];
-    let policy = backend.revision.as_ref().expect("revision policy");
+    let backend: &Backend = t.backend("ns/p");
+    assert_eq!(backend.revision.as_deref(), Some("ns/p"));
+    let policy = t.policy("ns/p").expect("revision policy");
     assert_eq!(
         (
             policy.container_concurrency,
@@ -384,9 +352,12 @@ fn revision_backend_carries_its_policy() {
         ),
         (1, 5, 20, None, Some(5))
     );
+    assert_eq!(backend.target, Target::Endpoints);
     assert_eq!(
-        backend.target,
-        Target::Endpoints(vec!["127.0.0.1:41000".parse().expect("addr")])
+        t.addresses("ns/p"),
+        vec!["127.0.0.1:41000"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr")]
     );
 }
 
@@ -403,12 +374,12 @@ fn older_kingress_keeps_its_host_from_a_newer_route() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert_eq!(hosts_of(&t.snapshot.external), ["shared.example.com"]);
+    assert_eq!(hosts_of(&t.external()), ["shared.example.com"]);
     assert_eq!(
-        ids(routes_of(&t.snapshot.external, "shared.example.com")),
+        ids(&routes_of(&t.external(), "shared.example.com")),
         ["ns/old#0/0/probe", "ns/old#0/0"]
     );
-    assert!(!t.snapshot.backends.contains_key("ns/v1"));
+    assert!(!t.backends().contains_key("ns/v1"));
     let new = status(&t, "Route", "new");
     assert_eq!(state(new, CONDITION_ALL_TRAFFIC_ASSIGNED).0, STATUS_TRUE);
     let want = (
@@ -442,11 +413,11 @@ fn older_route_keeps_its_host_from_a_newer_kingress() {
     .concat();
     let t = run(&store_of(&yaml));
     assert_eq!(
-        hosts_of(&t.snapshot.external),
+        hosts_of(&t.external()),
         ["canary-hello.example.com", "hello.example.com"]
     );
     assert_eq!(
-        ids(routes_of(&t.snapshot.external, "canary-hello.example.com")),
+        ids(&routes_of(&t.external(), "canary-hello.example.com")),
         ["ns/hello#tag/canary/host"]
     );
     let (s, reason, message) = state(status(&t, "Ingress", "new"), "LoadBalancerReady");
@@ -482,10 +453,7 @@ fn without_timestamps_the_first_seen_route_wins() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert_eq!(
-        ids(routes_of(&t.snapshot.external, "x")),
-        ["ns/first#default"]
-    );
+    assert_eq!(ids(&routes_of(&t.external(), "x")), ["ns/first#default"]);
     assert_eq!(
         state(status(&t, "Route", "third"), CONDITION_INGRESS_READY).2,
         "route ns/third: host \"x\" is already served by route ns/first"
@@ -509,7 +477,7 @@ fn a_failing_route_claims_no_hosts() {
     .concat();
     let t = run(&store_of(&yaml));
     assert_eq!(
-        ids(routes_of(&t.snapshot.external, "x")),
+        ids(&routes_of(&t.external(), "x")),
         ["ns/later#0/0/probe", "ns/later#0/0"]
     );
     assert_eq!(
@@ -529,14 +497,15 @@ fn route_is_ready_once_applied_even_at_scale_zero() {
         revision("p", "{process: {command: [srv]}}"),
     ]
     .concat();
-    let t = run(&store_of(&yaml));
-    assert_eq!(
-        t.snapshot.backends["ns/p"].target,
-        Target::Endpoints(Vec::new())
-    );
+    let mut h = Harness::of(&yaml);
+    let first = h.update();
+    let t = Output::of(&h.translator);
+    assert_eq!(t.backend("ns/p").target, Target::Endpoints);
+    assert_eq!(t.addresses("ns/p"), vec![]);
 
+    // The board hears translation's status changes at the config sequence carrying them.
     let mut board = StatusBoard::default();
-    board.update(&t.snapshot.version, t.statuses.clone(), "t1");
+    board.update(1, first.statuses, "t1");
     let shown = |board: &StatusBoard| {
         board
             .get("Route", "ns", "hello")
@@ -544,8 +513,8 @@ fn route_is_ready_once_applied_even_at_scale_zero() {
             .clone()
     };
     assert_eq!(state(&shown(&board), CONDITION_READY).0, STATUS_UNKNOWN);
-    assert!(!board.applied("some-other-version", "t2"));
-    assert!(board.applied(&t.snapshot.version, "t2"));
+    assert!(!board.applied(0, "t2"), "an earlier sequence is not enough");
+    assert!(board.applied(1, "t2"));
     let ready = shown(&board);
     assert_eq!(state(&ready, CONDITION_INGRESS_READY).0, STATUS_TRUE);
     assert_eq!(state(&ready, CONDITION_READY).0, STATUS_TRUE);
@@ -558,13 +527,14 @@ fn route_is_ready_once_applied_even_at_scale_zero() {
     assert!(ready.status.public_load_balancer.is_none());
 
     // A failing Route never waits for the data plane.
-    let broken = run(&store_of(&route(
-        "hello",
-        "",
-        "{hosts: [h], traffic: [{revision: p, percent: 100}]}",
-    )));
-    board.update(&broken.snapshot.version, broken.statuses.clone(), "t3");
-    board.applied(&broken.snapshot.version, "t4");
+    assert!(h.delete(Kind::Revision, "ns", "p"));
+    let broken = h.update();
+    assert!(broken
+        .statuses
+        .iter()
+        .any(|c| matches!(c, StatusChange::Remove { kind, .. } if kind == "Revision")));
+    board.update(2, broken.statuses, "t3");
+    board.applied(2, "t4");
     assert_eq!(state(&shown(&board), CONDITION_READY).1, "RevisionMissing");
 }
 
@@ -572,7 +542,7 @@ fn route_is_ready_once_applied_even_at_scale_zero() {
 fn every_revision_gets_a_status_referenced_or_not() {
     let yaml = [responder("lonely"), revision("broken", "{}")].concat();
     let t = run(&store_of(&yaml));
-    assert!(t.snapshot.backends.is_empty());
+    assert!(t.backends().is_empty());
     let lonely = status(&t, "Revision", "lonely");
     assert_eq!(lonely.api_version, "sluice.dev/v1alpha1");
     assert_eq!(lonely.status.observed_generation, 1);

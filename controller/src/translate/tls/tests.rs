@@ -243,26 +243,36 @@ fn tls_entries_are_selected_per_visibility_like_knative() {
 }
 
 #[test]
-fn validation_results_are_cached_by_content_and_swept_when_unused() {
+fn validation_results_are_cached_by_content_and_bounded() {
     let mut checks = KeyPairChecks::default();
     assert_eq!(checks.check(ECDSA_CRT, ECDSA_KEY), Ok(()));
     assert_eq!(
         checks.check(RSA_CRT, ECDSA_KEY),
         Err(InvalidKeyPair::KeyMismatch)
     );
-    checks.sweep();
     assert_eq!(checks.checked.len(), 2);
     assert_eq!(checks.check(ECDSA_CRT, ECDSA_KEY), Ok(()));
-    checks.sweep();
-    assert_eq!(checks.checked.len(), 1, "the unused mismatch was dropped");
+    assert_eq!(checks.checked.len(), 2, "a known pair is not checked again");
+
+    // Full: a new pair starts afresh, so the cache never grows past its bound.
+    for i in 0..KeyPairChecks::BOUND - checks.checked.len() {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        id[31] = 0xff;
+        checks.checked.insert(id, Ok(()));
+    }
+    assert_eq!(checks.checked.len(), KeyPairChecks::BOUND);
+    assert_eq!(checks.check(ECDSA_CRT, ECDSA_KEY), Ok(()), "a known pair");
+    assert_eq!(checks.checked.len(), KeyPairChecks::BOUND);
+    assert_eq!(checks.check(RSA_CRT, RSA_KEY), Ok(()), "a new pair");
+    assert_eq!(checks.checked.len(), 1);
 }
 
 mod last_good {
-    use crate::manifest::parse_file;
+    use crate::object::Kind;
     use crate::status::CONDITION_NETWORK_CONFIGURED;
-    use crate::store::Store;
-    use crate::translate::{translate, LastGood};
-    use crate::TranslateConfig;
+    use crate::translate::test_support::{Harness, Output};
+    use sluice_xds::Certificate;
 
     const ECDSA_CRT: &str = include_str!("../../../tests/fixtures/ecdsa.crt");
     const ECDSA_KEY: &str = include_str!("../../../tests/fixtures/ecdsa.key");
@@ -288,17 +298,7 @@ mod last_good {
         )
     }
 
-    fn store_of(yaml: &str) -> Store {
-        let file = parse_file("test.yaml".to_string(), yaml);
-        assert!(file.problems.is_empty(), "{:?}", file.problems);
-        let mut store = Store::new();
-        for object in file.objects {
-            store.upsert(object);
-        }
-        store
-    }
-
-    fn network_configured(t: &crate::Translation) -> (String, Option<String>, Option<String>) {
+    fn network_configured(t: &Output) -> (String, Option<String>, Option<String>) {
         let condition = t.statuses[0]
             .status
             .condition(CONDITION_NETWORK_CONFIGURED)
@@ -310,27 +310,29 @@ mod last_good {
         )
     }
 
+    fn certificates(t: &Output) -> Vec<(String, Certificate)> {
+        t.certificates()
+            .into_iter()
+            .map(|(name, c)| (name.to_string(), c.clone()))
+            .collect()
+    }
+
     #[test]
     fn a_secret_turned_bad_keeps_the_previous_certificate_serving() {
-        let mut last_good = LastGood::default();
-        let good = translate(
-            &store_of(&(base("/") + &secret(ECDSA_CRT, ECDSA_KEY))),
-            &TranslateConfig::default(),
-            &mut last_good,
-        );
-        assert_eq!(good.snapshot.certificates.len(), 1);
-        assert_eq!(good.snapshot.certificates[0].cert_pem, ECDSA_CRT);
+        let mut h = Harness::of(&(base("/") + &secret(ECDSA_CRT, ECDSA_KEY)));
+        let good = h.run();
+        let good_certificates = certificates(&good);
+        assert_eq!(good_certificates.len(), 1);
+        assert_eq!(good_certificates[0].1.cert_pem, ECDSA_CRT);
+        assert_eq!(good_certificates[0].1.external_hosts, ["web.example.com"]);
         assert_eq!(network_configured(&good).0, "True");
 
         // Rotated to a key that does not match, and the spec changed too: the last good
         // translation (old certificate, old routes) keeps serving.
-        let bad = translate(
-            &store_of(&(base("/new") + &secret(RSA_CRT, RSA_OTHER_KEY))),
-            &TranslateConfig::default(),
-            &mut last_good,
-        );
-        assert_eq!(bad.snapshot.certificates, good.snapshot.certificates);
-        assert_eq!(bad.snapshot.external, good.snapshot.external);
+        h.apply(&(base("/new") + &secret(RSA_CRT, RSA_OTHER_KEY)));
+        let bad = h.run();
+        assert_eq!(certificates(&bad), good_certificates);
+        assert_eq!(bad.external(), good.external());
         assert_eq!(
             network_configured(&bad),
             (
@@ -344,25 +346,22 @@ mod last_good {
         );
 
         // Deleted: still the old certificate, now SecretNotFound.
-        let gone = translate(
-            &store_of(&base("/new")),
-            &TranslateConfig::default(),
-            &mut last_good,
-        );
-        assert_eq!(gone.snapshot.certificates, good.snapshot.certificates);
+        assert!(h.delete(Kind::Secret, "ns", "tls"));
+        let gone = h.run();
+        assert_eq!(certificates(&gone), good_certificates);
         assert_eq!(
             network_configured(&gone).1.as_deref(),
             Some("SecretNotFound")
         );
 
         // Fixed with a new certificate: it replaces the old one at once.
-        let fixed = translate(
-            &store_of(&(base("/new") + &secret(RSA_CRT, RSA_KEY))),
-            &TranslateConfig::default(),
-            &mut last_good,
-        );
-        assert_eq!(fixed.snapshot.certificates[0].cert_pem, RSA_CRT);
+        h.apply(&secret(RSA_CRT, RSA_KEY));
+        let fixed = h.run();
+        let fixed_certificates = certificates(&fixed);
+        assert_eq!(fixed_certificates.len(), 1, "the old one is gone");
+        assert_eq!(fixed_certificates[0].1.cert_pem, RSA_CRT);
+        assert_ne!(fixed_certificates[0].0, good_certificates[0].0);
         assert_eq!(network_configured(&fixed).0, "True");
-        assert_ne!(fixed.snapshot.external, good.snapshot.external);
+        assert_ne!(fixed.external(), good.external());
     }
 }

@@ -1,0 +1,132 @@
+//! The control plane as one unit: the [`Hub`], its sources, the autoscaler and the local
+//! process scaler, run until shutdown. Transports (in-process, gRPC) reach it through
+//! [`ControlPlane::streams`].
+
+use crate::hub::{Hub, HubMetrics};
+use crate::local::{EndpointPublisher, LocalProcesses};
+use crate::object::{Kind, Object, ObjectKey};
+use crate::revision::ScalingTarget;
+use crate::scaling::{Autoscaler, RevisionMetrics};
+use crate::source::ManifestSource;
+use crate::TranslateConfig;
+use sluice_xds::server::{Sessions, StreamHandler};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub struct ControlPlane {
+    hub: Arc<Hub>,
+    processes: Arc<LocalProcesses>,
+    autoscaler: Autoscaler,
+    manifests: Option<ManifestSource>,
+}
+
+impl ControlPlane {
+    /// `manifests`: the directory to read objects from (the only source today).
+    pub fn new(
+        config: TranslateConfig,
+        manifests: Option<PathBuf>,
+        registry: &prometheus::Registry,
+    ) -> prometheus::Result<ControlPlane> {
+        let hub = Hub::new(config, HubMetrics::new(registry)?);
+        let publisher: Arc<dyn EndpointPublisher> = hub.clone();
+        let processes = LocalProcesses::new(publisher);
+        let autoscaler = Autoscaler::new(
+            hub.clone(),
+            processes.clone(),
+            RevisionMetrics::new(registry)?,
+        );
+        let manifests = manifests.map(|dir| ManifestSource::new(dir, hub.clone()));
+        Ok(ControlPlane {
+            hub,
+            processes,
+            autoscaler,
+            manifests,
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Where proxy streams go, whatever their transport.
+    pub fn streams(&self) -> Arc<dyn StreamHandler> {
+        Sessions::new(self.hub.cache().clone(), self.hub.clone())
+    }
+
+    /// Runs the sources and the autoscaler until `shutdown` turns true, then stops every
+    /// local instance. `on_loaded` is called once every source has been read and published:
+    /// nothing should be served from this control plane before.
+    pub async fn run(&self, on_loaded: Box<dyn FnOnce() + Send>, shutdown: watch::Receiver<bool>) {
+        let source = async {
+            match &self.manifests {
+                Some(source) => source.run(on_loaded, shutdown.clone()).await,
+                None => on_loaded(),
+            }
+        };
+        tokio::join!(source, self.autoscaler.run(shutdown.clone()));
+        info!("control plane: stopping local instances");
+        self.processes.shutdown().await;
+    }
+}
+
+/// The EndpointSlice a local instance is published as.
+fn endpoint_slice(target: &ScalingTarget, port: u16) -> Option<Object> {
+    let value = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{}-local-{port}", target.name),
+            "namespace": target.namespace,
+            "labels": {crate::object::REVISION_LABEL: target.name},
+        },
+        "addressType": "IPv4",
+        "ports": [{"port": port}],
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+    });
+    Object::decode(Kind::EndpointSlice, value)
+        .map_err(|error| warn!(revision = %target.id, %error, "cannot publish instance"))
+        .ok()
+}
+
+impl EndpointPublisher for Hub {
+    fn publish(&self, target: &ScalingTarget, ports: &[u16]) -> u64 {
+        let prefix = format!("{}-local-", target.name);
+        let (_, seq) = self.edit(|controller| {
+            let stale: Vec<ObjectKey> = controller
+                .store()
+                .labelled_endpoint_slices(
+                    &target.namespace,
+                    crate::object::REVISION_LABEL,
+                    &target.name,
+                )
+                .map(|slice| {
+                    ObjectKey::new(Kind::EndpointSlice, &target.namespace, &slice.metadata.name)
+                })
+                .filter(|key| key.name.starts_with(&prefix))
+                .filter(|key| !ports.iter().any(|p| key.name == format!("{prefix}{p}")))
+                .collect();
+            for key in stale {
+                controller.delete(&key);
+            }
+            for port in ports {
+                if let Some(slice) = endpoint_slice(target, *port) {
+                    controller.upsert(slice);
+                }
+            }
+        });
+        seq
+    }
+
+    fn applied(
+        &self,
+        seq: u64,
+        bound: Duration,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(self.wait_applied(seq, bound))
+    }
+}

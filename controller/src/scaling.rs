@@ -1,0 +1,284 @@
+//! The autoscaler loop: Knative's KPA (the pure port in [`crate::autoscaler`]) fed by the
+//! proxies' summed load reports, driving the scalers.
+//!
+//! Every second the load summed over every connected proxy ([`crate::load`]) is recorded into
+//! each Revision's windows; every 2 s the decider and the PodAutoscaler scale logic run, and
+//! the replica count goes to the Revision's scaler. A poke (a request for a Revision with no
+//! instance) makes the loop decide at once for that Revision, if nothing is starting yet. This
+//! is Knative's `target-burst-capacity = -1` mode: the gateway is always in the path.
+//!
+//! Scale writes go through [`Scaler`]s: `spec.process` Revisions run as local processes
+//! ([`LocalProcesses`]); `spec.service` Revisions are only observed without a cluster (their
+//! ready count is their endpoint count); responders need none. A failed write shows on the
+//! Revision as `ResourcesAvailable=False`.
+
+use crate::autoscaler::{
+    decide, reconcile, DeciderState, Decision, PaState, RevisionScaling, Windows,
+};
+use crate::hub::Hub;
+use crate::load::Sample;
+use crate::local::LocalProcesses;
+use crate::revision::{ScalingBackend, ScalingTarget};
+use crate::scaler::{ObservedService, Scaler};
+use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Decisions happen every second sample (Knative's 2 s tick).
+const DECIDE_EVERY: u64 = 2;
+
+/// Per-Revision autoscaler gauges.
+#[derive(Clone)]
+pub struct RevisionMetrics {
+    observed: GaugeVec,
+    reporting: prometheus::IntGauge,
+    desired: IntGaugeVec,
+    actual: IntGaugeVec,
+    panic_mode: IntGaugeVec,
+    stable: GaugeVec,
+    panic: GaugeVec,
+}
+
+impl RevisionMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<RevisionMetrics> {
+        let int = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let vec = IntGaugeVec::new(Opts::new(name, help), &["revision"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
+        };
+        let float = |name: &str, help: &str| -> prometheus::Result<GaugeVec> {
+            let vec = GaugeVec::new(Opts::new(name, help), &["revision"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
+        };
+        let reporting = prometheus::IntGauge::new(
+            "sluice_autoscaler_reporting_proxies",
+            "Proxies whose load the last sample summed (late ones included, gone ones not)",
+        )?;
+        registry.register(Box::new(reporting.clone()))?;
+        Ok(RevisionMetrics {
+            observed: float(
+                "sluice_revision_observed_concurrency",
+                "The last one-second concurrency sample, summed over every reporting proxy",
+            )?,
+            reporting,
+            desired: int(
+                "sluice_revision_desired_scale",
+                "Instances the autoscaler wants",
+            )?,
+            actual: int("sluice_revision_actual_scale", "Ready instances")?,
+            panic_mode: int(
+                "sluice_revision_panic_mode",
+                "1 while the autoscaler panics",
+            )?,
+            stable: float(
+                "sluice_revision_stable_concurrency",
+                "Stable-window average concurrency (buffered requests included), all proxies",
+            )?,
+            panic: float(
+                "sluice_revision_panic_concurrency",
+                "Panic-window average concurrency (buffered requests included), all proxies",
+            )?,
+        })
+    }
+
+    fn record(&self, revision: &str, desired: i32, actual: u32, decision: &Decision) {
+        self.desired
+            .with_label_values(&[revision])
+            .set(i64::from(desired));
+        self.actual
+            .with_label_values(&[revision])
+            .set(i64::from(actual));
+        self.panic_mode
+            .with_label_values(&[revision])
+            .set(i64::from(decision.panicking));
+        self.stable
+            .with_label_values(&[revision])
+            .set(decision.stable);
+        self.panic
+            .with_label_values(&[revision])
+            .set(decision.panic);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Tick {
+        decide: bool,
+    },
+    /// Requests arrived for Revisions with no instance.
+    Poke,
+}
+
+struct RevisionState {
+    spec: RevisionScaling,
+    decider: DeciderState,
+    windows: Windows,
+    pa: PaState,
+}
+
+impl RevisionState {
+    fn new(spec: &RevisionScaling, ready: u32, now: Duration) -> Self {
+        RevisionState {
+            spec: spec.clone(),
+            decider: DeciderState::new(spec, ready, now),
+            windows: Windows::new(spec),
+            pa: PaState::new(spec, now),
+        }
+    }
+}
+
+pub struct Autoscaler {
+    hub: Arc<Hub>,
+    processes: Arc<LocalProcesses>,
+    services: ObservedService,
+    metrics: RevisionMetrics,
+}
+
+impl Autoscaler {
+    pub fn new(hub: Arc<Hub>, processes: Arc<LocalProcesses>, metrics: RevisionMetrics) -> Self {
+        Autoscaler {
+            hub,
+            processes,
+            services: ObservedService::default(),
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let origin = Instant::now();
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        let mut states = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    ticks += 1;
+                    let decide = ticks.is_multiple_of(DECIDE_EVERY);
+                    self.step(&mut states, origin.elapsed(), Step::Tick { decide }).await;
+                }
+                _ = self.hub.poke_notify().notified() => {
+                    self.step(&mut states, origin.elapsed(), Step::Poke).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Instances ready and running (starting or ready) for `target`; `None` for responders.
+    fn counts(&self, target: &ScalingTarget, endpoints: usize) -> Option<(u32, u32)> {
+        match target.backend {
+            ScalingBackend::Process { .. } => Some((
+                self.processes.ready_count(&target.id),
+                self.processes.running_count(&target.id),
+            )),
+            ScalingBackend::Service { .. } => {
+                let n = u32::try_from(endpoints).unwrap_or(u32::MAX);
+                Some((n, n))
+            }
+            ScalingBackend::Responder => None,
+        }
+    }
+
+    /// One pass: a tick records every Revision's summed load (and decides every second
+    /// tick); a poke records and decides only for poked Revisions with nothing running.
+    async fn step(&self, states: &mut HashMap<String, RevisionState>, now: Duration, step: Step) {
+        let config = match self.hub.autoscaler_config() {
+            Ok(config) => config,
+            Err(error) => {
+                warn!(%error, "config-autoscaler is invalid; not scaling");
+                return;
+            }
+        };
+        let targets = self.hub.scaling_targets();
+        states.retain(|id, _| targets.iter().any(|(t, _)| &t.id == id));
+        let samples: BTreeMap<String, Sample> = match step {
+            Step::Tick { .. } => {
+                let (samples, proxies) = self.hub.collect_load(Instant::now());
+                self.metrics
+                    .reporting
+                    .set(i64::try_from(proxies).unwrap_or(i64::MAX));
+                for (target, _) in &targets {
+                    let observed = samples.get(&target.id).map_or(0.0, |s| s.concurrency);
+                    self.metrics
+                        .observed
+                        .with_label_values(&[&target.id])
+                        .set(observed);
+                }
+                samples
+            }
+            Step::Poke => self.hub.take_pokes(),
+        };
+        for (target, endpoints) in &targets {
+            let Ok(spec) = &target.scaling else {
+                continue;
+            };
+            let Some((ready, running)) = self.counts(target, *endpoints) else {
+                continue;
+            };
+            let state = states
+                .entry(target.id.clone())
+                .or_insert_with(|| RevisionState::new(spec, ready, now));
+            if &state.spec != spec {
+                *state = RevisionState::new(spec, ready, now);
+            }
+            let deciding = match step {
+                Step::Tick { decide } => decide,
+                Step::Poke => {
+                    if !samples.contains_key(&target.id) || running != 0 {
+                        continue;
+                    }
+                    true
+                }
+            };
+            let sample = samples.get(&target.id).copied().unwrap_or_default();
+            state
+                .windows
+                .record(now, sample.concurrency, sample.requests);
+            if !deciding {
+                continue;
+            }
+            let decision = decide(spec, &mut state.decider, &state.windows, ready, true, now);
+            let action = reconcile(spec, &config, &mut state.pa, decision.desired, ready, now);
+            // The PA's replica count is the goal; local instances converge on it (this also
+            // starts the initial scale and replaces instances that died).
+            if let Some(replicas) = action.replicas.or(state.pa.replicas) {
+                let scaled = match &target.backend {
+                    ScalingBackend::Process { .. } if running != replicas => {
+                        self.processes.scale(target, replicas).await
+                    }
+                    ScalingBackend::Service { .. } => {
+                        self.services.requested(target, replicas);
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                };
+                self.hub.set_scale_error(
+                    &target.namespace,
+                    &target.name,
+                    scaled.err().map(|e| e.to_string()),
+                );
+            }
+            let desired = state.pa.desired_scale.unwrap_or(decision.desired);
+            self.metrics.record(&target.id, desired, ready, &decision);
+            self.hub
+                .set_scale(&target.namespace, &target.name, Some(desired), ready);
+            debug!(
+                revision = %target.id,
+                stable = decision.stable,
+                panic = decision.panic,
+                desired,
+                ready,
+                replicas = ?action.replicas,
+                "autoscaler decision"
+            );
+        }
+    }
+}
