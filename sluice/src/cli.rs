@@ -29,8 +29,13 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the gateway from a directory of Kubernetes-shaped manifests.
+    /// Run the gateway from a directory of Kubernetes-shaped manifests: control plane and
+    /// proxy in one process, connected in-process.
     Run(Box<RunArgs>),
+    /// Run the control plane alone, serving a fleet of `sluice proxy` over xDS.
+    Controller(Box<ControllerArgs>),
+    /// Run a proxy fed by a `sluice controller` over xDS.
+    Proxy(Box<ProxyArgs>),
     /// Run the gateway on a bundled example with local demo backends, and print what to try.
     Demo(DemoArgs),
     /// A synthetic HTTP server (HTTP/1.1 + h2c): a Revision process or a load-test target.
@@ -96,6 +101,7 @@ pub enum SimulateFormat {
     Csv,
 }
 
+/// The data plane's listeners and request-path limits.
 #[derive(Args, Debug, Clone)]
 pub struct GatewayArgs {
     /// External (public) plaintext HTTP listener: HTTP/1.1 and h2c. Repeatable.
@@ -128,9 +134,30 @@ pub struct GatewayArgs {
     /// PEM private key of `--default-certificate`.
     #[arg(long, env = "SLUICE_DEFAULT_KEY", requires = "default_certificate")]
     pub default_key: Option<PathBuf>,
-    /// Admin listener: /ready, /healthz, /metrics, /config, /status.
+    /// Admin listener: /ready, /healthz, /metrics, /config (and /status where a control
+    /// plane runs).
     #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9901")]
     pub admin: String,
+    /// Worker threads (one current-thread runtime each). Default: the number of CPUs.
+    #[arg(long, env = "SLUICE_THREADS")]
+    pub threads: Option<usize>,
+    /// After SIGTERM: stop accepting, then wait at most this long for in-flight requests.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long a request may wait for a backend that has no ready endpoint.
+    #[arg(long, env = "SLUICE_HOLD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub hold_timeout: Duration,
+    /// Most requests waiting per backend; more are answered 503 at once.
+    #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS", default_value_t = 10_000)]
+    pub max_held_requests: usize,
+    /// Upstream TCP connect timeout.
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// What the control plane needs to know about the installation.
+#[derive(Args, Debug, Clone)]
+pub struct ControlArgs {
     /// KIngress class this gateway reconciles.
     #[arg(
         long,
@@ -159,21 +186,61 @@ pub struct GatewayArgs {
         default_value = "sluice-internal.sluice-system.svc.cluster.local"
     )]
     pub private_lb_domain: String,
-    /// Worker threads (one current-thread runtime each). Default: the number of CPUs.
-    #[arg(long, env = "SLUICE_THREADS")]
-    pub threads: Option<usize>,
-    /// After SIGTERM: stop accepting, then wait at most this long for in-flight requests.
-    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
-    /// How long a request may wait for a backend that has no ready endpoint.
-    #[arg(long, env = "SLUICE_HOLD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub hold_timeout: Duration,
-    /// Most requests waiting per backend; more are answered 503 at once.
-    #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS", default_value_t = 10_000)]
-    pub max_held_requests: usize,
-    /// Upstream TCP connect timeout.
-    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
+}
+
+/// How the xDS port authenticates (the controller needs at least one of a token or mTLS; a
+/// proxy uses what its controller asks for).
+#[derive(Args, Debug, Clone)]
+pub struct XdsAuthArgs {
+    /// A file holding the shared bearer token. The controller re-reads it for every new
+    /// stream, so it can be rotated without a restart; proxies re-read it on every connect.
+    #[arg(long, env = "SLUICE_XDS_TOKEN_FILE")]
+    pub xds_token_file: Option<PathBuf>,
+    /// PEM CA for mTLS: the controller accepts proxies whose certificates it signed; proxies
+    /// check the controller's certificate against it.
+    #[arg(long, env = "SLUICE_XDS_CA", requires_all = ["xds_cert", "xds_key"])]
+    pub xds_ca: Option<PathBuf>,
+    /// PEM certificate chain of this end of the xDS stream (mTLS).
+    #[arg(long, env = "SLUICE_XDS_CERT", requires_all = ["xds_ca", "xds_key"])]
+    pub xds_cert: Option<PathBuf>,
+    /// PEM private key of `--xds-cert`.
+    #[arg(long, env = "SLUICE_XDS_KEY", requires_all = ["xds_ca", "xds_cert"])]
+    pub xds_key: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Directory of *.yaml, *.yml and *.json manifests; changes apply live.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: PathBuf,
+    /// Where proxies connect (gRPC, delta xDS). Speaks only xDS, and only to authenticated
+    /// proxies.
+    #[arg(long, env = "SLUICE_XDS_LISTEN", default_value = "0.0.0.0:18000")]
+    pub xds_listen: String,
+    #[command(flatten)]
+    pub auth: XdsAuthArgs,
+    /// Admin listener: /ready, /healthz, /metrics, /status.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9902")]
+    pub admin: String,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// The controller's xDS address, `host:port`.
+    #[arg(long, env = "SLUICE_XDS")]
+    pub xds: String,
+    /// The TLS name to expect on the controller's certificate (default: the host of `--xds`).
+    #[arg(long, env = "SLUICE_XDS_SERVER_NAME")]
+    pub xds_server_name: Option<String>,
+    /// This proxy's name on the controller's `/status` (default: the host name).
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    pub node_id: Option<String>,
+    #[command(flatten)]
+    pub auth: XdsAuthArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +250,8 @@ pub struct RunArgs {
     pub config: PathBuf,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Args, Debug)]

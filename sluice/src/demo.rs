@@ -4,7 +4,7 @@
 //! apply live: a Knative KIngress split, a sluice Route split over two local Revisions with a
 //! tag, a Revision that scales from zero on its first request, and the synthetic responder.
 
-use crate::cli::{DemoArgs, GatewayArgs};
+use crate::cli::{ControlArgs, DemoArgs, GatewayArgs, RunArgs};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -65,25 +65,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         dir = dir.display(),
         file = file.display(),
     );
-    let gateway = GatewayArgs {
-        http: vec![args.http.clone()],
-        internal_http: vec![],
-        https: vec![],
-        internal_https: vec![],
-        default_certificate: None,
-        default_key: None,
-        admin: args.admin.clone(),
-        ingress_class: "sluice.ingress.networking.knative.dev".into(),
-        system_namespace: "knative-serving".into(),
-        public_lb_domain: "sluice.sluice-system.svc.cluster.local".into(),
-        private_lb_domain: "sluice-internal.sluice-system.svc.cluster.local".into(),
-        threads: Some(1),
-        shutdown_grace: Duration::from_secs(2),
-        hold_timeout: Duration::from_secs(30),
-        max_held_requests: 10_000,
-        connect_timeout: Duration::from_secs(5),
+    let run = RunArgs {
+        config: dir,
+        gateway: GatewayArgs {
+            http: vec![args.http.clone()],
+            internal_http: vec![],
+            https: vec![],
+            internal_https: vec![],
+            default_certificate: None,
+            default_key: None,
+            admin: args.admin.clone(),
+            threads: Some(1),
+            shutdown_grace: Duration::from_secs(2),
+            hold_timeout: Duration::from_secs(30),
+            max_held_requests: 10_000,
+            connect_timeout: Duration::from_secs(5),
+        },
+        control: ControlArgs {
+            ingress_class: "sluice.ingress.networking.knative.dev".into(),
+            system_namespace: "knative-serving".into(),
+            public_lb_domain: "sluice.sluice-system.svc.cluster.local".into(),
+            private_lb_domain: "sluice-internal.sluice-system.svc.cluster.local".into(),
+        },
     };
-    crate::run_gateway(dir, &gateway)
+    crate::run(&run)
 }
 
 /// Two tiny HTTP/1.1 backends on loopback, on their own thread and runtime (Pingora owns the

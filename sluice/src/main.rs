@@ -1,4 +1,4 @@
-//! The `sluice` binary: glue only; logic lives in the library.
+//! The `sluice` binary: glue only; the wiring lives in the crate's library.
 
 use clap::Parser;
 use sluice::cli::{AutoscalerCommand, Cli, Command};
@@ -10,9 +10,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     sluice::init_logging(cli.log_format, &cli.log);
     match cli.command {
-        Command::Run(args) => sluice::run_gateway(args.config, &args.gateway),
+        Command::Run(args) => sluice::run(&args),
+        Command::Controller(args) => sluice::run_controller(&args),
+        Command::Proxy(args) => sluice::run_proxy(&args),
         Command::Demo(args) => sluice::demo::run(args),
-        Command::Responder(args) => sluice::run_responder(args),
+        Command::Responder(args) => sluice::responder::run(args),
         Command::Autoscaler(AutoscalerCommand::Simulate(args)) => sluice::simulate::run(args),
     }
 }

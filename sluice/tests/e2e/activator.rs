@@ -6,39 +6,6 @@ use crate::support::*;
 use sluice_testkit::{http1_request, H1Client};
 use std::time::{Duration, Instant};
 
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// `config-autoscaler` with short windows so tests finish in seconds.
-fn autoscaler_config(extra: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-autoscaler, namespace: knative-serving}}\ndata:\n  allow-zero-initial-scale: \"true\"\n  stable-window: 6s\n  scale-to-zero-grace-period: 1s\n{extra}---\n"
-    )
-}
-
-/// A Revision running `sluice responder` locally, plus a Route sending `host` to it.
-fn revision(
-    name: &str,
-    host: &str,
-    cc: u32,
-    annotations: &[(&str, &str)],
-    responder_args: &[&str],
-    extra_spec: &str,
-) -> String {
-    let mut ann = String::new();
-    for (k, v) in annotations {
-        ann += &format!("\n    {k}: \"{v}\"");
-    }
-    let mut command = format!("[\"{SLUICE}\", \"responder\"");
-    for a in responder_args {
-        command += &format!(", \"{a}\"");
-    }
-    command += "]";
-    format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: {name}\n  namespace: ns\n  annotations:{}{ann}\nspec:\n  containerConcurrency: {cc}\n{extra_spec}  process:\n    command: {command}\n---\napiVersion: sluice.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  hosts: [{host}]\n  traffic: [{{revision: {name}, percent: 100}}]\n---\n",
-        if ann.is_empty() { " {}" } else { "" },
-    )
-}
-
 /// Knative's cold start: 50 concurrent requests for a revision at zero are buffered, the
 /// first one pokes the autoscaler, and all are answered once the instance is ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

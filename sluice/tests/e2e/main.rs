@@ -2,6 +2,8 @@
 
 mod activator;
 mod cli;
+mod fleet;
+mod fleet_netns;
 mod lifecycle;
 mod protocols;
 mod routing;

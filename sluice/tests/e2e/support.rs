@@ -1,9 +1,14 @@
-//! Runs the real `sluice` binary on a temporary manifest directory, on free loopback ports.
+//! Runs the real `sluice` binary on a temporary manifest directory, on free loopback ports;
+//! `sluice controller` and a fleet of `sluice proxy` as separate processes are in [`fleet`].
+
+mod fleet;
+
+pub use fleet::*;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,10 +84,7 @@ impl Gateway {
     /// Writes a manifest file atomically (hidden temp file, then rename), as editors and
     /// Kubernetes volume updates do.
     pub fn write(&self, file: &str, contents: &str) -> anyhow::Result<()> {
-        let tmp = self.dir.path().join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, contents)?;
-        std::fs::rename(&tmp, self.path(file))?;
-        Ok(())
+        write_manifest(self.dir.path(), file, contents)
     }
 
     pub fn remove(&self, file: &str) -> anyhow::Result<()> {
@@ -118,64 +120,6 @@ impl Gateway {
         }
     }
 
-    pub async fn admin_get(&self, path: &str) -> anyhow::Result<sluice_testkit::Response> {
-        sluice_testkit::http1_request(self.admin, "GET", "admin", path, &[], None).await
-    }
-
-    pub async fn statuses(&self) -> anyhow::Result<Vec<Value>> {
-        let r = self.admin_get("/status").await?;
-        Ok(serde_json::from_slice(&r.body)?)
-    }
-
-    /// The status entry of `kind ns/name`, if any.
-    pub async fn status_of(
-        &self,
-        kind: &str,
-        ns: &str,
-        name: &str,
-    ) -> anyhow::Result<Option<Value>> {
-        Ok(self
-            .statuses()
-            .await?
-            .into_iter()
-            .find(|s| s["kind"] == kind && s["namespace"] == ns && s["name"] == name))
-    }
-
-    /// Polls until `check` accepts the object's status, or fails after [`WAIT`].
-    pub async fn wait_status(
-        &self,
-        kind: &str,
-        ns: &str,
-        name: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self.status_of(kind, ns, name).await?;
-            if let Some(s) = &status {
-                if check(s) {
-                    return Ok(s.clone());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{kind} {ns}/{name}: status not reached within {WAIT:?}; last: {status:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the ingress is Ready at its current generation (Knative's IsReady).
-    pub async fn wait_ingress_ready(&self, ns: &str, name: &str) -> anyhow::Result<Value> {
-        self.wait_status("Ingress", ns, name, is_ready).await
-    }
-
-    /// The version of the active snapshot.
-    pub async fn version(&self) -> anyhow::Result<String> {
-        let r = self.admin_get("/config").await?;
-        let v: Value = serde_json::from_slice(&r.body)?;
-        Ok(v["version"].as_str().unwrap_or_default().to_string())
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -205,12 +149,86 @@ impl Gateway {
     }
 }
 
+impl Admin for Gateway {
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Writes a manifest file atomically (hidden temp file, then rename), as editors and
+/// Kubernetes volume updates do.
+pub fn write_manifest(dir: &Path, file: &str, contents: &str) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, dir.join(file))?;
+    Ok(())
+}
+
+/// A process with an admin listener (`sluice run`, `sluice controller`, `sluice proxy`): what
+/// tests read from it. `/status` exists on the first two, `/config` on the first and the last.
+pub trait Admin {
+    fn admin_addr(&self) -> SocketAddr;
+
+    async fn admin_get(&self, path: &str) -> anyhow::Result<sluice_testkit::Response> {
+        sluice_testkit::http1_request(self.admin_addr(), "GET", "admin", path, &[], None).await
+    }
+
+    async fn statuses(&self) -> anyhow::Result<Vec<Value>> {
+        let r = self.admin_get("/status").await?;
+        Ok(serde_json::from_slice(&r.body)?)
+    }
+
+    /// The status entry of `kind ns/name`, if any.
+    async fn status_of(&self, kind: &str, ns: &str, name: &str) -> anyhow::Result<Option<Value>> {
+        Ok(self
+            .statuses()
+            .await?
+            .into_iter()
+            .find(|s| s["kind"] == kind && s["namespace"] == ns && s["name"] == name))
+    }
+
+    /// Polls until `check` accepts the object's status, or fails after [`WAIT`].
+    async fn wait_status(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status_of(kind, ns, name).await?;
+            if let Some(s) = &status {
+                if check(s) {
+                    return Ok(s.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{kind} {ns}/{name}: status not reached within {WAIT:?}; last: {status:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the ingress is Ready at its current generation (Knative's IsReady).
+    async fn wait_ingress_ready(&self, ns: &str, name: &str) -> anyhow::Result<Value> {
+        self.wait_status("Ingress", ns, name, is_ready).await
+    }
+
+    /// The version of the active snapshot (`/config`).
+    async fn version(&self) -> anyhow::Result<String> {
+        let r = self.admin_get("/config").await?;
+        let v: Value = serde_json::from_slice(&r.body)?;
+        Ok(v["version"].as_str().unwrap_or_default().to_string())
     }
 }
 
@@ -234,6 +252,40 @@ pub fn reason<'a>(status: &'a Value, kind: &str) -> Option<&'a str> {
         .iter()
         .find(|c| c["type"] == kind)?["reason"]
         .as_str()
+}
+
+/// The binary under test.
+pub const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// `config-autoscaler` with short windows so tests finish in seconds.
+pub fn autoscaler_config(extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-autoscaler, namespace: knative-serving}}\ndata:\n  allow-zero-initial-scale: \"true\"\n  stable-window: 6s\n  scale-to-zero-grace-period: 1s\n{extra}---\n"
+    )
+}
+
+/// A Revision running `sluice responder` locally, plus a Route sending `host` to it.
+pub fn revision(
+    name: &str,
+    host: &str,
+    cc: u32,
+    annotations: &[(&str, &str)],
+    responder_args: &[&str],
+    extra_spec: &str,
+) -> String {
+    let mut ann = String::new();
+    for (k, v) in annotations {
+        ann += &format!("\n    {k}: \"{v}\"");
+    }
+    let mut command = format!("[\"{SLUICE}\", \"responder\"");
+    for a in responder_args {
+        command += &format!(", \"{a}\"");
+    }
+    command += "]";
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: {name}\n  namespace: ns\n  annotations:{}{ann}\nspec:\n  containerConcurrency: {cc}\n{extra_spec}  process:\n    command: {command}\n---\napiVersion: sluice.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  hosts: [{host}]\n  traffic: [{{revision: {name}, percent: 100}}]\n---\n",
+        if ann.is_empty() { " {}" } else { "" },
+    )
 }
 
 /// A class-matching KIngress `ns/name` with the given `spec` (YAML, indented by two spaces).
@@ -297,18 +349,22 @@ pub fn endpoint_slice(ns: &str, svc: &str, port_name: &str, addrs: &[SocketAddr]
 }
 
 /// The value of the first `/metrics` line starting with `needle`.
-pub async fn metric(gw: &Gateway, needle: &str) -> anyhow::Result<Option<f64>> {
+pub async fn metric(gw: &impl Admin, needle: &str) -> anyhow::Result<Option<f64>> {
     let text = gw.admin_get("/metrics").await?.text().to_string();
-    Ok(text
-        .lines()
+    Ok(metric_in(&text, needle))
+}
+
+/// The value of the first line of a `/metrics` text starting with `needle`.
+pub fn metric_in(text: &str, needle: &str) -> Option<f64> {
+    text.lines()
         .find(|l| l.starts_with(needle))
         .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok()))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Polls until the metric passes `check`, or fails after `bound`.
 pub async fn wait_metric(
-    gw: &Gateway,
+    gw: &impl Admin,
     needle: &str,
     check: impl Fn(f64) -> bool,
     bound: Duration,

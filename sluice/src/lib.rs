@@ -1,0 +1,303 @@
+//! The `sluice` binary's wiring: it puts the control plane (`sluice-controller`) and the data
+//! plane (`sluice-proxy`) together, the only place that sees both.
+//!
+//! - `sluice run`: both halves in one process; the proxy's xDS client talks to the control
+//!   plane through in-process channels ([`sluice_xds::server::LocalConnector`]), no gRPC.
+//! - `sluice controller`: the control plane, serving proxies over gRPC.
+//! - `sluice proxy`: a proxy, fed by a controller over gRPC.
+//!
+//! The control plane runs on its own thread and runtime; the data plane in the Pingora shell.
+//! On SIGTERM the shell drains the proxy's connections first, then the control plane stops
+//! (and with it the local Revision instances the drained requests may still have needed).
+
+pub mod cli;
+pub mod demo;
+pub mod responder;
+pub mod simulate;
+
+use anyhow::Context;
+use cli::{ControlArgs, ControllerArgs, GatewayArgs, ProxyArgs, RunArgs, XdsAuthArgs};
+use sluice_controller::plane::ControlPlane;
+use sluice_controller::TranslateConfig;
+use sluice_proxy::admin::{AdminApp, AdminResponse};
+use sluice_proxy::gateway::{self, Gateway};
+use sluice_proxy::server::{Listeners, Shell};
+use sluice_xds::client::{self, ClientOptions, Connector};
+use sluice_xds::grpc::{GrpcClientConfig, GrpcConnector, ServerAuth, TlsFiles};
+use sluice_xds::protocol::Node;
+use sluice_xds::server::LocalConnector;
+use sluice_xds::ResourceType;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How long the control plane gets to stop (local instances: SIGTERM, then SIGKILL).
+const CONTROL_STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// The control plane on its own thread and runtime.
+struct ControlThread {
+    plane: Arc<ControlPlane>,
+    runtime: tokio::runtime::Handle,
+    shutdown: watch::Sender<bool>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl ControlThread {
+    /// Starts it and returns once every source has been read and published.
+    fn start(control: &ControlArgs, manifests: PathBuf) -> anyhow::Result<ControlThread> {
+        let plane = Arc::new(
+            ControlPlane::new(
+                translate_config(control),
+                Some(manifests),
+                prometheus::default_registry(),
+            )
+            .context("registering control-plane metrics")?,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("control-plane runtime")?;
+        let handle = runtime.handle().clone();
+        let (shutdown, stop) = watch::channel(false);
+        let (loaded_tx, loaded) = std::sync::mpsc::channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let running = plane.clone();
+        std::thread::Builder::new()
+            .name("control-plane".into())
+            .spawn(move || {
+                runtime.block_on(running.run(
+                    Box::new(move || {
+                        let _ = loaded_tx.send(());
+                    }),
+                    stop,
+                ));
+                let _ = done_tx.send(());
+            })
+            .context("starting the control-plane thread")?;
+        loaded
+            .recv()
+            .context("the control plane stopped before its first load")?;
+        Ok(ControlThread {
+            plane,
+            runtime: handle,
+            shutdown,
+            done,
+        })
+    }
+
+    /// Stops it (bounded) and waits.
+    fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if self.done.recv_timeout(CONTROL_STOP_BOUND).is_err() {
+            warn!("control plane did not stop in time");
+        }
+    }
+}
+
+fn translate_config(control: &ControlArgs) -> TranslateConfig {
+    TranslateConfig {
+        ingress_class: control.ingress_class.clone(),
+        public_lb_domain: control.public_lb_domain.clone(),
+        private_lb_domain: control.private_lb_domain.clone(),
+        system_namespace: control.system_namespace.clone(),
+    }
+}
+
+fn listeners(args: &GatewayArgs) -> Listeners {
+    Listeners {
+        http: args.http.clone(),
+        internal_http: args.internal_http.clone(),
+        https: args.https.clone(),
+        internal_https: args.internal_https.clone(),
+    }
+}
+
+fn threads(args: &GatewayArgs) -> usize {
+    args.threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
+    let default_certificate = match (&args.default_certificate, &args.default_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(sluice_proxy::tls::load_default(cert, key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("--default-certificate and --default-key go together"),
+    };
+    let metrics = sluice_proxy::metrics::Metrics::new(prometheus::default_registry().clone())
+        .context("registering metrics")?;
+    Ok(Arc::new(
+        Gateway::new(
+            Arc::new(metrics),
+            gateway::Settings {
+                connect_timeout: args.connect_timeout,
+                hold_timeout: args.hold_timeout,
+                max_held_per_backend: args.max_held_requests,
+            },
+        )
+        .with_default_certificate(default_certificate),
+    ))
+}
+
+/// The types a proxy subscribes to: certificates (private keys) only if it serves TLS.
+fn subscribed_types(listeners: &Listeners) -> Vec<ResourceType> {
+    ResourceType::ALL
+        .into_iter()
+        .filter(|t| *t != ResourceType::Certificate || listeners.serves_tls())
+        .collect()
+}
+
+/// The proxy half: listeners, admin and the xDS client on `connector`; blocks until drained.
+fn serve_proxy(
+    args: &GatewayArgs,
+    gateway: Arc<Gateway>,
+    connector: Arc<dyn Connector>,
+    node: Node,
+    admin: AdminApp,
+) -> anyhow::Result<()> {
+    let listeners = listeners(args);
+    let options = ClientOptions::new(node, subscribed_types(&listeners));
+    let mut shell = Shell::new(threads(args), args.shutdown_grace);
+    let plane = gateway.clone();
+    let xds = shell.task(
+        "xds-client",
+        Box::new(move |shutdown, ready| {
+            Box::pin(async move {
+                let on_ready = {
+                    let gateway = plane.clone();
+                    Box::new(move || {
+                        gateway.ready.store(true, Ordering::Release);
+                        ready();
+                    })
+                };
+                client::run(connector, plane, options, on_ready, shutdown).await;
+            })
+        }),
+    );
+    shell.listeners(&gateway, &listeners, &xds)?;
+    shell.admin(&args.admin, admin);
+    let draining = gateway.clone();
+    shell.on_shutdown(move || draining.ready.store(false, Ordering::Release));
+    info!(
+        http = ?listeners.http,
+        internal_http = ?listeners.internal_http,
+        https = ?listeners.https,
+        internal_https = ?listeners.internal_https,
+        admin = %args.admin,
+        "sluice proxy starting"
+    );
+    if listeners.http.is_empty() && listeners.internal_http.is_empty() {
+        warn!("no HTTP listener configured");
+    }
+    shell.run()
+}
+
+/// `sluice run`: control plane and proxy in one process, connected in-process.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let control = ControlThread::start(&args.control, args.config.clone())?;
+    let gateway = build_gateway(&args.gateway)?;
+    let connector: Arc<dyn Connector> = Arc::new(LocalConnector::new(
+        control.plane.streams(),
+        control.runtime.clone(),
+    ));
+    let hub = control.plane.hub().clone();
+    let admin = AdminApp::for_gateway(gateway.clone())
+        .route("/status", move || AdminResponse::json(&hub.statuses()));
+    let node = Node {
+        id: "in-process".to_string(),
+        ..Node::default()
+    };
+    let served = serve_proxy(&args.gateway, gateway, connector, node, admin);
+    control.stop();
+    served
+}
+
+fn tls_files(auth: &XdsAuthArgs) -> Option<TlsFiles> {
+    match (&auth.xds_ca, &auth.xds_cert, &auth.xds_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// `sluice controller`: the control plane, serving proxies over gRPC.
+pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
+    let auth = ServerAuth::new(args.auth.xds_token_file.clone(), tls_files(&args.auth))?;
+    let control = ControlThread::start(&args.control, args.config.clone())?;
+    let listener = control
+        .runtime
+        .block_on(sluice_xds::grpc::bind(&args.xds_listen))
+        .with_context(|| format!("binding the xDS port {}", args.xds_listen))?;
+    let streams = control.plane.streams();
+    let stop = control.shutdown.subscribe();
+    control.runtime.spawn(async move {
+        if let Err(error) = sluice_xds::grpc::serve(listener, streams, auth, stop).await {
+            warn!(%error, "xDS server stopped");
+        }
+    });
+    info!(xds = %args.xds_listen, admin = %args.admin, "sluice controller starting");
+    let hub = control.plane.hub().clone();
+    let admin = AdminApp::new()
+        .route("/ready", || AdminResponse::readiness(true, ""))
+        .route("/metrics", AdminResponse::metrics)
+        .route("/status", move || AdminResponse::json(&hub.statuses()));
+    let mut shell = Shell::new(1, Duration::from_secs(1));
+    shell.admin(&args.admin, admin);
+    let served = shell.run();
+    control.stop();
+    served
+}
+
+/// This machine's name, for a proxy without `--node-id`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "sluice-proxy".to_string())
+}
+
+/// `sluice proxy`: a proxy fed by a controller over gRPC.
+pub fn run_proxy(args: &ProxyArgs) -> anyhow::Result<()> {
+    if args.auth.xds_token_file.is_none() && tls_files(&args.auth).is_none() {
+        anyhow::bail!("the xDS stream needs --xds-token-file or --xds-ca/--xds-cert/--xds-key");
+    }
+    let connector: Arc<dyn Connector> = Arc::new(GrpcConnector::new(GrpcClientConfig {
+        endpoint: args.xds.clone(),
+        token_file: args.auth.xds_token_file.clone(),
+        tls: tls_files(&args.auth),
+        server_name: args.xds_server_name.clone(),
+    })?);
+    let gateway = build_gateway(&args.gateway)?;
+    let node = Node {
+        id: args.node_id.clone().unwrap_or_else(host_name),
+        metadata: [("version".to_string(), env!("CARGO_PKG_VERSION").to_string())]
+            .into_iter()
+            .collect(),
+    };
+    let admin = AdminApp::for_gateway(gateway.clone());
+    serve_proxy(&args.gateway, gateway, connector, node, admin)
+}
+
+/// Sets up logging: text or JSON, filtered by `filter`.
+pub fn init_logging(format: cli::LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder.init(),
+        cli::LogFormat::Json => builder.json().init(),
+    }
+}
