@@ -525,6 +525,32 @@ def activator_detail(env):
             "what": "The activator's own harness, run by this one; its report follows unchanged.", "md": md}
 
 
+def fleet_detail(env):
+    """Folds in `perf/fleet` (issue 8's fleet figures: 10k KIngresses, controller + proxies) when
+    that script exists; optional, like `activator-detail`."""
+    script = os.path.join(env.root, "perf", "fleet")
+    if not os.access(script, os.X_OK):
+        return {"title": "Fleet detail", "kind": "pending", "results": {}, "what": "",
+                "md": ["`perf/fleet` is not present in this tree; nothing to fold in."]}
+    out = os.path.join(env.workdir, "FLEET.md")
+    # perf/run built the binaries; perf/fleet also needs its two examples (it builds them unless
+    # perf/run was told not to build).
+    argv = [script, "--out", out] + (["--no-build"] if env.args.no_build else [])
+    if env.args.quick:
+        argv += ["--quick"]
+    env.log.add("perf/fleet", argv)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
+                       env={**os.environ, "CARGO_TARGET_DIR": os.path.dirname(env.bin_dir)})
+    if r.returncode != 0 or not os.path.exists(out):
+        raise RuntimeError(f"perf/fleet failed ({r.returncode}): {(r.stderr or r.stdout)[-600:]}")
+    body = open(out).read().splitlines()
+    # Its headings go one level down, under this section; its own title line is dropped.
+    md = [("#" + ln) if ln.startswith("#") else ln for ln in body if not ln.startswith("# ")]
+    return {"title": "Fleet detail (perf/fleet)", "kind": "folded", "results": {},
+            "what": "Issue 8's fleet harness (10,000 KIngresses; `sluice run`, and a controller with three "
+                    "proxies), run by this one; its report follows unchanged.", "md": md}
+
+
 @dataclass
 class Scenario:
     key: str
@@ -545,6 +571,7 @@ SCENARIOS = [
     Scenario("tls", tls),
     Scenario("activator", activator),
     Scenario("activator-detail", activator_detail),
+    Scenario("fleet-detail", fleet_detail),
     Scenario("reuse", upstream_reuse),
     Scenario("profile", profile, in_quick=False),
 ]
