@@ -22,9 +22,13 @@
 //! configured class; others are ignored entirely and get no status):
 //! 1. Knative defaulting and validation ([`crate::ingress`]), then the Knative hash of the
 //!    defaulted spec ([`crate::hash`]).
-//! 2. InsertProbe: each path P of a rule gets a copy P′ that additionally matches
-//!    `k-network-hash: override` and sets `k-network-hash: <hash>`; a rule's routes are
-//!    `[P1′..Pn′, P1..Pn]`. Route ids are `ns/name#<rule>/<path>`, copies end in `/probe`.
+//! 2. InsertProbe, folded: each path's route carries the hash (`probe_hash`), which the proxy
+//!    SETs as `k-network-hash` (with the route-level SETs, before the split's) when the request
+//!    carries `k-network-hash: override`. That answers every request exactly as Knative's probe
+//!    copy P′ (which matches `k-network-hash: override` and SETs the hash) placed before P
+//!    would, with half the routes. A path that itself matches on `k-network-hash` keeps the
+//!    explicit copy (its `override` match replaces the path's own, which folding cannot
+//!    express); copies end in `/probe`. Route ids are `ns/name#<rule>/<path>`.
 //! 3. Every split's backend (`ns/svc:<servicePort as written>`) is resolved from the store
 //!    ([`backend`]).
 //!
@@ -89,10 +93,7 @@ pub use tls::SecretError;
 /// `spec.httpOption` value that redirects plain HTTP on ExternalIP rules to HTTPS.
 pub const HTTP_OPTION_REDIRECTED: &str = "Redirected";
 
-/// The header the readiness prober uses (lower-case, as it appears in routes).
-pub const PROBE_HASH_HEADER: &str = "k-network-hash";
-/// The value the prober sends, which the probe route replaces with the ingress hash.
-pub const PROBE_HASH_OVERRIDE: &str = "override";
+pub use sluice_xds::{PROBE_HASH_HEADER, PROBE_HASH_OVERRIDE};
 
 /// Why one ingress could not be translated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -828,8 +829,18 @@ impl Translator {
                     );
                 }
                 let id = format!("{owner}#{i}/{j}");
-                probes.push(path_route(format!("{id}/probe"), path, Some(&hash)));
-                routes.push(path_route(id, path, None));
+                if path
+                    .headers
+                    .keys()
+                    .any(|name| name.eq_ignore_ascii_case(PROBE_HASH_HEADER))
+                {
+                    // A path that itself matches the probe header keeps a separate probe copy:
+                    // the copy's `override` match replaces the path's own.
+                    probes.push(path_route(format!("{id}/probe"), path, Probe::Copy(&hash)));
+                    routes.push(path_route(id, path, Probe::None));
+                } else {
+                    routes.push(path_route(id, path, Probe::Folded(&hash)));
+                }
             }
             probes.extend(routes);
             let external_rule = rule.visibility == VISIBILITY_EXTERNAL_IP;
@@ -1375,14 +1386,14 @@ fn ingress_status(
 }
 
 /// The route for one KIngress path; with `probe_hash`, its InsertProbe copy.
-fn path_route(id: String, path: &HttpIngressPath, probe_hash: Option<&str>) -> Route {
+fn path_route(id: String, path: &HttpIngressPath, probe: Probe<'_>) -> Route {
     let mut matches: BTreeMap<String, String> = path
         .headers
         .iter()
         .map(|(name, m)| (name.to_ascii_lowercase(), m.exact.clone()))
         .collect();
     let mut sets = lower_case_names(&path.append_headers);
-    if let Some(hash) = probe_hash {
+    if let Probe::Copy(hash) = probe {
         matches.insert(
             PROBE_HASH_HEADER.to_string(),
             PROBE_HASH_OVERRIDE.to_string(),
@@ -1420,7 +1431,23 @@ fn path_route(id: String, path: &HttpIngressPath, probe_hash: Option<&str>) -> R
             splits,
         }),
         https_redirect: false,
+        probe_hash: match probe {
+            Probe::Folded(hash) => Some(hash.to_string()),
+            Probe::Copy(_) | Probe::None => None,
+        },
     }
+}
+
+/// How a KIngress path answers Knative's readiness probe (its InsertProbe).
+#[derive(Clone, Copy)]
+enum Probe<'a> {
+    /// The route itself SETs the hash when the request asks (`Route::probe_hash`): the usual
+    /// case, one route per path.
+    Folded(&'a str),
+    /// This route is the probe copy: it matches `k-network-hash: override` and SETs the hash.
+    Copy(&'a str),
+    /// No probe handling (the original of a copied path).
+    None,
 }
 
 /// Header names folded to lower case; of names equal but for case, the last in byte order wins.

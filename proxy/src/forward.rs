@@ -33,6 +33,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static PROBE_HASH: HeaderName = HeaderName::from_static(sluice_xds::PROBE_HASH_HEADER);
 
 /// What the request path knows about the downstream connection.
 pub struct ConnInfo {
@@ -301,6 +302,14 @@ fn prepare_request(
     websocket: bool,
 ) {
     let headers = req.headers_mut();
+    let route = &selection.route;
+    // Knative's probe asks with `k-network-hash: override`: read as routing saw the request,
+    // before anything is stripped or SET.
+    let probed = route.probe_hash.as_ref().filter(|_| {
+        headers
+            .get(&PROBE_HASH)
+            .is_some_and(|v| v.as_bytes() == sluice_xds::PROBE_HASH_OVERRIDE.as_bytes())
+    });
     strip_request_hop_by_hop(headers, websocket);
     if let Some(ip) = &conn.client_ip {
         append_list(headers, &X_FORWARDED_FOR, ip);
@@ -309,9 +318,11 @@ fn prepare_request(
     if let Some(host) = &original_host {
         append_list(headers, &X_FORWARDED_HOST, host);
     }
-    let route = &selection.route;
     for (name, value) in route.set_headers.iter() {
         headers.insert(name.clone(), value.clone());
+    }
+    if let Some(hash) = probed {
+        headers.insert(PROBE_HASH.clone(), hash.clone());
     }
     for (name, value) in route.splits[selection.split].set_headers.iter() {
         headers.insert(name.clone(), value.clone());

@@ -70,6 +70,9 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// Plain HTTP gets a 301 to https instead (`httpOption: Redirected`).
     pub https_redirect: bool,
+    /// Knative's probe: SET as `k-network-hash` when the request carries
+    /// `k-network-hash: override` (see [`sluice_xds::Route::probe_hash`]).
+    pub probe_hash: Option<HeaderValue>,
 }
 
 pub struct Split {
@@ -151,6 +154,11 @@ impl Route {
                     .into_boxed_slice(),
             });
         }
+        let probe_hash = spec
+            .probe_hash
+            .as_deref()
+            .map(|hash| header(id, sluice_xds::PROBE_HASH_HEADER, hash).map(|(_, value)| value))
+            .transpose()?;
         let rewrite_host = forward
             .rewrite_host
             .as_ref()
@@ -171,6 +179,7 @@ impl Route {
             total_weight: cumulative,
             metrics,
             https_redirect: spec.https_redirect,
+            probe_hash,
         })
     }
 
@@ -195,6 +204,7 @@ impl Route {
             total_weight: self.total_weight,
             metrics: self.metrics.clone(),
             https_redirect: self.https_redirect,
+            probe_hash: self.probe_hash.clone(),
         }
     }
 
@@ -232,6 +242,7 @@ impl Route {
             "setHeaders": pairs(&self.set_headers),
             "rewriteHost": self.rewrite_host.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
             "httpsRedirect": self.https_redirect,
+            "probeHash": self.probe_hash.as_ref().map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
             "splits": splits,
         })
     }

@@ -152,7 +152,18 @@ pub struct Route {
     /// forwarding (`httpOption: Redirected`; only ever set in the external table).
     #[serde(default, skip_serializing_if = "is_false")]
     pub https_redirect: bool,
+    /// Knative's readiness probe (its InsertProbe, folded into the route it copies): a request
+    /// carrying `k-network-hash: override` gets `k-network-hash: <probe_hash>` set, after the
+    /// route's and split's SETs. One route instead of a probe copy per path: the same answers
+    /// for every request, half the routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_hash: Option<String>,
 }
+
+/// The header Knative's prober sends and the ingress answers with its hash.
+pub const PROBE_HASH_HEADER: &str = "k-network-hash";
+/// The value the prober sends to ask for the hash.
+pub const PROBE_HASH_OVERRIDE: &str = "override";
 
 fn is_false(b: &bool) -> bool {
     !*b

@@ -164,6 +164,7 @@ impl From<&model::Route> for pb::Route {
             headers: r.headers.iter().map(Into::into).collect(),
             action: Some(pb::route::Action::Forward(forward.into())),
             https_redirect: r.https_redirect,
+            probe_hash: r.probe_hash.clone(),
         }
     }
 }
@@ -188,6 +189,7 @@ impl TryFrom<pb::Route> for model::Route {
             headers: r.headers.into_iter().map(Into::into).collect(),
             action,
             https_redirect: r.https_redirect,
+            probe_hash: r.probe_hash,
         })
     }
 }

@@ -287,6 +287,7 @@ fn forward(id: String, set_headers: Vec<HeaderValue>, splits: Vec<Split>) -> Rou
             splits,
         }),
         https_redirect: false,
+        probe_hash: None,
     }
 }
 

@@ -345,7 +345,7 @@ fn visibility_selects_tables() {
 }
 
 #[test]
-fn probe_copies_and_route_precedence() {
+fn probe_hashes_and_route_precedence() {
     let spec = "{rules: [\
         {hosts: [a.example.com, B.example.com:80], http: {paths: [\
             {headers: {Knative-Serving-Tag: {exact: v1}}, splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]},\
@@ -374,52 +374,21 @@ fn probe_copies_and_route_precedence() {
     let ids = |vh: &VirtualHost| vh.routes.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
     assert_eq!(
         ids(&t.external()[0]),
-        [
-            "ns/i#0/2/probe",
-            "ns/i#0/2",
-            "ns/i#1/0/probe",
-            "ns/i#1/0",
-            "ns/i#0/0/probe",
-            "ns/i#0/1/probe",
-            "ns/i#0/0",
-            "ns/i#0/1",
-        ]
+        ["ns/i#0/2", "ns/i#1/0", "ns/i#0/0", "ns/i#0/1"]
     );
-    assert_eq!(
-        ids(&t.external()[1]),
-        [
-            "ns/i#0/2/probe",
-            "ns/i#0/2",
-            "ns/i#0/0/probe",
-            "ns/i#0/1/probe",
-            "ns/i#0/0",
-            "ns/i#0/1"
-        ]
-    );
+    assert_eq!(ids(&t.external()[1]), ["ns/i#0/2", "ns/i#0/0", "ns/i#0/1"]);
     let external = t.external();
     let routes = &external[0].routes;
     let find = |id: &str| routes.iter().find(|r| r.id == id).expect("route present");
-    let RouteAction::Forward(forward) = &find("ns/i#0/0/probe").action;
-    assert_eq!(
-        find("ns/i#0/0/probe").headers,
-        [
-            HeaderMatch {
-                name: "k-network-hash".into(),
-                exact: "override".into()
-            },
-            HeaderMatch {
-                name: "knative-serving-tag".into(),
-                exact: "v1".into()
-            },
-        ]
-    );
-    assert_eq!(
-        forward.set_headers,
-        [HeaderValue {
-            name: "k-network-hash".into(),
-            value: hash.clone()
-        }]
-    );
+    // Every path answers Knative's probe with the ingress hash, folded into its own route.
+    for route in routes.iter() {
+        assert_eq!(
+            route.probe_hash.as_deref(),
+            Some(hash.as_str()),
+            "{}",
+            route.id
+        );
+    }
     assert_eq!(
         find("ns/i#0/0").headers,
         [HeaderMatch {
@@ -429,21 +398,14 @@ fn probe_copies_and_route_precedence() {
     );
     assert_eq!(find("ns/i#0/0").path_prefix, "/");
 
-    let RouteAction::Forward(forward) = &find("ns/i#0/1/probe").action;
+    let RouteAction::Forward(forward) = &find("ns/i#0/1").action;
     assert_eq!(
         forward.set_headers,
-        [
-            HeaderValue {
-                name: "k-network-hash".into(),
-                value: hash
-            },
-            HeaderValue {
-                name: "knative-serving-default-route".into(),
-                value: "true".into()
-            },
-        ]
+        [HeaderValue {
+            name: "knative-serving-default-route".into(),
+            value: "true".into()
+        }]
     );
-    let RouteAction::Forward(forward) = &find("ns/i#0/1").action;
     let weights: Vec<_> = forward
         .splits
         .iter()
@@ -476,6 +438,40 @@ fn probe_copies_and_route_precedence() {
     assert_eq!(config.external, external);
     let backends: Vec<_> = t.backends().into_keys().collect();
     assert_eq!(backends, ["ns/s:80", "ns/t:http"]);
+}
+
+#[test]
+fn a_path_matching_the_probe_header_itself_keeps_an_explicit_probe_copy() {
+    let spec = "{rules: [{hosts: [a.example.com], http: {paths: [\
+        {headers: {K-Network-Hash: {exact: mine}}, splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80}]}]}}]}";
+    let yaml = [
+        service("s", "[{name: http, port: 80}]"),
+        ingress("i", "", spec),
+    ]
+    .concat();
+    let t = translate_store(&store_of(&yaml));
+    let external = t.external();
+    let routes = &external[0].routes;
+    let ids: Vec<&str> = routes.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["ns/i#0/0/probe", "ns/i#0/0"]);
+    // The copy's `override` match replaces the path's own; the original keeps `mine`.
+    assert_eq!(
+        routes[0].headers,
+        [HeaderMatch {
+            name: "k-network-hash".into(),
+            exact: "override".into()
+        }]
+    );
+    let RouteAction::Forward(forward) = &routes[0].action;
+    assert_eq!(forward.set_headers[0].name, "k-network-hash");
+    assert_eq!(
+        routes[1].headers,
+        [HeaderMatch {
+            name: "k-network-hash".into(),
+            exact: "mine".into()
+        }]
+    );
+    assert!(routes.iter().all(|r| r.probe_hash.is_none()));
 }
 
 #[test]

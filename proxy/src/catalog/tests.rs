@@ -62,6 +62,7 @@ fn route(
                 .collect(),
         }),
         https_redirect: false,
+        probe_hash: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn route_config() -> RouteConfig {
                     }],
                 }),
                 https_redirect: true,
+                probe_hash: None,
             }],
         }],
         internal: vec![],

@@ -36,6 +36,7 @@ fn route_config() -> RouteConfig {
             ],
         }),
         https_redirect: false,
+        probe_hash: Some("abc".into()),
     };
     let mut redirected = route("default/hello#0/1", "/api");
     redirected.https_redirect = true;

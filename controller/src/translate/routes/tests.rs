@@ -377,7 +377,7 @@ fn older_kingress_keeps_its_host_from_a_newer_route() {
     assert_eq!(hosts_of(&t.external()), ["shared.example.com"]);
     assert_eq!(
         ids(&routes_of(&t.external(), "shared.example.com")),
-        ["ns/old#0/0/probe", "ns/old#0/0"]
+        ["ns/old#0/0"]
     );
     assert!(!t.backends().contains_key("ns/v1"));
     let new = status(&t, "Route", "new");
@@ -476,10 +476,7 @@ fn a_failing_route_claims_no_hosts() {
     ]
     .concat();
     let t = run(&store_of(&yaml));
-    assert_eq!(
-        ids(&routes_of(&t.external(), "x")),
-        ["ns/later#0/0/probe", "ns/later#0/0"]
-    );
+    assert_eq!(ids(&routes_of(&t.external(), "x")), ["ns/later#0/0"]);
     assert_eq!(
         state(status(&t, "Route", "broken"), CONDITION_READY).1,
         "RevisionMissing"
