@@ -82,6 +82,7 @@ use sluice_xds::{
     ResourceType, RevisionPolicy, Route, RouteAction, RouteConfig, Split, Target, VirtualHost,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub mod backend;
 pub mod routes;
@@ -123,8 +124,9 @@ impl TranslateError {
 /// What an owner (KIngress or sluice Route) serves once accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct OwnerPlan {
-    /// Its RouteConfig resource.
-    pub config: RouteConfig,
+    /// Its RouteConfig resource, versioned once when planned and shared (by `Arc`) with the
+    /// emitted resources and the xDS cache.
+    pub config: NamedResource,
     /// Every host it claims, both tables.
     pub hosts: BTreeSet<String>,
     /// Backend name → what it is.
@@ -185,8 +187,8 @@ struct ServiceBackend {
 
 #[derive(Debug)]
 struct IngressState {
-    fresh: Result<OwnerPlan, TranslateError>,
-    last_good: Option<OwnerPlan>,
+    fresh: Result<Arc<OwnerPlan>, TranslateError>,
+    last_good: Option<Arc<OwnerPlan>>,
     /// Backend names and Secrets the last planning read.
     reads: Reads,
     /// What its status and its claims were computed for.
@@ -195,14 +197,14 @@ struct IngressState {
 }
 
 impl IngressState {
-    fn candidate(&self) -> Option<&OwnerPlan> {
+    fn candidate(&self) -> Option<&Arc<OwnerPlan>> {
         self.fresh.as_ref().ok().or(self.last_good.as_ref())
     }
 }
 
 #[derive(Debug)]
 struct RouteState {
-    plan: Result<OwnerPlan, routes::RouteError>,
+    plan: Result<Arc<OwnerPlan>, routes::RouteError>,
     /// Revisions it names (found or not).
     revisions: BTreeSet<ObjectKey>,
     /// What its status and its claims were computed for.
@@ -705,7 +707,7 @@ impl Translator {
             return;
         };
         let mut reads = Reads::default();
-        let fresh = self.plan_ingress(store, ingress, &mut reads);
+        let fresh = self.plan_ingress(store, ingress, &mut reads).map(Arc::new);
         self.set_backend_reads(key, &old_reads.0, &reads.backends);
         self.set_secret_reads(key, &old_reads.1, &reads.secrets);
         let previous = self.ingresses.remove(key);
@@ -861,12 +863,16 @@ impl Translator {
             }
         }
         let hosts = external.keys().chain(internal.keys()).cloned().collect();
+        let name = owner_resource_name(&ObjectKey::new(Kind::Ingress, &meta.namespace, &meta.name));
         Ok(OwnerPlan {
-            config: RouteConfig {
-                owner,
-                external: route_table(external),
-                internal: route_table(internal),
-            },
+            config: NamedResource::new(
+                name,
+                Resource::RouteConfig(RouteConfig {
+                    owner,
+                    external: route_table(external),
+                    internal: route_table(internal),
+                }),
+            ),
             hosts,
             backends,
             certificates,
@@ -898,6 +904,7 @@ impl Translator {
         let (plan, named) = routes::plan_route(route, |revision| {
             revisions.get(revision).map(|state| state.output.as_ref())
         });
+        let plan = plan.map(Arc::new);
         self.set_revision_reads(key, &old_revisions, &named);
         let state = RouteState {
             plan,
@@ -973,21 +980,19 @@ impl Translator {
             .flatten()
             .filter(|_| self.claims.accepted(key))
             .cloned();
-        self.emit(
+        self.emit_named(
             ResourceType::RouteConfig,
             &owner_resource_name(key),
-            accepted
-                .as_ref()
-                .map(|p| Resource::RouteConfig(p.config.clone())),
+            accepted.as_ref().map(|p| p.config.clone()),
             delta,
         );
         let contribution = accepted
             .map(|plan| Contribution {
-                backends: plan.backends,
+                backends: plan.backends.clone(),
                 certificates: plan
                     .certificates
-                    .into_iter()
-                    .map(|c| (c.resource_name(), c))
+                    .iter()
+                    .map(|c| (c.resource_name(), c.clone()))
                     .collect(),
                 age,
             })
@@ -1179,18 +1184,17 @@ impl Translator {
         self.emit(ResourceType::Certificate, name, resource, delta);
     }
 
-    /// Records a resource (or its absence) and the change, if any.
-    fn emit(
+    /// Records a resource already named and versioned (or its absence), and the change.
+    fn emit_named(
         &mut self,
         type_: ResourceType,
         name: &str,
-        resource: Option<Resource>,
+        resource: Option<NamedResource>,
         delta: &mut Delta,
     ) {
         let emitted = &mut self.emitted[type_.index()];
         match resource {
-            Some(resource) => {
-                let named = NamedResource::new(name, resource);
+            Some(named) => {
                 if emitted
                     .get(name)
                     .is_some_and(|old| old.version == named.version)
@@ -1208,6 +1212,18 @@ impl Translator {
                 }
             }
         }
+    }
+
+    /// Records a resource (or its absence) and the change, if any.
+    fn emit(
+        &mut self,
+        type_: ResourceType,
+        name: &str,
+        resource: Option<Resource>,
+        delta: &mut Delta,
+    ) {
+        let named = resource.map(|r| NamedResource::new(name, r));
+        self.emit_named(type_, name, named, delta);
     }
 
     fn set_status(&mut self, status: ObjectStatus, delta: &mut Delta) {

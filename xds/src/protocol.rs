@@ -24,14 +24,23 @@ pub struct Node {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// One named resource at one version.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One named resource at one version. Equal when name and version are: the version is the
+/// content's hash.
+#[derive(Clone, Debug)]
 pub struct NamedResource {
     pub name: String,
     /// [`Resource::version`] of `resource`.
     pub version: String,
     pub resource: Arc<Resource>,
 }
+
+impl PartialEq for NamedResource {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.version == other.version
+    }
+}
+
+impl Eq for NamedResource {}
 
 impl NamedResource {
     pub fn new(name: impl Into<String>, resource: Resource) -> NamedResource {

@@ -157,11 +157,14 @@ pub(crate) fn plan_route<'a>(
     };
     (
         Ok(OwnerPlan {
-            config: RouteConfig {
-                owner,
-                external,
-                internal,
-            },
+            config: sluice_xds::protocol::NamedResource::new(
+                super::owner_resource_name(&ObjectKey::new(Kind::Route, namespace, name)),
+                sluice_xds::Resource::RouteConfig(RouteConfig {
+                    owner,
+                    external,
+                    internal,
+                }),
+            ),
             hosts: claimed,
             backends,
             certificates: Vec::new(),
