@@ -9,7 +9,9 @@
 //! - Responses that arrive together are applied together ([`DataPlane::apply`] gets them as one
 //!   batch, so the router is swapped once); each still gets its own ACK or NACK.
 //! - A response naming a resource twice is refused whole, as the protocol asks.
-//! - Readiness: once every subscribed type has had its first response applied.
+//! - Readiness: once every subscribed type has had its first response applied and the push
+//!   that brought it has ended (its last response applied: a large first push arrives in
+//!   several responses, and half of it must not serve).
 //! - Reconnects back off from 10 ms, doubling to 15 s, with jitter (each delay is drawn from
 //!   its upper half), and start again from 10 ms after a stream that delivered a response.
 
@@ -60,6 +62,8 @@ pub struct ClientState {
     held: BTreeMap<ResourceType, BTreeMap<String, String>>,
     /// Types whose first response of the current stream was applied.
     opened: BTreeSet<ResourceType>,
+    /// The last response handled said more of its push follows.
+    mid_push: bool,
     ever_ready: bool,
 }
 
@@ -70,6 +74,7 @@ impl ClientState {
             types,
             held: BTreeMap::new(),
             opened: BTreeSet::new(),
+            mid_push: false,
             ever_ready: false,
         }
     }
@@ -77,6 +82,7 @@ impl ClientState {
     /// The requests that open a stream.
     pub fn opening_requests(&mut self) -> Vec<DeltaRequest> {
         self.opened.clear();
+        self.mid_push = false;
         self.types
             .iter()
             .enumerate()
@@ -90,7 +96,8 @@ impl ClientState {
             .collect()
     }
 
-    /// True once every type has had a first response (on any stream so far).
+    /// True once every type has had a first response and its push ended (on any stream so
+    /// far).
     pub fn ready(&self) -> bool {
         self.ever_ready
     }
@@ -159,6 +166,7 @@ impl ClientState {
                 }
             }
             self.opened.insert(response.type_);
+            self.mid_push = response.push_continues;
             acks.push(DeltaRequest {
                 type_: Some(response.type_),
                 response_nonce: Some(response.nonce),
@@ -166,7 +174,7 @@ impl ClientState {
                 ..DeltaRequest::default()
             });
         }
-        if self.types.iter().all(|t| self.opened.contains(t)) {
+        if !self.mid_push && self.types.iter().all(|t| self.opened.contains(t)) {
             self.ever_ready = true;
         }
         acks

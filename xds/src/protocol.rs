@@ -105,6 +105,10 @@ pub struct DeltaResponse {
     pub removed: Vec<String>,
     /// Resources the transport could not decode (gRPC only): the proxy NACKs them with the rest.
     pub invalid: Vec<RejectedResource>,
+    /// More responses of the same push follow: a push is cut into responses of at most
+    /// [`crate::session::MAX_PER_RESPONSE`] resources, and a proxy becomes ready only after a
+    /// push's last one, so it never serves half of its first config.
+    pub push_continues: bool,
 }
 
 /// Everything a proxy sends.

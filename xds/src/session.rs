@@ -8,7 +8,8 @@
 //! the other types, referrers first (certificates, backends, then the endpoints and policies
 //! backends name), so a route never names a backend the proxy has already dropped. Only one
 //! push is in flight: changes that arrive meanwhile are coalesced into the next one. When every
-//! response of a push is answered, the proxy has applied that sequence ([`Progress`]).
+//! response of a push is answered, the proxy has applied that sequence ([`Progress`]). Every
+//! response but a push's last says so ([`DeltaResponse::push_continues`]).
 //!
 //! **Delta-xDS rules kept** (`shared/reference/xds-protocol.md`): legacy and explicit
 //! wildcard subscriptions; subscription changes apply even with a stale nonce; every name in a
@@ -363,8 +364,12 @@ impl ServerSession {
                     resources: updated,
                     removed,
                     invalid: Vec::new(),
+                    push_continues: true,
                 });
             }
+        }
+        if let Some(last) = responses.last_mut() {
+            last.push_continues = false;
         }
         if responses.is_empty() {
             if self.applied != seq && self.types.iter().any(|t| t.open) {

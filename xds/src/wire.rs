@@ -602,7 +602,8 @@ impl TryFrom<envoy::DeltaDiscoveryRequest> for DeltaRequest {
 // ---- responses ----
 
 impl From<DeltaResponse> for envoy::DeltaDiscoveryResponse {
-    /// [`DeltaResponse::invalid`] is a receiving-side notion and is not sent.
+    /// [`DeltaResponse::invalid`] is a receiving-side notion and is not sent;
+    /// [`DeltaResponse::push_continues`] travels in the [`pb::ControllerMessage`] around it.
     fn from(r: DeltaResponse) -> Self {
         envoy::DeltaDiscoveryResponse {
             system_version_info: r.system_version,
@@ -666,6 +667,7 @@ impl TryFrom<envoy::DeltaDiscoveryResponse> for DeltaResponse {
             resources,
             removed: r.removed_resources,
             invalid,
+            push_continues: false,
         })
     }
 }
@@ -701,11 +703,11 @@ impl TryFrom<pb::ProxyMessage> for ProxyMessage {
 
 impl From<ControllerMessage> for pb::ControllerMessage {
     fn from(m: ControllerMessage) -> Self {
-        let message = match m {
-            ControllerMessage::Response(r) => pb::controller_message::Message::Response(r.into()),
-        };
-        pb::ControllerMessage {
-            message: Some(message),
+        match m {
+            ControllerMessage::Response(r) => pb::ControllerMessage {
+                push_continues: r.push_continues,
+                message: Some(pb::controller_message::Message::Response(r.into())),
+            },
         }
     }
 }
@@ -715,7 +717,9 @@ impl TryFrom<pb::ControllerMessage> for ControllerMessage {
     fn try_from(m: pb::ControllerMessage) -> Result<Self, InvalidWire> {
         match m.message {
             Some(pb::controller_message::Message::Response(r)) => {
-                Ok(ControllerMessage::Response(r.try_into()?))
+                let mut response = DeltaResponse::try_from(r)?;
+                response.push_continues = m.push_continues;
+                Ok(ControllerMessage::Response(response))
             }
             None => Err(InvalidWire::Empty("controller message")),
         }

@@ -30,6 +30,7 @@ fn response(
             .collect(),
         removed: removed.iter().map(|n| n.to_string()).collect(),
         invalid: vec![],
+        push_continues: false,
     }
 }
 

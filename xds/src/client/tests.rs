@@ -148,6 +148,7 @@ fn response(
         resources,
         removed: removed.iter().map(|s| s.to_string()).collect(),
         invalid: vec![],
+        push_continues: false,
     }
 }
 
@@ -387,6 +388,50 @@ fn ready_only_once_every_type_had_a_first_response() {
     assert!(state.ready());
     // Readiness is not lost on a reconnect: the last config keeps serving.
     state.opening_requests();
+    assert!(state.ready());
+}
+
+#[test]
+fn a_first_push_in_several_responses_is_ready_only_after_its_last() {
+    let (plane, _applied) = FakePlane::new();
+    let mut state = ClientState::new(node(), vec![BE, RC]);
+    state.opening_requests();
+    let part = |type_, nonce: &str, name: &str, push_continues| DeltaResponse {
+        push_continues,
+        ..response(
+            type_,
+            nonce,
+            vec![NamedResource::new(
+                name,
+                if type_ == RC {
+                    route(name)
+                } else {
+                    backend(80)
+                },
+            )],
+            &[],
+        )
+    };
+    // Every type has had a response, but the push goes on: not ready, and the parts that came
+    // are applied and acknowledged all the same.
+    let acks = state.handle(
+        vec![part(BE, "n1", "b", true), part(RC, "n2", "r1", true)],
+        plane.as_ref(),
+    );
+    assert_eq!(verdicts(&acks).len(), 2);
+    assert!(!state.ready());
+    assert_eq!(held(&state, RC).len(), 1);
+    state.handle(vec![part(RC, "n3", "r2", false)], plane.as_ref());
+    assert!(state.ready());
+    assert_eq!(held(&state, RC).len(), 2);
+
+    // A stream that broke mid-push does not leave a fresh stream waiting for the rest of it.
+    let mut state = ClientState::new(node(), vec![BE]);
+    state.opening_requests();
+    state.handle(vec![part(BE, "n1", "b", true)], plane.as_ref());
+    assert!(!state.ready());
+    state.opening_requests();
+    state.handle(vec![part(BE, "m1", "b", false)], plane.as_ref());
     assert!(state.ready());
 }
 

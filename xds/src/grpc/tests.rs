@@ -127,6 +127,7 @@ fn backend_response(nonce: &str) -> DeltaResponse {
         )],
         removed: vec!["default/gone:80".into()],
         invalid: vec![],
+        push_continues: false,
     }
 }
 
@@ -395,6 +396,7 @@ async fn a_response_larger_than_four_mib_arrives() {
         resources: (0..6).map(certificate).collect(),
         removed: vec![],
         invalid: vec![],
+        push_continues: false,
     });
     server.tx.send(response.clone()).await.expect("stream open");
     let got = within("a 6 MiB response", client.rx.recv()).await;

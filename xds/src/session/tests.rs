@@ -260,7 +260,12 @@ impl Harness {
     /// Runs `next_push` and checks what every response must satisfy whatever the scenario.
     fn push(&mut self, context: &str) -> (Vec<DeltaResponse>, Progress) {
         let (responses, progress) = self.session.next_push(&self.cache);
-        for response in &responses {
+        for (i, response) in responses.iter().enumerate() {
+            assert_eq!(
+                response.push_continues,
+                i + 1 < responses.len(),
+                "{context}: every response but a push's last says more follow"
+            );
             assert!(
                 self.nonces.insert(response.nonce.clone()),
                 "{context}: nonce {} reused",

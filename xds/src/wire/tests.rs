@@ -420,6 +420,7 @@ fn response() -> DeltaResponse {
             .collect(),
         removed: vec!["default/gone:80".into()],
         invalid: vec![],
+        push_continues: false,
     }
 }
 
@@ -549,9 +550,14 @@ fn load_reports_and_pokes_round_trip_inside_proxy_messages() {
 
 #[test]
 fn controller_messages_round_trip() {
-    let message = ControllerMessage::Response(response());
-    let wire = over_the_wire(pb::ControllerMessage::from(message.clone()));
-    assert_eq!(ControllerMessage::try_from(wire), Ok(message));
+    for push_continues in [false, true] {
+        let message = ControllerMessage::Response(DeltaResponse {
+            push_continues,
+            ..response()
+        });
+        let wire = over_the_wire(pb::ControllerMessage::from(message.clone()));
+        assert_eq!(ControllerMessage::try_from(wire), Ok(message));
+    }
 }
 
 #[test]
@@ -561,8 +567,11 @@ fn stream_messages_with_nothing_set_are_invalid() {
         Err(InvalidWire::Empty("proxy message"))
     );
     assert_eq!(
-        ControllerMessage::try_from(pb::ControllerMessage { message: None })
-            .map_err(|e| e.to_string()),
+        ControllerMessage::try_from(pb::ControllerMessage {
+            message: None,
+            push_continues: false,
+        })
+        .map_err(|e| e.to_string()),
         Err("controller message: no message set".to_string())
     );
 }
