@@ -1,6 +1,7 @@
 //! Where a proxy's memory goes with the issue-8 fleet (10,000 KIngresses): the live heap of a
-//! [`Catalog`] holding the full push (and the router it serves), the share of the per-owner and
-//! per-backend Prometheus children in it, and the growth over repeated one-route deltas.
+//! [`Catalog`] after the full push (and the router it serves), the decoded push itself (freed
+//! once applied), the per-owner and per-backend Prometheus children (created on first traffic,
+//! so measured apart), and the growth over repeated one-route deltas.
 //!
 //! The resources are the real translation of `controller/benches/support/fleet.rs`, dumped by
 //! the controller's `xds_sizes` example (`--dump`) and decoded through `sluice_xds::wire` as a
@@ -76,9 +77,8 @@ fn main() {
     let owners = names(ResourceType::RouteConfig);
     n = owners.len();
 
-    // The resources themselves: the catalog keeps them (by `Arc`, as the decoded responses
-    // hand them over), so they were allocated before the catalog's region below; a copy
-    // measures them.
+    // The decoded push: the catalog keeps versions and compiled pieces, not these, so they are
+    // transient; a copy measures them.
     let resources_heap = {
         let region = Region::new(GLOBAL);
         let copy: Vec<DeltaResponse> = full
@@ -153,12 +153,12 @@ fn main() {
         "owners": owners.len(),
         "heap_mib": {
             "compiled_and_router": mib(catalog_heap),
-            "resources": mib(resources_heap),
-            "total": mib(catalog_heap + resources_heap),
+            "decoded_push": mib(resources_heap),
+            "total": mib(catalog_heap + metrics_heap),
             "metric_children": mib(metrics_heap),
             "growth_over_changes": mib(growth),
         },
-        "per_ingress_kib": (catalog_heap + resources_heap) / n as f64 / 1024.0,
+        "per_ingress_kib": (catalog_heap + metrics_heap) / n as f64 / 1024.0,
         "changes": changes,
         "full_apply_ms": apply_ms,
         "delta_apply_ms_median": delta_ms.get(delta_ms.len() / 2).copied(),

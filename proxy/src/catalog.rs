@@ -24,7 +24,7 @@ use crate::activator::RevisionStats;
 use crate::backend::{Backend, BackendKind, BackendSpec};
 use crate::index::ClaimedMap;
 use crate::metrics::{BackendMetrics, Metrics, RouteMetrics};
-use crate::router::{HostIndex, InvalidRoute, Route, Router, VirtualHostRoutes};
+use crate::router::{HeaderNames, HostIndex, InvalidRoute, Route, Router, VirtualHostRoutes};
 use pingora::tls::sign::CertifiedKey;
 use sluice_xds::client::rejected;
 use sluice_xds::digest::ConfigDigest;
@@ -42,15 +42,45 @@ struct BackendSlot {
     compiled: Arc<Backend>,
 }
 
-/// One compiled table of an owner: (domains, routes) per virtual host.
-type CompiledVirtualHosts = Vec<(Vec<String>, VirtualHostRoutes)>;
+/// One compiled table of an owner: (domains, routes) per virtual host. The domain names are
+/// the same allocations the host indexes key on.
+type CompiledVirtualHosts = Vec<(Box<[Arc<str>]>, VirtualHostRoutes)>;
 
 struct OwnerSlot {
     version: String,
     metrics: Arc<RouteMetrics>,
     external: CompiledVirtualHosts,
     internal: CompiledVirtualHosts,
-    backends: BTreeSet<String>,
+    /// The backends its routes use, sorted.
+    backends: Box<[Arc<str>]>,
+}
+
+/// Who uses a resource: the owners of a backend, the backends of a policy. Usually one, so a
+/// sorted vector kept to size; a tree node each cost megabytes at 20,000 backends.
+#[derive(Default)]
+struct Users(Vec<Arc<str>>);
+
+impl Users {
+    fn add(&mut self, user: &Arc<str>) {
+        if let Err(at) = self.0.binary_search(user) {
+            self.0.reserve_exact(1);
+            self.0.insert(at, user.clone());
+        }
+    }
+
+    fn remove(&mut self, user: &str) {
+        if let Ok(at) = self.0.binary_search_by(|u| (**u).cmp(user)) {
+            self.0.remove(at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(|u| u.to_string())
+    }
 }
 
 struct CertificateSlot {
@@ -87,18 +117,19 @@ pub struct Catalog {
     max_waiting: usize,
     policies: HashMap<String, (String, RevisionPolicy)>,
     backends: HashMap<String, BackendSlot>,
-    owners: HashMap<String, OwnerSlot>,
+    owners: HashMap<Arc<str>, OwnerSlot>,
     certificates: HashMap<String, CertificateSlot>,
     external: ClaimedMap<VirtualHostRoutes>,
     internal: ClaimedMap<VirtualHostRoutes>,
     /// backend → owners whose routes use it.
-    backend_users: HashMap<String, BTreeSet<String>>,
+    backend_users: HashMap<String, Users>,
     /// policy → backends of that Revision.
-    policy_users: HashMap<String, BTreeSet<String>>,
+    policy_users: HashMap<String, Users>,
     /// Per-Revision counters, kept while a backend of the Revision exists.
     revisions: HashMap<String, Arc<RevisionStats>>,
     /// Backends that lost their resources or a user this batch: dropped if nothing is left.
     maybe_unused: BTreeSet<String>,
+    header_names: HeaderNames,
     digest: ConfigDigest,
 }
 
@@ -131,6 +162,7 @@ impl Catalog {
             policy_users: HashMap::new(),
             revisions: HashMap::new(),
             maybe_unused: BTreeSet::new(),
+            header_names: HeaderNames::default(),
             digest: ConfigDigest::default(),
         }
     }
@@ -252,7 +284,7 @@ impl Catalog {
                     Some(&named.version),
                 );
                 if let Some(users) = self.policy_users.get(name) {
-                    dirty.backends.extend(users.iter().cloned());
+                    dirty.backends.extend(users.names());
                 }
             }
             Resource::Backend(backend) => {
@@ -312,7 +344,7 @@ impl Catalog {
                 if let Some((old, _)) = self.policies.remove(name) {
                     self.track(type_, name, Some(&old), None);
                     if let Some(users) = self.policy_users.get(name) {
-                        dirty.backends.extend(users.iter().cloned());
+                        dirty.backends.extend(users.names());
                     }
                 }
             }
@@ -390,9 +422,16 @@ impl Catalog {
         metrics: &Arc<RouteMetrics>,
     ) -> Result<(CompiledVirtualHosts, CompiledVirtualHosts), InvalidRoute> {
         let mut compiled: Vec<(&sluice_xds::Route, Arc<Route>)> = Vec::new();
-        let external = self.compile_table(&config.external, &mut compiled, metrics)?;
-        let internal = self.compile_table(&config.internal, &mut compiled, metrics)?;
-        Ok((external, internal))
+        let mut names = std::mem::take(&mut self.header_names);
+        let tables = self
+            .compile_table(&config.external, &mut compiled, &mut names, metrics)
+            .and_then(|external| {
+                let internal =
+                    self.compile_table(&config.internal, &mut compiled, &mut names, metrics)?;
+                Ok((external, internal))
+            });
+        self.header_names = names;
+        tables
     }
 
     /// One table of [`Catalog::compile_config`]; `compiled` holds the routes compiled so far.
@@ -400,6 +439,7 @@ impl Catalog {
         &mut self,
         vhosts: &'a [VirtualHost],
         compiled: &mut Vec<(&'a sluice_xds::Route, Arc<Route>)>,
+        names: &mut HeaderNames,
         metrics: &Arc<RouteMetrics>,
     ) -> Result<CompiledVirtualHosts, InvalidRoute> {
         let mut out = Vec::with_capacity(vhosts.len());
@@ -412,13 +452,19 @@ impl Catalog {
                 }
                 let route = Arc::new(Route::compile(
                     spec,
+                    names,
                     |b| self.slot(b).compiled.clone(),
                     metrics.clone(),
                 )?);
                 compiled.push((spec, route.clone()));
                 routes.push(route);
             }
-            out.push((vhost.domains.clone(), routes.into()));
+            let domains = vhost
+                .domains
+                .iter()
+                .map(|d| Arc::from(d.as_str()))
+                .collect();
+            out.push((domains, routes.into()));
         }
         Ok(out)
     }
@@ -432,11 +478,15 @@ impl Catalog {
         external: CompiledVirtualHosts,
         internal: CompiledVirtualHosts,
     ) {
-        let (old_external, old_internal, old_backends) = match self.owners.remove(name) {
+        let (owner, old) = match self.owners.remove_entry(name) {
+            Some((owner, old)) => (owner, Some(old)),
+            None => (Arc::from(name), None),
+        };
+        let (old_external, old_internal, old_backends) = match old {
             Some(old) => (old.external, old.internal, old.backends),
             None => Default::default(),
         };
-        let hosts = |vhosts: &CompiledVirtualHosts| -> BTreeSet<String> {
+        let hosts = |vhosts: &CompiledVirtualHosts| -> BTreeSet<Arc<str>> {
             vhosts.iter().flat_map(|(d, _)| d.iter().cloned()).collect()
         };
         let (new_external, new_internal) = (hosts(&external), hosts(&internal));
@@ -449,38 +499,46 @@ impl Catalog {
         }
         for (domains, routes) in &external {
             for host in domains {
-                self.external.claim(host, name, routes.clone());
+                self.external.claim(host, &owner, routes.clone());
             }
         }
         for (domains, routes) in &internal {
             for host in domains {
-                self.internal.claim(host, name, routes.clone());
+                self.internal.claim(host, &owner, routes.clone());
             }
         }
-        let backends: BTreeSet<String> = external
+        let mut backends: Vec<Arc<str>> = external
             .iter()
             .chain(&internal)
             .flat_map(|(_, routes)| routes.iter())
-            .flat_map(|route| route.backend_names())
-            .map(str::to_string)
+            .flat_map(|route| route.backend_ids())
+            .cloned()
             .collect();
-        for backend in old_backends.difference(&backends) {
-            self.unuse(backend, name);
+        backends.sort();
+        backends.dedup();
+        for backend in old_backends.iter() {
+            if backends.binary_search(backend).is_err() {
+                self.unuse(backend, name);
+            }
         }
         for backend in &backends {
-            self.backend_users
-                .entry(backend.clone())
-                .or_default()
-                .insert(name.to_string());
+            match self.backend_users.get_mut(&**backend) {
+                Some(users) => users.add(&owner),
+                None => {
+                    let mut users = Users::default();
+                    users.add(&owner);
+                    self.backend_users.insert(backend.to_string(), users);
+                }
+            }
         }
         self.owners.insert(
-            name.to_string(),
+            owner,
             OwnerSlot {
                 version,
                 metrics,
                 external,
                 internal,
-                backends,
+                backends: backends.into(),
             },
         );
     }
@@ -507,7 +565,7 @@ impl Catalog {
             let Some(slot) = self.backends.get(name) else {
                 continue;
             };
-            let unused = self.backend_users.get(name).is_none_or(BTreeSet::is_empty);
+            let unused = self.backend_users.get(name).is_none_or(Users::is_empty);
             if slot.backend.is_none() && slot.endpoints.is_none() && unused {
                 if let Some(slot) = self.backends.remove(name) {
                     self.forget_revision_use(name, &slot.compiled);
@@ -552,11 +610,11 @@ impl Catalog {
                     self.policy_users
                         .entry(new.clone())
                         .or_default()
-                        .insert(name.clone());
+                        .add(&compiled.id);
                 }
             }
             if let Some(users) = self.backend_users.get(name) {
-                dirty.owners.extend(users.iter().cloned());
+                dirty.owners.extend(users.names());
             }
             rebuilt.push(compiled);
         }
@@ -594,7 +652,7 @@ impl Catalog {
     /// current backends, and their host claims.
     fn relink_owners(&mut self, owners: &BTreeSet<String>) {
         for name in owners {
-            let Some(slot) = self.owners.get(name) else {
+            let Some(slot) = self.owners.get(name.as_str()) else {
                 continue;
             };
             let mut relinked: Vec<(*const Route, Arc<Route>)> = Vec::new();
@@ -695,13 +753,16 @@ impl Catalog {
     /// compiled (private keys are never kept, so never shown), and the digest as `version`.
     pub fn render(&self) -> serde_json::Value {
         use serde_json::{json, Map, Value};
-        fn sorted<T>(map: &HashMap<String, T>, f: impl Fn(&T) -> Value) -> Value {
-            let mut names: Vec<&String> = map.keys().collect();
-            names.sort();
+        fn sorted<K: std::ops::Deref<Target = str>, T>(
+            map: &HashMap<K, T>,
+            f: impl Fn(&T) -> Value,
+        ) -> Value {
+            let mut entries: Vec<(&K, &T)> = map.iter().collect();
+            entries.sort_by_key(|(name, _)| &***name);
             Value::Object(
-                names
+                entries
                     .into_iter()
-                    .map(|name| (name.clone(), f(&map[name])))
+                    .map(|(name, value)| (name.to_string(), f(value)))
                     .collect::<Map<_, _>>(),
             )
         }
@@ -710,7 +771,7 @@ impl Catalog {
                 .iter()
                 .map(|(domains, routes)| {
                     json!({
-                        "domains": domains,
+                        "domains": domains.iter().map(|d| &**d).collect::<Vec<&str>>(),
                         "routes": routes.iter().map(|r| r.describe()).collect::<Vec<_>>(),
                     })
                 })

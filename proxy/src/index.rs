@@ -37,7 +37,8 @@ impl Hasher for Fnv {
     }
 }
 
-type Shard<V> = HashMap<Box<str>, V, BuildHasherDefault<Fnv>>;
+/// Keys are shared with the [`Claims`] that feed the map (one allocation per host name).
+type Shard<V> = HashMap<Arc<str>, V, BuildHasherDefault<Fnv>>;
 
 /// An immutable string-keyed map whose new versions share untouched shards.
 pub struct ShardedMap<V> {
@@ -74,7 +75,7 @@ impl<V: Clone> ShardedMap<V> {
 
     /// A new version with `changes` applied (`None` removes the key). Copies only the shards
     /// the changes touch.
-    pub fn with_changes(&self, changes: impl IntoIterator<Item = (String, Option<V>)>) -> Self {
+    pub fn with_changes(&self, changes: impl IntoIterator<Item = (Arc<str>, Option<V>)>) -> Self {
         let mut touched: HashMap<usize, Shard<V>> = HashMap::new();
         for (key, value) in changes {
             let index = shard_of(&key);
@@ -83,10 +84,10 @@ impl<V: Clone> ShardedMap<V> {
                 .or_insert_with(|| self.shards[index].as_ref().clone());
             match value {
                 Some(value) => {
-                    shard.insert(key.into_boxed_str(), value);
+                    shard.insert(key, value);
                 }
                 None => {
-                    shard.remove(key.as_str());
+                    shard.remove(&*key);
                 }
             }
         }
@@ -116,7 +117,56 @@ impl<V: Clone> ShardedMap<V> {
 /// update may be rejected while another's applies: then the latest claim wins, and when it is
 /// released the previous claimant's value comes back.
 pub struct Claims<V> {
-    by_key: HashMap<String, Vec<(String, V)>>,
+    by_key: HashMap<Arc<str>, Claimants<V>>,
+}
+
+/// The claims on one key, latest last. A single claim, by far the usual case, is kept inline:
+/// at 50,000 hosts a vector each cost megabytes.
+enum Claimants<V> {
+    One(Arc<str>, V),
+    Many(Vec<(Arc<str>, V)>),
+}
+
+impl<V: Clone> Claimants<V> {
+    fn current(&self) -> Option<V> {
+        match self {
+            Claimants::One(_, value) => Some(value.clone()),
+            Claimants::Many(claims) => claims.last().map(|(_, v)| v.clone()),
+        }
+    }
+
+    /// Sets `owner`'s value; an existing claim keeps its place.
+    fn set(&mut self, owner: &Arc<str>, value: V) {
+        match self {
+            Claimants::One(held_by, held) if held_by == owner => *held = value,
+            Claimants::One(held_by, held) => {
+                let first = (held_by.clone(), held.clone());
+                *self = Claimants::Many(vec![first, (owner.clone(), value)]);
+            }
+            Claimants::Many(claims) => match claims.iter_mut().find(|(o, _)| o == owner) {
+                Some(claim) => claim.1 = value,
+                None => claims.push((owner.clone(), value)),
+            },
+        }
+    }
+
+    /// Drops `owner`'s claim; false when no claim is left.
+    fn remove(&mut self, owner: &str) -> bool {
+        match self {
+            Claimants::One(held_by, _) => &**held_by != owner,
+            Claimants::Many(claims) => {
+                claims.retain(|(o, _)| &**o != owner);
+                match claims.as_slice() {
+                    [] => false,
+                    [(last_owner, last)] => {
+                        *self = Claimants::One(last_owner.clone(), last.clone());
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
 }
 
 impl<V> Default for Claims<V> {
@@ -130,24 +180,29 @@ impl<V> Default for Claims<V> {
 impl<V: Clone> Claims<V> {
     /// Sets `owner`'s value for `key` (an existing claim keeps its place). Returns the value
     /// the key has afterwards.
-    pub fn claim(&mut self, key: &str, owner: &str, value: V) -> Option<V> {
-        let claims = self.by_key.entry(key.to_string()).or_default();
-        match claims.iter_mut().find(|(o, _)| o == owner) {
-            Some(claim) => claim.1 = value,
-            None => claims.push((owner.to_string(), value)),
+    pub fn claim(&mut self, key: &Arc<str>, owner: &Arc<str>, value: V) -> Option<V> {
+        match self.by_key.get_mut(&**key) {
+            Some(claimants) => {
+                claimants.set(owner, value);
+                claimants.current()
+            }
+            None => {
+                self.by_key
+                    .insert(key.clone(), Claimants::One(owner.clone(), value.clone()));
+                Some(value)
+            }
         }
-        claims.last().map(|(_, v)| v.clone())
     }
 
     /// Drops `owner`'s claim on `key`. Returns the value the key has afterwards.
     pub fn release(&mut self, key: &str, owner: &str) -> Option<V> {
-        let claims = self.by_key.get_mut(key)?;
-        claims.retain(|(o, _)| o != owner);
-        let now = claims.last().map(|(_, v)| v.clone());
-        if claims.is_empty() {
+        let claimants = self.by_key.get_mut(key)?;
+        if claimants.remove(owner) {
+            claimants.current()
+        } else {
             self.by_key.remove(key);
+            None
         }
-        now
     }
 }
 
@@ -155,7 +210,7 @@ impl<V: Clone> Claims<V> {
 pub struct ClaimedMap<V> {
     claims: Claims<V>,
     map: ShardedMap<V>,
-    pending: Vec<(String, Option<V>)>,
+    pending: Vec<(Arc<str>, Option<V>)>,
 }
 
 impl<V: Clone> Default for ClaimedMap<V> {
@@ -169,14 +224,14 @@ impl<V: Clone> Default for ClaimedMap<V> {
 }
 
 impl<V: Clone> ClaimedMap<V> {
-    pub fn claim(&mut self, key: &str, owner: &str, value: V) {
+    pub fn claim(&mut self, key: &Arc<str>, owner: &Arc<str>, value: V) {
         let now = self.claims.claim(key, owner, value);
-        self.pending.push((key.to_string(), now));
+        self.pending.push((key.clone(), now));
     }
 
-    pub fn release(&mut self, key: &str, owner: &str) {
+    pub fn release(&mut self, key: &Arc<str>, owner: &str) {
         let now = self.claims.release(key, owner);
-        self.pending.push((key.to_string(), now));
+        self.pending.push((key.clone(), now));
     }
 
     /// Applies what changed since the last call; returns true if anything did.
@@ -185,6 +240,8 @@ impl<V: Clone> ClaimedMap<V> {
             return false;
         }
         self.map = self.map.with_changes(self.pending.drain(..));
+        // A full load leaves a large buffer behind; keep it no bigger than a usual change.
+        self.pending.shrink_to(64);
         true
     }
 
@@ -200,10 +257,12 @@ mod tests {
     #[test]
     fn new_versions_share_untouched_shards_and_leave_the_old_one_alone() {
         let empty: ShardedMap<u32> = ShardedMap::default();
-        let keys: Vec<String> = (0..1000).map(|i| format!("host{i}.example.com")).collect();
+        let keys: Vec<Arc<str>> = (0..1000)
+            .map(|i| format!("host{i}.example.com").into())
+            .collect();
         let full = empty.with_changes(keys.iter().map(|k| (k.clone(), Some(1))));
         assert_eq!(full.len(), 1000);
-        let changed = full.with_changes([("host7.example.com".to_string(), Some(2))]);
+        let changed = full.with_changes([("host7.example.com".into(), Some(2))]);
         assert_eq!(full.get("host7.example.com"), Some(&1));
         assert_eq!(changed.get("host7.example.com"), Some(&2));
         let shared = full
@@ -213,7 +272,7 @@ mod tests {
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count();
         assert_eq!(shared, SHARDS - 1, "only the changed key's shard is copied");
-        let removed = changed.with_changes([("host7.example.com".to_string(), None)]);
+        let removed = changed.with_changes([("host7.example.com".into(), None)]);
         assert_eq!(removed.get("host7.example.com"), None);
         assert_eq!(removed.len(), 999);
         assert_eq!(removed.get("missing"), None);
@@ -221,13 +280,31 @@ mod tests {
 
     #[test]
     fn the_latest_claim_wins_and_a_release_restores_the_previous_one() {
+        let key: Arc<str> = "a.example.com".into();
+        let (old, new, third): (Arc<str>, Arc<str>, Arc<str>) = (
+            "ingress/ns/old".into(),
+            "ingress/ns/new".into(),
+            "ingress/ns/third".into(),
+        );
         let mut claims = Claims::default();
-        assert_eq!(claims.claim("a.example.com", "ingress/ns/old", 1), Some(1));
-        assert_eq!(claims.claim("a.example.com", "ingress/ns/new", 2), Some(2));
+        assert_eq!(claims.claim(&key, &old, 1), Some(1));
+        assert_eq!(claims.claim(&key, &new, 2), Some(2));
         // Updating the older claim does not take the key back.
-        assert_eq!(claims.claim("a.example.com", "ingress/ns/old", 3), Some(2));
-        assert_eq!(claims.release("a.example.com", "ingress/ns/new"), Some(3));
-        assert_eq!(claims.release("a.example.com", "ingress/ns/old"), None);
-        assert_eq!(claims.release("a.example.com", "ingress/ns/old"), None);
+        assert_eq!(claims.claim(&key, &old, 3), Some(2));
+        assert_eq!(claims.release(&key, &new), Some(3));
+        assert_eq!(claims.release(&key, &old), None);
+        assert_eq!(claims.release(&key, &old), None);
+        assert!(claims.by_key.is_empty(), "a key nobody claims is forgotten");
+
+        // Three claimants: releasing the middle one keeps the latest; then the first is back.
+        claims.claim(&key, &old, 1);
+        claims.claim(&key, &new, 2);
+        assert_eq!(claims.claim(&key, &third, 3), Some(3));
+        assert_eq!(claims.release(&key, &new), Some(3));
+        assert_eq!(claims.release(&key, &third), Some(1));
+        // Releasing an owner that holds no claim changes nothing.
+        assert_eq!(claims.release(&key, "ingress/ns/other"), Some(1));
+        assert_eq!(claims.release("b.example.com", &old), None);
+        assert_eq!(claims.claim(&key, &old, 4), Some(4));
     }
 }

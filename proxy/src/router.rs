@@ -12,6 +12,7 @@ use crate::metrics::RouteMetrics;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_xds::digest::ConfigDigest;
 use sluice_xds::RouteAction;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Which listener a request arrived on: decides which host index applies.
@@ -108,14 +109,41 @@ impl Router {
     }
 }
 
+/// Header names the routes use, each parsed once. Configs repeat a handful of names (Knative
+/// sets `knative-serving-revision` on every split), and every parse of a name that is not a
+/// standard header allocates. Names are never forgotten, so at most [`MAX_HEADER_NAMES`] are
+/// kept; beyond that they are parsed each time.
+#[derive(Default)]
+pub struct HeaderNames(HashMap<Box<str>, HeaderName>);
+
+pub const MAX_HEADER_NAMES: usize = 1024;
+
+impl HeaderNames {
+    fn parse(&mut self, name: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
+        if let Some(known) = self.0.get(name) {
+            return Ok(known.clone());
+        }
+        let parsed = HeaderName::from_bytes(name.as_bytes())?;
+        if self.0.len() < MAX_HEADER_NAMES {
+            self.0.insert(name.into(), parsed.clone());
+        }
+        Ok(parsed)
+    }
+}
+
 /// Parses a header pair of a route.
-fn header(route: &str, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidRoute> {
+fn header(
+    route: &str,
+    names: &mut HeaderNames,
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), InvalidRoute> {
     let invalid = |reason: String| InvalidRoute::InvalidHeader {
         route: route.to_string(),
         name: name.to_string(),
         reason,
     };
-    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let name = names.parse(name).map_err(|e| invalid(e.to_string()))?;
     let value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
     Ok((name, value))
 }
@@ -124,6 +152,7 @@ impl Route {
     /// Compiles a route; `backend` resolves each split's backend name.
     pub fn compile(
         spec: &sluice_xds::Route,
+        names: &mut HeaderNames,
         mut backend: impl FnMut(&str) -> Arc<Backend>,
         metrics: Arc<RouteMetrics>,
     ) -> Result<Route, InvalidRoute> {
@@ -132,12 +161,12 @@ impl Route {
         let headers = spec
             .headers
             .iter()
-            .map(|m| header(id, &m.name, &m.exact))
+            .map(|m| header(id, names, &m.name, &m.exact))
             .collect::<Result<Vec<_>, _>>()?;
         let set_headers = forward
             .set_headers
             .iter()
-            .map(|h| header(id, &h.name, &h.value))
+            .map(|h| header(id, names, &h.name, &h.value))
             .collect::<Result<Vec<_>, _>>()?;
         let mut cumulative = 0u32;
         let mut splits = Vec::with_capacity(forward.splits.len());
@@ -149,7 +178,7 @@ impl Route {
                 set_headers: split
                     .set_headers
                     .iter()
-                    .map(|h| header(id, &h.name, &h.value))
+                    .map(|h| header(id, names, &h.name, &h.value))
                     .collect::<Result<Vec<_>, _>>()?
                     .into_boxed_slice(),
             });
@@ -157,7 +186,13 @@ impl Route {
         let probe_hash = spec
             .probe_hash
             .as_deref()
-            .map(|hash| header(id, sluice_xds::PROBE_HASH_HEADER, hash).map(|(_, value)| value))
+            .map(|hash| {
+                HeaderValue::from_str(hash).map_err(|e| InvalidRoute::InvalidHeader {
+                    route: id.to_string(),
+                    name: sluice_xds::PROBE_HASH_HEADER.to_string(),
+                    reason: e.to_string(),
+                })
+            })
             .transpose()?;
         let rewrite_host = forward
             .rewrite_host
@@ -248,8 +283,8 @@ impl Route {
     }
 
     /// The backend names its splits use.
-    pub fn backend_names(&self) -> impl Iterator<Item = &str> {
-        self.splits.iter().map(|s| &*s.backend.id)
+    pub fn backend_ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.splits.iter().map(|s| &s.backend.id)
     }
 
     fn matches(&self, path: &str, headers: &HeaderMap) -> bool {
