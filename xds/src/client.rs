@@ -113,26 +113,36 @@ impl ClientState {
         plane: &dyn DataPlane,
     ) -> Vec<DeltaRequest> {
         // A response naming a resource twice is refused whole, without applying any of it.
+        // The rest are moved, not copied, into the batch the data plane sees: a first push can
+        // be tens of MiB decoded, and a second copy of it would be the proxy's peak memory.
+        let mut refusals: Vec<Option<Rejection>> = Vec::with_capacity(batch.len());
         let mut valid = Vec::with_capacity(batch.len());
-        let mut answers: Vec<Option<Result<(), Rejection>>> = Vec::with_capacity(batch.len());
-        for response in &batch {
-            match duplicate(response) {
-                Some(name) => answers.push(Some(Err(Rejection {
-                    message: format!("resource {name} appears twice in one response"),
-                    resources: Vec::new(),
-                }))),
+        let mut refused_whole = Vec::new();
+        for response in batch {
+            match duplicate(&response) {
+                Some(name) => {
+                    refusals.push(Some(Rejection {
+                        message: format!("resource {name} appears twice in one response"),
+                        resources: Vec::new(),
+                    }));
+                    refused_whole.push(response);
+                }
                 None => {
-                    valid.push(response.clone());
-                    answers.push(None);
+                    refusals.push(None);
+                    valid.push(response);
                 }
             }
         }
         let mut results = plane.apply(&valid).into_iter();
-        let mut acks = Vec::with_capacity(batch.len());
-        for (response, answer) in batch.into_iter().zip(answers) {
-            let mut result = match answer {
-                Some(refused) => refused,
-                None => results.next().unwrap_or(Ok(())),
+        let (mut valid, mut refused_whole) = (valid.into_iter(), refused_whole.into_iter());
+        let mut acks = Vec::with_capacity(refusals.len());
+        for refusal in refusals {
+            let (response, mut result) = match refusal {
+                Some(refused) => (refused_whole.next().expect("one per refusal"), Err(refused)),
+                None => (
+                    valid.next().expect("one per valid response"),
+                    results.next().unwrap_or(Ok(())),
+                ),
             };
             if !response.invalid.is_empty() {
                 // Undecodable resources are refused along with what the data plane refused.
