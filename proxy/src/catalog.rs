@@ -11,6 +11,11 @@
 //! - a route config change compiles that owner once, against the batch's rebuilt backends;
 //! - the host indexes copy only the shards holding hosts that changed (see [`crate::index`]).
 //!
+//! **A push is one change.** The controller splits a large push into several responses (all but
+//! the last say `push_continues`). Each is compiled as it arrives, so only one response is held
+//! decoded at a time, but the router is built and swapped once, after the push's last response:
+//! half a push never serves, and the host indexes are not copied once per response.
+//!
 //! **Rejections.** A resource that does not compile (an invalid header, a certificate that does
 //! not parse) is refused: its previous version (or its absence) stays, the rest of the batch
 //! applies, and the refusal is returned for the NACK.
@@ -102,6 +107,19 @@ pub struct Outcome {
     /// Backends gone: their waiters must route again (after the swap).
     pub removed: Vec<Arc<Backend>>,
     pub certificates_changed: bool,
+    /// The batch ended its push: what it and the push's earlier batches changed is in this
+    /// outcome. False while the push continues (nothing to swap yet).
+    pub push_ended: bool,
+}
+
+/// What the batches of a push that has not ended yet changed, published with its last one.
+#[derive(Default)]
+struct Unpublished {
+    /// By name: a backend rebuilt twice in one push (spec, then endpoints) is told once, and
+    /// the superseded build is not kept alive.
+    rebuilt: BTreeSet<Arc<str>>,
+    removed: Vec<Arc<Backend>>,
+    certificates: bool,
 }
 
 /// One certificate as the TLS listeners use it.
@@ -131,6 +149,7 @@ pub struct Catalog {
     maybe_unused: BTreeSet<String>,
     header_names: HeaderNames,
     digest: ConfigDigest,
+    unpublished: Unpublished,
 }
 
 #[derive(Default)]
@@ -164,6 +183,7 @@ impl Catalog {
             maybe_unused: BTreeSet::new(),
             header_names: HeaderNames::default(),
             digest: ConfigDigest::default(),
+            unpublished: Unpublished::default(),
         }
     }
 
@@ -224,25 +244,47 @@ impl Catalog {
                 upstream.metrics().forget();
             }
         }
+        let results = refused
+            .into_iter()
+            .map(|r| {
+                if r.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Rejection::new(r))
+                }
+            })
+            .collect();
+        let pending = &mut self.unpublished;
+        pending.rebuilt.extend(rebuilt.iter().map(|b| b.id.clone()));
+        pending.removed.extend(removed);
+        pending.certificates |= dirty.certificates;
+        if responses.last().is_some_and(|r| r.push_continues) {
+            return Outcome {
+                results,
+                router: None,
+                rebuilt: Vec::new(),
+                removed: Vec::new(),
+                certificates_changed: false,
+                push_ended: false,
+            };
+        }
+        let pending = std::mem::take(&mut self.unpublished);
+        let rebuilt: Vec<Arc<Backend>> = pending
+            .rebuilt
+            .iter()
+            .filter_map(|name| self.backends.get(&**name).map(|slot| slot.compiled.clone()))
+            .collect();
         let external = self.external.publish();
         let internal = self.internal.publish();
-        let router = (external || internal || !rebuilt.is_empty() || !removed.is_empty())
+        let router = (external || internal || !rebuilt.is_empty() || !pending.removed.is_empty())
             .then(|| self.router());
         Outcome {
-            results: refused
-                .into_iter()
-                .map(|r| {
-                    if r.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(Rejection::new(r))
-                    }
-                })
-                .collect(),
+            results,
             router,
             rebuilt,
-            removed,
-            certificates_changed: dirty.certificates,
+            removed: pending.removed,
+            certificates_changed: pending.certificates,
+            push_ended: true,
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Request-path settings that come from flags, not from routing config.
 #[derive(Clone, Debug)]
@@ -140,6 +140,11 @@ impl Gateway {
                 }
             }
             self.changes.send_modify(|n| *n += 1);
+        }
+        if !outcome.push_ended {
+            // Compiled, not served yet: the push's last response publishes it.
+            debug!(responses = responses.len(), elapsed = ?started.elapsed(), "compiled part of a push");
+            return outcome.results;
         }
         let version = catalog.digest().to_hex();
         drop(catalog);

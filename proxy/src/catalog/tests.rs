@@ -879,3 +879,64 @@ fn metrics_series_exist_only_for_what_served_and_go_with_it() {
         "{text}"
     );
 }
+
+#[test]
+fn a_push_in_several_responses_is_served_only_whole() {
+    let mut c = catalog();
+    let one = |host: &str, id: &str| {
+        config(
+            &format!("ns/{id}"),
+            vec![vhost(&[host], vec![route(id, "/", &[], &[("b1", 100)])])],
+            vec![],
+        )
+    };
+    let mut first = batch(&["b1"], vec![("a", one("a.example.com", "a"))]);
+    for response in &mut first {
+        response.push_continues = true;
+    }
+    let outcome = c.apply(&first);
+    assert!(outcome.results.iter().all(Result::is_ok));
+    assert!(!outcome.push_ended);
+    assert!(
+        outcome.router.is_none(),
+        "half a push must not be swapped in"
+    );
+    assert!(outcome.rebuilt.is_empty());
+    let h = HeaderMap::new();
+    assert_eq!(
+        id_of(&c.router(), Listener::External, "a.example.com", "/", &h),
+        None,
+        "the host indexes are published only when the push ends"
+    );
+
+    // The push ends with the second host and b1's endpoints changed a second time.
+    let last = vec![
+        response(
+            ResourceType::Endpoints,
+            vec![("b1", endpoints(&["127.0.0.1:9100", "127.0.0.1:9101"]))],
+            &[],
+        ),
+        response(
+            ResourceType::RouteConfig,
+            vec![("b", one("b.example.com", "b"))],
+            &[],
+        ),
+    ];
+    let outcome = c.apply(&last);
+    assert!(outcome.push_ended);
+    let router = outcome.router.expect("the whole push is swapped in");
+    for (host, id) in [("a.example.com", "a"), ("b.example.com", "b")] {
+        assert_eq!(
+            id_of(&router, Listener::External, host, "/", &h).as_deref(),
+            Some(id)
+        );
+    }
+    // b1 was rebuilt in both batches; it is told once, as built last.
+    assert_eq!(outcome.rebuilt.len(), 1);
+    assert_eq!(&*outcome.rebuilt[0].id, "b1");
+    let route = router
+        .route(Listener::External, "a.example.com", "/", &h)
+        .expect("routed");
+    assert!(Arc::ptr_eq(&route.splits[0].backend, &outcome.rebuilt[0]));
+    assert_eq!(endpoint_count(route), 2);
+}
