@@ -212,10 +212,7 @@ impl ManifestSource {
             removed = removed.len(),
             "manifest files changed"
         );
-        let files: Vec<manifest::ManifestFile> = changed
-            .iter()
-            .map(|name| manifest::load_file(&self.dir, name))
-            .collect();
+        let files = manifest::load_files(&self.dir, &changed);
         self.hub
             .edit(|controller| controller.apply_manifest_files(files, &removed));
     }

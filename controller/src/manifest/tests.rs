@@ -120,6 +120,33 @@ fn load_dir_reads_matching_files_in_name_order() {
 }
 
 #[test]
+fn many_files_are_parsed_in_parallel_and_kept_in_name_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = PARALLEL_FROM_FILES * 3 + 1;
+    for i in 0..count {
+        // One broken file among them: its problem stays with its own name.
+        let text = if i == 7 {
+            "kind: [unclosed".to_string()
+        } else {
+            format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s{i:04}}}\n")
+        };
+        fs::write(dir.path().join(format!("f{i:04}.yaml")), text).expect("write");
+    }
+    let set = load_dir(dir.path()).expect("loads");
+    assert_eq!(set.files.len(), count);
+    for (i, file) in set.files.iter().enumerate() {
+        assert_eq!(file.name, format!("f{i:04}.yaml"));
+        if i == 7 {
+            assert!(file.objects.is_empty());
+            assert_eq!(file.problems.len(), 1, "{:?}", file.problems);
+        } else {
+            assert_eq!(names(file), [format!("Service default/s{i:04}")]);
+            assert!(file.problems.is_empty(), "{:?}", file.problems);
+        }
+    }
+}
+
+#[test]
 fn load_dir_fails_only_for_the_directory_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
