@@ -17,6 +17,7 @@ use crate::store::Store;
 use crate::translate::{Delta, StatusChange, Translator};
 use crate::TranslateConfig;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub const REASON_INVALID_MANIFEST: &str = "InvalidManifest";
 pub const REASON_INVALID_OBJECT: &str = "InvalidObject";
@@ -28,7 +29,7 @@ pub const REASON_DUPLICATE_OBJECT: &str = "DuplicateObject";
 struct FileState {
     /// Its objects (its last good content where it could not be read), first definition of a
     /// key within the file only.
-    objects: BTreeMap<ObjectKey, Object>,
+    objects: BTreeMap<ObjectKey, Arc<Object>>,
     /// Its own problems: parsing, decoding, duplicates within the file.
     problems: Vec<(&'static str, String)>,
 }
@@ -220,9 +221,9 @@ impl Controller {
 
 /// A file's objects and own problems, falling back to `previous` objects where it could not
 /// be read.
-fn file_state(file: ManifestFile, previous: BTreeMap<ObjectKey, Object>) -> FileState {
+fn file_state(file: ManifestFile, previous: BTreeMap<ObjectKey, Arc<Object>>) -> FileState {
     let mut problems: Vec<(&'static str, String)> = Vec::new();
-    let mut objects: BTreeMap<ObjectKey, Object> = BTreeMap::new();
+    let mut objects: BTreeMap<ObjectKey, Arc<Object>> = BTreeMap::new();
     if file.unreadable() {
         for problem in &file.problems {
             problems.push((
@@ -239,7 +240,7 @@ fn file_state(file: ManifestFile, previous: BTreeMap<ObjectKey, Object>) -> File
             problems,
         };
     }
-    let mut listed = file.objects;
+    let mut listed: Vec<Arc<Object>> = file.objects.into_iter().map(Arc::new).collect();
     for problem in &file.problems {
         match problem {
             FileProblem::InvalidObject { key, message } => {

@@ -12,11 +12,14 @@ use crate::object::{
     SERVICE_NAME_LABEL,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// One stored object with its bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub object: Object,
+    /// Shared with the source that defined it (a manifest file keeps its objects to tell what
+    /// changed): one copy of 50,000 objects, not two.
+    pub object: Arc<Object>,
     pub generation: i64,
     /// First-seen order across all objects.
     pub sequence: u64,
@@ -71,7 +74,8 @@ impl Store {
     }
 
     /// Inserts or replaces an object. Returns true if anything stored changed.
-    pub fn upsert(&mut self, object: Object) -> bool {
+    pub fn upsert(&mut self, object: impl Into<Arc<Object>>) -> bool {
+        let object = object.into();
         let key = object.key();
         let old_labels = match self.objects.get_mut(&key) {
             Some(entry) if entry.object == object => return false,
@@ -180,7 +184,7 @@ impl Store {
     /// All KIngresses, ordered by namespace and name.
     pub fn ingresses(&self) -> impl Iterator<Item = StoredIngress<'_>> {
         self.of_kind(Kind::Ingress)
-            .filter_map(|entry| match &entry.object {
+            .filter_map(|entry| match &*entry.object {
                 Object::Ingress(ingress) => Some(StoredIngress {
                     ingress,
                     generation: entry.generation,
@@ -191,7 +195,7 @@ impl Store {
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        match &self
+        match &*self
             .objects
             .get(&ObjectKey::new(Kind::Service, namespace, name))?
             .object
@@ -204,7 +208,7 @@ impl Store {
     /// All sluice Routes, ordered by namespace and name.
     pub fn routes(&self) -> impl Iterator<Item = StoredRoute<'_>> {
         self.of_kind(Kind::Route)
-            .filter_map(|entry| match &entry.object {
+            .filter_map(|entry| match &*entry.object {
                 Object::Route(route) => Some(StoredRoute {
                     route,
                     generation: entry.generation,
@@ -217,7 +221,7 @@ impl Store {
     /// All sluice Revisions, ordered by namespace and name.
     pub fn revisions(&self) -> impl Iterator<Item = StoredRevision<'_>> {
         self.of_kind(Kind::Revision)
-            .filter_map(|entry| match &entry.object {
+            .filter_map(|entry| match &*entry.object {
                 Object::Revision(revision) => Some(StoredRevision {
                     revision,
                     generation: entry.generation,
@@ -228,7 +232,7 @@ impl Store {
     }
 
     pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
-        match &self
+        match &*self
             .objects
             .get(&ObjectKey::new(Kind::ConfigMap, namespace, name))?
             .object
@@ -260,7 +264,7 @@ impl Store {
             .into_iter()
             .flatten()
             .filter_map(move |name| {
-                match &self
+                match &*self
                     .objects
                     .get(&ObjectKey::new(
                         Kind::EndpointSlice,

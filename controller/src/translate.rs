@@ -587,7 +587,7 @@ impl Translator {
             .and_then(|s| s.reads.clone())
             .into_iter()
             .collect();
-        let stored = store.get(key).and_then(|e| match &e.object {
+        let stored = store.get(key).and_then(|e| match &*e.object {
             Object::Revision(r) => Some((r, e.generation)),
             _ => None,
         });
@@ -683,7 +683,7 @@ impl Translator {
     // Ingresses.
 
     fn refresh_ingress(&mut self, store: &Store, key: &ObjectKey, dirty: &mut Dirty) {
-        let ingress = store.get(key).and_then(|e| match &e.object {
+        let ingress = store.get(key).and_then(|e| match &*e.object {
             Object::Ingress(i)
                 if i.metadata.annotations.get(INGRESS_CLASS_ANNOTATION)
                     == Some(&self.config.ingress_class) =>
@@ -883,7 +883,7 @@ impl Translator {
     // sluice Routes.
 
     fn refresh_route(&mut self, store: &Store, key: &ObjectKey, dirty: &mut Dirty) {
-        let stored = store.get(key).and_then(|e| match &e.object {
+        let stored = store.get(key).and_then(|e| match &*e.object {
             Object::Route(r) => Some((r, e.sequence, e.generation)),
             _ => None,
         });

@@ -19,7 +19,7 @@ fn svc(name: &str, port: u16) -> String {
 }
 
 fn stored_port(controller: &Controller, name: &str) -> Option<i32> {
-    match &controller
+    match &*controller
         .store()
         .get(&ObjectKey::new(Kind::Service, "default", name))?
         .object

@@ -58,7 +58,7 @@ fn backend_of(store: &Store, name: &str) -> Result<(Backend, Option<Endpoints>),
     let translator = translator(store, "knative-serving");
     revision_output(&translator, "ns", name).map(|(backend, endpoints, policy)| {
         let key = ObjectKey::new(Kind::Revision, "ns", name);
-        let Some(Object::Revision(stored)) = store.get(&key).map(|e| &e.object) else {
+        let Some(Object::Revision(stored)) = store.get(&key).map(|e| &*e.object) else {
             panic!("no revision {name}");
         };
         let (valid, _) = validate(stored, &AutoscalerConfig::default()).expect("valid revision");
