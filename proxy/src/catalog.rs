@@ -35,7 +35,7 @@ use sluice_xds::client::rejected;
 use sluice_xds::digest::ConfigDigest;
 use sluice_xds::protocol::{DeltaResponse, NamedResource, RejectedResource, Rejection};
 use sluice_xds::{Resource, ResourceType, RevisionPolicy, RouteConfig, VirtualHost};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -772,6 +772,39 @@ impl Catalog {
     /// The compiled backend `name`, if applied or referenced.
     pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
         self.backends.get(name).map(|s| &s.compiled)
+    }
+
+    /// The applied version of each resource of a type (a refused resource keeps its previous
+    /// one): what a reconnecting stream tells the controller it holds.
+    pub fn versions(&self, type_: ResourceType) -> BTreeMap<String, String> {
+        let named = |name: &str, version: &str| (name.to_string(), version.to_string());
+        match type_ {
+            ResourceType::RevisionPolicy => self
+                .policies
+                .iter()
+                .map(|(name, (version, _))| named(name, version))
+                .collect(),
+            ResourceType::Backend => self
+                .backends
+                .iter()
+                .filter_map(|(name, slot)| Some(named(name, &slot.backend.as_ref()?.0)))
+                .collect(),
+            ResourceType::Endpoints => self
+                .backends
+                .iter()
+                .filter_map(|(name, slot)| Some(named(name, &slot.endpoints.as_ref()?.0)))
+                .collect(),
+            ResourceType::Certificate => self
+                .certificates
+                .iter()
+                .map(|(name, slot)| named(name, &slot.version))
+                .collect(),
+            ResourceType::RouteConfig => self
+                .owners
+                .iter()
+                .map(|(name, slot)| named(name, &slot.version))
+                .collect(),
+        }
     }
 
     /// The certificates, in name order (on an SNI name two claim, the first wins).

@@ -9,6 +9,8 @@ use arc_swap::ArcSwap;
 use sluice_xds::client::DataPlane;
 use sluice_xds::load::{LoadReport, Poke, RevisionLoad};
 use sluice_xds::protocol::{DeltaResponse, Rejection};
+use sluice_xds::ResourceType;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -169,6 +171,10 @@ impl Gateway {
 impl DataPlane for Gateway {
     fn apply(&self, responses: &[DeltaResponse]) -> Vec<Result<(), Rejection>> {
         Gateway::apply(self, responses)
+    }
+
+    fn held(&self, type_: ResourceType) -> BTreeMap<String, String> {
+        self.catalog().versions(type_)
     }
 
     fn take_load(&self) -> LoadReport {

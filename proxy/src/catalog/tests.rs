@@ -399,6 +399,7 @@ fn an_invalid_route_config_is_rejected_and_its_last_good_version_keeps_serving()
         vec![],
         vec![vhost(&["h"], vec![route("good", "/", &[], &[("b1", 100)])])],
     );
+    let good_version = good.version();
     applied(&mut c, &batch(&["b1"], vec![("h", good)]));
     let mut bad_route = route("bad", "/", &[], &[("b1", 100)]);
     let RouteAction::Forward(forward) = &mut bad_route.action;
@@ -412,6 +413,7 @@ fn an_invalid_route_config_is_rejected_and_its_last_good_version_keeps_serving()
         vec![],
         vec![vhost(&["o"], vec![route("o", "/", &[], &[("b1", 100)])])],
     );
+    let other_version = other.version();
     let outcome = c.apply(&[response(
         ResourceType::RouteConfig,
         vec![("h", bad), ("o", other)],
@@ -430,6 +432,26 @@ fn an_invalid_route_config_is_rejected_and_its_last_good_version_keeps_serving()
         route_of(&router, "o").id.as_ref(),
         "o",
         "the rest of the response applied"
+    );
+    // What a reconnect reports as held: the refused one at its last good version.
+    assert_eq!(
+        c.versions(ResourceType::RouteConfig),
+        BTreeMap::from([
+            ("h".to_string(), good_version),
+            ("o".to_string(), other_version)
+        ])
+    );
+    let backends = c.versions(ResourceType::Backend);
+    assert_eq!(backends.keys().collect::<Vec<_>>(), ["b1"]);
+    assert_eq!(backends["b1"], plain_backend().version());
+    assert_eq!(c.versions(ResourceType::Endpoints).len(), 1);
+    assert!(c.versions(ResourceType::Certificate).is_empty());
+    c.apply(&[response(ResourceType::RouteConfig, vec![], &["o"])]);
+    assert_eq!(
+        c.versions(ResourceType::RouteConfig)
+            .keys()
+            .collect::<Vec<_>>(),
+        ["h"]
     );
 }
 

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 const BE: ResourceType = ResourceType::Backend;
 const RC: ResourceType = ResourceType::RouteConfig;
 
-/// A data plane that records what it is given and refuses chosen names.
+/// A data plane that records what it is given, refuses chosen names, and holds the rest as a
+/// real one does (a refused resource keeps its previous version).
 pub(crate) struct FakePlane {
     state: Mutex<PlaneState>,
     applied: mpsc::UnboundedSender<Vec<DeltaResponse>>,
@@ -21,6 +22,7 @@ struct PlaneState {
     refuse: BTreeMap<String, String>,
     loads_taken: u32,
     pokes: Vec<RevisionLoad>,
+    held: BTreeMap<ResourceType, BTreeMap<String, String>>,
 }
 
 impl FakePlane {
@@ -90,6 +92,15 @@ impl DataPlane for FakePlane {
                             .map(|reason| rejected(r.name.clone(), reason.clone()))
                     })
                     .collect();
+                let held = state.held.entry(response.type_).or_default();
+                for resource in &response.resources {
+                    if !refused.iter().any(|r| r.name == resource.name) {
+                        held.insert(resource.name.clone(), resource.version.clone());
+                    }
+                }
+                for name in &response.removed {
+                    held.remove(name);
+                }
                 if refused.is_empty() {
                     Ok(())
                 } else {
@@ -97,6 +108,11 @@ impl DataPlane for FakePlane {
                 }
             })
             .collect()
+    }
+
+    fn held(&self, type_: ResourceType) -> BTreeMap<String, String> {
+        let state = self.state.lock().expect("plane lock");
+        state.held.get(&type_).cloned().unwrap_or_default()
     }
 
     fn take_load(&self) -> LoadReport {
@@ -159,11 +175,8 @@ fn node() -> Node {
     }
 }
 
-fn held(state: &ClientState, type_: ResourceType) -> Vec<(String, String)> {
-    state
-        .held(type_)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+fn held(plane: &FakePlane, type_: ResourceType) -> Vec<(String, String)> {
+    plane.held(type_).into_iter().collect()
 }
 
 /// What an answer says: the nonce, and the names it refuses (`None`: an ACK; empty: all).
@@ -184,7 +197,7 @@ fn verdicts(acks: &[DeltaRequest]) -> Vec<(String, Option<Vec<String>>)> {
 fn opening_requests_subscribe_to_everything_and_carry_what_is_held() {
     let (plane, _applied) = FakePlane::new();
     let mut state = ClientState::new(node(), vec![BE, RC]);
-    let first = state.opening_requests();
+    let first = state.opening_requests(plane.as_ref());
     assert_eq!(first.len(), 2);
     for (request, type_) in first.iter().zip([BE, RC]) {
         assert_eq!(request.type_, Some(type_));
@@ -222,7 +235,7 @@ fn opening_requests_subscribe_to_everything_and_carry_what_is_held() {
     );
 
     // After a reconnect: what the data plane holds, the refused versions left out.
-    let again = state.opening_requests();
+    let again = state.opening_requests(plane.as_ref());
     assert_eq!(
         again[0].initial_versions,
         BTreeMap::from([
@@ -267,7 +280,7 @@ fn every_response_of_a_batch_gets_its_own_ack_or_nack() {
     assert_eq!(nack.message, "bad: no such protocol");
     // The batch reached the data plane once, whole.
     assert_eq!(plane.batches(), vec![batch]);
-    let names: Vec<String> = held(&state, BE).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = held(&plane, BE).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["good".to_string(), "other".to_string()]);
 }
 
@@ -300,7 +313,7 @@ fn response_naming_a_resource_twice_is_refused_whole_and_not_applied() {
     // Only the good response reached the data plane; nothing of the refused one is held,
     // and its removal was not applied either.
     assert_eq!(plane.batches().last(), Some(&vec![fine]));
-    assert_eq!(held(&state, BE), vec![("keep".to_string(), keep.version)]);
+    assert_eq!(held(&plane, BE), vec![("keep".to_string(), keep.version)]);
 }
 
 #[test]
@@ -332,7 +345,7 @@ fn undecodable_resources_are_nacked_with_what_the_data_plane_refused() {
         let nack = acks[0].error.as_ref().expect("a nack");
         assert!(nack.message.contains("x: cannot decode"), "{case}");
         assert!(
-            held(&state, BE).iter().any(|(n, _)| n == "a"),
+            held(&plane, BE).iter().any(|(n, _)| n == "a"),
             "{case}: the rest applies"
         );
     }
@@ -359,7 +372,7 @@ fn removals_drop_what_is_held() {
         plane.as_ref(),
     );
     assert_eq!(verdicts(&acks), vec![("n2".into(), None)]);
-    let names: Vec<String> = held(&state, BE).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = held(&plane, BE).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["b".to_string()]);
 }
 
@@ -368,7 +381,7 @@ fn ready_only_once_every_type_had_a_first_response() {
     let (plane, _applied) = FakePlane::new();
     plane.refuse("bad", "bad port");
     let mut state = ClientState::new(node(), vec![BE, RC]);
-    state.opening_requests();
+    state.opening_requests(plane.as_ref());
     assert!(!state.ready());
     // Two responses of one type are not a response of each.
     state.handle(vec![response(BE, "n1", vec![], &[])], plane.as_ref());
@@ -387,7 +400,7 @@ fn ready_only_once_every_type_had_a_first_response() {
     );
     assert!(state.ready());
     // Readiness is not lost on a reconnect: the last config keeps serving.
-    state.opening_requests();
+    state.opening_requests(plane.as_ref());
     assert!(state.ready());
 }
 
@@ -395,7 +408,7 @@ fn ready_only_once_every_type_had_a_first_response() {
 fn a_first_push_in_several_responses_is_ready_only_after_its_last() {
     let (plane, _applied) = FakePlane::new();
     let mut state = ClientState::new(node(), vec![BE, RC]);
-    state.opening_requests();
+    state.opening_requests(plane.as_ref());
     let part = |type_, nonce: &str, name: &str, push_continues| DeltaResponse {
         push_continues,
         ..response(
@@ -420,17 +433,17 @@ fn a_first_push_in_several_responses_is_ready_only_after_its_last() {
     );
     assert_eq!(verdicts(&acks).len(), 2);
     assert!(!state.ready());
-    assert_eq!(held(&state, RC).len(), 1);
+    assert_eq!(held(&plane, RC).len(), 1);
     state.handle(vec![part(RC, "n3", "r2", false)], plane.as_ref());
     assert!(state.ready());
-    assert_eq!(held(&state, RC).len(), 2);
+    assert_eq!(held(&plane, RC).len(), 2);
 
     // A stream that broke mid-push does not leave a fresh stream waiting for the rest of it.
     let mut state = ClientState::new(node(), vec![BE]);
-    state.opening_requests();
+    state.opening_requests(plane.as_ref());
     state.handle(vec![part(BE, "n1", "b", true)], plane.as_ref());
     assert!(!state.ready());
-    state.opening_requests();
+    state.opening_requests(plane.as_ref());
     state.handle(vec![part(BE, "m1", "b", false)], plane.as_ref());
     assert!(state.ready());
 }

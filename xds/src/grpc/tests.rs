@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -578,18 +579,33 @@ async fn mtls_and_token_together_both_must_pass() {
 #[derive(Default)]
 struct Plane {
     applied: Mutex<Vec<(ResourceType, String)>>,
+    held: Mutex<BTreeMap<ResourceType, BTreeMap<String, String>>>,
     poke: Notify,
 }
 
 impl DataPlane for Plane {
     fn apply(&self, responses: &[DeltaResponse]) -> Vec<Result<(), Rejection>> {
         let mut applied = self.applied.lock().expect("not poisoned");
+        let mut held = self.held.lock().expect("not poisoned");
         for response in responses {
+            let held = held.entry(response.type_).or_default();
             for resource in &response.resources {
                 applied.push((response.type_, resource.name.clone()));
+                held.insert(resource.name.clone(), resource.version.clone());
+            }
+            for name in &response.removed {
+                held.remove(name);
             }
         }
         responses.iter().map(|_| Ok(())).collect()
+    }
+    fn held(&self, type_: ResourceType) -> BTreeMap<String, String> {
+        self.held
+            .lock()
+            .expect("not poisoned")
+            .get(&type_)
+            .cloned()
+            .unwrap_or_default()
     }
     fn take_load(&self) -> LoadReport {
         LoadReport::default()
