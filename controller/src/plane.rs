@@ -9,7 +9,7 @@ use crate::revision::ScalingTarget;
 use crate::scaling::{Autoscaler, RevisionMetrics};
 use crate::source::ManifestSource;
 use crate::TranslateConfig;
-use sluice_xds::server::{Sessions, StreamHandler};
+use sluice_xds::server::{OpenWhen, Sessions, StreamHandler};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -23,6 +23,8 @@ pub struct ControlPlane {
     processes: Arc<LocalProcesses>,
     autoscaler: Autoscaler,
     manifests: Option<ManifestSource>,
+    /// True once every source has been read and published.
+    loaded: watch::Sender<bool>,
 }
 
 impl ControlPlane {
@@ -46,6 +48,7 @@ impl ControlPlane {
             processes,
             autoscaler,
             manifests,
+            loaded: watch::Sender::new(false),
         })
     }
 
@@ -53,15 +56,24 @@ impl ControlPlane {
         &self.hub
     }
 
-    /// Where proxy streams go, whatever their transport.
+    /// Where proxy streams go, whatever their transport. Streams may open at once; they are
+    /// answered once the sources are loaded.
     pub fn streams(&self) -> Arc<dyn StreamHandler> {
-        Sessions::new(self.hub.cache().clone(), self.hub.clone())
+        OpenWhen::new(
+            self.loaded.subscribe(),
+            Sessions::new(self.hub.cache().clone(), self.hub.clone()),
+        )
     }
 
     /// Runs the sources and the autoscaler until `shutdown` turns true, then stops every
-    /// local instance. `on_loaded` is called once every source has been read and published:
-    /// nothing should be served from this control plane before.
+    /// local instance. `on_loaded` is called once every source has been read and published
+    /// (streams are answered from then on, see [`ControlPlane::streams`]).
     pub async fn run(&self, on_loaded: Box<dyn FnOnce() + Send>, shutdown: watch::Receiver<bool>) {
+        let loaded = self.loaded.clone();
+        let on_loaded: Box<dyn FnOnce() + Send> = Box::new(move || {
+            loaded.send_replace(true);
+            on_loaded();
+        });
         let source = async {
             match &self.manifests {
                 Some(source) => source.run(on_loaded, shutdown.clone()).await,

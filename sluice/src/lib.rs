@@ -43,10 +43,11 @@ struct ControlThread {
     runtime: tokio::runtime::Handle,
     shutdown: watch::Sender<bool>,
     done: std::sync::mpsc::Receiver<()>,
+    loaded: std::sync::mpsc::Receiver<()>,
 }
 
 impl ControlThread {
-    /// Starts it and returns once every source has been read and published.
+    /// Starts it; [`ControlThread::wait_loaded`] waits for its first load.
     fn start(control: &ControlArgs, manifests: PathBuf) -> anyhow::Result<ControlThread> {
         let plane = Arc::new(
             ControlPlane::new(
@@ -77,15 +78,20 @@ impl ControlThread {
                 let _ = done_tx.send(());
             })
             .context("starting the control-plane thread")?;
-        loaded
-            .recv()
-            .context("the control plane stopped before its first load")?;
         Ok(ControlThread {
             plane,
             runtime: handle,
             shutdown,
             done,
+            loaded,
         })
+    }
+
+    /// Returns once every source has been read and published.
+    fn wait_loaded(&self) -> anyhow::Result<()> {
+        self.loaded
+            .recv()
+            .context("the control plane stopped before its first load")
     }
 
     /// Stops it (bounded) and waits.
@@ -197,6 +203,7 @@ fn serve_proxy(
 /// `sluice run`: control plane and proxy in one process, connected in-process.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let control = ControlThread::start(&args.control, args.config.clone())?;
+    control.wait_loaded()?;
     let gateway = build_gateway(&args.gateway)?;
     let connector: Arc<dyn Connector> = Arc::new(LocalConnector::new(
         control.plane.streams(),
@@ -229,6 +236,8 @@ fn tls_files(auth: &XdsAuthArgs) -> Option<TlsFiles> {
 pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     let auth = ServerAuth::new(args.auth.xds_token_file.clone(), tls_files(&args.auth))?;
     let control = ControlThread::start(&args.control, args.config.clone())?;
+    // The xDS port opens at once: proxies that come up with the controller connect while it
+    // loads (their streams are answered after it) instead of backing off.
     let listener = control
         .runtime
         .block_on(sluice_xds::grpc::bind(&args.xds_listen))
@@ -240,6 +249,7 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
             warn!(%error, "xDS server stopped");
         }
     });
+    control.wait_loaded()?;
     info!(xds = %args.xds_listen, admin = %args.admin, "sluice controller starting");
     let hub = control.plane.hub().clone();
     let admin = AdminApp::new()

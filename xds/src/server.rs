@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 /// A stream's task.
@@ -57,6 +57,33 @@ pub trait SessionEvents: Send + Sync + 'static {
 /// Accepts streams: the gRPC server and [`LocalConnector`] hand every new stream to it.
 pub trait StreamHandler: Send + Sync + 'static {
     fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture;
+}
+
+/// Streams opened before `open` turns true wait (their requests queue) and are handed to
+/// `inner` then: a controller can take connections while it loads, and no proxy gets, and
+/// serves, the empty config of a control plane that has not read its sources yet.
+pub struct OpenWhen {
+    open: watch::Receiver<bool>,
+    inner: Arc<dyn StreamHandler>,
+}
+
+impl OpenWhen {
+    pub fn new(open: watch::Receiver<bool>, inner: Arc<dyn StreamHandler>) -> Arc<OpenWhen> {
+        Arc::new(OpenWhen { open, inner })
+    }
+}
+
+impl StreamHandler for OpenWhen {
+    fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
+        let mut open = self.open.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // An error: the sender is gone, the control plane stopped; drop the stream.
+            if open.wait_for(|open| *open).await.is_ok() {
+                inner.open(peer, stream).await;
+            }
+        })
+    }
 }
 
 /// The usual [`StreamHandler`]: every stream is a [`serve_session`] on `cache`.

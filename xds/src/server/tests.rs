@@ -166,6 +166,54 @@ async fn opening_requests_that_arrive_together_are_answered_in_one_push() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stream_opened_before_the_first_load_is_answered_only_after_it() {
+    // The cache is empty until the "load" publishes; answering earlier would make the proxy
+    // ready with nothing to serve.
+    let cache = Arc::new(SharedCache::new());
+    let (events, _seen) = Recorder::new();
+    let (loaded, open) = watch::channel(false);
+    let handler = OpenWhen::new(open, Sessions::new(cache.clone(), events));
+    let (tx, mut rx, stream) = raw_stream();
+    tokio::spawn(handler.open(Peer::default(), stream));
+    for (i, type_) in ResourceType::ALL.into_iter().enumerate() {
+        tx.send(opening(type_, (i == 0).then_some("proxy-0")))
+            .await
+            .expect("queued while the controller loads");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing is answered before the load"
+    );
+    cache.apply([Change::put("ns/a:80", backend(1))]);
+    loaded.send_replace(true);
+    let first = next_response(&mut rx).await;
+    assert_eq!(first.type_, ResourceType::ALL[0]);
+    let mut names = Vec::new();
+    let mut response = first;
+    loop {
+        names.extend(response.resources.iter().map(|r| r.name.clone()));
+        if response.type_ == ResourceType::ALL[ResourceType::ALL.len() - 1] {
+            break;
+        }
+        response = next_response(&mut rx).await;
+    }
+    assert_eq!(names, ["ns/a:80"], "the first push is the loaded config");
+
+    // A control plane that stops before loading drops the streams waiting for it.
+    let (loaded, open) = watch::channel(false);
+    let (events, _seen) = Recorder::new();
+    let handler = OpenWhen::new(open, Sessions::new(cache, events));
+    let (_tx, mut rx, stream) = raw_stream();
+    let waiting = tokio::spawn(handler.open(Peer::default(), stream));
+    drop(loaded);
+    bounded("the waiting stream ends", waiting)
+        .await
+        .expect("no panic");
+    assert!(rx.recv().await.is_none(), "the stream is closed");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_push_bigger_than_the_stream_buffers_does_not_stop_the_controller_reading() {
     let cache = Arc::new(SharedCache::new());
     let count = (STREAM_BUFFER + 8) * crate::session::MAX_PER_RESPONSE;
