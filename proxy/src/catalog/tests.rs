@@ -82,6 +82,18 @@ fn config(owner: &str, external: Vec<VirtualHost>, internal: Vec<VirtualHost>) -
     })
 }
 
+/// `owner`'s config: `host` on the internal table only, all of it to `backend`.
+fn internal_to(owner: &str, host: &str, backend: &str) -> Resource {
+    config(
+        owner,
+        vec![],
+        vec![vhost(
+            &[host],
+            vec![route("r", "/", &[], &[(backend, 100)])],
+        )],
+    )
+}
+
 fn plain_backend() -> Resource {
     Resource::Backend(BackendResource {
         protocol: Protocol::Http1,
@@ -356,17 +368,7 @@ fn endpoint_state_and_the_queue_survive_endpoint_changes() {
     let mut c = catalog();
     let router = applied(
         &mut c,
-        &batch(
-            &["b1"],
-            vec![(
-                "h",
-                config(
-                    "ns/h",
-                    vec![],
-                    vec![vhost(&["h"], vec![route("r", "/", &[], &[("b1", 100)])])],
-                ),
-            )],
-        ),
+        &batch(&["b1"], vec![("h", internal_to("ns/h", "h", "b1"))]),
     );
     let first = route_of(&router, "h");
     let upstream = first.splits[0].backend.upstream().expect("upstream");
@@ -518,22 +520,8 @@ fn an_endpoints_change_relinks_only_the_owners_using_that_backend() {
         &batch(
             &["b1", "b2"],
             vec![
-                (
-                    "one",
-                    config(
-                        "ns/one",
-                        vec![],
-                        vec![vhost(&["one"], vec![route("r", "/", &[], &[("b1", 100)])])],
-                    ),
-                ),
-                (
-                    "two",
-                    config(
-                        "ns/two",
-                        vec![],
-                        vec![vhost(&["two"], vec![route("r", "/", &[], &[("b2", 100)])])],
-                    ),
-                ),
+                ("one", internal_to("ns/one", "one", "b1")),
+                ("two", internal_to("ns/two", "two", "b2")),
             ],
         ),
     );
@@ -555,17 +543,7 @@ fn removals_release_hosts_and_backends_nobody_uses_go() {
     let mut c = catalog();
     applied(
         &mut c,
-        &batch(
-            &["b1"],
-            vec![(
-                "h",
-                config(
-                    "ns/h",
-                    vec![],
-                    vec![vhost(&["h"], vec![route("r", "/", &[], &[("b1", 100)])])],
-                ),
-            )],
-        ),
+        &batch(&["b1"], vec![("h", internal_to("ns/h", "h", "b1"))]),
     );
     let outcome = c.apply(&[
         response(ResourceType::RouteConfig, vec![], &["h"]),
@@ -633,17 +611,7 @@ fn a_host_moving_between_owners_belongs_to_the_new_owner() {
 #[test]
 fn the_digest_is_that_of_the_resources_held() {
     let mut c = catalog();
-    let responses = batch(
-        &["b1"],
-        vec![(
-            "h",
-            config(
-                "ns/h",
-                vec![],
-                vec![vhost(&["h"], vec![route("r", "/", &[], &[("b1", 100)])])],
-            ),
-        )],
-    );
+    let responses = batch(&["b1"], vec![("h", internal_to("ns/h", "h", "b1"))]);
     applied(&mut c, &responses);
     let mut want = ConfigDigest::default();
     for response in &responses {
@@ -842,22 +810,8 @@ fn metrics_series_exist_only_for_what_served_and_go_with_it() {
         &batch(
             &["b1", "b2"],
             vec![
-                (
-                    "one",
-                    config(
-                        "ns/one",
-                        vec![],
-                        vec![vhost(&["one"], vec![route("r", "/", &[], &[("b1", 100)])])],
-                    ),
-                ),
-                (
-                    "two",
-                    config(
-                        "ns/two",
-                        vec![],
-                        vec![vhost(&["two"], vec![route("r", "/", &[], &[("b2", 100)])])],
-                    ),
-                ),
+                ("one", internal_to("ns/one", "one", "b1")),
+                ("two", internal_to("ns/two", "two", "b2")),
             ],
         ),
     );
