@@ -259,24 +259,8 @@ async fn scaling_down_publishes_without_the_instance_then_terminates_it() {
 async fn listens_on_tells_a_child_listener_from_the_test_process_own() {
     // A child listening on a port of its choosing, which it prints.
     let script = "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(8)\nprint(s.getsockname()[1], flush=True)\nsys.stdin.read()\n";
-    let child = std::process::Command::new(python())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
-    let mut child = KillOnDrop(child);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the child prints its port");
-    let child_port: u16 = line.trim().parse().expect("a port");
+    let (child, child_port) =
+        spawn_printing_port(std::process::Command::new(python()).args(["-c", script]));
     let child_pid = child.0.id();
 
     let own = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binds");
@@ -292,14 +276,23 @@ async fn listens_on_tells_a_child_listener_from_the_test_process_own() {
     assert!(!listens_on(child_pid, unused), "a port nobody listens on");
 
     // A parent counts as listening on its children's ports.
-    let shell = std::process::Command::new("sh")
-        .args(["-c", &format!("{} -c \"$0\"; :", python()), script])
+    let (shell, grandchild_port) = spawn_printing_port(std::process::Command::new("sh").args([
+        "-c",
+        &format!("{} -c \"$0\"; :", python()),
+        script,
+    ]));
+    assert!(listens_on(shell.0.id(), grandchild_port));
+}
+
+/// Spawns `command` (stdin kept open so it waits) and reads the port it prints on its first line.
+fn spawn_printing_port(command: &mut std::process::Command) -> (KillOnDrop, u16) {
+    let child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawns");
-    let mut shell = KillOnDrop(shell);
-    let stdout = shell.0.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -308,9 +301,8 @@ async fn listens_on_tells_a_child_listener_from_the_test_process_own() {
     });
     let line = rx
         .recv_timeout(Duration::from_secs(20))
-        .expect("the grandchild prints its port");
-    let grandchild_port: u16 = line.trim().parse().expect("a port");
-    assert!(listens_on(shell.0.id(), grandchild_port));
+        .expect("the process prints its port");
+    (child, line.trim().parse().expect("a port"))
 }
 
 /// Kills (and reaps) a child when the test ends, however it ends.

@@ -105,20 +105,7 @@ async fn buffer_overflow_gets_503_and_timeout_gets_504() -> anyhow::Result<()> {
     let gw = Gateway::start(&(autoscaler_config("") + never)).await?;
     gw.wait_status("Route", "ns", "never", is_ready).await?;
     let started = Instant::now();
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let addr = gw.http;
-        held.push(tokio::spawn(async move {
-            http1_request(addr, "GET", "never.example.com", "/", &[], None).await
-        }));
-    }
-    wait_metric(
-        &gw,
-        "sluice_backend_held_requests{backend=\"ns/never\"}",
-        |v| v == 2.0,
-        WAIT,
-    )
-    .await?;
+    let held = held_requests(&gw, "never.example.com", "ns/never", 2).await?;
     let overflow = http1_request(gw.http, "GET", "never.example.com", "/", &[], None).await?;
     assert_eq!(overflow.status, 503, "{}", overflow.text());
     for h in held {

@@ -400,21 +400,8 @@ async fn requests_wait_for_endpoints_then_flow() -> anyhow::Result<()> {
         + &simple_ingress("ns", "late", "late.example.com", "late", "80");
     let gw = Gateway::start(&manifests).await?;
     gw.wait_ingress_ready("ns", "late").await?;
-    let mut waiting = Vec::new();
-    for _ in 0..20 {
-        let addr = gw.http;
-        waiting.push(tokio::spawn(async move {
-            http1_request(addr, "GET", "late.example.com", "/", &[], None).await
-        }));
-    }
     // All 20 are held (the gauge shows them) before the endpoint appears.
-    wait_metric(
-        &gw,
-        "sluice_backend_held_requests{backend=\"ns/late:80\"}",
-        |v| v == 20.0,
-        WAIT,
-    )
-    .await?;
+    let waiting = held_requests(&gw, "late.example.com", "ns/late:80", 20).await?;
     gw.write(
         "00-initial.yaml",
         &(service("ns", "late", "http", 80, &[backend.addr()])
@@ -437,20 +424,7 @@ async fn held_requests_are_bounded_and_time_out() -> anyhow::Result<()> {
     )
     .await?;
     gw.wait_ingress_ready("ns", "never").await?;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let addr = gw.http;
-        held.push(tokio::spawn(async move {
-            http1_request(addr, "GET", "never.example.com", "/", &[], None).await
-        }));
-    }
-    wait_metric(
-        &gw,
-        "sluice_backend_held_requests{backend=\"ns/never:80\"}",
-        |v| v == 2.0,
-        WAIT,
-    )
-    .await?;
+    let held = held_requests(&gw, "never.example.com", "ns/never:80", 2).await?;
     let overflow = http1_request(gw.http, "GET", "never.example.com", "/", &[], None).await?;
     assert_eq!(overflow.status, 503, "{}", overflow.text());
     for h in held {

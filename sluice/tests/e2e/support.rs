@@ -362,6 +362,32 @@ pub fn metric_in(text: &str, needle: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Sends `n` GETs for `host` at once and returns them, in flight, once `backend` holds all of
+/// them (its `sluice_backend_held_requests` gauge reads `n`).
+pub async fn held_requests(
+    gw: &Gateway,
+    host: &'static str,
+    backend: &str,
+    n: usize,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<sluice_testkit::Response>>>> {
+    let requests = (0..n)
+        .map(|_| {
+            let addr = gw.http;
+            tokio::spawn(async move {
+                sluice_testkit::http1_request(addr, "GET", host, "/", &[], None).await
+            })
+        })
+        .collect();
+    wait_metric(
+        gw,
+        &format!("sluice_backend_held_requests{{backend=\"{backend}\"}}"),
+        |v| v == n as f64,
+        WAIT,
+    )
+    .await?;
+    Ok(requests)
+}
+
 /// Polls until the metric passes `check`, or fails after `bound`.
 pub async fn wait_metric(
     gw: &impl Admin,
