@@ -112,55 +112,54 @@ impl ClientState {
         batch: Vec<DeltaResponse>,
         plane: &dyn DataPlane,
     ) -> Vec<DeltaRequest> {
-        // A response naming a resource twice is refused whole, without applying any of it.
-        // The rest are moved, not copied, into the batch the data plane sees: a first push can
-        // be tens of MiB decoded, and a second copy of it would be the proxy's peak memory.
-        let mut refusals: Vec<Option<Rejection>> = Vec::with_capacity(batch.len());
+        // What each answer needs, taken before the responses go to the data plane: they are
+        // moved there, not copied (a first push is tens of MiB decoded; a second copy would be
+        // the proxy's peak memory). A response naming a resource twice is refused whole,
+        // without applying any of it.
+        let mut answers = Vec::with_capacity(batch.len());
         let mut valid = Vec::with_capacity(batch.len());
-        let mut refused_whole = Vec::new();
         for response in batch {
-            match duplicate(&response) {
-                Some(name) => {
-                    refusals.push(Some(Rejection {
-                        message: format!("resource {name} appears twice in one response"),
-                        resources: Vec::new(),
-                    }));
-                    refused_whole.push(response);
-                }
-                None => {
-                    refusals.push(None);
-                    valid.push(response);
-                }
+            let refused = duplicate(&response).map(|name| Rejection {
+                message: format!("resource {name} appears twice in one response"),
+                resources: Vec::new(),
+            });
+            let applies = refused.is_none();
+            answers.push(Answer {
+                type_: response.type_,
+                nonce: response.nonce.clone(),
+                push_continues: response.push_continues,
+                invalid: response.invalid.clone(),
+                refused,
+            });
+            if applies {
+                valid.push(response);
             }
         }
         let mut results = plane.apply(&valid).into_iter();
-        let (mut valid, mut refused_whole) = (valid.into_iter(), refused_whole.into_iter());
-        let mut acks = Vec::with_capacity(refusals.len());
-        for refusal in refusals {
-            let (response, mut result) = match refusal {
-                Some(refused) => (refused_whole.next().expect("one per refusal"), Err(refused)),
-                None => (
-                    valid.next().expect("one per valid response"),
-                    results.next().unwrap_or(Ok(())),
-                ),
+        drop(valid);
+        let mut acks = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let mut result = match answer.refused {
+                Some(refused) => Err(refused),
+                None => results.next().unwrap_or(Ok(())),
             };
-            if !response.invalid.is_empty() {
+            if !answer.invalid.is_empty() {
                 // Undecodable resources are refused along with what the data plane refused.
                 result = match result {
                     Err(whole) if whole.resources.is_empty() => Err(whole),
                     Err(partial) => {
                         let mut resources = partial.resources;
-                        resources.extend(response.invalid.iter().cloned());
+                        resources.extend(answer.invalid);
                         Err(Rejection::new(resources))
                     }
-                    Ok(()) => Err(Rejection::new(response.invalid.clone())),
+                    Ok(()) => Err(Rejection::new(answer.invalid)),
                 };
             }
-            self.opened.insert(response.type_);
-            self.mid_push = response.push_continues;
+            self.opened.insert(answer.type_);
+            self.mid_push = answer.push_continues;
             acks.push(DeltaRequest {
-                type_: Some(response.type_),
-                response_nonce: Some(response.nonce),
+                type_: Some(answer.type_),
+                response_nonce: Some(answer.nonce),
                 error: result.err(),
                 ..DeltaRequest::default()
             });
@@ -170,6 +169,17 @@ impl ClientState {
         }
         acks
     }
+}
+
+/// What the ACK or NACK of one response is made of.
+struct Answer {
+    type_: ResourceType,
+    nonce: String,
+    push_continues: bool,
+    /// Resources the transport could not decode.
+    invalid: Vec<RejectedResource>,
+    /// Refused before the data plane saw it.
+    refused: Option<Rejection>,
 }
 
 fn duplicate(response: &DeltaResponse) -> Option<&str> {
