@@ -84,9 +84,28 @@ pub struct Status {
     /// Revisions only: instances ready to take requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual_scale: Option<i32>,
+    /// Routes only: where the Route is served, `http://<first host>` (Knative Route's `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Routes only: the traffic as assigned, in spec order (Knative Route's `traffic`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficStatus>,
     /// `Proxy` entries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyInfo>,
+}
+
+/// One `status.traffic` entry of a Route.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficStatus {
+    pub revision_name: String,
+    pub percent: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Tagged entries: `http://<tag host of the first host>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
