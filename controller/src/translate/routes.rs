@@ -34,9 +34,9 @@ use crate::object::{Kind, ObjectKey, Route as RouteObject, SLUICE_API_VERSION};
 use crate::revision;
 use crate::route::{self, InvalidRoute, ValidRoute, NAMESPACE_HEADER, REVISION_HEADER, TAG_HEADER};
 use crate::status::{
-    Condition, ObjectStatus, Status, CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY,
-    CONDITION_READY, MESSAGE_UNINITIALIZED, REASON_DOMAIN_CONFLICT, REASON_UNINITIALIZED,
-    ROUTE_READY_DEPENDENTS, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
+    Condition, ObjectStatus, Status, TrafficStatus, CONDITION_ALL_TRAFFIC_ASSIGNED,
+    CONDITION_INGRESS_READY, CONDITION_READY, MESSAGE_UNINITIALIZED, REASON_DOMAIN_CONFLICT,
+    REASON_UNINITIALIZED, ROUTE_READY_DEPENDENTS, STATUS_FALSE, STATUS_TRUE, STATUS_UNKNOWN,
 };
 use sluice_xds::{Forward, HeaderMatch, HeaderValue, Route, RouteAction, RouteConfig, Split};
 use std::collections::{BTreeMap, BTreeSet};
@@ -173,9 +173,11 @@ pub(crate) fn plan_route<'a>(
     )
 }
 
-/// A Route's status: `AllTrafficAssigned` from its plan, `IngressReady` from the claims.
+/// A Route's status: `AllTrafficAssigned` from its plan, `IngressReady` from the claims, and
+/// (once all traffic is assigned) its `url` and `traffic` from `route`.
 pub(crate) fn route_status(
     key: &ObjectKey,
+    route: Option<&RouteObject>,
     generation: i64,
     error: Option<&RouteError>,
     conflict: Option<&Conflict>,
@@ -205,14 +207,43 @@ pub(crate) fn route_status(
                 .with_reason(REASON_UNINITIALIZED, MESSAGE_UNINITIALIZED),
         ),
     };
-    sluice_status(
+    let mut status = sluice_status(
         "Route",
         &key.namespace,
         &key.name,
         generation,
         vec![traffic, ingress],
         Some(ROUTE_READY_DEPENDENTS),
-    )
+    );
+    if let (None, Some(route)) = (error, route) {
+        if let Ok(valid) = route::validate(route) {
+            assign_traffic(&mut status.status, route, &valid);
+        }
+    }
+    status
+}
+
+/// Knative Route's `status.url` (`http://` + the first host) and `status.traffic` (the spec's
+/// entries in order, with each tag's URL on the first host's tag host).
+fn assign_traffic(status: &mut Status, route: &RouteObject, valid: &ValidRoute) {
+    let first = valid.hosts.first();
+    status.url = first.map(|host| format!("http://{host}"));
+    status.traffic = route
+        .spec
+        .traffic
+        .iter()
+        .map(|target| TrafficStatus {
+            revision_name: target.revision.clone(),
+            percent: target.percent,
+            tag: (!target.tag.is_empty()).then(|| target.tag.clone()),
+            url: match (target.tag.is_empty(), first) {
+                (false, Some(host)) => {
+                    Some(format!("http://{}", route::tag_host(&target.tag, host)))
+                }
+                _ => None,
+            },
+        })
+        .collect();
 }
 
 /// A Revision's status: `Ready`, or False with the reason and message of `error`.
