@@ -114,6 +114,8 @@ pub struct Hub {
     load: Mutex<LoadAggregator>,
     pokes: Mutex<Vec<RevisionLoad>>,
     poke_notify: Notify,
+    /// Woken when a shown status changes (see [`Hub::take_changed_statuses`]).
+    status_notify: Notify,
     /// The sequence every connected proxy has applied, and how many are connected.
     fleet_applied: watch::Sender<(u64, usize)>,
     metrics: HubMetrics,
@@ -137,6 +139,7 @@ impl Hub {
             load: Mutex::new(LoadAggregator::default()),
             pokes: Mutex::new(Vec::new()),
             poke_notify: Notify::new(),
+            status_notify: Notify::new(),
             fleet_applied: watch::Sender::new((0, 0)),
             metrics,
         })
@@ -148,6 +151,49 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the board, and wakes the status writer if a shown status changed.
+    fn with_board<R>(&self, f: impl FnOnce(&mut StatusBoard) -> R) -> R {
+        let mut inner = self.lock();
+        let result = f(&mut inner.board);
+        self.notify_statuses(&inner);
+        result
+    }
+
+    fn notify_statuses(&self, inner: &Inner) {
+        if inner.board.has_changes() {
+            self.status_notify.notify_one();
+        }
+    }
+
+    pub fn config(&self) -> TranslateConfig {
+        self.lock().controller.config().clone()
+    }
+
+    /// Objects in the store.
+    pub fn object_count(&self) -> usize {
+        self.lock().controller.store().len()
+    }
+
+    /// Statuses shown differently since the last call, for the one status writer.
+    pub fn take_changed_statuses(&self) -> Vec<ObjectStatus> {
+        self.lock().board.take_changed()
+    }
+
+    /// Notified when [`Hub::take_changed_statuses`] has something.
+    pub fn status_changed(&self) -> &Notify {
+        &self.status_notify
+    }
+
+    /// Shows (`Some`) or clears a watch's failure on `/status`.
+    pub fn set_watch_error(&self, watch: &str, error: Option<String>) {
+        self.with_board(|board| board.set_problem("Watch", watch, error));
+    }
+
+    /// Replaces the status writer's failures (`ns/name` → error) on `/status`.
+    pub fn set_write_errors(&self, errors: BTreeMap<String, String>) {
+        self.with_board(|board| board.set_problems("StatusWrite", errors));
     }
 
     /// Changes the store through `edit`, then translates and publishes what changed. Returns
@@ -179,6 +225,7 @@ impl Hub {
         if applied > 0 {
             inner.board.applied(applied, &now);
         }
+        self.notify_statuses(inner);
         self.metrics
             .sequence
             .set(i64::try_from(seq).unwrap_or(i64::MAX));
@@ -226,16 +273,12 @@ impl Hub {
 
     /// Shows why a Revision's last scale write failed (`None`: it succeeded).
     pub fn set_scale_error(&self, namespace: &str, name: &str, error: Option<String>) {
-        self.lock()
-            .board
-            .set_scale_error(namespace, name, error, &now_rfc3339());
+        self.with_board(|board| board.set_scale_error(namespace, name, error, &now_rfc3339()));
     }
 
     /// Shows a Revision's scale in its status.
     pub fn set_scale(&self, namespace: &str, name: &str, desired: Option<i32>, actual: u32) {
-        self.lock()
-            .board
-            .set_scale(namespace, name, desired, actual);
+        self.with_board(|board| board.set_scale(namespace, name, desired, actual));
     }
 
     /// The sequence every connected proxy has applied, and how many are connected.
@@ -319,6 +362,7 @@ impl Hub {
             );
         }
         inner.board.set_proxies(entries);
+        self.notify_statuses(inner);
         self.metrics
             .connected
             .set(i64::try_from(inner.proxies.len()).unwrap_or(i64::MAX));
@@ -361,6 +405,7 @@ impl Hub {
             .map(|(key, messages)| (key, messages.join("; ")))
             .collect();
         inner.board.set_rejections(messages, &now_rfc3339());
+        self.notify_statuses(inner);
     }
 }
 

@@ -297,6 +297,10 @@ const REVISION_KIND: &str = "Revision";
 pub const REASON_PROXY_REJECTED: &str = "ProxyRejected";
 /// apiVersion and kind of the `/status` entries that describe connected proxies.
 pub const PROXY_KIND: &str = "Proxy";
+/// A problem entry's reason when the API server refused sluice (RBAC).
+pub const REASON_FORBIDDEN: &str = "Forbidden";
+/// A problem entry's reason for any other API error.
+pub const REASON_API_ERROR: &str = "APIError";
 
 /// One connected proxy, as `/status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +342,10 @@ pub struct StatusBoard {
     /// Revision `(namespace, name)` → why its last scale write failed.
     scale_errors: BTreeMap<(String, String), String>,
     proxies: BTreeMap<String, ProxyInfo>,
+    /// `(kind, name)` of a part of sluice that is failing (a watch, the status writer) → why.
+    problems: BTreeMap<(String, String), String>,
+    /// Keys whose shown status changed since [`StatusBoard::take_changed`] (removals too).
+    changed: BTreeSet<(String, String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -370,7 +378,52 @@ impl StatusBoard {
             rejected: BTreeMap::new(),
             scale_errors: BTreeMap::new(),
             proxies: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            changed: BTreeSet::new(),
         }
+    }
+
+    /// The statuses shown differently since the last call (removed ones are not returned),
+    /// for whoever writes them back.
+    pub fn take_changed(&mut self) -> Vec<ObjectStatus> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter_map(|key| self.entries.get(&key).map(|e| e.shown.clone()))
+            .collect()
+    }
+
+    /// True if [`StatusBoard::take_changed`] has something.
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
+    /// Shows (or, with `None`, clears) a problem of a part of sluice: `kind` is what it is
+    /// (`Watch`, `Writer`), `name` which one. Returns true if it changed.
+    pub fn set_problem(&mut self, kind: &str, name: &str, message: Option<String>) -> bool {
+        let key = (kind.to_string(), name.to_string());
+        let old = match message {
+            Some(message) => self.problems.insert(key.clone(), message),
+            None => self.problems.remove(&key),
+        };
+        old.as_ref() != self.problems.get(&key)
+    }
+
+    /// Replaces every problem of `kind`. Returns true if any changed.
+    pub fn set_problems(&mut self, kind: &str, problems: BTreeMap<String, String>) -> bool {
+        let old: BTreeMap<String, String> = self
+            .problems
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, name), m)| (name.clone(), m.clone()))
+            .collect();
+        if old == problems {
+            return false;
+        }
+        self.problems.retain(|(k, _), _| k != kind);
+        for (name, message) in problems {
+            self.problems.insert((kind.to_string(), name), message);
+        }
+        true
     }
 
     /// Records translation's status changes, made at config sequence `seq`. Returns true if
@@ -391,7 +444,8 @@ impl StatusBoard {
                     }
                     let key = (kind, namespace, name);
                     if let Some(old) = self.entries.remove(&key) {
-                        self.waiting.remove(&(old.pending_since, key));
+                        self.waiting.remove(&(old.pending_since, key.clone()));
+                        self.changed.insert(key);
                         changed = true;
                     }
                 }
@@ -412,7 +466,10 @@ impl StatusBoard {
                     }
                     let shown =
                         self.render(&translated, lb_ready, prev.as_ref().map(|p| &p.shown), now);
-                    changed |= prev.as_ref().map(|p| &p.shown) != Some(&shown);
+                    if prev.as_ref().map(|p| &p.shown) != Some(&shown) {
+                        self.changed.insert(key.clone());
+                        changed = true;
+                    }
                     self.entries.insert(
                         key,
                         BoardEntry {
@@ -502,6 +559,9 @@ impl StatusBoard {
         entry.lb_ready = lb_ready;
         let changed = entry.shown != shown;
         entry.shown = shown;
+        if changed {
+            self.changed.insert(key.clone());
+        }
         changed
     }
 
@@ -533,6 +593,9 @@ impl StatusBoard {
         let changed = status.desired_scale != desired || status.actual_scale != actual;
         status.desired_scale = desired;
         status.actual_scale = actual;
+        if changed {
+            self.changed.insert(entry_key);
+        }
         changed
     }
 
@@ -563,7 +626,8 @@ impl StatusBoard {
         self.proxies = proxies;
     }
 
-    /// All statuses, sorted by kind, namespace and name, then one entry per connected proxy.
+    /// All statuses, sorted by kind, namespace and name, then one entry per connected proxy,
+    /// then one per problem of sluice itself.
     pub fn list(&self) -> Vec<ObjectStatus> {
         let mut all: Vec<ObjectStatus> = self.entries.values().map(|e| e.shown.clone()).collect();
         all.extend(self.proxies.iter().map(|(name, info)| {
@@ -585,6 +649,25 @@ impl StatusBoard {
                 status: Status {
                     conditions: vec![ready],
                     proxy: Some(info.clone()),
+                    ..Status::default()
+                },
+            }
+        }));
+        all.extend(self.problems.iter().map(|((kind, name), message)| {
+            let reason = if message.contains("403") || message.contains("orbidden") {
+                REASON_FORBIDDEN
+            } else {
+                REASON_API_ERROR
+            };
+            ObjectStatus {
+                api_version: MANIFEST_FILE_API_VERSION.to_string(),
+                kind: kind.clone(),
+                namespace: String::new(),
+                name: name.clone(),
+                generation: 0,
+                status: Status {
+                    conditions: vec![Condition::new(CONDITION_READY, STATUS_FALSE)
+                        .with_reason(reason, message.clone())],
                     ..Status::default()
                 },
             }

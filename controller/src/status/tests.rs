@@ -699,3 +699,81 @@ fn connected_proxies_are_listed_after_the_objects() {
     board.set_proxies(BTreeMap::new());
     assert_eq!(board.list().len(), 1, "disconnected proxies leave the list");
 }
+
+#[test]
+fn changed_statuses_are_handed_out_once_for_the_writer() {
+    let mut board = StatusBoard::default();
+    board.update(
+        1,
+        set(vec![translated("a", 1, "True"), revision_status("r")]),
+        "t0",
+    );
+    let mut names: Vec<String> = board.take_changed().into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["a", "r"]);
+    assert!(!board.has_changes());
+    assert!(board.take_changed().is_empty(), "handed out once");
+
+    // The same translation again changes nothing shown.
+    board.update(1, set(vec![translated("a", 1, "True")]), "t1");
+    assert!(!board.has_changes());
+
+    // Readiness, scale and a new generation each count as a change.
+    board.applied(1, "t2");
+    assert_eq!(names_of(board.take_changed()), ["a"]);
+    board.set_scale("ns", "r", Some(2), 0);
+    assert_eq!(names_of(board.take_changed()), ["r"]);
+    assert!(!board.set_scale("ns", "r", Some(2), 0));
+    assert!(!board.has_changes());
+    board.update(2, set(vec![translated("a", 2, "True")]), "t3");
+    assert_eq!(names_of(board.take_changed()), ["a"]);
+
+    // A removal is not handed out (there is nothing to write), but it is noticed.
+    board.update(3, vec![remove("Ingress", "ns", "a")], "t4");
+    assert!(board.has_changes());
+    assert!(board.take_changed().is_empty());
+}
+
+fn names_of(statuses: Vec<ObjectStatus>) -> Vec<String> {
+    statuses.into_iter().map(|s| s.name).collect()
+}
+
+#[test]
+fn problems_of_sluice_itself_are_listed_last_with_a_reason() {
+    let mut board = StatusBoard::default();
+    board.update(1, set(vec![translated("a", 1, "True")]), "t0");
+    assert!(board.set_problem(
+        "Watch",
+        "v1/secrets",
+        Some("secrets is forbidden: 403".into())
+    ));
+    assert!(!board.set_problem(
+        "Watch",
+        "v1/secrets",
+        Some("secrets is forbidden: 403".into())
+    ));
+    let listed = board.list();
+    let last = listed.last().expect("entries");
+    assert_eq!(
+        (last.kind.as_str(), last.name.as_str()),
+        ("Watch", "v1/secrets")
+    );
+    let ready = last.status.condition(CONDITION_READY).expect("ready");
+    assert_eq!(ready.status, STATUS_FALSE);
+    assert_eq!(ready.reason.as_deref(), Some(REASON_FORBIDDEN));
+    assert!(board.set_problem("Watch", "v1/secrets", None));
+    assert_eq!(board.list().len(), 1);
+
+    let errors: BTreeMap<String, String> = [("ns/a".to_string(), "timed out".to_string())].into();
+    assert!(board.set_problems("StatusWrite", errors.clone()));
+    assert!(!board.set_problems("StatusWrite", errors));
+    let last = board.list().pop().expect("entry");
+    assert_eq!(
+        last.status
+            .condition(CONDITION_READY)
+            .and_then(|c| c.reason.as_deref()),
+        Some(REASON_API_ERROR)
+    );
+    assert!(board.set_problems("StatusWrite", BTreeMap::new()));
+    assert_eq!(board.list().len(), 1);
+}
