@@ -25,6 +25,8 @@
 //!   hears the proxies ([`sluice_xds::server::SessionEvents`]).
 //! - [`load`] sums the proxies' load reports; [`scaling`] runs the KPA ([`autoscaler`], pure)
 //!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them.
+//! - [`kubernetes`] is the API server as a source (watchers into the same store), the status
+//!   and scale writers, and leader election.
 //!
 //! Invariants: user input never panics; KIngresses of another class are never touched and get
 //! no status; an unchanged resource is never republished.
@@ -35,6 +37,7 @@ pub mod controller;
 pub mod hash;
 pub mod hub;
 pub mod ingress;
+pub mod kubernetes;
 pub mod load;
 pub mod local;
 pub mod manifest;

@@ -3,6 +3,7 @@
 //! [`ControlPlane::streams`].
 
 use crate::hub::{Hub, HubMetrics};
+use crate::kubernetes::Kubernetes;
 use crate::local::{EndpointPublisher, LocalProcesses};
 use crate::object::{Kind, Object, ObjectKey};
 use crate::revision::ScalingTarget;
@@ -22,34 +23,64 @@ pub struct ControlPlane {
     hub: Arc<Hub>,
     processes: Arc<LocalProcesses>,
     autoscaler: Autoscaler,
-    manifests: Option<ManifestSource>,
+    source: Source,
     /// True once every source has been read and published.
     loaded: watch::Sender<bool>,
 }
 
+/// Where the control plane's objects come from.
+pub enum Objects {
+    /// A directory of manifests.
+    Manifests(PathBuf),
+    /// The Kubernetes API server (which also receives statuses and scale writes).
+    Kubernetes(Box<Kubernetes>),
+    /// Nothing: an empty config.
+    Empty,
+}
+
+enum Source {
+    Manifests(ManifestSource),
+    Kubernetes(Box<Kubernetes>),
+    Empty,
+}
+
 impl ControlPlane {
-    /// `manifests`: the directory to read objects from (the only source today).
     pub fn new(
         config: TranslateConfig,
-        manifests: Option<PathBuf>,
+        objects: Objects,
         registry: &prometheus::Registry,
     ) -> prometheus::Result<ControlPlane> {
         let hub = Hub::new(config, HubMetrics::new(registry)?);
         let publisher: Arc<dyn EndpointPublisher> = hub.clone();
         let processes = LocalProcesses::new(publisher);
-        let autoscaler = Autoscaler::new(
+        let mut autoscaler = Autoscaler::new(
             hub.clone(),
             processes.clone(),
             RevisionMetrics::new(registry)?,
         );
-        let manifests = manifests.map(|dir| ManifestSource::new(dir, hub.clone()));
+        let source = match objects {
+            Objects::Manifests(dir) => Source::Manifests(ManifestSource::new(dir, hub.clone())),
+            Objects::Kubernetes(kubernetes) => {
+                autoscaler = autoscaler.with_cluster_scaler(kubernetes.scaler());
+                Source::Kubernetes(kubernetes)
+            }
+            Objects::Empty => Source::Empty,
+        };
         Ok(ControlPlane {
             hub,
             processes,
             autoscaler,
-            manifests,
+            source,
             loaded: watch::Sender::new(false),
         })
+    }
+
+    /// Kubernetes mode's state (leadership), if that is the source.
+    pub fn kubernetes(&self) -> Option<&Kubernetes> {
+        match &self.source {
+            Source::Kubernetes(kubernetes) => Some(kubernetes),
+            _ => None,
+        }
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -75,9 +106,14 @@ impl ControlPlane {
             on_loaded();
         });
         let source = async {
-            match &self.manifests {
-                Some(source) => source.run(on_loaded, shutdown.clone()).await,
-                None => on_loaded(),
+            match &self.source {
+                Source::Manifests(source) => source.run(on_loaded, shutdown.clone()).await,
+                Source::Kubernetes(kubernetes) => {
+                    kubernetes
+                        .run(self.hub.clone(), on_loaded, shutdown.clone())
+                        .await
+                }
+                Source::Empty => on_loaded(),
             }
         };
         tokio::join!(source, self.autoscaler.run(shutdown.clone()));

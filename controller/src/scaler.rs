@@ -19,6 +19,13 @@ pub enum ScaleError {
     Start { revision: String, reason: String },
     #[error("revision {revision}: {reason}")]
     Unsupported { revision: String, reason: String },
+    #[error("revision {revision}: cannot scale {target}: {reason}")]
+    Write {
+        revision: String,
+        /// `apiVersion kind ns/name` of the scale target.
+        target: String,
+        reason: String,
+    },
 }
 
 /// Turns a replica count into running instances of a Revision.

@@ -8,9 +8,10 @@
 //! is Knative's `target-burst-capacity = -1` mode: the gateway is always in the path.
 //!
 //! Scale writes go through [`Scaler`]s: `spec.process` Revisions run as local processes
-//! ([`LocalProcesses`]); `spec.service` Revisions are only observed without a cluster (their
-//! ready count is their endpoint count); responders need none. A failed write shows on the
-//! Revision as `ResourcesAvailable=False`.
+//! ([`LocalProcesses`]); `spec.service` Revisions with a `scaleTargetRef` are scaled by the
+//! cluster scaler in Kubernetes mode ([`crate::kubernetes::scale`]) and only observed without
+//! a cluster; their ready count is their endpoint count. Responders need none. A failed
+//! write shows on the Revision as `ResourcesAvailable=False`.
 
 use crate::autoscaler::{
     decide, reconcile, DeciderState, Decision, PaState, RevisionScaling, Windows,
@@ -137,6 +138,8 @@ pub struct Autoscaler {
     hub: Arc<Hub>,
     processes: Arc<LocalProcesses>,
     services: ObservedService,
+    /// Scales `spec.service` Revisions with a `scaleTargetRef` (Kubernetes mode).
+    cluster: Option<Arc<dyn Scaler>>,
     metrics: RevisionMetrics,
 }
 
@@ -146,7 +149,25 @@ impl Autoscaler {
             hub,
             processes,
             services: ObservedService::default(),
+            cluster: None,
             metrics,
+        }
+    }
+
+    /// Scales Revisions with a `scaleTargetRef` through `scaler` instead of only logging.
+    pub fn with_cluster_scaler(mut self, scaler: Arc<dyn Scaler>) -> Self {
+        self.cluster = Some(scaler);
+        self
+    }
+
+    /// The scaler of a Service Revision's `scaleTargetRef`, if there is one.
+    fn cluster_scaler(&self, target: &ScalingTarget) -> Option<&Arc<dyn Scaler>> {
+        match &target.backend {
+            ScalingBackend::Service {
+                scale_target: Some(_),
+                ..
+            } => self.cluster.as_ref(),
+            _ => None,
         }
     }
 
@@ -181,7 +202,9 @@ impl Autoscaler {
             )),
             ScalingBackend::Service { .. } => {
                 let n = u32::try_from(endpoints).unwrap_or(u32::MAX);
-                Some((n, n))
+                // With a scale target, what runs is its `spec.replicas`.
+                let running = self.cluster_scaler(target).map_or(n, |s| s.running(target));
+                Some((n, running))
             }
             ScalingBackend::Responder => None,
         }
@@ -250,11 +273,14 @@ impl Autoscaler {
             // The PA's replica count is the goal; local instances converge on it (this also
             // starts the initial scale and replaces instances that died).
             if let Some(replicas) = action.replicas.or(state.pa.replicas) {
-                let scaled = match &target.backend {
-                    ScalingBackend::Process { .. } if running != replicas => {
+                let scaled = match (self.cluster_scaler(target), &target.backend) {
+                    // It writes only on change, and knows better than `running` when its
+                    // count went stale.
+                    (Some(scaler), _) => scaler.scale(target, replicas).await,
+                    (None, ScalingBackend::Process { .. }) if running != replicas => {
                         self.processes.scale(target, replicas).await
                     }
-                    ScalingBackend::Service { .. } => {
+                    (None, ScalingBackend::Service { .. }) => {
                         self.services.requested(target, replicas);
                         Ok(())
                     }

@@ -1285,8 +1285,13 @@ impl Translator {
         };
         let generation = store.get(key).map_or(0, |e| e.generation);
         let conflict = self.conflict_message(key);
+        let route = match store.get(key).map(|e| e.object.as_ref()) {
+            Some(crate::object::Object::Route(route)) => Some(route),
+            _ => None,
+        };
         let status = routes::route_status(
             key,
+            route,
             generation,
             state.plan.as_ref().err(),
             conflict.as_ref(),
