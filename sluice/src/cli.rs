@@ -29,8 +29,8 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the gateway from a directory of Kubernetes-shaped manifests: control plane and
-    /// proxy in one process, connected in-process.
+    /// Run the gateway from a directory of Kubernetes-shaped manifests (or the Kubernetes API
+    /// with --kubernetes): control plane and proxy in one process, connected in-process.
     Run(Box<RunArgs>),
     /// Run the control plane alone, serving a fleet of `sluice proxy` over xDS.
     Controller(Box<ControllerArgs>),
@@ -208,11 +208,64 @@ pub struct XdsAuthArgs {
     pub xds_key: Option<PathBuf>,
 }
 
+/// Kubernetes mode: objects from the API server, statuses and scale written back.
+#[derive(Args, Debug, Clone)]
+pub struct KubernetesArgs {
+    /// Watch the Kubernetes API (KIngress, sluice Route/Revision, Services, EndpointSlices,
+    /// Secrets, system ConfigMaps) instead of reading --config; write statuses and scale.
+    #[arg(long, env = "SLUICE_KUBERNETES", conflicts_with = "config")]
+    pub kubernetes: bool,
+    /// kubeconfig file. Default: the in-cluster service account, else `KUBECONFIG`, else
+    /// ~/.kube/config.
+    #[arg(long, env = "SLUICE_KUBECONFIG", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all). System ConfigMaps are read from
+    /// --system-namespace either way.
+    #[arg(long, env = "SLUICE_NAMESPACE", requires = "kubernetes")]
+    pub namespace: Option<String>,
+    /// This replica's name in the leader-election Lease (default: $POD_NAME, else the host
+    /// name and process id).
+    #[arg(long, env = "SLUICE_IDENTITY")]
+    pub identity: Option<String>,
+    /// The leader-election Lease, in --system-namespace.
+    #[arg(long, env = "SLUICE_LEASE_NAME", default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// How long a Lease holds without renewal (a crashed leader is replaced after about this
+    /// plus --lease-retry-period).
+    #[arg(long, env = "SLUICE_LEASE_DURATION", default_value = "12s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// A leader that cannot renew for this long stops writing.
+    #[arg(long, env = "SLUICE_LEASE_RENEW_DEADLINE", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub lease_renew_deadline: Duration,
+    /// How often candidates try, and the leader renews.
+    #[arg(long, env = "SLUICE_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub lease_retry_period: Duration,
+}
+
+impl KubernetesArgs {
+    /// Kubernetes mode off (the demo), with the flags' defaults.
+    pub fn off() -> KubernetesArgs {
+        let lease = sluice_controller::kubernetes::lease::LeaseSettings::default();
+        KubernetesArgs {
+            kubernetes: false,
+            kubeconfig: None,
+            namespace: None,
+            identity: None,
+            lease_name: "sluice-controller".to_string(),
+            lease_duration: lease.lease_duration,
+            lease_renew_deadline: lease.renew_deadline,
+            lease_retry_period: lease.retry_period,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ControllerArgs {
     /// Directory of *.yaml, *.yml and *.json manifests; changes apply live.
-    #[arg(long, env = "SLUICE_CONFIG")]
-    pub config: PathBuf,
+    #[arg(long, env = "SLUICE_CONFIG", required_unless_present = "kubernetes")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     /// Where proxies connect (gRPC, delta xDS). Speaks only xDS, and only to authenticated
     /// proxies.
     #[arg(long, env = "SLUICE_XDS_LISTEN", default_value = "0.0.0.0:18000")]
@@ -246,8 +299,10 @@ pub struct ProxyArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Directory of *.yaml, *.yml and *.json manifests; changes apply live.
-    #[arg(long, env = "SLUICE_CONFIG")]
-    pub config: PathBuf,
+    #[arg(long, env = "SLUICE_CONFIG", required_unless_present = "kubernetes")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
     #[command(flatten)]
@@ -265,4 +320,38 @@ pub struct DemoArgs {
     /// Admin listener for the demo.
     #[arg(long, env = "SLUICE_DEMO_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_flag_defaults_are_the_lease_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--kubernetes"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        let off = KubernetesArgs::off();
+        assert!(run.kubernetes.kubernetes);
+        assert_eq!(run.kubernetes.lease_duration, off.lease_duration);
+        assert_eq!(
+            run.kubernetes.lease_renew_deadline,
+            off.lease_renew_deadline
+        );
+        assert_eq!(run.kubernetes.lease_retry_period, off.lease_retry_period);
+        assert_eq!(run.kubernetes.lease_name, off.lease_name);
+        assert_eq!(run.config, None);
+    }
+
+    #[test]
+    fn config_and_kubernetes_exclude_each_other_and_one_is_needed() {
+        let both = Cli::try_parse_from(["sluice", "controller", "--kubernetes", "--config", "d"]);
+        assert!(both.is_err());
+        let neither = Cli::try_parse_from(["sluice", "controller"]);
+        assert!(neither.is_err());
+        let namespace_alone =
+            Cli::try_parse_from(["sluice", "run", "--config", "d", "--namespace", "x"]);
+        assert!(namespace_alone.is_err(), "--namespace needs --kubernetes");
+    }
 }

@@ -4,7 +4,7 @@
 //! apply live: a Knative KIngress split, a sluice Route split over two local Revisions with a
 //! tag, a Revision that scales from zero on its first request, and the synthetic responder.
 
-use crate::cli::{ControlArgs, DemoArgs, GatewayArgs, RunArgs};
+use crate::cli::{ControlArgs, DemoArgs, GatewayArgs, KubernetesArgs, RunArgs};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -66,7 +66,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         file = file.display(),
     );
     let run = RunArgs {
-        config: dir,
+        config: Some(dir),
+        kubernetes: KubernetesArgs::off(),
         gateway: GatewayArgs {
             http: vec![args.http.clone()],
             internal_http: vec![],

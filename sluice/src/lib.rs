@@ -16,8 +16,12 @@ pub mod responder;
 pub mod simulate;
 
 use anyhow::Context;
-use cli::{ControlArgs, ControllerArgs, GatewayArgs, ProxyArgs, RunArgs, XdsAuthArgs};
-use sluice_controller::plane::ControlPlane;
+use cli::{
+    ControlArgs, ControllerArgs, GatewayArgs, KubernetesArgs, ProxyArgs, RunArgs, XdsAuthArgs,
+};
+use sluice_controller::kubernetes::lease::LeaseSettings;
+use sluice_controller::kubernetes::{Kubernetes, KubernetesOptions};
+use sluice_controller::plane::{ControlPlane, Objects};
 use sluice_controller::TranslateConfig;
 use sluice_proxy::admin::{AdminApp, AdminResponse};
 use sluice_proxy::gateway::{self, Gateway};
@@ -47,20 +51,41 @@ struct ControlThread {
 }
 
 impl ControlThread {
-    /// Starts it; [`ControlThread::wait_loaded`] waits for its first load.
-    fn start(control: &ControlArgs, manifests: PathBuf) -> anyhow::Result<ControlThread> {
-        let plane = Arc::new(
-            ControlPlane::new(
-                translate_config(control),
-                Some(manifests),
-                prometheus::default_registry(),
-            )
-            .context("registering control-plane metrics")?,
-        );
+    /// Starts it on the manifests of `config`, or on the Kubernetes API;
+    /// [`ControlThread::wait_loaded`] waits for its first load.
+    fn start(
+        control: &ControlArgs,
+        config: Option<&PathBuf>,
+        kubernetes: &KubernetesArgs,
+    ) -> anyhow::Result<ControlThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("control-plane runtime")?;
+        let objects = match config {
+            Some(dir) => Objects::Manifests(dir.clone()),
+            None if kubernetes.kubernetes => {
+                // The client's connection tasks run on the control plane's runtime.
+                let client = runtime
+                    .block_on(sluice_controller::kubernetes::client(
+                        kubernetes.kubeconfig.as_deref(),
+                    ))
+                    .context("connecting to Kubernetes")?;
+                Objects::Kubernetes(Box::new(Kubernetes::new(
+                    client,
+                    kubernetes_options(kubernetes)?,
+                )))
+            }
+            None => anyhow::bail!("give --config DIR or --kubernetes"),
+        };
+        let plane = Arc::new(
+            ControlPlane::new(
+                translate_config(control),
+                objects,
+                prometheus::default_registry(),
+            )
+            .context("registering control-plane metrics")?,
+        );
         let handle = runtime.handle().clone();
         let (shutdown, stop) = watch::channel(false);
         let (loaded_tx, loaded) = std::sync::mpsc::channel();
@@ -101,6 +126,26 @@ impl ControlThread {
             warn!("control plane did not stop in time");
         }
     }
+}
+
+fn kubernetes_options(args: &KubernetesArgs) -> anyhow::Result<KubernetesOptions> {
+    let lease = LeaseSettings {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
+    }
+    .validate()?;
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+    Ok(KubernetesOptions {
+        namespace: args.namespace.clone(),
+        identity,
+        lease_name: args.lease_name.clone(),
+        lease,
+    })
 }
 
 fn translate_config(control: &ControlArgs) -> TranslateConfig {
@@ -202,7 +247,7 @@ fn serve_proxy(
 
 /// `sluice run`: control plane and proxy in one process, connected in-process.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let control = ControlThread::start(&args.control, args.config.clone())?;
+    let control = ControlThread::start(&args.control, args.config.as_ref(), &args.kubernetes)?;
     control.wait_loaded()?;
     let gateway = build_gateway(&args.gateway)?;
     let connector: Arc<dyn Connector> = Arc::new(LocalConnector::new(
@@ -235,7 +280,7 @@ fn tls_files(auth: &XdsAuthArgs) -> Option<TlsFiles> {
 /// `sluice controller`: the control plane, serving proxies over gRPC.
 pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     let auth = ServerAuth::new(args.auth.xds_token_file.clone(), tls_files(&args.auth))?;
-    let control = ControlThread::start(&args.control, args.config.clone())?;
+    let control = ControlThread::start(&args.control, args.config.as_ref(), &args.kubernetes)?;
     // The xDS port opens at once: proxies that come up with the controller connect while it
     // loads (their streams are answered after it) instead of backing off.
     let listener = control
