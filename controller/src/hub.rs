@@ -191,7 +191,7 @@ impl Hub {
         self.with_board(|board| board.set_problem("Watch", watch, error));
     }
 
-    /// Replaces the status writer's failures (`ns/name` → error) on `/status`.
+    /// Replaces the status writer's failures (`Kind ns/name` → error) on `/status`.
     pub fn set_write_errors(&self, errors: BTreeMap<String, String>) {
         self.with_board(|board| board.set_problems("StatusWrite", errors));
     }

@@ -297,10 +297,18 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
     control.wait_loaded()?;
     info!(xds = %args.xds_listen, admin = %args.admin, "sluice controller starting");
     let hub = control.plane.hub().clone();
-    let admin = AdminApp::new()
+    let mut admin = AdminApp::new()
         .route("/ready", || AdminResponse::readiness(true, ""))
         .route("/metrics", AdminResponse::metrics)
         .route("/status", move || AdminResponse::json(&hub.statuses()));
+    if let Some(kubernetes) = control.plane.kubernetes() {
+        // 200 only on the Lease holder: a probe for routing proxies to the replica whose
+        // autoscaler acts on their load.
+        let leader = kubernetes.leader();
+        admin = admin.route("/leader", move || {
+            AdminResponse::readiness(*leader.borrow(), "not the leader")
+        });
+    }
     let mut shell = Shell::new(1, Duration::from_secs(1));
     shell.admin(&args.admin, admin);
     let served = shell.run();

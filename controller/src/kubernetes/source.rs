@@ -326,12 +326,21 @@ impl KubernetesSource {
                 return None;
             }
         };
-        if matches!(kind, Kind::Ingress | Kind::Route | Kind::Revision) {
-            self.observed
-                .observe(object_key(kind, &object), value.get("status"));
-        }
+        let status = matches!(kind, Kind::Ingress | Kind::Route | Kind::Revision)
+            .then(|| value.get("status").cloned())
+            .flatten();
         match decode(kind, value, class) {
-            Ok(decoded) => Some(decoded),
+            Ok(Decoded::Keep(object)) => {
+                // Only objects whose status sluice may write are remembered.
+                if matches!(kind, Kind::Ingress | Kind::Route | Kind::Revision) {
+                    self.observed.observe(object.key(), status.as_ref());
+                }
+                Some(Decoded::Keep(object))
+            }
+            Ok(Decoded::Skip(key)) => {
+                self.observed.forget(&key);
+                Some(Decoded::Skip(key))
+            }
             Err(error) => {
                 warn!(%error, "cannot decode a watched object; keeping its last good version");
                 None
@@ -363,6 +372,7 @@ impl KubernetesSource {
                                     .is_none_or(|ns| &key.namespace == ns)
                             })
                             .filter(|key| !relist.objects.contains_key(*key))
+                            .filter(|key| !is_local_instance(controller, key))
                             .cloned()
                             .collect();
                         for key in gone.iter().chain(&relist.skipped) {
@@ -376,6 +386,19 @@ impl KubernetesSource {
             }
         });
     }
+}
+
+/// An EndpointSlice the local process scaler published (not the API server's to remove).
+fn is_local_instance(controller: &crate::Controller, key: &ObjectKey) -> bool {
+    key.kind == Kind::EndpointSlice
+        && key.name.contains("-local-")
+        && controller.store().get(key).is_some_and(|entry| {
+            entry
+                .object
+                .metadata()
+                .labels
+                .contains_key(crate::object::REVISION_LABEL)
+        })
 }
 
 fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {

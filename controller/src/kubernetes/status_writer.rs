@@ -208,7 +208,10 @@ impl StatusWriter {
         for (status, outcome) in outcomes {
             match outcome {
                 Outcome::Failed(error) => {
-                    errors.insert(format!("{}/{}", status.namespace, status.name), error);
+                    errors.insert(
+                        format!("{} {}/{}", status.kind, status.namespace, status.name),
+                        error,
+                    );
                     failed.push(status);
                 }
                 Outcome::Written | Outcome::Unchanged | Outcome::Gone => {}

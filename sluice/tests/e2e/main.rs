@@ -4,6 +4,7 @@ mod activator;
 mod cli;
 mod fleet;
 mod fleet_netns;
+mod kubernetes;
 mod lifecycle;
 mod protocols;
 mod routing;

@@ -1,8 +1,10 @@
 //! Runs the real `sluice` binary on a temporary manifest directory, on free loopback ports;
 //! `sluice controller` and a fleet of `sluice proxy` as separate processes are in [`fleet`].
 
+mod cluster;
 mod fleet;
 
+pub use cluster::*;
 pub use fleet::*;
 
 use anyhow::{bail, Context};
@@ -38,6 +40,29 @@ impl Gateway {
     pub async fn start_with(manifests: &str, extra_args: &[&str]) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("00-initial.yaml"), manifests)?;
+        let config = dir.path().to_string_lossy().to_string();
+        Gateway::spawn(dir, &["--config", &config], extra_args).await
+    }
+
+    /// Starts `sluice run --kubernetes` on `kubeconfig` and waits for `/ready`.
+    pub async fn start_kubernetes(
+        kubeconfig: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Gateway> {
+        let kubeconfig = kubeconfig.to_string_lossy().to_string();
+        Gateway::spawn(
+            tempfile::tempdir()?,
+            &["--kubernetes", "--kubeconfig", &kubeconfig],
+            extra_args,
+        )
+        .await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        source_args: &[&str],
+        extra_args: &[&str],
+    ) -> anyhow::Result<Gateway> {
         let port = || -> anyhow::Result<SocketAddr> {
             Ok(SocketAddr::from((
                 [127, 0, 0, 1],
@@ -48,8 +73,7 @@ impl Gateway {
         let (https, internal_https) = (port()?, port()?);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
-            .arg("--config")
-            .arg(dir.path())
+            .args(source_args)
             .args(["--http", &http.to_string()])
             .args(["--internal-http", &internal.to_string()])
             .args(["--admin", &admin.to_string()])

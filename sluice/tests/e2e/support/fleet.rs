@@ -289,6 +289,8 @@ pub struct Controller {
     pub xds: SocketAddr,
     pub admin: SocketAddr,
     auth: XdsAuth,
+    /// Where its objects come from: `--config <manifests>`, or `--kubernetes …`.
+    source: Vec<String>,
     /// `manifests/` (the `--config` directory) and the generated token.
     pub dir: tempfile::TempDir,
 }
@@ -311,17 +313,54 @@ impl Controller {
             Some(auth) => auth,
             None => XdsAuth::token_in(dir.path(), "xds-token", "the-fleet-token")?,
         };
+        let source = vec![
+            "--config".to_string(),
+            dir.path().join("manifests").display().to_string(),
+        ];
         let mut controller = Controller {
             process: None,
             xds: free_addr(ip)?,
             admin: free_addr(ip)?,
             auth,
+            source,
             dir,
         };
         controller.write("00-initial.yaml", manifests)?;
+        controller.come_up(ip).await?;
+        Ok(controller)
+    }
+
+    /// `sluice controller --kubernetes` on `kubeconfig`, with `extra_args`, on 127.0.0.1.
+    pub async fn start_kubernetes(
+        kubeconfig: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Controller> {
+        let dir = tempfile::tempdir()?;
+        let auth = XdsAuth::token_in(dir.path(), "xds-token", "the-fleet-token")?;
+        let mut source = vec![
+            "--kubernetes".to_string(),
+            "--kubeconfig".to_string(),
+            kubeconfig.display().to_string(),
+        ];
+        source.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut controller = Controller {
+            process: None,
+            xds: free_addr(LOCALHOST)?,
+            admin: free_addr(LOCALHOST)?,
+            auth,
+            source,
+            dir,
+        };
+        controller.come_up(LOCALHOST).await?;
+        Ok(controller)
+    }
+
+    /// Launches it, on other ports if its ports were taken meanwhile.
+    async fn come_up(&mut self, ip: IpAddr) -> anyhow::Result<()> {
+        let controller = self;
         for _ in 0..PORT_RETRIES {
             match controller.launch().await? {
-                Startup::Up => return Ok(controller),
+                Startup::Up => return Ok(()),
                 Startup::PortTaken(_) => {
                     controller.xds = free_addr(ip)?;
                     controller.admin = free_addr(ip)?;
@@ -383,8 +422,7 @@ impl Controller {
         let mut command = Command::new(SLUICE);
         command
             .arg("controller")
-            .arg("--config")
-            .arg(self.manifests())
+            .args(&self.source)
             .args(["--xds-listen", &self.xds.to_string()])
             .args(["--admin", &self.admin.to_string()])
             .args(self.auth.args())
