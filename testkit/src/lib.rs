@@ -26,6 +26,7 @@ mod body;
 mod client;
 mod echo;
 mod grpc;
+pub mod kube_api;
 mod ports;
 mod probe;
 mod serve;
