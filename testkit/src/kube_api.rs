@@ -279,6 +279,11 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// The address it listens on (kept across [`restart`](Self::restart)).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Writes a kubeconfig with cluster, user and context `fake` (namespace `default`, no
     /// credentials) pointing at this server.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
