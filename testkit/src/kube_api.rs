@@ -10,7 +10,7 @@
 //!   `resourceVersion`, synthetic ADDEDs from "0", selector transitions as ADDED/DELETED,
 //!   bookmarks about every second when idle, `timeoutSeconds`, in-stream 410 Expired),
 //!   create (`generateName`, `dryRun=All`), update with the `resourceVersion` precondition,
-//!   delete (preconditions, finalizers), and JSON, merge, strategic merge and apply patches on the
+//!   delete (preconditions, finalizers), deletecollection (by selector), and JSON, merge, strategic merge and apply patches on the
 //!   main resource, `/status` and `/scale`.
 //! - One global `resourceVersion` counter, bumped once per write; writes that change nothing are
 //!   not writes. `metadata.generation` starts at 1 and rises on every change outside `metadata`
@@ -406,7 +406,8 @@ current-context: fake
         lock(&self.shared.requests).clone()
     }
 
-    /// Later requests with this verb (`get list watch create update patch delete`) on this
+    /// Later requests with this verb (`get list watch create update patch delete
+    /// deletecollection`; server-side apply is `patch`) on this
     /// resource (and subresource) get 403 Forbidden.
     pub fn forbid(&self, verb: &str, plural: &str, subresource: Option<&str>) {
         lock(&self.shared.forbidden).push(ForbidRule {

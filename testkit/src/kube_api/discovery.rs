@@ -6,8 +6,15 @@ use serde_json::{json, Value};
 
 use super::ResourceType;
 
-const VERBS: [&str; 7] = [
-    "create", "delete", "get", "list", "patch", "update", "watch",
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
 ];
 
 /// Short names the real server (or Knative's CRDs) declare, so `kubectl get deploy` works.

@@ -343,6 +343,7 @@ fn verb(method: &Method, target: &Target, query: &Query) -> Option<&'static str>
         Method::GET if collection => "list",
         Method::GET => "get",
         Method::POST if collection => "create",
+        Method::DELETE if collection => "deletecollection",
         Method::PUT if !collection => "update",
         Method::PATCH if !collection => "patch",
         Method::DELETE if !collection => "delete",
@@ -374,6 +375,9 @@ fn serve_api(
                     None => return Err(ApiError::method_not_allowed()),
                 };
                 create(&mut lock(&shared.store), *ty, namespace, request)
+            }
+            "deletecollection" => {
+                delete_collection(&mut lock(&shared.store), *ty, namespace.as_deref(), request)
             }
             _ => Err(ApiError::method_not_allowed()),
         },
@@ -718,6 +722,49 @@ fn check_applied_config(
         }
     }
     Ok(())
+}
+
+/// DELETE on a collection: every selected object, as one DELETE each; answers the list of what
+/// was deleted (or marked, for objects with finalizers).
+fn delete_collection(
+    store: &mut Store,
+    ty: usize,
+    namespace: Option<&str>,
+    request: &ApiRequest<'_>,
+) -> Result<Reply, ApiError> {
+    let dry_run = request.query.dry_run("DeleteOptions")?;
+    let labels = LabelSelector::parse(request.query.get("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(request.query.get("fieldSelector").unwrap_or(""))?;
+    let doomed: Vec<(String, String)> = store
+        .list(ty, namespace)
+        .filter(|o| labels.selects(o) && fields.selects(o))
+        .map(|o| {
+            let namespace = o.pointer("/metadata/namespace").and_then(Value::as_str);
+            (namespace.unwrap_or("").to_owned(), name_of(o).to_owned())
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (namespace, name) in doomed {
+        let deleted = store.delete(ty, &namespace, &name, &Preconditions::default(), dry_run)?;
+        items.push((*deleted).clone());
+    }
+    let t = store.ty(ty);
+    Ok(Reply::Json(
+        StatusCode::OK,
+        json!({
+            "kind": format!("{}List", t.kind),
+            "apiVersion": t.group_version(),
+            "metadata": {"resourceVersion": store.resource_version().to_string()},
+            "items": items,
+        }),
+    ))
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn delete(

@@ -206,6 +206,26 @@ async fn dynamic_objects_serve_a_kingress() -> anyhow::Result<()> {
     let names: Vec<String> = listed.items.iter().map(|o| o.name_any()).collect();
     assert_eq!(names, ["other"]);
     assert!(listed.metadata.resource_version.is_some());
+
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("team=a"),
+        )
+        .await?;
+    let deleted: Vec<String> = deleted
+        .left()
+        .map(|list| list.items.iter().map(|o| o.name_any()).collect())
+        .unwrap_or_default();
+    assert_eq!(deleted, ["other"]);
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    assert_eq!(left, ["hello"]);
     Ok(())
 }
 

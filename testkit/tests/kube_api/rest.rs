@@ -664,6 +664,34 @@ async fn watch_from_a_compacted_version_gets_an_in_stream_410() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn watches_from_before_the_bounded_log_expire() -> anyhow::Result<()> {
+    let server = FakeApiServer::start().await?;
+    let first = server.apply(configmap("a", json!({})))?;
+    let mut written = Vec::new();
+    // The log keeps 10,000 events: after 10,001 more, the one right after `first` is gone.
+    for i in 0..10_001 {
+        written.push(server.apply(configmap("a", json!({"n": i.to_string()})))?);
+    }
+    let mut expired = WatchLines::open(
+        &server,
+        &format!("{CONFIGMAPS}?watch=true&resourceVersion={}", rv(&first)),
+    )
+    .await?;
+    assert_eq!(expired.next().await?.expect("error")["object"]["code"], 410);
+    let recent = &written[written.len() - 3];
+    let mut replay = WatchLines::open(
+        &server,
+        &format!("{CONFIGMAPS}?watch=true&resourceVersion={}", rv(recent)),
+    )
+    .await?;
+    for want in &written[written.len() - 2..] {
+        let event = replay.next_change().await?;
+        assert_eq!(rv(&event["object"]), rv(want));
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn idle_watches_get_bookmarks_and_end_at_their_timeout() -> anyhow::Result<()> {
     let server = FakeApiServer::start().await?;
     let seeded = server.apply(configmap("a", json!({})))?;
