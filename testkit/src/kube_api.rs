@@ -34,6 +34,10 @@
 //! - `compact()` also advances the version counter by one, so that even the newest version a
 //!   client holds is older than the log afterwards (see [`FakeApiServer::compact`]).
 //! - JSON only (no protobuf, no `as=Table`: kubectl then prints just NAME and AGE).
+//!
+//! To poke at one by hand: `cargo run -p sluice-testkit --example fake_apiserver -- /tmp/kubeconfig`,
+//! then `kubectl --kubeconfig /tmp/kubeconfig --cache-dir /tmp/kcache apply --validate=false -f …`;
+//! it prints every request it serves.
 
 mod discovery;
 mod error;
@@ -310,10 +314,6 @@ current-context: fake
         std::fs::write(path, config).with_context(|| format!("write kubeconfig {}", path.display()))
     }
 
-    fn type_index(&self, store: &Store, group_version: &str, plural: &str) -> Option<usize> {
-        store.type_index(group_version, plural)
-    }
-
     /// The stored object, as a GET would return it.
     pub fn get(
         &self,
@@ -323,14 +323,14 @@ current-context: fake
         name: &str,
     ) -> Option<Value> {
         let store = lock(&self.shared.store);
-        let ty = self.type_index(&store, group_version, plural)?;
+        let ty = store.type_index(group_version, plural)?;
         store.get(ty, namespace, name).map(|o| (*o).clone())
     }
 
     /// Objects of one type, in one namespace or (`None`) in all, sorted by namespace and name.
     pub fn list(&self, group_version: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
         let store = lock(&self.shared.store);
-        let Some(ty) = self.type_index(&store, group_version, plural) else {
+        let Some(ty) = store.type_index(group_version, plural) else {
             return Vec::new();
         };
         store.list(ty, namespace).map(|o| (**o).clone()).collect()
@@ -393,7 +393,7 @@ current-context: fake
     /// Deletes like an HTTP DELETE (an object with finalizers is only marked); whether it existed.
     pub fn delete(&self, group_version: &str, plural: &str, namespace: &str, name: &str) -> bool {
         let mut store = lock(&self.shared.store);
-        let Some(ty) = self.type_index(&store, group_version, plural) else {
+        let Some(ty) = store.type_index(group_version, plural) else {
             return false;
         };
         store

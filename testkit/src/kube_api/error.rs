@@ -70,20 +70,31 @@ impl ApiError {
 
     /// 422 for an object that fails validation; `field` and `detail` become the one cause.
     pub(crate) fn invalid(ty: &ResourceType, name: &str, field: &str, detail: &str) -> Self {
+        ApiError::invalid_as(ty, ty.kind, name, field, detail)
+    }
+
+    /// 422 naming the object by the kind its body claims, as the real server does for a body
+    /// whose `kind` does not match the URL.
+    fn invalid_as(ty: &ResourceType, kind: &str, name: &str, field: &str, detail: &str) -> Self {
         let group_kind = if ty.group.is_empty() {
-            ty.kind.to_owned()
+            kind.to_owned()
         } else {
-            format!("{}.{}", ty.kind, ty.group)
+            format!("{kind}.{}", ty.group)
         };
         let message = format!("{group_kind} \"{name}\" is invalid: {field}: {detail}");
         let mut error = ApiError::new(422, "Invalid", message);
         error.details = Some(json!({
             "name": name,
             "group": ty.group,
-            "kind": ty.kind,
+            "kind": kind,
             "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}],
         }));
         error
+    }
+
+    pub(crate) fn wrong_kind(ty: &ResourceType, name: &str, kind: &str) -> Self {
+        let detail = format!("Invalid value: \"{kind}\": must be {}", ty.kind);
+        ApiError::invalid_as(ty, kind, name, "kind", &detail)
     }
 
     /// 422 for bad request options (`PatchOptions`, `CreateOptions`), as apimachinery's

@@ -233,10 +233,12 @@ impl Store {
             None | Some("") => {}
             Some(k) if k == t.kind => {}
             Some(k) => {
-                return Err(ApiError::bad_request(format!(
-                    "the kind in the data ({k}) does not match the expected kind ({})",
-                    t.kind
-                )))
+                let name = object
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                return Err(ApiError::wrong_kind(t, name, k));
             }
         }
         object.insert("apiVersion".to_owned(), json!(group_version));
