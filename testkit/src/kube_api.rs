@@ -27,9 +27,11 @@
 //! - Strategic merge patch knows the merge keys of the common lists only (`patch::merge_key`),
 //!   ignores `$setElementOrder` and `$retainKeys`, and is refused (415) for custom resources, as
 //!   the real server refuses it.
+//! - It starts with the namespaces of a fresh cluster (`default`, `kube-node-lease`,
+//!   `kube-public`, `kube-system`) when it serves namespaces, but objects may live in namespaces
+//!   that do not exist, and deleting a namespace deletes nothing else.
 //! - No validation or defaulting beyond `metadata.name`, except `spec.replicas` of an `apps/v1`
-//!   Deployment defaulting to 1. No admission, no garbage collection, no namespace lifecycle
-//!   (objects may live in namespaces that do not exist), no authentication.
+//!   Deployment defaulting to 1. No admission, no garbage collection, no authentication.
 //! - List pages after the first show the current state under the first page's version.
 //! - `compact()` also advances the version counter by one, so that even the newest version a
 //!   client holds is older than the log afterwards (see [`FakeApiServer::compact`]).
@@ -56,7 +58,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch as signal;
 use tokio::task::{JoinHandle, JoinSet};
@@ -86,6 +88,9 @@ pub struct ScalePaths {
     /// A string selector, or a LabelSelector that the Scale renders as `k=v,k2=v2`.
     pub label_selector: Option<&'static str>,
 }
+
+/// Created at start when the server has core v1 namespaces, as in a fresh cluster.
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-node-lease", "kube-public", "kube-system"];
 
 /// Groups served by the real API server itself (not by CRDs).
 const BUILTIN_GROUPS: [&str; 5] = ["", "apps", "batch", "autoscaling", "policy"];
@@ -263,8 +268,22 @@ impl FakeApiServer {
         }
         let (changed, _) = signal::channel(0);
         let (disconnect, _) = signal::channel(0);
+        let mut store = Store::new(types.into(), changed);
+        if let Some(namespaces) = store.type_index("v1", "namespaces") {
+            // The namespaces every real cluster has: clients may read `default` before writing.
+            for name in SYSTEM_NAMESPACES {
+                let namespace = json!({
+                    "metadata": {"name": name},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                store
+                    .create(namespaces, "", namespace, true, false)
+                    .with_context(|| format!("seed namespace {name}"))?;
+            }
+        }
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(types.into(), changed)),
+            store: Mutex::new(store),
             requests: Mutex::new(Vec::new()),
             forbidden: Mutex::new(Vec::new()),
             disconnect,

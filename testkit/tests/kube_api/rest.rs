@@ -35,7 +35,8 @@ fn rv(object: &Value) -> u64 {
 }
 
 #[tokio::test]
-async fn discovery_reports_1_33_and_every_subresource() -> anyhow::Result<()> {
+async fn discovery_reports_1_33_every_subresource_and_the_system_namespaces() -> anyhow::Result<()>
+{
     let server = FakeApiServer::start().await?;
     let (code, version) = raw(&server, "GET", "/version", None, None).await?;
     assert_eq!(
@@ -75,6 +76,9 @@ async fn discovery_reports_1_33_and_every_subresource() -> anyhow::Result<()> {
     let (_, core) = raw(&server, "GET", "/api/v1", None, None).await?;
     assert_eq!(core["resources"][0]["name"], "namespaces");
     assert_eq!(core["resources"][0]["namespaced"], false);
+    let (code, default) = raw(&server, "GET", "/api/v1/namespaces/default", None, None).await?;
+    assert_eq!((code, &default["status"]["phase"]), (200, &json!("Active")));
+    assert_eq!(default["metadata"].get("namespace"), None);
     for path in ["/openapi/v2", "/openapi/v3", "/apis/nope.dev/v1"] {
         assert_eq!(
             raw(&server, "GET", path, None, None).await?.0,
