@@ -35,7 +35,11 @@
 //! - List pages after the first show the current state under the first page's version.
 //! - `compact()` also advances the version counter by one, so that even the newest version a
 //!   client holds is older than the log afterwards (see [`FakeApiServer::compact`]).
-//! - JSON only (no protobuf, no `as=Table`: kubectl then prints just NAME and AGE).
+//! - JSON (and YAML request bodies) only: no `as=Table` (kubectl then prints just NAME and AGE)
+//!   and no protobuf. A protobuf body gets 415, and kubectl does not fall back to JSON, so its
+//!   generator commands (`kubectl create namespace|configmap|secret|deployment …`) fail here;
+//!   `kubectl create … --dry-run=client -o json | kubectl create --validate=false -f -` works, as
+//!   do `apply`, `create -f`, `replace`, `patch`, `label`, `scale`, `delete`, `get`, `wait`.
 //!
 //! To poke at one by hand: `cargo run -p sluice-testkit --example fake_apiserver -- /tmp/kubeconfig`,
 //! then `kubectl --kubeconfig /tmp/kubeconfig --cache-dir /tmp/kcache apply --validate=false -f …`;

@@ -152,9 +152,9 @@ impl ApiError {
         ApiError::new(405, "MethodNotAllowed", message.to_owned())
     }
 
-    pub(crate) fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
+    pub(crate) fn unsupported_media_type(accepted: &[&str]) -> Self {
         let message = format!(
-            "the body of the request was in an unknown format ({content_type}) - accepted media types include: {}",
+            "the body of the request was in an unknown format - accepted media types include: {}",
             accepted.join(", ")
         );
         ApiError::new(415, "UnsupportedMediaType", message)

@@ -437,6 +437,25 @@ struct ObjectRef<'a> {
     sub: Option<Sub>,
 }
 
+/// Media types a create, update or delete body may have (no protobuf, no CBOR).
+const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
+
+/// A create, update or delete body: JSON, or YAML as the real server also takes. Anything else
+/// is 415, which is also what makes client-go fall back from protobuf to JSON.
+fn parse_body(request: &ApiRequest<'_>) -> Result<Value, ApiError> {
+    let media = request
+        .content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match media.as_str() {
+        "" | "application/json" | "*/*" => parse_json(request.body),
+        "application/yaml" => serde_yaml::from_slice(request.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
+        _ => Err(ApiError::unsupported_media_type(&BODY_TYPES)),
+    }
+}
+
 fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
@@ -550,7 +569,7 @@ fn create(
 ) -> Result<Reply, ApiError> {
     let dry_run = request.query.dry_run("CreateOptions")?;
     request.query.field_manager("CreateOptions")?;
-    let body = parse_json(request.body)?;
+    let body = parse_body(request)?;
     let created = store.create(ty, namespace, body, false, dry_run)?;
     Ok(Reply::Json(StatusCode::CREATED, (*created).clone()))
 }
@@ -562,7 +581,7 @@ fn update(
 ) -> Result<Reply, ApiError> {
     let dry_run = request.query.dry_run("UpdateOptions")?;
     request.query.field_manager("UpdateOptions")?;
-    let body = parse_json(request.body)?;
+    let body = parse_body(request)?;
     let value = match object.sub {
         Some(Sub::Scale) => {
             store.write_scale(object.ty, object.namespace, object.name, &body, dry_run)?
@@ -601,7 +620,7 @@ fn patch(
     let kind = PatchKind::from_content_type(content_type)
         // Custom resources have no Go struct tags to merge by: the real server refuses.
         .filter(|kind| *kind != PatchKind::Strategic || t.is_builtin())
-        .ok_or_else(|| ApiError::unsupported_media_type(content_type, &accepted))?;
+        .ok_or_else(|| ApiError::unsupported_media_type(&accepted))?;
     // Options are validated before the object is looked up, as apimachinery does.
     if kind == PatchKind::Apply {
         if request.query.field_manager("PatchOptions")?.is_none() {
@@ -775,7 +794,7 @@ fn delete(
     let mut dry_run = request.query.dry_run("DeleteOptions")?;
     let mut preconditions = Preconditions::default();
     if !request.body.is_empty() {
-        let options = parse_json(request.body)?;
+        let options = parse_body(request)?;
         let field = |pointer: &str| {
             options
                 .pointer(pointer)

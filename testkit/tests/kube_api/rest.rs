@@ -163,6 +163,15 @@ async fn errors_are_status_bodies_with_the_real_codes() -> anyhow::Result<()> {
             "json parse error",
         ),
         (
+            "POST",
+            CONFIGMAPS.into(),
+            Some("application/vnd.kubernetes.protobuf"),
+            "k8s\0",
+            415,
+            "UnsupportedMediaType",
+            "accepted media types include: application/json, application/yaml",
+        ),
+        (
             "PUT",
             format!("{DEPLOYMENTS}/nope"),
             None,
@@ -292,6 +301,17 @@ async fn errors_are_status_bodies_with_the_real_codes() -> anyhow::Result<()> {
         let text = status["message"].as_str().unwrap_or("");
         assert!(text.contains(message), "{what}: want {message:?}");
     }
+    // YAML bodies are fine, as on the real server.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n";
+    let (code, created) = raw(
+        &server,
+        "POST",
+        CONFIGMAPS,
+        Some("application/yaml"),
+        Some(yaml),
+    )
+    .await?;
+    assert_eq!((code, name_of(&created)), (201, "from-yaml"));
     // None of the failed writes changed anything.
     let stored = server
         .get("apps/v1", "deployments", "default", "web")
