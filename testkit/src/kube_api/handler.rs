@@ -441,7 +441,7 @@ struct ObjectRef<'a> {
 const BODY_TYPES: [&str; 2] = ["application/json", "application/yaml"];
 
 /// A create, update or delete body: JSON, or YAML as the real server also takes. Anything else
-/// is 415, which is also what makes client-go fall back from protobuf to JSON.
+/// (kubectl's protobuf, say) is 415, as the real server answers a format it does not take.
 fn parse_body(request: &ApiRequest<'_>) -> Result<Value, ApiError> {
     let media = request
         .content_type
