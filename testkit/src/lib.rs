@@ -15,6 +15,9 @@
 //! All of them answer Knative network probes (`K-Network-Probe: probe`) the way
 //! `knative.dev/networking/pkg/http/probe` does, see [`PROBE_HEADER`].
 //!
+//! [`kube_api::FakeApiServer`] stands in for a Kubernetes API server: in memory, over real HTTP,
+//! for the real `kube` client, kube-runtime watchers and `kubectl`.
+//!
 //! Invariants:
 //! - Every client call is bounded by a timeout ([`DEFAULT_TIMEOUT`] unless set with `with_timeout`);
 //!   a hung gateway fails a test with an error instead of hanging it.
@@ -26,6 +29,7 @@ mod body;
 mod client;
 mod echo;
 mod grpc;
+pub mod kube_api;
 mod ports;
 mod probe;
 mod serve;

@@ -1,0 +1,27 @@
+//! Runs a FakeApiServer until killed, writing a kubeconfig to the path given: for poking at it
+//! with kubectl by hand.
+
+use sluice_testkit::kube_api::FakeApiServer;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "kubeconfig".to_owned());
+    let server = FakeApiServer::start().await?;
+    server.write_kubeconfig(std::path::Path::new(&path))?;
+    println!("{} (kubeconfig {path})", server.url());
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let requests = server.requests();
+        for r in &requests[seen..] {
+            let body: String = r.body.chars().take(300).collect();
+            println!(
+                "{} {}?{} -> {} [{:?}] {body}",
+                r.method, r.path, r.query, r.status, r.content_type
+            );
+        }
+        seen = requests.len();
+    }
+}
