@@ -20,7 +20,7 @@
 //!   in [`claims`].
 //! - [`route`] and [`revision`] validate sluice's own `sluice.dev/v1alpha1` kinds; [`crd`]
 //!   generates their CustomResourceDefinitions from the same Rust types ([`generated`] writes
-//!   the committed copies).
+//!   the committed copies); [`rbac`] lists the permissions the Kubernetes mode needs.
 //! - [`status`] holds statuses in Knative's shape; the [`status::StatusBoard`] turns
 //!   "translated" into "ready" once every connected proxy has applied it.
 //! - [`hub`] is the one writer: sources edit through it, it publishes to the xDS cache, and it
@@ -44,6 +44,7 @@ pub mod local;
 pub mod manifest;
 pub mod object;
 pub mod plane;
+pub mod rbac;
 pub mod revision;
 pub mod route;
 pub mod scaler;
