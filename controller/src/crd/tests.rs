@@ -4,6 +4,7 @@ use crate::object::Kind;
 use crate::status::{Condition, Status, TrafficStatus};
 use crate::{Controller, TranslateConfig};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 mod validate;
@@ -223,8 +224,6 @@ fn sample_documents() -> Vec<(String, Value)> {
     }
     documents
 }
-
-use serde::Deserialize;
 
 #[test]
 fn sample_manifests_validate_and_lose_no_field() {
