@@ -2,8 +2,8 @@
 //! `Revision`, generated from the Rust types that decode them.
 //!
 //! The schemas are derived (schemars) from [`Route`], [`Revision`] and the per-kind statuses
-//! [`RouteStatus`] and [`RevisionStatus`], and rewritten to be structural
-//! ([`structural::Structural`]); doc comments become descriptions. They say what each field
+//! [`RouteStatus`] and [`RevisionStatus`], and rewritten to be structural (`crd/structural.rs`);
+//! doc comments become descriptions. They say what each field
 //! is and its type, and stop there:
 //! - no `minimum`/`maximum`/`enum`/`pattern`: sluice validates an object when it reads it
 //!   ([`crate::route`], [`crate::revision`]), the same way in file mode, and reports a problem
@@ -16,13 +16,13 @@
 //! tests check that the sample manifests and the statuses sluice writes lose nothing.
 //!
 //! Both kinds have the `status` subresource. Neither has `scale`, deliberately: a scale
-//! subresource is a replica count in the spec that a writer (`kubectl scale`, a
-//! HorizontalPodAutoscaler) sets and the object's owner carries out. A Revision has no such
-//! count: sluice's autoscaler decides it from load and the `autoscaling.knative.dev/*`
-//! annotations, and writes it to the `scaleTargetRef`'s own scale subresource (or runs local
-//! processes). Mapping `status.desiredScale` as the spec replica count would let a second
-//! autoscaler write numbers that sluice overwrites two seconds later. To pin a Revision's
-//! scale, set its min-scale and max-scale annotations.
+//! subresource exposes a replica count in the spec (its `specReplicasPath` must be under
+//! `.spec`) for a writer (`kubectl scale`, a HorizontalPodAutoscaler) to set and the object's
+//! owner to carry out. A Revision has no such count: sluice's autoscaler decides it from load
+//! and the `autoscaling.knative.dev/*` annotations, and writes it to the `scaleTargetRef`'s own
+//! scale subresource (or runs local processes); `status.desiredScale` only reports it. A spec
+//! count added for the subresource would be a second autoscaler's input that sluice ignores.
+//! To bound a Revision's scale, set its min-scale and max-scale annotations.
 //!
 //! The committed copies live in `charts/sluice/crds/`; a test fails when they drift.
 
