@@ -18,7 +18,9 @@
 //! - [`translate`] is incremental and pure over the store and its changes: no I/O, no clock;
 //!   a change produces only the resources and statuses it touches. Domain conflicts are decided
 //!   in [`claims`].
-//! - [`route`] and [`revision`] validate sluice's own `sluice.dev/v1alpha1` kinds.
+//! - [`route`] and [`revision`] validate sluice's own `sluice.dev/v1alpha1` kinds; [`crd`]
+//!   generates their CustomResourceDefinitions from the same Rust types ([`generated`] writes
+//!   the committed copies); [`rbac`] lists the permissions the Kubernetes mode needs.
 //! - [`status`] holds statuses in Knative's shape; the [`status::StatusBoard`] turns
 //!   "translated" into "ready" once every connected proxy has applied it.
 //! - [`hub`] is the one writer: sources edit through it, it publishes to the xDS cache, and it
@@ -34,6 +36,8 @@
 pub mod autoscaler;
 pub mod claims;
 pub mod controller;
+pub mod crd;
+pub mod generated;
 pub mod hash;
 pub mod hub;
 pub mod ingress;
@@ -43,6 +47,7 @@ pub mod local;
 pub mod manifest;
 pub mod object;
 pub mod plane;
+pub mod rbac;
 pub mod revision;
 pub mod route;
 pub mod scaler;

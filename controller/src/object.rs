@@ -6,7 +6,9 @@
 //! KIngress `paths` and `splits` lists, which Go marshals as `null` vs `[]` and which feed the
 //! ingress hash: those are `Option<Vec<_>>`.
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -146,6 +148,22 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The API server owns `metadata`'s schema: a custom resource's may say no more than that it is
+/// an object.
+impl JsonSchema for ObjectMeta {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "ObjectMeta".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "object" })
+    }
+}
+
 /// Kubernetes `intstr.IntOrString`. The zero value is `Int(0)`, as in Go.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -157,6 +175,22 @@ pub enum IntOrString {
 impl Default for IntOrString {
     fn default() -> Self {
         IntOrString::Int(0)
+    }
+}
+
+/// Kubernetes' own schema for the type: no `type`, which a structural schema allows only with
+/// this extension (the API server then accepts an integer or a string).
+impl JsonSchema for IntOrString {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "IntOrString".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "x-kubernetes-int-or-string": true })
     }
 }
 

@@ -22,6 +22,7 @@
 
 use crate::translate::StatusChange;
 use crate::TranslateConfig;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,11 +97,14 @@ pub struct Status {
 }
 
 /// One `status.traffic` entry of a Route.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficStatus {
+    /// The Revision this entry sends traffic to.
     pub revision_name: String,
+    /// Its share of the Route's default traffic, 0..=100.
     pub percent: i64,
+    /// The entry's tag, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Tagged entries: `http://<tag host of the first host>`.
@@ -108,20 +112,88 @@ pub struct TrafficStatus {
     pub url: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One aspect of an object's state, Knative's (and Kubernetes') condition shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// For example `Ready`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// Why, in one CamelCase word.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// RFC 3339; filled in by the [`StatusBoard`] only.
+    #[schemars(description = "When the status last changed (RFC 3339).")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+}
+
+/// A sluice Route's `status`: the fields of [`Status`] that apply to Routes. Its schema is the
+/// CRD's (see [`crate::crd`]), so the API server keeps all of a status written as this type.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(description = "What sluice last observed of the Route.")]
+pub struct RouteStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default)]
+    pub observed_generation: i64,
+    /// `AllTrafficAssigned`, `IngressReady` and `Ready` (True when both are), sorted by type.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Where the Route is served: `http://<first host>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The traffic as assigned, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficStatus>,
+}
+
+impl From<&Status> for RouteStatus {
+    fn from(status: &Status) -> Self {
+        RouteStatus {
+            observed_generation: status.observed_generation,
+            conditions: status.conditions.clone(),
+            url: status.url.clone(),
+            traffic: status.traffic.clone(),
+        }
+    }
+}
+
+/// A sluice Revision's `status`: the fields of [`Status`] that apply to Revisions. Its schema
+/// is the CRD's (see [`crate::crd`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(description = "What sluice last observed of the Revision.")]
+pub struct RevisionStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default)]
+    pub observed_generation: i64,
+    /// `Ready`, and `ResourcesAvailable` (False, reason `ScaleFailed`) when scaling fails;
+    /// sorted by type.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The autoscaler's latest decision (absent before its first one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_scale: Option<i32>,
+    /// Instances ready to take requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_scale: Option<i32>,
+}
+
+impl From<&Status> for RevisionStatus {
+    fn from(status: &Status) -> Self {
+        RevisionStatus {
+            observed_generation: status.observed_generation,
+            conditions: status.conditions.clone(),
+            desired_scale: status.desired_scale,
+            actual_scale: status.actual_scale,
+        }
+    }
 }
 
 impl Condition {

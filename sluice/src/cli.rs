@@ -43,6 +43,31 @@ pub enum Command {
     /// Autoscaler tools.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),
+    /// Print the CustomResourceDefinitions of sluice's own kinds, Route and Revision, as a
+    /// multi-document YAML stream.
+    Crds(CrdsArgs),
+    /// Print the controller's ClusterRole and its Role (the leader election Lease) as a
+    /// multi-document YAML stream. Proxies need no permissions: they talk only to the controller.
+    Rbac(RbacArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CrdsArgs {
+    /// Instead of printing, write one file per CRD (`<plural>.sluice.dev.yaml`) into this
+    /// directory, as committed in `charts/sluice/crds`.
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RbacArgs {
+    /// The namespace the controller runs in, where its Role is.
+    #[arg(long, default_value = "sluice-system")]
+    pub namespace: String,
+    /// Instead of printing the roles, write the chart's rules file (`rbac-rules.yaml`) into
+    /// this directory, as committed in `charts/sluice/files`.
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod generate;
 pub mod responder;
 pub mod simulate;
 

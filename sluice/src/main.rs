@@ -16,5 +16,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => sluice::demo::run(args),
         Command::Responder(args) => sluice::responder::run(args),
         Command::Autoscaler(AutoscalerCommand::Simulate(args)) => sluice::simulate::run(args),
+        Command::Crds(args) => sluice::generate::crds(&args),
+        Command::Rbac(args) => sluice::generate::rbac(&args),
     }
 }

@@ -5,9 +5,14 @@
 //! Numbers that validation range-checks are decoded as `i64`, so that a negative or oversized
 //! value becomes a status message naming the field rather than a decode failure of the whole
 //! document. Defaulting and validation live in [`crate::route`] and [`crate::revision`].
+//!
+//! The doc comments on these types and fields are also the descriptions in the
+//! CustomResourceDefinitions ([`crate::crd`]), so they speak to whoever writes the YAML.
 
 use super::{nullable, IntOrString, ObjectMeta};
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// `apiVersion` of sluice's own kinds.
@@ -18,7 +23,7 @@ pub const REVISION_LABEL: &str = "sluice.dev/revision";
 pub const MAX_BUFFERED_ANNOTATION: &str = "sluice.dev/max-buffered-requests";
 
 /// A set of hosts and how their traffic splits over Revisions of the same namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Route {
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
@@ -26,10 +31,12 @@ pub struct Route {
     pub spec: RouteSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The hosts a Route serves, where they are visible, and how their traffic splits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteSpec {
-    /// At least one. Lower-cased and `:port`-stripped like KIngress hosts.
+    /// Host names, at least one, each a DNS-1123 subdomain. Lower-cased and `:port`-stripped
+    /// like KIngress hosts.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -43,6 +50,7 @@ pub struct RouteSpec {
         skip_serializing_if = "String::is_empty"
     )]
     pub visibility: String,
+    /// Revisions and their shares of the traffic; the percents sum to 100.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -52,8 +60,9 @@ pub struct RouteSpec {
 }
 
 /// One `spec.traffic` entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = revision_name_alias)]
 pub struct TrafficTarget {
     /// A Revision in the Route's namespace. Knative's `revisionName` is accepted too.
     #[serde(default, deserialize_with = "nullable", alias = "revisionName")]
@@ -61,7 +70,9 @@ pub struct TrafficTarget {
     /// 0..=100; absent means 0.
     #[serde(default, deserialize_with = "nullable")]
     pub percent: i64,
-    /// Optional DNS-1035 label, unique within the Route.
+    /// Optional DNS-1035 label, unique within the Route. A tag reaches its Revision whatever
+    /// the percent: on the hosts `<tag>-<first label>.<rest>` of the Route's hosts, and with
+    /// the header `Knative-Serving-Tag: <tag>` on the Route's hosts.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -70,9 +81,27 @@ pub struct TrafficTarget {
     pub tag: String,
 }
 
+/// serde takes Knative's `revisionName` for `revision`, which schemars does not see. The schema
+/// must list it too: the API server drops fields its schema does not name.
+fn revision_name_alias(schema: &mut Schema) {
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(revision) = properties.get("revision") {
+        let mut alias = revision.clone();
+        if let Some(alias) = alias.as_object_mut() {
+            alias.insert(
+                "description".to_string(),
+                Value::from("Knative's name for `revision`; set one of the two."),
+            );
+        }
+        properties.insert("revisionName".to_string(), alias);
+    }
+}
+
 /// One immutable-in-spirit version of a workload: how to reach it and how the activator and
 /// autoscaler treat it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Revision {
     #[serde(default, deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
@@ -80,7 +109,9 @@ pub struct Revision {
     pub spec: RevisionSpec,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How to reach a Revision's instances and how requests for it are bounded. Exactly one of
+/// `service`, `process` and `responder` is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionSpec {
     /// Hard per-instance limit on requests in flight; 0 (the default) means unlimited.
@@ -109,9 +140,11 @@ pub struct RevisionSpec {
     pub responder: Option<RevisionResponder>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A Kubernetes Service in the Revision's namespace; its ready endpoints are the instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionService {
+    /// The Service's name (required).
     #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// A Service port number or name (required).
@@ -119,19 +152,27 @@ pub struct RevisionService {
     pub port: IntOrString,
 }
 
-/// Kubernetes `CrossVersionObjectReference`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Kubernetes `CrossVersionObjectReference`: an object with a `scale` subresource, in the
+/// Revision's namespace.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
+    /// For example `apps/v1`.
     #[serde(default, deserialize_with = "nullable")]
     pub api_version: String,
+    /// For example `Deployment`.
     #[serde(default, deserialize_with = "nullable")]
     pub kind: String,
+    /// The object's name.
     #[serde(default, deserialize_with = "nullable")]
     pub name: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Local processes that sluice starts, one per instance, each with `PORT` set to the free
+/// loopback port it must listen on and `K_REVISION` to the Revision's name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionProcess {
     /// Program and arguments; not run through a shell.
@@ -141,6 +182,7 @@ pub struct RevisionProcess {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub command: Vec<String>,
+    /// Environment variables, added to those sluice itself runs with.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -149,7 +191,8 @@ pub struct RevisionProcess {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// sluice's in-process synthetic responder: every request gets the same response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionResponder {
     /// 100..=599, default 200.
@@ -161,6 +204,7 @@ pub struct RevisionResponder {
     /// Delay before the response head, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<i64>,
+    /// Body text when `bodyBytes` is 0.
     #[serde(
         default,
         deserialize_with = "nullable",

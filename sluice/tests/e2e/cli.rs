@@ -1,4 +1,4 @@
-//! The `sluice` binary's tools: `autoscaler simulate`.
+//! The `sluice` binary's tools: `autoscaler simulate`, `crds`, `rbac`.
 
 use std::process::Command;
 
@@ -121,5 +121,55 @@ fn simulate_rejects_a_bad_trace_with_its_line() -> anyhow::Result<()> {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2"), "{err}");
+    Ok(())
+}
+
+fn sluice(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(SLUICE).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sluice {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn crds_prints_both_definitions_and_writes_the_committed_files() -> anyhow::Result<()> {
+    assert_eq!(sluice(&["crds"])?, sluice_controller::crd::yaml());
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("crds");
+    sluice(&["crds", "--write", out.to_str().expect("utf-8")])?;
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(sluice_controller::crd::COMMITTED_DIR);
+    for name in ["routes.sluice.dev.yaml", "revisions.sluice.dev.yaml"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(name))?,
+            std::fs::read_to_string(committed.join(name))?,
+            "{name}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn rbac_prints_the_roles_and_writes_the_rules_file() -> anyhow::Result<()> {
+    assert_eq!(
+        sluice(&["rbac", "--namespace", "gateway"])?,
+        sluice_controller::rbac::yaml("gateway")
+    );
+
+    let dir = tempfile::tempdir()?;
+    sluice(&["rbac", "--write", dir.path().to_str().expect("utf-8")])?;
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(sluice_controller::rbac::COMMITTED_DIR)
+        .join(sluice_controller::rbac::RULES_FILE);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(sluice_controller::rbac::RULES_FILE))?,
+        std::fs::read_to_string(committed)?
+    );
     Ok(())
 }
