@@ -36,7 +36,8 @@ pub struct KubernetesOptions {
     pub namespace: Option<String>,
     /// This replica's name in the Lease.
     pub identity: String,
-    /// The Lease, in the system namespace.
+    /// The Lease's namespace (the controller's own) and name.
+    pub lease_namespace: String,
     pub lease_name: String,
     pub lease: LeaseSettings,
 }
@@ -133,7 +134,7 @@ impl Kubernetes {
         let elector = Elector::new(
             Box::new(ApiLease::new(
                 self.client.clone(),
-                &system_namespace,
+                &self.options.lease_namespace,
                 &self.options.lease_name,
             )),
             &self.options.lease_name,

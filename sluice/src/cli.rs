@@ -242,25 +242,29 @@ pub struct KubernetesArgs {
     pub kubernetes: bool,
     /// kubeconfig file. Default: the in-cluster service account, else `KUBECONFIG`, else
     /// ~/.kube/config.
-    #[arg(long, env = "SLUICE_KUBECONFIG", requires = "kubernetes")]
+    #[arg(long, env = "SLUICE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
     /// Watch only this namespace (default: all). System ConfigMaps are read from
     /// --system-namespace either way.
-    #[arg(long, env = "SLUICE_NAMESPACE", requires = "kubernetes")]
+    #[arg(long, env = "SLUICE_NAMESPACE")]
     pub namespace: Option<String>,
     /// This replica's name in the leader-election Lease (default: $POD_NAME, else the host
     /// name and process id).
     #[arg(long, env = "SLUICE_IDENTITY")]
     pub identity: Option<String>,
-    /// The leader-election Lease, in --system-namespace.
+    /// The leader-election Lease's name.
     #[arg(long, env = "SLUICE_LEASE_NAME", default_value = "sluice-controller")]
     pub lease_name: String,
+    /// The Lease's namespace: the controller's own (default: $POD_NAMESPACE, else
+    /// --system-namespace). Its RBAC is a Role there.
+    #[arg(long, env = "SLUICE_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// How long a Lease holds without renewal (a crashed leader is replaced after about this
     /// plus --lease-retry-period).
-    #[arg(long, env = "SLUICE_LEASE_DURATION", default_value = "12s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLUICE_LEASE_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
     /// A leader that cannot renew for this long stops writing.
-    #[arg(long, env = "SLUICE_LEASE_RENEW_DEADLINE", default_value = "8s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLUICE_LEASE_RENEW_DEADLINE", default_value = "7s", value_parser = humantime::parse_duration)]
     pub lease_renew_deadline: Duration,
     /// How often candidates try, and the leader renews.
     #[arg(long, env = "SLUICE_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -268,6 +272,26 @@ pub struct KubernetesArgs {
 }
 
 impl KubernetesArgs {
+    /// Flags that mean nothing without --kubernetes are refused rather than ignored. (clap's
+    /// `requires` cannot tell a flag that defaults to false from one given.)
+    pub fn check(&self) -> Result<(), String> {
+        if self.kubernetes {
+            return Ok(());
+        }
+        let given: Vec<&str> = [
+            ("--kubeconfig", self.kubeconfig.is_some()),
+            ("--namespace", self.namespace.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if given.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} need --kubernetes", given.join(" and ")))
+        }
+    }
+
     /// Kubernetes mode off (the demo), with the flags' defaults.
     pub fn off() -> KubernetesArgs {
         let lease = sluice_controller::kubernetes::lease::LeaseSettings::default();
@@ -277,6 +301,7 @@ impl KubernetesArgs {
             namespace: None,
             identity: None,
             lease_name: "sluice-controller".to_string(),
+            lease_namespace: None,
             lease_duration: lease.lease_duration,
             lease_renew_deadline: lease.renew_deadline,
             lease_retry_period: lease.retry_period,
@@ -377,6 +402,17 @@ mod tests {
         assert!(neither.is_err());
         let namespace_alone =
             Cli::try_parse_from(["sluice", "run", "--config", "d", "--namespace", "x"]);
-        assert!(namespace_alone.is_err(), "--namespace needs --kubernetes");
+        let Ok(Cli {
+            command: Command::Run(run),
+            ..
+        }) = namespace_alone
+        else {
+            panic!("parses");
+        };
+        assert_eq!(
+            run.kubernetes.check(),
+            Err("--namespace need --kubernetes".to_string())
+        );
+        assert_eq!(KubernetesArgs::off().check(), Ok(()));
     }
 }

@@ -59,6 +59,7 @@ impl ControlThread {
         config: Option<&PathBuf>,
         kubernetes: &KubernetesArgs,
     ) -> anyhow::Result<ControlThread> {
+        kubernetes.check().map_err(anyhow::Error::msg)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -74,7 +75,7 @@ impl ControlThread {
                     .context("connecting to Kubernetes")?;
                 Objects::Kubernetes(Box::new(Kubernetes::new(
                     client,
-                    kubernetes_options(kubernetes)?,
+                    kubernetes_options(kubernetes, control)?,
                 )))
             }
             None => anyhow::bail!("give --config DIR or --kubernetes"),
@@ -129,7 +130,10 @@ impl ControlThread {
     }
 }
 
-fn kubernetes_options(args: &KubernetesArgs) -> anyhow::Result<KubernetesOptions> {
+fn kubernetes_options(
+    args: &KubernetesArgs,
+    control: &ControlArgs,
+) -> anyhow::Result<KubernetesOptions> {
     let lease = LeaseSettings {
         lease_duration: args.lease_duration,
         renew_deadline: args.lease_renew_deadline,
@@ -144,6 +148,15 @@ fn kubernetes_options(args: &KubernetesArgs) -> anyhow::Result<KubernetesOptions
     Ok(KubernetesOptions {
         namespace: args.namespace.clone(),
         identity,
+        lease_namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| control.system_namespace.clone()),
         lease_name: args.lease_name.clone(),
         lease,
     })

@@ -17,7 +17,7 @@
 use super::source::api_resource;
 use crate::hub::Hub;
 use crate::object::{Kind, ObjectKey};
-use crate::status::{ObjectStatus, Status};
+use crate::status::{ObjectStatus, RevisionStatus, RouteStatus, Status};
 use futures_util::stream::{self, StreamExt};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::Value;
@@ -76,9 +76,10 @@ fn kind_of(status: &ObjectStatus) -> Option<Kind> {
     }
 }
 
-/// The status to write: the board's, with `lastTransitionTime` kept from `observed` for every
-/// condition whose status did not change.
-pub fn desired_status(board: &Status, observed: Option<&Value>) -> Value {
+/// The status to write for `kind`: the board's, in the kind's own status shape (a CRD's
+/// structural schema prunes anything else, which would then differ forever), with
+/// `lastTransitionTime` kept from `observed` for every condition whose status did not change.
+pub fn desired_status(kind: Kind, board: &Status, observed: Option<&Value>) -> Value {
     let mut status = board.clone();
     let observed_conditions: Vec<Value> = observed
         .and_then(|o| o.get("conditions"))
@@ -96,7 +97,12 @@ pub fn desired_status(board: &Status, observed: Option<&Value>) -> Value {
             }
         }
     }
-    serde_json::to_value(&status).unwrap_or(Value::Null)
+    let shaped = match kind {
+        Kind::Route => serde_json::to_value(RouteStatus::from(&status)),
+        Kind::Revision => serde_json::to_value(RevisionStatus::from(&status)),
+        _ => serde_json::to_value(&status),
+    };
+    shaped.unwrap_or(Value::Null)
 }
 
 /// The merge patch that turns `observed` into `desired`: `desired`'s fields, and `null` for
@@ -230,7 +236,7 @@ impl StatusWriter {
         }
         let key = ObjectKey::new(kind, &status.namespace, &status.name);
         let observed = self.observed.get(&key);
-        let desired = desired_status(&status.status, observed.as_ref());
+        let desired = desired_status(kind, &status.status, observed.as_ref());
         let Some(patch) = status_patch(&desired, observed.as_ref()) else {
             return Outcome::Unchanged;
         };

@@ -24,7 +24,7 @@ fn unchanged_conditions_keep_the_observed_transition_time() {
             {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}
         ]
     });
-    let desired = desired_status(&board_status(), Some(&observed));
+    let desired = desired_status(Kind::Ingress, &board_status(), Some(&observed));
     assert_eq!(
         desired["conditions"][0]["lastTransitionTime"], "2026-01-01T00:00:00Z",
         "status unchanged: time kept"
@@ -38,7 +38,7 @@ fn unchanged_conditions_keep_the_observed_transition_time() {
 #[test]
 fn an_equal_status_is_not_written() {
     let observed = serde_json::to_value(board_status()).expect("json");
-    let desired = desired_status(&board_status(), Some(&observed));
+    let desired = desired_status(Kind::Ingress, &board_status(), Some(&observed));
     assert_eq!(status_patch(&desired, Some(&observed)), None);
 }
 
@@ -49,7 +49,7 @@ fn a_status_written_by_a_previous_leader_is_not_rewritten_for_its_times_alone() 
         condition.last_transition_time = Some("2025-05-05T05:05:05Z".to_string());
     }
     let observed = serde_json::to_value(old).expect("json");
-    let desired = desired_status(&board_status(), Some(&observed));
+    let desired = desired_status(Kind::Ingress, &board_status(), Some(&observed));
     assert_eq!(status_patch(&desired, Some(&observed)), None);
 }
 
@@ -63,7 +63,7 @@ fn the_patch_sets_the_board_status_and_clears_fields_the_board_does_not_show() {
     });
     let mut board = board_status();
     board.set_condition(Condition::new("NetworkConfigured", STATUS_FALSE).with_reason("X", "y"));
-    let desired = desired_status(&board, Some(&observed));
+    let desired = desired_status(Kind::Ingress, &board, Some(&observed));
     let patch = status_patch(&desired, Some(&observed)).expect("differs");
     assert_eq!(patch["status"]["observedGeneration"], 2);
     assert_eq!(patch["status"]["publicLoadBalancer"], Value::Null);
@@ -76,7 +76,7 @@ fn the_patch_sets_the_board_status_and_clears_fields_the_board_does_not_show() {
 
 #[test]
 fn a_first_status_is_written_whole() {
-    let desired = desired_status(&board_status(), None);
+    let desired = desired_status(Kind::Ingress, &board_status(), None);
     let patch = status_patch(&desired, None).expect("written");
     assert_eq!(patch["status"], desired);
 }
@@ -112,4 +112,20 @@ fn only_kingress_route_and_revision_statuses_are_written() {
     );
     assert_eq!(kind_of(&status("sluice.dev/v1alpha1", "Proxy")), None);
     assert_eq!(kind_of(&status("networking.k8s.io/v1", "Ingress")), None);
+}
+
+#[test]
+fn routes_and_revisions_are_written_in_their_own_status_shape() {
+    let mut status = board_status();
+    status.url = Some("http://hello.example.com".to_string());
+    status.desired_scale = Some(2);
+    status.public_load_balancer = Some(Default::default());
+    let route = desired_status(Kind::Route, &status, None);
+    assert_eq!(route["url"], "http://hello.example.com");
+    assert!(route.get("desiredScale").is_none() && route.get("publicLoadBalancer").is_none());
+    let revision = desired_status(Kind::Revision, &status, None);
+    assert_eq!(revision["desiredScale"], 2);
+    assert!(revision.get("url").is_none() && revision.get("publicLoadBalancer").is_none());
+    let ingress = desired_status(Kind::Ingress, &status, None);
+    assert!(ingress.get("publicLoadBalancer").is_some());
 }
