@@ -353,6 +353,8 @@ async fn a_scale_target_that_cannot_be_scaled_becomes_a_condition() -> anyhow::R
             message.to_lowercase().contains(needle),
             "{revision}: {message}"
         );
+        assert!(!held.is_finished(), "{host}: answered without an instance");
+        held.abort();
     }
     assert_eq!(replicas(&cluster), Some(0));
     Ok(())
