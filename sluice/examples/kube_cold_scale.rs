@@ -67,7 +67,9 @@ async fn wait(what: &str, bound: Duration, mut ok: impl FnMut() -> bool) -> anyh
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let binary = args.next().context("usage: kube_cold_scale SLUICE [N] [OUT.md]")?;
+    let binary = args
+        .next()
+        .context("usage: kube_cold_scale SLUICE [N] [OUT.md]")?;
     let n: usize = args.next().map_or(Ok(200), |n| n.parse())?;
     let out = args.next();
 
@@ -87,7 +89,12 @@ async fn main() -> anyhow::Result<()> {
     let mut child = Command::new(&binary)
         .args(["run", "--kubernetes", "--kubeconfig"])
         .arg(&kubeconfig)
-        .args(["--http", &http.to_string(), "--internal-http", &internal.to_string()])
+        .args([
+            "--http",
+            &http.to_string(),
+            "--internal-http",
+            &internal.to_string(),
+        ])
         .args(["--admin", &admin.to_string(), "--threads", "1"])
         .env("SLUICE_LOG", "warn")
         .stdin(Stdio::null())

@@ -190,6 +190,8 @@ struct Relist {
     objects: BTreeMap<ObjectKey, Object>,
     /// Keys listed but not stored (another class, …): to be removed if stored.
     skipped: BTreeSet<ObjectKey>,
+    /// Keys listed that do not decode: their last good version stays.
+    undecodable: BTreeSet<ObjectKey>,
 }
 
 /// The changes of one batch, in order.
@@ -273,6 +275,7 @@ impl KubernetesSource {
                     Event::Init => relists[i] = Some(Relist::default()),
                     Event::InitApply(object) => {
                         let relist = relists[i].get_or_insert_with(Relist::default);
+                        let key = object_key(kind, &object);
                         match self.decode(kind, object, &class) {
                             Some(Decoded::Keep(object)) => {
                                 relist.objects.insert(object.key(), object);
@@ -280,7 +283,9 @@ impl KubernetesSource {
                             Some(Decoded::Skip(key)) => {
                                 relist.skipped.insert(key);
                             }
-                            None => {}
+                            None => {
+                                relist.undecodable.insert(key);
+                            }
                         }
                     }
                     Event::InitDone => {
@@ -372,6 +377,7 @@ impl KubernetesSource {
                                     .is_none_or(|ns| &key.namespace == ns)
                             })
                             .filter(|key| !relist.objects.contains_key(*key))
+                            .filter(|key| !relist.undecodable.contains(*key))
                             .filter(|key| !is_local_instance(controller, key))
                             .cloned()
                             .collect();
