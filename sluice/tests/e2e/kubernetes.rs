@@ -15,6 +15,11 @@ fn foreign_ingress(ns: &str, name: &str, host: &str) -> String {
         .replace(CLASS, "istio.ingress.networking.knative.dev")
 }
 
+/// Service `ns/main` on `backend`, and KIngress `ns/<name>` sending `host` to it.
+fn served(backend: std::net::SocketAddr, name: &str, host: &str) -> String {
+    service("ns", "main", "http", 80, &[backend]) + &simple_ingress("ns", name, host, "main", "80")
+}
+
 async fn status_code(gw: &Gateway, host: &str) -> anyhow::Result<u16> {
     Ok(http1_request(gw.http, "GET", host, "/", &[], None)
         .await?
@@ -33,14 +38,11 @@ async fn wait_code(gw: &Gateway, host: &str, code: u16) -> anyhow::Result<()> {
 #[tokio::test]
 async fn kingress_created_updated_and_deleted_with_kubectl() -> anyhow::Result<()> {
     let backend = EchoServer::start("main").await?;
-    let cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[backend.addr()])
-                + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")
-                + &foreign_ingress("ns", "other", "other.example.com")),
-        )
-        .await?;
+    let cluster = Cluster::start_with(
+        &(served(backend.addr(), "hello", "hello.example.com")
+            + &foreign_ingress("ns", "other", "other.example.com")),
+    )
+    .await?;
     let foreign_before = cluster.api.get(INGRESS_GV, "ingresses", "ns", "other");
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
 
@@ -111,13 +113,8 @@ async fn kingress_created_updated_and_deleted_with_kubectl() -> anyhow::Result<(
 #[tokio::test]
 async fn status_is_written_only_when_it_changes_even_across_restarts() -> anyhow::Result<()> {
     let backend = EchoServer::start("main").await?;
-    let cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[backend.addr()])
-                + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")),
-        )
-        .await?;
+    let cluster =
+        Cluster::start_with(&served(backend.addr(), "hello", "hello.example.com")).await?;
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     let first = cluster
         .wait_for(KINGRESSES, "ns", "hello", CLUSTER_WAIT, kingress_ready)
@@ -167,13 +164,7 @@ async fn status_is_written_only_when_it_changes_even_across_restarts() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slice_churn_under_load_drops_no_request() -> anyhow::Result<()> {
     let (a, b) = (EchoServer::start("a").await?, EchoServer::start("b").await?);
-    let cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[a.addr()])
-                + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")),
-        )
-        .await?;
+    let cluster = Cluster::start_with(&served(a.addr(), "hello", "hello.example.com")).await?;
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     cluster
         .wait_for(KINGRESSES, "ns", "hello", CLUSTER_WAIT, kingress_ready)
@@ -253,8 +244,7 @@ fn replicas(cluster: &Cluster) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_scales_a_deployment_from_zero_and_back() -> anyhow::Result<()> {
     let pod = EchoServer::start("web-pod").await?;
-    let cluster = Cluster::start().await?;
-    cluster.apply(&scale_from_zero_manifests()).await?;
+    let cluster = Cluster::start_with(&scale_from_zero_manifests()).await?;
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     cluster
         .wait_for("routes.sluice.dev", "ns", "web", CLUSTER_WAIT, |o| {
@@ -320,12 +310,11 @@ async fn a_revision_scales_a_deployment_from_zero_and_back() -> anyhow::Result<(
 
 #[tokio::test]
 async fn a_scale_target_that_cannot_be_scaled_becomes_a_condition() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
     let mut manifests = scale_from_zero_manifests();
     // Forbidden for the Deployment, and a kind without a scale subresource.
     manifests += "apiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: cm-1\n  namespace: ns\n  annotations: {autoscaling.knative.dev/initial-scale: \"0\"}\nspec:\n  service: {name: web, port: 80}\n  scaleTargetRef: {apiVersion: v1, kind: ConfigMap, name: web}\n---\n";
     manifests += "apiVersion: sluice.dev/v1alpha1\nkind: Route\nmetadata: {name: cm, namespace: ns}\nspec:\n  hosts: [cm.example.com]\n  traffic: [{revision: cm-1, percent: 100}]\n---\n";
-    cluster.apply(&manifests).await?;
+    let cluster = Cluster::start_with(&manifests).await?;
     cluster.api.forbid("patch", "deployments", Some("scale"));
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     for (host, revision, needle) in [
@@ -376,13 +365,11 @@ fn lease_holder(cluster: &Cluster) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_writes(
 ) -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[])
-                + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")),
-        )
-        .await?;
+    let cluster = Cluster::start_with(
+        &(service("ns", "main", "http", 80, &[])
+            + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")),
+    )
+    .await?;
     let kubeconfig = cluster.kubeconfig.clone();
     let start = |identity: &'static str| {
         let kubeconfig = kubeconfig.clone();
@@ -453,13 +440,8 @@ async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_w
 async fn watch_errors_expired_versions_and_an_api_server_restart_lose_no_update(
 ) -> anyhow::Result<()> {
     let backend = EchoServer::start("main").await?;
-    let mut cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[backend.addr()])
-                + &simple_ingress("ns", "one", "one.example.com", "main", "80")),
-        )
-        .await?;
+    let mut cluster =
+        Cluster::start_with(&served(backend.addr(), "one", "one.example.com")).await?;
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     wait_code(&gw, "one.example.com", 200).await?;
 
@@ -511,13 +493,8 @@ async fn watch_errors_expired_versions_and_an_api_server_restart_lose_no_update(
 #[tokio::test]
 async fn a_forbidden_status_write_is_reported_and_retried_not_fatal() -> anyhow::Result<()> {
     let backend = EchoServer::start("main").await?;
-    let cluster = Cluster::start().await?;
-    cluster
-        .apply(
-            &(service("ns", "main", "http", 80, &[backend.addr()])
-                + &simple_ingress("ns", "hello", "hello.example.com", "main", "80")),
-        )
-        .await?;
+    let cluster =
+        Cluster::start_with(&served(backend.addr(), "hello", "hello.example.com")).await?;
     cluster.api.forbid("patch", "ingresses", Some("status"));
     let gw = Gateway::start_kubernetes(&cluster.kubeconfig, &[]).await?;
     wait_code(&gw, "hello.example.com", 200).await?;

@@ -26,6 +26,13 @@ impl Cluster {
         })
     }
 
+    /// Starts one and `kubectl apply`s `yaml`.
+    pub async fn start_with(yaml: &str) -> anyhow::Result<Cluster> {
+        let cluster = Cluster::start().await?;
+        cluster.apply(yaml).await?;
+        Ok(cluster)
+    }
+
     /// Runs kubectl against the fake (its own discovery cache); fails unless it succeeds.
     /// Returns stdout.
     pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
