@@ -87,6 +87,11 @@ impl ControlPlane {
         &self.hub
     }
 
+    /// True once every source has been read and published.
+    pub fn loaded(&self) -> watch::Receiver<bool> {
+        self.loaded.subscribe()
+    }
+
     /// Where proxy streams go, whatever their transport. Streams may open at once; they are
     /// answered once the sources are loaded.
     pub fn streams(&self) -> Arc<dyn StreamHandler> {

@@ -308,11 +308,15 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
             warn!(%error, "xDS server stopped");
         }
     });
-    control.wait_loaded()?;
     info!(xds = %args.xds_listen, admin = %args.admin, "sluice controller starting");
     let hub = control.plane.hub().clone();
+    // The admin port serves while the sources load, so `/status` shows why a load is stuck
+    // (a forbidden watch, say); `/ready` waits for it.
+    let loaded = control.plane.loaded();
     let mut admin = AdminApp::new()
-        .route("/ready", || AdminResponse::readiness(true, ""))
+        .route("/ready", move || {
+            AdminResponse::readiness(*loaded.borrow(), "loading sources")
+        })
         .route("/metrics", AdminResponse::metrics)
         .route("/status", move || AdminResponse::json(&hub.statuses()));
     if let Some(kubernetes) = control.plane.kubernetes() {

@@ -521,3 +521,58 @@ async fn a_forbidden_status_write_is_reported_and_retried_not_fatal() -> anyhow:
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_watch_holds_readiness_and_shows_why_until_it_is_allowed() -> anyhow::Result<()>
+{
+    let backend = EchoServer::start("main").await?;
+    let cluster =
+        Cluster::start_with(&served(backend.addr(), "hello", "hello.example.com")).await?;
+    cluster.api.forbid("list", "secrets", None);
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("token"), "t\n")?;
+    let (xds, admin) = (free_addr(LOCALHOST)?, free_addr(LOCALHOST)?);
+    let mut command = std::process::Command::new(SLUICE);
+    command
+        .args(["controller", "--kubernetes", "--kubeconfig"])
+        .arg(&cluster.kubeconfig)
+        .args([
+            "--xds-listen",
+            &xds.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .arg("--xds-token-file")
+        .arg(dir.path().join("token"))
+        .env("SLUICE_LOG", log_filter());
+    let mut controller = Process::spawn("controller", command)?;
+    let get = |path: &'static str| async move {
+        sluice_testkit::http1_request(admin, "GET", "admin", path, &[], None).await
+    };
+    let problem = eventually("the forbidden watch on /status", CLUSTER_WAIT, async || {
+        let statuses: Vec<Value> = serde_json::from_slice(&get("/status").await?.body)?;
+        Ok(statuses
+            .into_iter()
+            .find(|s| s["kind"] == "Watch" && s["name"] == "v1/secrets"))
+    })
+    .await?;
+    assert_eq!(reason(&problem, "Ready"), Some("Forbidden"), "{problem:#}");
+    assert_eq!(
+        get("/ready").await?.status,
+        503,
+        "not ready with a kind unlisted"
+    );
+    controller.check_running()?;
+
+    cluster.api.allow_all();
+    eventually("ready once allowed", Duration::from_secs(40), async || {
+        Ok((get("/ready").await?.status == 200).then_some(()))
+    })
+    .await?;
+    let statuses: Vec<Value> = serde_json::from_slice(&get("/status").await?.body)?;
+    assert!(
+        !statuses.iter().any(|s| s["kind"] == "Watch"),
+        "{statuses:#?}"
+    );
+    Ok(())
+}
