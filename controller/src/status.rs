@@ -416,8 +416,9 @@ pub struct StatusBoard {
     proxies: BTreeMap<String, ProxyInfo>,
     /// `(kind, name)` of a part of sluice that is failing (a watch, the status writer) → why.
     problems: BTreeMap<(String, String), String>,
-    /// Keys whose shown status changed since [`StatusBoard::take_changed`] (removals too).
-    changed: BTreeSet<(String, String, String)>,
+    /// Keys whose shown status changed since [`StatusBoard::take_changed`] (removals too);
+    /// `None` until its first call: without a status writer nothing is tracked.
+    changed: Option<BTreeSet<(String, String, String)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -451,22 +452,31 @@ impl StatusBoard {
             scale_errors: BTreeMap::new(),
             proxies: BTreeMap::new(),
             problems: BTreeMap::new(),
-            changed: BTreeSet::new(),
+            changed: None,
         }
     }
 
     /// The statuses shown differently since the last call (removed ones are not returned),
-    /// for whoever writes them back.
+    /// for whoever writes them back. The first call starts the tracking and returns nothing:
+    /// a writer lists every status once, then takes the changes.
     pub fn take_changed(&mut self) -> Vec<ObjectStatus> {
-        std::mem::take(&mut self.changed)
+        self.changed
+            .replace(BTreeSet::new())
+            .unwrap_or_default()
             .into_iter()
             .filter_map(|key| self.entries.get(&key).map(|e| e.shown.clone()))
             .collect()
     }
 
+    fn mark_changed(&mut self, key: (String, String, String)) {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
+    }
+
     /// True if [`StatusBoard::take_changed`] has something.
     pub fn has_changes(&self) -> bool {
-        !self.changed.is_empty()
+        self.changed.as_ref().is_some_and(|c| !c.is_empty())
     }
 
     /// Shows (or, with `None`, clears) a problem of a part of sluice: `kind` is what it is
@@ -517,7 +527,7 @@ impl StatusBoard {
                     let key = (kind, namespace, name);
                     if let Some(old) = self.entries.remove(&key) {
                         self.waiting.remove(&(old.pending_since, key.clone()));
-                        self.changed.insert(key);
+                        self.mark_changed(key);
                         changed = true;
                     }
                 }
@@ -539,7 +549,7 @@ impl StatusBoard {
                     let shown =
                         self.render(&translated, lb_ready, prev.as_ref().map(|p| &p.shown), now);
                     if prev.as_ref().map(|p| &p.shown) != Some(&shown) {
-                        self.changed.insert(key.clone());
+                        self.mark_changed(key.clone());
                         changed = true;
                     }
                     self.entries.insert(
@@ -632,7 +642,7 @@ impl StatusBoard {
         let changed = entry.shown != shown;
         entry.shown = shown;
         if changed {
-            self.changed.insert(key.clone());
+            self.mark_changed(key.clone());
         }
         changed
     }
@@ -666,7 +676,7 @@ impl StatusBoard {
         status.desired_scale = desired;
         status.actual_scale = actual;
         if changed {
-            self.changed.insert(entry_key);
+            self.mark_changed(entry_key);
         }
         changed
     }

@@ -703,6 +703,12 @@ fn connected_proxies_are_listed_after_the_objects() {
 #[test]
 fn changed_statuses_are_handed_out_once_for_the_writer() {
     let mut board = StatusBoard::default();
+    board.update(1, set(vec![translated("x", 1, "True")]), "t");
+    assert!(!board.has_changes(), "nothing tracked before a writer asks");
+    assert!(
+        board.take_changed().is_empty(),
+        "the first call starts tracking"
+    );
     board.update(
         1,
         set(vec![translated("a", 1, "True"), revision_status("r")]),
@@ -720,7 +726,11 @@ fn changed_statuses_are_handed_out_once_for_the_writer() {
 
     // Readiness, scale and a new generation each count as a change.
     board.applied(1, "t2");
-    assert_eq!(names_of(board.take_changed()), ["a"]);
+    assert_eq!(
+        names_of(board.take_changed()),
+        ["a", "x"],
+        "both became ready"
+    );
     board.set_scale("ns", "r", Some(2), 0);
     assert_eq!(names_of(board.take_changed()), ["r"]);
     assert!(!board.set_scale("ns", "r", Some(2), 0));
