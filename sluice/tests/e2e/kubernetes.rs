@@ -576,3 +576,31 @@ async fn a_forbidden_watch_holds_readiness_and_shows_why_until_it_is_allowed() -
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_controller_reports_ready_only_once_its_proxies_serve() -> anyhow::Result<()> {
+    let backend = EchoServer::start("main").await?;
+    let cluster =
+        Cluster::start_with(&served(backend.addr(), "hello", "hello.example.com")).await?;
+    let controller = Controller::start_kubernetes(&cluster.kubeconfig, &[]).await?;
+    // Translated, but with no proxy connected nothing serves it yet.
+    let waiting = cluster
+        .wait_for(KINGRESSES, "ns", "hello", CLUSTER_WAIT, |o| {
+            object_condition(o, "NetworkConfigured").is_some_and(|c| c.0 == "True")
+        })
+        .await?;
+    assert_eq!(
+        object_condition(&waiting, "LoadBalancerReady")
+            .map(|c| c.0)
+            .as_deref(),
+        Some("Unknown")
+    );
+    let proxy = Proxy::start(&controller.proxy("proxy-1")?).await?;
+    cluster
+        .wait_for(KINGRESSES, "ns", "hello", CLUSTER_WAIT, kingress_ready)
+        .await?;
+    let r = http1_request(proxy.http, "GET", "hello.example.com", "/", &[], None).await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo()?.name, "main");
+    Ok(())
+}
