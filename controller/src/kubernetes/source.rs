@@ -13,8 +13,9 @@
 //!   `last-applied-configuration` annotation (a full copy of the object) is dropped.
 //! - **Coalescing.** Events that are ready together (an EndpointSlice churn burst, a relist)
 //!   are applied in one `Hub::edit`: one translation and one publish.
-//! - **Readiness.** Nothing is announced loaded before every watcher has listed once; until
-//!   then the proxies' streams are held (`ControlPlane::streams`).
+//! - **Readiness.** Nothing is translated or announced loaded before every watcher has listed
+//!   once (the first state is one edit); until then the proxies' streams are held
+//!   (`ControlPlane::streams`).
 //! - **Errors** (a 403, a lost connection, a 410 on resume) are retried by the watchers with
 //!   backoff (800 ms doubling to 30 s); each shows as a `Watch` entry on `/status` until the
 //!   watcher recovers.
@@ -243,6 +244,7 @@ impl KubernetesSource {
         let mut relists: Vec<Option<Relist>> = self.kinds.iter().map(|_| None).collect();
         let mut listed = vec![false; self.kinds.len()];
         let mut on_loaded = Some(on_loaded);
+        let mut first_load: Vec<Change> = Vec::new();
         loop {
             let first = tokio::select! {
                 next = events.next() => next,
@@ -306,10 +308,18 @@ impl KubernetesSource {
                     }
                 }
             }
-            if !changes.is_empty() {
-                self.apply(changes);
+            // Until every kind has listed, changes wait: one translation of the whole first
+            // state, instead of (say) every KIngress first translated without its Services.
+            let all_listed = listed.iter().all(|l| *l);
+            if on_loaded.is_some() && !all_listed {
+                first_load.append(&mut changes);
+                continue;
             }
-            if on_loaded.is_some() && listed.iter().all(|l| *l) {
+            first_load.append(&mut changes);
+            if !first_load.is_empty() {
+                self.apply(std::mem::take(&mut first_load));
+            }
+            if on_loaded.is_some() {
                 info!(
                     objects = self.hub.object_count(),
                     "kubernetes: every watch has listed"
