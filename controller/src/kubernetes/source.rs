@@ -245,6 +245,8 @@ impl KubernetesSource {
         let mut listed = vec![false; self.kinds.len()];
         let mut on_loaded = Some(on_loaded);
         let mut first_load: Vec<Change> = Vec::new();
+        // Formatted once: every event clears (or sets) its watch's problem by name.
+        let names: Vec<String> = self.kinds.iter().map(WatchedKind::name).collect();
         loop {
             let first = tokio::select! {
                 next = events.next() => next,
@@ -263,13 +265,12 @@ impl KubernetesSource {
                 let kind = self.kinds[i].kind;
                 let event = match event {
                     Ok(event) => {
-                        self.hub.set_watch_error(&self.kinds[i].name(), None);
+                        self.hub.set_watch_error(&names[i], None);
                         event
                     }
                     Err(error) => {
-                        warn!(watch = %self.kinds[i].name(), %error, "watch failed; retrying");
-                        self.hub
-                            .set_watch_error(&self.kinds[i].name(), Some(error.to_string()));
+                        warn!(watch = %names[i], %error, "watch failed; retrying");
+                        self.hub.set_watch_error(&names[i], Some(error.to_string()));
                         continue;
                     }
                 };
@@ -292,7 +293,7 @@ impl KubernetesSource {
                     }
                     Event::InitDone => {
                         let relist = relists[i].take().unwrap_or_default();
-                        debug!(watch = %self.kinds[i].name(), objects = relist.objects.len(), "listed");
+                        debug!(watch = %names[i], objects = relist.objects.len(), "listed");
                         changes.push(Change::Replace(i, relist));
                         listed[i] = true;
                     }
