@@ -18,7 +18,9 @@
 //!   (`ControlPlane::streams`).
 //! - **Errors** (a 403, a lost connection, a 410 on resume) are retried by the watchers with
 //!   backoff (800 ms doubling to 30 s); each shows as a `Watch` entry on `/status` until the
-//!   watcher recovers.
+//!   watcher recovers. A kind the API server does not serve at all (404: its CRD, Knative's
+//!   KIngress say, is not installed) counts as listed and empty, so sluice runs without
+//!   Knative; the watcher keeps retrying and picks the kind up once it is installed.
 
 use super::status_writer::ObservedStatuses;
 use crate::hub::Hub;
@@ -34,6 +36,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+
+/// How `/status` shows a kind whose resource the API server does not serve.
+pub const NOT_SERVED: &str = "not served by the API server (CRD not installed?); treated as empty";
+
+/// Whether the list failed because the resource does not exist (404): its CRD is not installed.
+fn not_served(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.code == 404
+    )
+}
 
 /// System ConfigMaps sluice reads.
 pub const SYSTEM_CONFIG_MAPS: &[&str] = &["config-autoscaler", "config-network", "config-sluice"];
@@ -267,6 +280,19 @@ impl KubernetesSource {
                     Ok(event) => {
                         self.hub.set_watch_error(&names[i], None);
                         event
+                    }
+                    Err(error) if not_served(&error) => {
+                        // The kind's CRD is not installed (Knative Serving absent, say): it
+                        // has no objects, and the first load must not wait for it. The
+                        // watcher keeps retrying, so a CRD installed later is picked up.
+                        if !listed[i] {
+                            info!(watch = %names[i], "not served by the API server (CRD not installed?); treated as empty until it is");
+                            changes.push(Change::Replace(i, Relist::default()));
+                            listed[i] = true;
+                        }
+                        self.hub
+                            .set_watch_error(&names[i], Some(format!("{NOT_SERVED}: {error}")));
+                        continue;
                     }
                     Err(error) => {
                         warn!(watch = %names[i], %error, "watch failed; retrying");
