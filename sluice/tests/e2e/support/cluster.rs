@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use sluice_testkit::kube_api::FakeApiServer;
+use sluice_testkit::kube_api::{FakeApiServer, ResourceType};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> anyhow::Result<Cluster> {
-        let api = FakeApiServer::start().await?;
+        Cluster::serving(ResourceType::defaults()).await
+    }
+
+    /// One that serves exactly `types`.
+    pub async fn serving(types: Vec<ResourceType>) -> anyhow::Result<Cluster> {
+        let api = FakeApiServer::start_with(types).await?;
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig)?;

@@ -1,0 +1,528 @@
+//! The Helm chart in a cluster: rendered by real Helm (`charts/tests/chart.py`, the Go SDK
+//! through PyPI's helm-python-sdk), applied with a real `kubectl` to the fake API server, and
+//! run: the controller and the proxy are started with the rendered Deployments' own arguments
+//! and environment (only listen addresses, the mounted token's path and the kubeconfig are
+//! swapped for this machine's), and the README's install examples are run as written.
+
+use crate::support::*;
+use serde_json::Value;
+use sluice_testkit::kube_api::ResourceType;
+use sluice_testkit::{http1_request, EchoServer};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NAMESPACE: &str = "sluice-system";
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The chart rendered with a value set of `charts/sluice/ci/` (or `default`) and `--set`s:
+/// the YAML stream (CRDs first) and its documents.
+fn render(values: &str, sets: &[&str]) -> anyhow::Result<(String, Vec<Value>)> {
+    let out = tempfile::NamedTempFile::new()?;
+    let mut command = Command::new("python3");
+    command
+        .arg(repo().join("charts/tests/chart.py"))
+        .args(["--values", values, "--namespace", NAMESPACE, "--out"])
+        .arg(out.path());
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "rendering the chart failed (scripts/setup installs helm-python-sdk): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml = std::fs::read_to_string(out.path())?;
+    // safe_dump_all separates documents with a bare `---` line.
+    let docs = yaml
+        .split("\n---\n")
+        .map(|doc| Ok(serde_yaml::from_str::<Value>(doc)?))
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    Ok((yaml, docs))
+}
+
+/// What a cluster with the chart's kinds serves; `knative`: with Knative's KIngress CRD.
+fn chart_types(knative: bool) -> Vec<ResourceType> {
+    let kind = |group, version, kind, plural, namespaced| ResourceType {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        status: false,
+        scale: None,
+    };
+    let mut types: Vec<ResourceType> = ResourceType::defaults()
+        .into_iter()
+        .filter(|t| knative || t.group != "networking.internal.knative.dev")
+        .collect();
+    types.extend([
+        kind("", "v1", "ServiceAccount", "serviceaccounts", true),
+        kind(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
+        kind(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
+        kind("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        kind(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        kind(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+        ),
+        kind(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+        ),
+        kind(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
+    ]);
+    types
+}
+
+/// A cluster with the chart's namespace, and the chart applied to it with `kubectl apply`.
+async fn install(knative: bool, yaml: &str) -> anyhow::Result<Cluster> {
+    let cluster = Cluster::serving(chart_types(knative)).await?;
+    cluster
+        .apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n"
+        ))
+        .await?;
+    cluster.apply(yaml).await?;
+    Ok(cluster)
+}
+
+fn container<'a>(docs: &'a [Value], deployment: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == deployment)
+        .map(|d| &d["spec"]["template"]["spec"]["containers"][0])
+        .unwrap_or_else(|| panic!("no Deployment {deployment} rendered"))
+}
+
+/// A container's arguments with some `--flag=value`s replaced; each replaced flag must be
+/// there (the test must not silently run with the binary's defaults).
+fn args_with(container: &Value, replace: &[(&str, String)]) -> Vec<String> {
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    for (flag, value) in replace {
+        let prefix = format!("--{flag}=");
+        let arg = args
+            .iter_mut()
+            .find(|a| a.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("the chart passes no --{flag}"));
+        *arg = format!("{prefix}{value}");
+    }
+    args
+}
+
+/// The Secret's `token` as the kubelet would mount it, read back from the cluster.
+async fn mounted_token(cluster: &Cluster, dir: &Path) -> anyhow::Result<PathBuf> {
+    let token = cluster
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            NAMESPACE,
+            "sluice-xds-token",
+            "-o",
+            "go-template={{.data.token | base64decode}}",
+        ])
+        .await?;
+    anyhow::ensure!(token.len() == 48, "token: {token:?}");
+    let path = dir.join("token");
+    std::fs::write(&path, token)?;
+    Ok(path)
+}
+
+struct Pod {
+    process: Process,
+    admin: SocketAddr,
+}
+
+impl Admin for Pod {
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+}
+
+/// Starts a rendered container's command with its rendered arguments and the environment the
+/// downward API gives it; waits until its `/ready` answers 200.
+async fn run_pod(name: &str, args: Vec<String>, admin: SocketAddr) -> anyhow::Result<Pod> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(&args)
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("SLUICE_NODE_ID", name)
+        .env_remove("SLUICE_LOG");
+    let mut pod = Pod {
+        process: Process::spawn(name, command)?,
+        admin,
+    };
+    eventually(&format!("{name} ready"), CLUSTER_WAIT, async || {
+        pod.process.check_running()?;
+        let ready = pod.admin_get("/ready").await?;
+        Ok((ready.status == 200).then_some(()))
+    })
+    .await?;
+    Ok(pod)
+}
+
+/// The controller of the rendered chart, pointed at `cluster`.
+async fn run_controller(
+    cluster: &Cluster,
+    docs: &[Value],
+    dir: &Path,
+) -> anyhow::Result<(Pod, SocketAddr)> {
+    let (xds, admin) = (free_addr(LOCALHOST)?, free_addr(LOCALHOST)?);
+    let token = mounted_token(cluster, dir).await?;
+    let mut args = args_with(
+        container(docs, "sluice-controller"),
+        &[
+            ("xds-listen", xds.to_string()),
+            ("admin", admin.to_string()),
+            ("xds-token-file", token.display().to_string()),
+            ("log-format", "text".to_string()),
+        ],
+    );
+    args.extend([
+        "--kubeconfig".into(),
+        cluster.kubeconfig.display().to_string(),
+    ]);
+    Ok((run_pod("sluice-controller-0", args, admin).await?, xds))
+}
+
+/// The proxy of the rendered chart, dialing `xds` for the controller's Service.
+async fn run_proxy(
+    docs: &[Value],
+    xds: SocketAddr,
+    token: &Path,
+) -> anyhow::Result<(Pod, SocketAddr)> {
+    let (http, internal, admin) = (
+        free_addr(LOCALHOST)?,
+        free_addr(LOCALHOST)?,
+        free_addr(LOCALHOST)?,
+    );
+    let proxy = container(docs, "sluice-proxy");
+    // The rendered address is the controller Service's cluster DNS name.
+    let dialed = proxy["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|a| a.as_str()?.strip_prefix("--xds="))
+        .unwrap_or_default();
+    assert_eq!(
+        dialed,
+        format!("sluice-controller.{NAMESPACE}.svc.cluster.local:18000")
+    );
+    let args = args_with(
+        proxy,
+        &[
+            ("xds", xds.to_string()),
+            ("http", http.to_string()),
+            ("internal-http", internal.to_string()),
+            ("admin", admin.to_string()),
+            ("xds-token-file", token.display().to_string()),
+            ("log-format", "text".to_string()),
+        ],
+    );
+    Ok((run_pod("sluice-proxy-0", args, admin).await?, http))
+}
+
+fn lease_holder(cluster: &Cluster) -> Option<String> {
+    cluster
+        .api
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            NAMESPACE,
+            "sluice-controller",
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+/// A `## title` section of the README.
+fn readme_section(title: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no section {title:?}"));
+    let rest = &readme[start + title.len() + 5..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
+}
+
+/// The ```lang blocks of a README section.
+fn code_blocks(section: &str, lang: &str) -> Vec<String> {
+    let fence = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = section;
+    while let Some(start) = rest.find(&fence) {
+        let body = &rest[start + fence.len()..];
+        let end = body.find("```").expect("unterminated code block");
+        blocks.push(body[..end].to_string());
+        rest = &body[end + 3..];
+    }
+    blocks
+}
+
+/// Runs each `kubectl` command of a README shell block as written (continuation lines joined),
+/// in `dir`, against `cluster`. Returns how many ran.
+async fn run_readme_kubectl(cluster: &Cluster, block: &str, dir: &Path) -> anyhow::Result<usize> {
+    let mut ran = 0;
+    for command in block.replace("\\\n", " ").lines() {
+        let command = command.split(" # ").next().unwrap_or_default().trim();
+        if !command.starts_with("kubectl ") {
+            continue;
+        }
+        // The fake serves no OpenAPI documents for kubectl's client-side validation; the
+        // README's manifests are checked against the same schemas by charts/tests.
+        let command = match command.strip_prefix("kubectl apply ") {
+            Some(rest) => format!("kubectl apply --validate=false {rest}"),
+            None => command.to_string(),
+        };
+        let output = tokio::process::Command::new("sh")
+            .args(["-c", &command])
+            .current_dir(dir)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output()
+            .await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "README: `{command}` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+fn replicas(cluster: &Cluster, name: &str) -> Option<i64> {
+    cluster
+        .api
+        .get("apps/v1", "deployments", "default", name)
+        .and_then(|d| d["spec"]["replicas"].as_i64())
+}
+
+/// The default chart on a cluster without Knative: `kubectl apply` takes every object, the
+/// controller and proxy run with the rendered arguments, and the README's "Use without
+/// Knative" example, applied with its own commands, scales its Deployment from zero on the
+/// first request and answers it once the pod is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_chart_installs_runs_and_serves_the_readme_example_without_knative(
+) -> anyhow::Result<()> {
+    let (yaml, docs) = render("default", &[])?;
+    let cluster = install(false, &yaml).await?;
+    // Every rendered object is in the cluster.
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_lowercase();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let mut args = vec!["get", &kind, name, "-o", "name"];
+        if doc["metadata"]["namespace"].is_string() {
+            args.extend(["-n", NAMESPACE]);
+        }
+        cluster.kubectl(&args).await?;
+    }
+
+    // Knative's KIngress CRD is absent here: the controller still comes up.
+    let dir = tempfile::tempdir()?;
+    let (controller, xds) = run_controller(&cluster, &docs, dir.path()).await?;
+    eventually(
+        "the controller holds the chart's Lease",
+        CLUSTER_WAIT,
+        async || {
+            Ok((lease_holder(&cluster).as_deref() == Some("sluice-controller-0")).then_some(()))
+        },
+    )
+    .await?;
+    let (_proxy, http) = run_proxy(&docs, xds, &dir.path().join("token")).await?;
+
+    // The README, as written.
+    let section = readme_section("Use without Knative");
+    let [manifest] = &code_blocks(&section, "yaml")[..] else {
+        panic!("expected one yaml block in the README's Use without Knative")
+    };
+    std::fs::write(dir.path().join("hello.yaml"), manifest)?;
+    let mut ran = 0;
+    for block in code_blocks(&section, "sh") {
+        ran += run_readme_kubectl(&cluster, &block, dir.path()).await?;
+    }
+    assert!(ran >= 2, "the README's kubectl commands ran: {ran}");
+    cluster
+        .wait_for("routes.sluice.dev", "default", "hello", CLUSTER_WAIT, |o| {
+            object_condition(o, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await?;
+    assert_eq!(replicas(&cluster, "hello-v1"), Some(0));
+
+    let request = tokio::spawn(async move {
+        http1_request(http, "GET", "hello.example.com", "/", &[], None).await
+    });
+    eventually("hello-v1 scaled to 1", CLUSTER_WAIT, async || {
+        Ok((replicas(&cluster, "hello-v1") == Some(1)).then_some(()))
+    })
+    .await?;
+    assert!(!request.is_finished(), "answered before a pod was ready");
+    let pod = EchoServer::start("hello-pod").await?;
+    cluster
+        .apply(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: hello-v1-abcde\n  namespace: default\n  labels: {{kubernetes.io/service-name: hello-v1}}\naddressType: IPv4\nports: [{{name: \"\", port: {}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n",
+            pod.addr().port()
+        ))
+        .await?;
+    let response = tokio::time::timeout(CLUSTER_WAIT, request).await???;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.echo()?.name, "hello-pod");
+
+    // The KIngress watch is reported, not fatal.
+    let statuses = controller.statuses().await?;
+    assert!(
+        statuses.iter().any(|s| s["kind"] == "Watch"
+            && s.to_string().contains("not served by the API server")),
+        "{statuses:#?}"
+    );
+    Ok(())
+}
+
+/// The chart's `autoscaler` values are what the controller applies: a Revision over the
+/// rendered `max-scale-limit` is refused, and accepted once that ConfigMap allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_config_autoscaler_is_what_the_controller_applies() -> anyhow::Result<()> {
+    let (yaml, docs) = render(
+        "default",
+        &["autoscaler.max-scale-limit=5,autoscaler.max-scale=5"],
+    )?;
+    let cluster = install(false, &yaml).await?;
+    let dir = tempfile::tempdir()?;
+    let (_controller, _xds) = run_controller(&cluster, &docs, dir.path()).await?;
+    cluster
+        .apply(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: big, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\napiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: big\n  namespace: default\n  annotations: {autoscaling.knative.dev/max-scale: \"10\"}\nspec:\n  service: {name: big, port: 80}\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: big}\n",
+        )
+        .await?;
+    let refused = cluster
+        .wait_for(
+            "revisions.sluice.dev",
+            "default",
+            "big",
+            CLUSTER_WAIT,
+            |o| object_condition(o, "Ready").is_some_and(|c| c.0 == "False"),
+        )
+        .await?;
+    assert!(
+        refused
+            .to_string()
+            .contains("must be between 1 and 5, was 10"),
+        "{refused:#}"
+    );
+    cluster
+        .kubectl(&[
+            "patch",
+            "configmap/config-autoscaler",
+            "-n",
+            NAMESPACE,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"max-scale-limit":"50"}}"#,
+        ])
+        .await?;
+    cluster
+        .wait_for(
+            "revisions.sluice.dev",
+            "default",
+            "big",
+            CLUSTER_WAIT,
+            |o| !o.to_string().contains("between 1 and 5"),
+        )
+        .await?;
+    Ok(())
+}
+
+/// With Knative: the README's `config-network` patch applies as written, and a KIngress of
+/// sluice's class reports the chart's Services as its load balancers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_knative_kingress_status_names_the_charts_services() -> anyhow::Result<()> {
+    let (yaml, docs) = render("knative", &[])?;
+    let cluster = install(true, &yaml).await?;
+    // What a Knative Serving install has.
+    cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-serving}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-network, namespace: knative-serving}\ndata: {ingress-class: kourier.ingress.networking.knative.dev}\n")
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let section = readme_section("Use with Knative");
+    let mut ran = 0;
+    for block in code_blocks(&section, "sh") {
+        ran += run_readme_kubectl(&cluster, &block, dir.path()).await?;
+    }
+    assert_eq!(ran, 1, "the README's config-network patch");
+    let network = cluster
+        .get("configmap", "knative-serving", "config-network")
+        .await?;
+    assert_eq!(
+        network["data"]["ingress-class"],
+        "sluice.ingress.networking.knative.dev"
+    );
+
+    let (_controller, xds) = run_controller(&cluster, &docs, dir.path()).await?;
+    let (_proxy, _http) = run_proxy(&docs, xds, &dir.path().join("token")).await?;
+    cluster
+        .apply("apiVersion: v1\nkind: Service\nmetadata: {name: hello, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\napiVersion: networking.internal.knative.dev/v1alpha1\nkind: Ingress\nmetadata:\n  name: hello\n  namespace: default\n  annotations: {networking.knative.dev/ingress.class: sluice.ingress.networking.knative.dev}\nspec:\n  rules:\n  - hosts: [hello.default.example.com]\n    visibility: ExternalIP\n    http:\n      paths:\n      - splits:\n        - {serviceName: hello, serviceNamespace: default, servicePort: 80, percent: 100}\n")
+        .await?;
+    let ingress = cluster
+        .wait_for(
+            "ingresses.networking.internal.knative.dev",
+            "default",
+            "hello",
+            CLUSTER_WAIT,
+            kingress_ready,
+        )
+        .await?;
+    let status = &ingress["status"];
+    assert_eq!(
+        status["publicLoadBalancer"]["ingress"][0]["domainInternal"],
+        format!("sluice.{NAMESPACE}.svc.cluster.local")
+    );
+    assert_eq!(
+        status["privateLoadBalancer"]["ingress"][0]["domainInternal"],
+        format!("sluice-internal.{NAMESPACE}.svc.cluster.local")
+    );
+    // The rendered Services carry exactly those names.
+    for name in ["sluice", "sluice-internal"] {
+        cluster.get("service", NAMESPACE, name).await?;
+    }
+    Ok(())
+}
