@@ -180,10 +180,15 @@ impl Admin for Pod {
 }
 
 /// Starts a rendered container's command with its rendered arguments and the environment the
-/// downward API gives it; waits until its `/ready` answers 200.
+/// downward API gives it, on a read-only root filesystem as the chart's `securityContext`
+/// runs it (a private mount namespace with `/` remounted read-only); waits until its `/ready`
+/// answers 200.
 async fn run_pod(name: &str, args: Vec<String>, admin: SocketAddr) -> anyhow::Result<Pod> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    let mut command = Command::new("unshare");
     command
+        .args(["--mount", "--", "sh", "-c"])
+        .arg("mount --bind / / && mount -o remount,bind,ro / && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
         .args(&args)
         .env("POD_NAME", name)
         .env("POD_NAMESPACE", NAMESPACE)
