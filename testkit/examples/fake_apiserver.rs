@@ -1,14 +1,14 @@
 //! Runs a FakeApiServer until killed, writing a kubeconfig to the path given: for poking at it
-//! with kubectl by hand.
+//! with kubectl (or Helm) by hand. It serves sluice's kinds and what its chart installs.
 
-use sluice_testkit::kube_api::FakeApiServer;
+use sluice_testkit::kube_api::{FakeApiServer, ResourceType};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "kubeconfig".to_owned());
-    let server = FakeApiServer::start().await?;
+    let server = FakeApiServer::start_with(ResourceType::with_chart_kinds()).await?;
     server.write_kubeconfig(std::path::Path::new(&path))?;
     println!("{} (kubeconfig {path})", server.url());
     let mut seen = 0;

@@ -167,6 +167,48 @@ impl ResourceType {
         ]
     }
 
+    /// [`ResourceType::defaults`] and what sluice's Helm chart installs besides: service
+    /// accounts, RBAC, PodDisruptionBudgets, HorizontalPodAutoscalers and CRDs.
+    pub fn with_chart_kinds() -> Vec<ResourceType> {
+        let cluster_scoped = |mut t: ResourceType| {
+            t.namespaced = false;
+            t
+        };
+        let rbac = "rbac.authorization.k8s.io";
+        let mut types = ResourceType::defaults();
+        types.extend([
+            ResourceType::new("", "v1", "ServiceAccount", "serviceaccounts"),
+            cluster_scoped(ResourceType::new(rbac, "v1", "ClusterRole", "clusterroles")),
+            cluster_scoped(ResourceType::new(
+                rbac,
+                "v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+            )),
+            ResourceType::new(rbac, "v1", "Role", "roles"),
+            ResourceType::new(rbac, "v1", "RoleBinding", "rolebindings"),
+            ResourceType::new(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+            ),
+            ResourceType::new(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            ),
+            cluster_scoped(ResourceType::new(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+            )),
+        ]);
+        types
+    }
+
     /// `v1` or `group/version`.
     pub fn group_version(&self) -> String {
         if self.group.is_empty() {

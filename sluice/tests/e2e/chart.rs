@@ -11,6 +11,7 @@ use sluice_testkit::{http1_request, EchoServer};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const NAMESPACE: &str = "sluice-system";
 const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -48,66 +49,10 @@ fn render(values: &str, sets: &[&str]) -> anyhow::Result<(String, Vec<Value>)> {
 
 /// What a cluster with the chart's kinds serves; `knative`: with Knative's KIngress CRD.
 fn chart_types(knative: bool) -> Vec<ResourceType> {
-    let kind = |group, version, kind, plural, namespaced| ResourceType {
-        group,
-        version,
-        kind,
-        plural,
-        namespaced,
-        status: false,
-        scale: None,
-    };
-    let mut types: Vec<ResourceType> = ResourceType::defaults()
+    ResourceType::with_chart_kinds()
         .into_iter()
         .filter(|t| knative || t.group != "networking.internal.knative.dev")
-        .collect();
-    types.extend([
-        kind("", "v1", "ServiceAccount", "serviceaccounts", true),
-        kind(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            false,
-        ),
-        kind(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            false,
-        ),
-        kind("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
-        kind(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-        ),
-        kind(
-            "policy",
-            "v1",
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-            true,
-        ),
-        kind(
-            "autoscaling",
-            "v2",
-            "HorizontalPodAutoscaler",
-            "horizontalpodautoscalers",
-            true,
-        ),
-        kind(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-        ),
-    ]);
-    types
+        .collect()
 }
 
 /// A cluster with the chart's namespace, and the chart applied to it with `kubectl apply`.
@@ -313,14 +258,9 @@ async fn run_readme_kubectl(cluster: &Cluster, block: &str, dir: &Path) -> anyho
         if !command.starts_with("kubectl ") {
             continue;
         }
-        // The fake serves no OpenAPI documents for kubectl's client-side validation; the
-        // README's manifests are checked against the same schemas by charts/tests.
-        let command = match command.strip_prefix("kubectl apply ") {
-            Some(rest) => format!("kubectl apply --validate=false {rest}"),
-            None => command.to_string(),
-        };
+
         let output = tokio::process::Command::new("sh")
-            .args(["-c", &command])
+            .args(["-c", command])
             .current_dir(dir)
             .env("KUBECONFIG", &cluster.kubeconfig)
             .output()
@@ -529,5 +469,157 @@ async fn with_knative_kingress_status_names_the_charts_services() -> anyhow::Res
     for name in ["sluice", "sluice-internal"] {
         cluster.get("service", NAMESPACE, name).await?;
     }
+    Ok(())
+}
+
+/// A `charts/tests/helm_session.py`: README lines run one at a time, `helm` through Helm's Go
+/// SDK and `kubectl` for real, so the cluster can be checked between them.
+struct HelmSession {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    answers: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl HelmSession {
+    fn start(cluster: &Cluster) -> anyhow::Result<HelmSession> {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(repo().join("charts/tests/helm_session.py"))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        use tokio::io::AsyncBufReadExt as _;
+        Ok(HelmSession {
+            child,
+            stdin,
+            answers: tokio::io::BufReader::new(stdout).lines(),
+        })
+    }
+
+    /// Runs one line; its output, or an error saying why it failed.
+    async fn run(&mut self, line: &str) -> anyhow::Result<String> {
+        use tokio::io::AsyncWriteExt as _;
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        let answer = tokio::time::timeout(Duration::from_secs(90), self.answers.next_line())
+            .await??
+            .ok_or_else(|| {
+                anyhow::anyhow!("helm session ended (exit: {:?})", self.child.try_wait())
+            })?;
+        match answer.split_once(' ') {
+            Some(("ok", output)) => Ok(output.replace("\\n", "\n")),
+            _ => anyhow::bail!("README: `{line}`: {answer}"),
+        }
+    }
+}
+
+/// The README's commands (continuation lines joined, comments dropped) that start with one of
+/// `programs`, from every shell block of a section.
+fn readme_commands(title: &str, programs: &[&str]) -> Vec<String> {
+    code_blocks(&readme_section(title), "sh")
+        .iter()
+        .flat_map(|block| {
+            block
+                .replace("\\\n", " ")
+                .lines()
+                .map(|l| l.split(" # ").next().unwrap_or_default().trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| programs.iter().any(|p| line.starts_with(&format!("{p} "))))
+        .collect()
+}
+
+fn object_exists(cluster: &Cluster, group_version: &str, plural: &str, name: &str) -> bool {
+    cluster
+        .api
+        .get(group_version, plural, NAMESPACE, name)
+        .is_some()
+}
+
+/// The README's Helm commands, as written, with real Helm: the install creates what the
+/// chart renders and its controller runs; the upgrade keeps the values it reuses and the xDS
+/// token; the uninstall removes everything but the CRDs, which the README's last command
+/// deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_helm_install_upgrade_and_uninstall_run_as_written() -> anyhow::Result<()> {
+    let cluster = Cluster::serving(chart_types(false)).await?;
+    let mut helm = HelmSession::start(&cluster)?;
+
+    // The first install command of "Install with Helm" (the others install the same release
+    // with other value sets; charts/tests renders and validates each). `rollout status`
+    // needs a kubelet, which the fake API server has not.
+    let install = readme_commands("Install with Helm", &["helm"]);
+    assert!(install.len() >= 3, "{install:?}");
+    eprintln!("{}", helm.run(&install[0]).await?);
+    for name in ["sluice-controller", "sluice-proxy"] {
+        assert!(
+            object_exists(&cluster, "apps/v1", "deployments", name),
+            "{name}"
+        );
+    }
+    for name in ["sluice", "sluice-internal", "sluice-controller"] {
+        assert!(object_exists(&cluster, "v1", "services", name), "{name}");
+    }
+    let proxy = cluster.get("deployment", NAMESPACE, "sluice-proxy").await?;
+    let image = proxy["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image, "registry.example.com/sluice:0.1.0");
+    let token =
+        cluster.get("secret", NAMESPACE, "sluice-xds-token").await?["data"]["token"].clone();
+    assert!(token.is_string());
+
+    // What Helm applied runs: the controller's Deployment, read back from the cluster.
+    let installed: Vec<Value> = vec![
+        cluster
+            .get("deployment", NAMESPACE, "sluice-controller")
+            .await?,
+    ];
+    let dir = tempfile::tempdir()?;
+    let (controller, _xds) = run_controller(&cluster, &installed, dir.path()).await?;
+    drop(controller);
+
+    let lifecycle = readme_commands("Upgrade and uninstall", &["helm", "kubectl"]);
+    let [upgrade, uninstall, delete_crds] = &lifecycle[..] else {
+        panic!("expected upgrade, uninstall and CRD deletion: {lifecycle:?}")
+    };
+    eprintln!("{}", helm.run(upgrade).await?);
+    let proxy = cluster.get("deployment", NAMESPACE, "sluice-proxy").await?;
+    assert_eq!(proxy["spec"]["replicas"], 3);
+    assert_eq!(
+        proxy["spec"]["template"]["spec"]["containers"][0]["image"], image,
+        "--reuse-values keeps the install's values"
+    );
+    let kept = cluster.get("secret", NAMESPACE, "sluice-xds-token").await?["data"]["token"].clone();
+    assert_eq!(kept, token, "an upgrade keeps the xDS token");
+
+    eprintln!("{}", helm.run(uninstall).await?);
+    for (group_version, plural, name) in [
+        ("apps/v1", "deployments", "sluice-controller"),
+        ("apps/v1", "deployments", "sluice-proxy"),
+        ("v1", "services", "sluice"),
+        ("v1", "secrets", "sluice-xds-token"),
+        ("v1", "configmaps", "config-autoscaler"),
+    ] {
+        assert!(
+            !object_exists(&cluster, group_version, plural, name),
+            "{plural}/{name} left"
+        );
+    }
+    let crd = |name| {
+        cluster
+            .api
+            .get(
+                "apiextensions.k8s.io/v1",
+                "customresourcedefinitions",
+                "",
+                name,
+            )
+            .is_some()
+    };
+    assert!(crd("routes.sluice.dev"), "Helm keeps CRDs");
+    helm.run(delete_crds).await?;
+    assert!(!crd("routes.sluice.dev") && !crd("revisions.sluice.dev"));
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! Legacy (unaggregated) discovery documents: `/api`, `/api/v1`, `/apis`, `/apis/<g>`,
 //! `/apis/<g>/<v>`. kubectl 1.33 asks for aggregated discovery first but takes these when the
 //! answer's Content-Type is plain `application/json`.
+//!
+//! And the OpenAPI v3 documents clients read before they apply (`kubectl apply`, `helm
+//! install`): `/openapi/v3` and one document per group version. They carry no schemas, only
+//! a PATCH operation per kind that accepts `fieldValidation`: that tells kubectl and Helm the
+//! server validates fields itself, so they skip client-side schema checks and send
+//! `fieldValidation=Strict` (which this fake does not enforce).
 
 use serde_json::{json, Value};
 
@@ -26,6 +32,10 @@ fn short_names(t: &ResourceType) -> &'static [&'static str] {
         ("", "pods") => &["po"],
         ("apps", "deployments") => &["deploy"],
         ("networking.internal.knative.dev", "ingresses") => &["kingress", "king"],
+        ("", "serviceaccounts") => &["sa"],
+        ("policy", "poddisruptionbudgets") => &["pdb"],
+        ("autoscaling", "horizontalpodautoscalers") => &["hpa"],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => &["crd", "crds"],
         _ => &[],
     }
 }
@@ -136,4 +146,67 @@ pub(crate) fn resource_list(types: &[ResourceType], group_version: &str) -> Opti
         "groupVersion": group_version,
         "resources": resources,
     }))
+}
+
+/// `/openapi/v3`: where each group version's document is.
+pub(crate) fn openapi_index(types: &[ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in types {
+        let path = openapi_path(&t.group_version());
+        let url = format!(
+            "/openapi/v3/{path}?hash={}",
+            openapi_hash(&t.group_version())
+        );
+        paths.insert(path, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/api/v1` or `/openapi/v3/apis/<g>/<v>`, or `None` for an unserved one.
+pub(crate) fn openapi_document(types: &[ResourceType], group_version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for t in types.iter().filter(|t| t.group_version() == group_version) {
+        let prefix = if t.group.is_empty() { "/api" } else { "/apis" };
+        let scope = if t.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        paths.insert(
+            format!("{prefix}/{group_version}{scope}/{}/{{name}}", t.plural),
+            json!({"patch": {
+                "x-kubernetes-group-version-kind":
+                    {"group": t.group, "version": t.version, "kind": t.kind},
+                "parameters": [{"name": "fieldValidation", "in": "query",
+                                "schema": {"type": "string"}}],
+                "responses": {},
+            }}),
+        );
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+fn openapi_path(group_version: &str) -> String {
+    if group_version.contains('/') {
+        format!("apis/{group_version}")
+    } else {
+        format!("api/{group_version}")
+    }
+}
+
+/// A stable stand-in for the real server's content hash (clients cache by it).
+fn openapi_hash(group_version: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in group_version.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016X}")
 }

@@ -174,6 +174,14 @@ fn route(store: &Store, path: &str) -> Route {
         ["apis", group, version, rest @ ..] => {
             resource_route(store, &format!("{group}/{version}"), rest)
         }
+        ["openapi", "v3"] => Route::Discovery(Some(discovery::openapi_index(types))),
+        ["openapi", "v3", "api", version] => {
+            Route::Discovery(discovery::openapi_document(types, version))
+        }
+        ["openapi", "v3", "apis", group, version] => Route::Discovery(discovery::openapi_document(
+            types,
+            &format!("{group}/{version}"),
+        )),
         _ => Route::NotFound,
     }
 }

@@ -79,13 +79,42 @@ async fn discovery_reports_1_33_every_subresource_and_the_system_namespaces() ->
     let (code, default) = raw(&server, "GET", "/api/v1/namespaces/default", None, None).await?;
     assert_eq!((code, &default["status"]["phase"]), (200, &json!("Active")));
     assert_eq!(default["metadata"].get("namespace"), None);
-    for path in ["/openapi/v2", "/openapi/v3", "/apis/nope.dev/v1"] {
+    for path in [
+        "/openapi/v2",
+        "/openapi/v3/apis/nope.dev/v1",
+        "/apis/nope.dev/v1",
+    ] {
         assert_eq!(
             raw(&server, "GET", path, None, None).await?.0,
             404,
             "{path}"
         );
     }
+    Ok(())
+}
+
+/// `/openapi/v3` tells kubectl and Helm that the server validates fields itself: each group
+/// version's document has a PATCH per kind, with its kind and a `fieldValidation` parameter.
+#[tokio::test]
+async fn openapi_v3_names_every_group_version_and_offers_field_validation() -> anyhow::Result<()> {
+    let server = FakeApiServer::start().await?;
+    let (code, index) = raw(&server, "GET", "/openapi/v3", None, None).await?;
+    assert_eq!(code, 200);
+    let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("apps/v1 listed");
+    assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="), "{url}");
+    assert!(index["paths"]["api/v1"].is_object());
+    let (code, apps) = raw(&server, "GET", url, None, None).await?;
+    assert_eq!(code, 200);
+    let patch = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"],
+        json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+    );
+    assert_eq!(patch["parameters"][0]["name"], "fieldValidation");
+    let (_, core) = raw(&server, "GET", "/openapi/v3/api/v1", None, None).await?;
+    assert!(core["paths"]["/api/v1/namespaces/{name}"]["patch"].is_object());
     Ok(())
 }
 
