@@ -94,8 +94,12 @@ fn args_with(container: &Value, replace: &[(&str, String)]) -> Vec<String> {
     args
 }
 
-/// The Secret's `token` as the kubelet would mount it, read back from the cluster.
-async fn mounted_token(cluster: &Cluster, dir: &Path) -> anyhow::Result<PathBuf> {
+/// Volumes as the kubelet mounts them: a volume's name, and the directory on this machine
+/// that stands for its mount.
+type Volumes = [(&'static str, PathBuf)];
+
+/// The `xds-auth` volume of token mode: the Secret's `token`, read back from the cluster.
+async fn token_volume(cluster: &Cluster, dir: &Path) -> anyhow::Result<(&'static str, PathBuf)> {
     let token = cluster
         .kubectl(&[
             "get",
@@ -108,9 +112,26 @@ async fn mounted_token(cluster: &Cluster, dir: &Path) -> anyhow::Result<PathBuf>
         ])
         .await?;
     anyhow::ensure!(token.len() == 48, "token: {token:?}");
-    let path = dir.join("token");
-    std::fs::write(&path, token)?;
-    Ok(path)
+    let volume = dir.join("xds-auth");
+    std::fs::create_dir_all(&volume)?;
+    std::fs::write(volume.join("token"), token)?;
+    Ok(("xds-auth", volume))
+}
+
+/// `args` with each of the container's mount paths replaced by its volume's directory here.
+fn mounted(container: &Value, mut args: Vec<String>, volumes: &Volumes) -> Vec<String> {
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        let name = mount["name"].as_str().unwrap_or_default();
+        let path = mount["mountPath"].as_str().unwrap_or_default();
+        let (_, dir) = volumes
+            .iter()
+            .find(|(volume, _)| *volume == name)
+            .unwrap_or_else(|| panic!("no directory for volume {name}"));
+        for arg in &mut args {
+            *arg = arg.replace(&format!("{path}/"), &format!("{}/", dir.display()));
+        }
+    }
+    args
 }
 
 struct Pod {
@@ -156,19 +177,19 @@ async fn run_pod(name: &str, args: Vec<String>, admin: SocketAddr) -> anyhow::Re
 async fn run_controller(
     cluster: &Cluster,
     docs: &[Value],
-    dir: &Path,
+    volumes: &Volumes,
 ) -> anyhow::Result<(Pod, SocketAddr)> {
     let (xds, admin) = (free_addr(LOCALHOST)?, free_addr(LOCALHOST)?);
-    let token = mounted_token(cluster, dir).await?;
-    let mut args = args_with(
-        container(docs, "sluice-controller"),
+    let container = container(docs, "sluice-controller");
+    let args = args_with(
+        container,
         &[
             ("xds-listen", xds.to_string()),
             ("admin", admin.to_string()),
-            ("xds-token-file", token.display().to_string()),
             ("log-format", "text".to_string()),
         ],
     );
+    let mut args = mounted(container, args, volumes);
     args.extend([
         "--kubeconfig".into(),
         cluster.kubeconfig.display().to_string(),
@@ -176,41 +197,56 @@ async fn run_controller(
     Ok((run_pod("sluice-controller-0", args, admin).await?, xds))
 }
 
+struct ProxyPod {
+    pod: Pod,
+    http: SocketAddr,
+    /// The external HTTPS listener, where the chart enables TLS.
+    https: Option<SocketAddr>,
+}
+
 /// The proxy of the rendered chart, dialing `xds` for the controller's Service.
-async fn run_proxy(
-    docs: &[Value],
-    xds: SocketAddr,
-    token: &Path,
-) -> anyhow::Result<(Pod, SocketAddr)> {
-    let (http, internal, admin) = (
-        free_addr(LOCALHOST)?,
-        free_addr(LOCALHOST)?,
-        free_addr(LOCALHOST)?,
-    );
+async fn run_proxy(docs: &[Value], xds: SocketAddr, volumes: &Volumes) -> anyhow::Result<ProxyPod> {
+    let free = || free_addr(LOCALHOST);
+    let (http, internal, admin) = (free()?, free()?, free()?);
     let proxy = container(docs, "sluice-proxy");
+    let rendered = |flag: &str| {
+        proxy["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|a| a.as_str()?.strip_prefix(&format!("--{flag}=")))
+            .map(str::to_string)
+    };
     // The rendered address is the controller Service's cluster DNS name.
-    let dialed = proxy["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|a| a.as_str()?.strip_prefix("--xds="))
-        .unwrap_or_default();
-    assert_eq!(
-        dialed,
-        format!("sluice-controller.{NAMESPACE}.svc.cluster.local:18000")
-    );
-    let args = args_with(
-        proxy,
-        &[
-            ("xds", xds.to_string()),
-            ("http", http.to_string()),
-            ("internal-http", internal.to_string()),
-            ("admin", admin.to_string()),
-            ("xds-token-file", token.display().to_string()),
-            ("log-format", "text".to_string()),
-        ],
-    );
-    Ok((run_pod("sluice-proxy-0", args, admin).await?, http))
+    let service = format!("sluice-controller.{NAMESPACE}.svc.cluster.local");
+    assert_eq!(rendered("xds"), Some(format!("{service}:18000")));
+    let mut replace = vec![
+        ("xds", xds.to_string()),
+        ("http", http.to_string()),
+        ("internal-http", internal.to_string()),
+        ("admin", admin.to_string()),
+        ("log-format", "text".to_string()),
+    ];
+    let https = match rendered("https") {
+        Some(_) => {
+            let https = free()?;
+            replace.push(("https", https.to_string()));
+            replace.push(("internal-https", free()?.to_string()));
+            Some(https)
+        }
+        None => None,
+    };
+    let mut args = mounted(proxy, args_with(proxy, &replace), volumes);
+    if rendered("xds-ca").is_some() {
+        // In the cluster the name checked on the controller's certificate is the host of
+        // --xds; here --xds is a loopback address, so the same name is given explicitly.
+        args.push(format!("--xds-server-name={service}"));
+    }
+    Ok(ProxyPod {
+        pod: run_pod("sluice-proxy-0", args, admin).await?,
+        http,
+        https,
+    })
 }
 
 fn lease_holder(cluster: &Cluster) -> Option<String> {
@@ -304,7 +340,8 @@ async fn the_default_chart_installs_runs_and_serves_the_readme_example_without_k
 
     // Knative's KIngress CRD is absent here: the controller still comes up.
     let dir = tempfile::tempdir()?;
-    let (controller, xds) = run_controller(&cluster, &docs, dir.path()).await?;
+    let volumes = [token_volume(&cluster, dir.path()).await?];
+    let (controller, xds) = run_controller(&cluster, &docs, &volumes).await?;
     eventually(
         "the controller holds the chart's Lease",
         CLUSTER_WAIT,
@@ -313,7 +350,8 @@ async fn the_default_chart_installs_runs_and_serves_the_readme_example_without_k
         },
     )
     .await?;
-    let (_proxy, http) = run_proxy(&docs, xds, &dir.path().join("token")).await?;
+    let proxy = run_proxy(&docs, xds, &volumes).await?;
+    let http = proxy.http;
 
     // The README, as written.
     let section = readme_section("Use without Knative");
@@ -372,7 +410,8 @@ async fn the_charts_config_autoscaler_is_what_the_controller_applies() -> anyhow
     )?;
     let cluster = install(false, &yaml).await?;
     let dir = tempfile::tempdir()?;
-    let (_controller, _xds) = run_controller(&cluster, &docs, dir.path()).await?;
+    let volumes = [token_volume(&cluster, dir.path()).await?];
+    let (_controller, _xds) = run_controller(&cluster, &docs, &volumes).await?;
     cluster
         .apply(
             "apiVersion: v1\nkind: Service\nmetadata: {name: big, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\napiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: big\n  namespace: default\n  annotations: {autoscaling.knative.dev/max-scale: \"10\"}\nspec:\n  service: {name: big, port: 80}\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: big}\n",
@@ -442,8 +481,9 @@ async fn with_knative_kingress_status_names_the_charts_services() -> anyhow::Res
         "sluice.ingress.networking.knative.dev"
     );
 
-    let (_controller, xds) = run_controller(&cluster, &docs, dir.path()).await?;
-    let (_proxy, _http) = run_proxy(&docs, xds, &dir.path().join("token")).await?;
+    let volumes = [token_volume(&cluster, dir.path()).await?];
+    let (_controller, xds) = run_controller(&cluster, &docs, &volumes).await?;
+    let _proxy = run_proxy(&docs, xds, &volumes).await?;
     cluster
         .apply("apiVersion: v1\nkind: Service\nmetadata: {name: hello, namespace: default}\nspec:\n  ports: [{port: 80}]\n---\napiVersion: networking.internal.knative.dev/v1alpha1\nkind: Ingress\nmetadata:\n  name: hello\n  namespace: default\n  annotations: {networking.knative.dev/ingress.class: sluice.ingress.networking.knative.dev}\nspec:\n  rules:\n  - hosts: [hello.default.example.com]\n    visibility: ExternalIP\n    http:\n      paths:\n      - splits:\n        - {serviceName: hello, serviceNamespace: default, servicePort: 80, percent: 100}\n")
         .await?;
@@ -577,7 +617,8 @@ async fn the_readme_helm_install_upgrade_and_uninstall_run_as_written() -> anyho
             .await?,
     ];
     let dir = tempfile::tempdir()?;
-    let (controller, _xds) = run_controller(&cluster, &installed, dir.path()).await?;
+    let volumes = [token_volume(&cluster, dir.path()).await?];
+    let (controller, _xds) = run_controller(&cluster, &installed, &volumes).await?;
     drop(controller);
 
     let lifecycle = readme_commands("Upgrade and uninstall", &["helm", "kubectl"]);
@@ -621,5 +662,141 @@ async fn the_readme_helm_install_upgrade_and_uninstall_run_as_written() -> anyho
     assert!(crd("routes.sluice.dev"), "Helm keeps CRDs");
     helm.run(delete_crds).await?;
     assert!(!crd("routes.sluice.dev") && !crd("revisions.sluice.dev"));
+    Ok(())
+}
+
+/// A private CA and the leaves it signs, written as a cert-manager Secret is mounted
+/// (`ca.crt`, `tls.crt`, `tls.key`).
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> anyhow::Result<Pki> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sluice-xds-ca");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate()?)?;
+        Ok(Pki { ca })
+    }
+
+    /// Issues what a rendered cert-manager `Certificate` asks for (its commonName, dnsNames
+    /// and usages) into `dir`, as its Secret would be mounted.
+    fn issue(&self, certificate: &Value, dir: &Path) -> anyhow::Result<()> {
+        let spec = &certificate["spec"];
+        let strings = |key: &str| -> Vec<String> {
+            spec[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let mut params = rcgen::CertificateParams::new(strings("dnsNames"))?;
+        if let Some(cn) = spec["commonName"].as_str() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+        }
+        params.extended_key_usages = strings("usages")
+            .iter()
+            .filter_map(|usage| match usage.as_str() {
+                "server auth" => Some(rcgen::ExtendedKeyUsagePurpose::ServerAuth),
+                "client auth" => Some(rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+                _ => None,
+            })
+            .collect();
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.ca)?;
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("ca.crt"), self.ca.pem())?;
+        std::fs::write(dir.join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+        Ok(())
+    }
+}
+
+/// The TLS value set: proxies and controllers authenticate each other with the certificates
+/// the rendered cert-manager `Certificate`s describe (names, usages, the Secrets' layout), and
+/// the proxy terminates HTTPS with the default certificate from its Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_values_proxies_and_controllers_use_the_charts_certificates() -> anyhow::Result<()>
+{
+    let (_, docs) = render("tls", &[])?;
+    // cert-manager is not installed in the fake: its objects are issued by the test instead.
+    let (issued, applied): (Vec<&Value>, Vec<&Value>) = docs.iter().partition(|d| {
+        d["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("cert-manager.io/"))
+    });
+    let yaml = applied
+        .iter()
+        .map(|d| serde_yaml::to_string(d))
+        .collect::<Result<Vec<_>, _>>()?
+        .join("---\n");
+    let cluster = install(false, &yaml).await?;
+    let certificate = |name: &str| {
+        issued
+            .iter()
+            .find(|d| d["kind"] == "Certificate" && d["metadata"]["name"] == name)
+            .copied()
+            .unwrap_or_else(|| panic!("no Certificate {name}"))
+    };
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::new()?;
+    let controller_tls = dir.path().join("controller");
+    pki.issue(certificate("sluice-xds-controller"), &controller_tls)?;
+    let proxy_tls = dir.path().join("proxy");
+    pki.issue(certificate("sluice-xds-proxy"), &proxy_tls)?;
+    let default_tls = dir.path().join("default-tls");
+    pki.issue(
+        &serde_json::json!({"spec": {"dnsNames": ["*.example.com"], "usages": ["server auth"]}}),
+        &default_tls,
+    )?;
+
+    let (controller, xds) =
+        run_controller(&cluster, &docs, &[("xds-auth", controller_tls)]).await?;
+    let proxy = run_proxy(
+        &docs,
+        xds,
+        &[
+            ("xds-auth", proxy_tls),
+            ("default-tls", default_tls.clone()),
+        ],
+    )
+    .await?;
+    // The stream is up (the proxy is ready only with a config from the controller), and the
+    // controller knows the proxy by its certificate.
+    let statuses = controller.statuses().await?;
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["status"]["proxy"]["identity"] == "mtls:sluice-proxy"),
+        "{statuses:#?}"
+    );
+
+    // HTTPS: a name no KIngress has gets the chart's default certificate.
+    let https = proxy.https.expect("the TLS values enable HTTPS");
+    let ca = std::fs::read_to_string(default_tls.join("ca.crt"))?;
+    let client = sluice_testkit::TlsClient::new(&[&ca], &[sluice_testkit::ALPN_HTTP1])?;
+    let mut connection =
+        sluice_testkit::H1Client::connect_tls(https, &client, "unknown.example.com").await?;
+    let response = connection
+        .send("GET", "unknown.example.com", "/", &[], None)
+        .await?;
+    assert_eq!(response.status, 404);
+    let served = connection
+        .tls()
+        .map(|t| t.peer_certificate.clone())
+        .unwrap_or_default();
+    let default_pem = std::fs::read_to_string(default_tls.join("tls.crt"))?;
+    assert_eq!(served, sluice_testkit::leaf_der(&default_pem)?);
+    drop(proxy.pod);
     Ok(())
 }
