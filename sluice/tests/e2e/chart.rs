@@ -737,7 +737,7 @@ async fn with_tls_values_proxies_and_controllers_use_the_charts_certificates() -
     });
     let yaml = applied
         .iter()
-        .map(|d| serde_yaml::to_string(d))
+        .map(serde_yaml::to_string)
         .collect::<Result<Vec<_>, _>>()?
         .join("---\n");
     let cluster = install(false, &yaml).await?;
