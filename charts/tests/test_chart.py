@@ -391,6 +391,20 @@ def test_dashboard_queries_name_metrics_sluice_exports():
         assert f'"{base}"' in sources, f"{name}: no such metric"
 
 
+@pytest.mark.parametrize("resources, threads, expected", [
+    ({"requests": {"cpu": "500m"}}, None, "1"),
+    ({"requests": {"cpu": "1500m"}}, None, "2"),
+    ({"requests": {"cpu": "500m"}, "limits": {"cpu": 4}}, None, "4"),
+    ({"requests": {"cpu": "2.5"}}, None, "3"),
+    ({}, None, "1"),
+    ({"requests": {"cpu": "500m"}}, 6, "6"),
+])
+def test_proxy_threads_follow_its_cpu(resources, threads, expected):
+    docs = render({"proxy": {"resources": resources, "threads": threads}})
+    proxy = one(docs, "Deployment", "sluice-proxy")["spec"]["template"]["spec"]
+    assert flag(proxy["containers"][0], "threads") == expected
+
+
 def test_watch_namespace_is_passed_through():
     docs = render(values("without-knative"))
     controller = one(docs, "Deployment", "sluice-controller")["spec"]["template"]["spec"]

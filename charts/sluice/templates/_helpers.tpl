@@ -129,3 +129,22 @@ or (list $ "proxy"). */}}
     fieldRef:
       fieldPath: metadata.namespace
 {{- end -}}
+
+{{/* Proxy worker threads: proxy.threads, else the CPU limit, else the CPU request, rounded
+up (at least 1). Without this a pod on a 64-core node would start 64 workers for half a CPU;
+Istio sizes Envoy's concurrency from the CPU limit the same way. */}}
+{{- define "sluice.proxyThreads" -}}
+{{- if .Values.proxy.threads -}}
+{{ int64 .Values.proxy.threads }}
+{{- else -}}
+{{- $resources := .Values.proxy.resources | default dict -}}
+{{- $cpu := (($resources.limits | default dict).cpu) | default (($resources.requests | default dict).cpu) | default 1 | toString -}}
+{{- $millis := 0 -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $millis = trimSuffix "m" $cpu | int64 -}}
+{{- else -}}
+{{- $millis = mulf ($cpu | float64) 1000 | int64 -}}
+{{- end -}}
+{{ max 1 (div (add $millis 999) 1000) }}
+{{- end -}}
+{{- end -}}
