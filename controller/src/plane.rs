@@ -61,7 +61,9 @@ impl ControlPlane {
         let source = match objects {
             Objects::Manifests(dir) => Source::Manifests(ManifestSource::new(dir, hub.clone())),
             Objects::Kubernetes(kubernetes) => {
-                autoscaler = autoscaler.with_cluster_scaler(kubernetes.scaler());
+                autoscaler = autoscaler
+                    .with_cluster_scaler(kubernetes.scaler())
+                    .with_leader(kubernetes.leader());
                 Source::Kubernetes(kubernetes)
             }
             Objects::Empty => Source::Empty,
