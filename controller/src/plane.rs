@@ -10,7 +10,7 @@ use crate::revision::ScalingTarget;
 use crate::scaling::{Autoscaler, RevisionMetrics};
 use crate::source::ManifestSource;
 use crate::TranslateConfig;
-use sluice_xds::server::{OpenWhen, Sessions, StreamHandler};
+use sluice_xds::server::{OpenWhen, ServeWhile, Sessions, StreamHandler};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -101,6 +101,22 @@ impl ControlPlane {
             self.loaded.subscribe(),
             Sessions::new(self.hub.cache().clone(), self.hub.clone()),
         )
+    }
+
+    /// Where the streams of a fleet of proxies go (`sluice controller`). In Kubernetes mode
+    /// only the Lease holder serves them: its autoscaler is the one that scales, so it must
+    /// hear every proxy's load, and its readiness must count every proxy. A standby refuses
+    /// at once, and a replica that loses the Lease ends its streams; proxies retry until they
+    /// reach the leader. Otherwise the same as [`ControlPlane::streams`].
+    pub fn fleet_streams(&self) -> Arc<dyn StreamHandler> {
+        match self.kubernetes() {
+            Some(kubernetes) => ServeWhile::new(
+                kubernetes.leader(),
+                kubernetes.not_leading(),
+                self.streams(),
+            ),
+            None => self.streams(),
+        }
     }
 
     /// Runs the sources and the autoscaler until `shutdown` turns true, then stops every
