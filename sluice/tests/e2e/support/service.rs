@@ -1,6 +1,8 @@
 //! A stand-in for a Kubernetes Service in front of several controller replicas: every new
 //! TCP connection goes to the next target in turn (kube-proxy picks at random; turns keep a
-//! test deterministic), and bytes are copied both ways until either side closes.
+//! test deterministic), and bytes are copied both ways until either side closes. A target
+//! that refuses connections is passed over for the next one, as a Service drops the endpoint
+//! of a pod whose container died.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct ServiceForwarder {
     pub addr: SocketAddr,
-    /// Connections sent to each target so far, in `targets` order.
+    /// Connections carried to each target so far, in `targets` order.
     sent: Arc<Mutex<Vec<usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -39,23 +41,31 @@ impl ServiceForwarder {
                 if connections.len() >= MAX_CONNECTIONS {
                     continue;
                 }
-                let target = targets[next % targets.len()];
-                counts.lock().unwrap_or_else(|p| p.into_inner())[next % targets.len()] += 1;
+                let first = next % targets.len();
                 next += 1;
+                let (targets, counts) = (targets.clone(), counts.clone());
                 connections.spawn(async move {
-                    // A target that is down: the client sees its connection close.
-                    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target));
-                    if let Ok(Ok(mut outbound)) = connect.await {
+                    for i in 0..targets.len() {
+                        let target = (first + i) % targets.len();
+                        let connect = TcpStream::connect(targets[target]);
+                        let Ok(Ok(mut outbound)) =
+                            tokio::time::timeout(CONNECT_TIMEOUT, connect).await
+                        else {
+                            continue;
+                        };
+                        counts.lock().unwrap_or_else(|p| p.into_inner())[target] += 1;
                         let _ = outbound.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
                     }
+                    // Every target is down: the client sees its connection close.
                 });
             }
         });
         Ok(ServiceForwarder { addr, sent, task })
     }
 
-    /// Connections sent to each target so far.
+    /// Connections carried to each target so far.
     pub fn sent(&self) -> Vec<usize> {
         self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
