@@ -13,10 +13,11 @@
 //! - [`status_writer`]: writes KIngress, Route and Revision statuses to their `/status`
 //!   subresource, only where they differ from what the API server has.
 //! - [`scale`]: a Revision's `scaleTargetRef` is scaled through its `scale` subresource.
-//! - [`lease`]: one replica leads; only it writes status and scale. Every replica watches and
-//!   serves xDS.
+//! - [`lease`]: one replica leads; only it writes status and scale, and only it serves the
+//!   proxies (see [`crate::plane::ControlPlane::fleet_streams`]).
 //!
-//! Every replica watches the same objects, so a new leader starts with warm caches.
+//! Every replica watches and translates the same objects, so a new leader starts with warm
+//! caches and the same resource versions, and reconnecting proxies get only differences.
 
 pub mod lease;
 pub mod scale;
@@ -108,6 +109,14 @@ impl Kubernetes {
     /// True while this replica holds the Lease.
     pub fn leader(&self) -> watch::Receiver<bool> {
         self.leader.subscribe()
+    }
+
+    /// Why this replica refuses proxies while it does not hold the Lease.
+    pub fn not_leading(&self) -> String {
+        format!(
+            "not the leader: {} is not holding lease {}/{}; retry",
+            self.options.identity, self.options.lease_namespace, self.options.lease_name
+        )
     }
 
     /// Watches, campaigns and (while leading) writes status until `shutdown`. `on_loaded` is

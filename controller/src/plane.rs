@@ -10,7 +10,7 @@ use crate::revision::ScalingTarget;
 use crate::scaling::{Autoscaler, RevisionMetrics};
 use crate::source::ManifestSource;
 use crate::TranslateConfig;
-use sluice_xds::server::{OpenWhen, Sessions, StreamHandler};
+use sluice_xds::server::{OpenWhen, ServeWhile, Sessions, StreamHandler};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -61,7 +61,9 @@ impl ControlPlane {
         let source = match objects {
             Objects::Manifests(dir) => Source::Manifests(ManifestSource::new(dir, hub.clone())),
             Objects::Kubernetes(kubernetes) => {
-                autoscaler = autoscaler.with_cluster_scaler(kubernetes.scaler());
+                autoscaler = autoscaler
+                    .with_cluster_scaler(kubernetes.scaler())
+                    .with_leader(kubernetes.leader());
                 Source::Kubernetes(kubernetes)
             }
             Objects::Empty => Source::Empty,
@@ -99,6 +101,22 @@ impl ControlPlane {
             self.loaded.subscribe(),
             Sessions::new(self.hub.cache().clone(), self.hub.clone()),
         )
+    }
+
+    /// Where the streams of a fleet of proxies go (`sluice controller`). In Kubernetes mode
+    /// only the Lease holder serves them: its autoscaler is the one that scales, so it must
+    /// hear every proxy's load, and its readiness must count every proxy. A standby refuses
+    /// at once, and a replica that loses the Lease ends its streams; proxies retry until they
+    /// reach the leader. Otherwise the same as [`ControlPlane::streams`].
+    pub fn fleet_streams(&self) -> Arc<dyn StreamHandler> {
+        match self.kubernetes() {
+            Some(kubernetes) => ServeWhile::new(
+                kubernetes.leader(),
+                kubernetes.not_leading(),
+                self.streams(),
+            ),
+            None => self.streams(),
+        }
     }
 
     /// Runs the sources and the autoscaler until `shutdown` turns true, then stops every

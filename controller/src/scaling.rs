@@ -140,6 +140,8 @@ pub struct Autoscaler {
     services: ObservedService,
     /// Scales `spec.service` Revisions with a `scaleTargetRef` (Kubernetes mode).
     cluster: Option<Arc<dyn Scaler>>,
+    /// The Lease (Kubernetes mode): its holder's decisions are the ones written.
+    leader: Option<watch::Receiver<bool>>,
     metrics: RevisionMetrics,
 }
 
@@ -150,8 +152,18 @@ impl Autoscaler {
             processes,
             services: ObservedService::default(),
             cluster: None,
+            leader: None,
             metrics,
         }
+    }
+
+    /// Starts afresh whenever this replica takes the Lease. A standby controller hears no
+    /// proxy (only the leader serves them), so its windows hold zeros; a fresh decider holds
+    /// the ready instances for a stable window instead, as after a restart, while the proxies
+    /// reconnect and their load refills the windows.
+    pub fn with_leader(mut self, leader: watch::Receiver<bool>) -> Self {
+        self.leader = Some(leader);
+        self
     }
 
     /// Scales Revisions with a `scaleTargetRef` through `scaler` instead of only logging.
@@ -178,18 +190,24 @@ impl Autoscaler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         let mut states = HashMap::new();
+        let mut leader = self.leader.clone();
         loop {
-            tokio::select! {
+            let step = tokio::select! {
                 _ = tick.tick() => {
                     ticks += 1;
-                    let decide = ticks.is_multiple_of(DECIDE_EVERY);
-                    self.step(&mut states, origin.elapsed(), Step::Tick { decide }).await;
+                    Step::Tick { decide: ticks.is_multiple_of(DECIDE_EVERY) }
                 }
-                _ = self.hub.poke_notify().notified() => {
-                    self.step(&mut states, origin.elapsed(), Step::Poke).await;
-                }
+                _ = self.hub.poke_notify().notified() => Step::Poke,
                 _ = shutdown.changed() => return,
+            };
+            // After the wait, not before it: a reset after a poke's step would forget the poke.
+            if let Some(leader) = &mut leader {
+                if leader.has_changed().unwrap_or(false) && *leader.borrow_and_update() {
+                    debug!("took the lease: autoscaler state starts afresh");
+                    states.clear();
+                }
             }
+            self.step(&mut states, origin.elapsed(), step).await;
         }
     }
 
@@ -308,3 +326,6 @@ impl Autoscaler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

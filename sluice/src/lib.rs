@@ -301,7 +301,7 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         .runtime
         .block_on(sluice_xds::grpc::bind(&args.xds_listen))
         .with_context(|| format!("binding the xDS port {}", args.xds_listen))?;
-    let streams = control.plane.streams();
+    let streams = control.plane.fleet_streams();
     let stop = control.shutdown.subscribe();
     control.runtime.spawn(async move {
         if let Err(error) = sluice_xds::grpc::serve(listener, streams, auth, stop).await {
@@ -320,8 +320,7 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         .route("/metrics", AdminResponse::metrics)
         .route("/status", move || AdminResponse::json(&hub.statuses()));
     if let Some(kubernetes) = control.plane.kubernetes() {
-        // 200 only on the Lease holder: a probe for routing proxies to the replica whose
-        // autoscaler acts on their load.
+        // 200 only on the Lease holder, the one replica that serves proxies.
         let leader = kubernetes.leader();
         admin = admin.route("/leader", move || {
             AdminResponse::readiness(*leader.borrow(), "not the leader")

@@ -5,8 +5,11 @@
 //! - [`serve`] is the controller's port: it authenticates every stream, then hands it to a
 //!   [`StreamHandler`] exactly as the in-process transport does. The port speaks HTTP/2 and this
 //!   one service only (no HTTP/1, reflection or health). HTTP/2 keepalive finds dead proxies.
+//!   A stream the handler does not admit is answered `UNAVAILABLE` with its reason at once; one
+//!   the handler ends with a [`StreamError`] gets that as its final status.
 //! - [`GrpcConnector`] is the proxy's [`Connector`]: a new connection per stream, so the
-//!   client's reconnect loop owns every retry.
+//!   client's reconnect loop owns every retry, and behind a Service each retry may reach
+//!   another controller replica.
 //! - Authentication: a bearer token from a file (re-read for every stream and every connect, so
 //!   it can be rotated without a restart, compared in constant time), mTLS against a CA, or
 //!   both, in which case both must pass. A port with neither is refused: the stream carries
@@ -18,7 +21,7 @@
 
 use crate::client::{ClientStream, Connector};
 use crate::protocol::{ControllerMessage, ProxyMessage};
-use crate::server::{Peer, ServerStream, StreamHandler, STREAM_BUFFER};
+use crate::server::{Peer, ServerStream, StreamError, StreamHandler, STREAM_BUFFER};
 use crate::wire::proto::sluice::v1 as pb;
 use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
@@ -30,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::TcpIncoming;
@@ -224,26 +227,50 @@ impl Discovery for DiscoveryService {
                 return Err(status);
             }
         };
-        info!(peer = %address, %identity, "xds stream accepted");
+        let peer = Peer { address, identity };
+        if let Err(refusal) = self.handler.admit(&peer) {
+            // Not a warning: a standby refuses every proxy that reaches it, and they retry.
+            debug!(peer = %peer.address, reason = %refusal, "xds stream refused");
+            return Err(status_of(refusal));
+        }
+        info!(peer = %peer.address, identity = %peer.identity, "xds stream accepted");
         let (proxy_tx, server_rx) = mpsc::channel(STREAM_BUFFER);
         let (server_tx, controller_rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(forward_proxy_messages(
             request.into_inner(),
             proxy_tx,
             self.shutdown.clone(),
-            address.clone(),
+            peer.address.clone(),
         ));
-        tokio::spawn(self.handler.open(
-            Peer { address, identity },
+        let task = self.handler.open(
+            peer,
             ServerStream {
                 rx: server_rx,
                 tx: server_tx,
             },
-        ));
+        );
+        let (ended_tx, ended_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = ended_tx.send(task.await);
+        });
+        // After the handler's last message, its reason if it ended the stream.
+        let ended = futures_util::stream::once(ended_rx).filter_map(|ended| async move {
+            match ended {
+                Ok(Err(error)) => Some(Err(status_of(error))),
+                Ok(Ok(())) | Err(_) => None,
+            }
+        });
         let outgoing = ReceiverStream::new(controller_rx)
             .map(|message| Ok(pb::ControllerMessage::from(message)))
+            .chain(ended)
             .take_until(shut_down(self.shutdown.clone()));
         Ok(Response::new(Box::pin(outgoing)))
+    }
+}
+
+fn status_of(error: StreamError) -> Status {
+    match error {
+        StreamError::Unavailable(reason) => Status::unavailable(reason),
     }
 }
 

@@ -5,6 +5,9 @@
 //! [`LocalConnector`] is the in-process transport of `sluice run`: a pair of channels per
 //! stream, resources passed by `Arc`, no serialisation; the session runs on the controller's
 //! runtime.
+//!
+//! Handlers compose: [`OpenWhen`] holds streams until the first load, [`ServeWhile`] refuses
+//! and ends them while the controller is not the one to serve (a standby replica).
 
 use crate::cache::SharedCache;
 use crate::client::{ClientStream, Connector};
@@ -18,8 +21,18 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
-/// A stream's task.
-pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+/// A stream's task. It ends with an error when the controller, not the proxy, ended the
+/// stream and the proxy should hear why (gRPC sends it as the stream's status).
+pub type BoxFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StreamError>> + Send + 'static>>;
+
+/// Why the controller refused or ended a stream.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// This controller does not serve streams now; another may (gRPC `UNAVAILABLE`).
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// Messages buffered per direction of a stream.
 pub const STREAM_BUFFER: usize = 64;
@@ -56,6 +69,11 @@ pub trait SessionEvents: Send + Sync + 'static {
 
 /// Accepts streams: the gRPC server and [`LocalConnector`] hand every new stream to it.
 pub trait StreamHandler: Send + Sync + 'static {
+    /// Asked before a stream is opened: an error refuses it at once, before any message (the
+    /// gRPC transport answers with its status, so the proxy's connect fails and it retries).
+    fn admit(&self, _peer: &Peer) -> Result<(), StreamError> {
+        Ok(())
+    }
     fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture;
 }
 
@@ -74,13 +92,78 @@ impl OpenWhen {
 }
 
 impl StreamHandler for OpenWhen {
+    fn admit(&self, peer: &Peer) -> Result<(), StreamError> {
+        self.inner.admit(peer)
+    }
+
     fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
         let mut open = self.open.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
             // An error: the sender is gone, the control plane stopped; drop the stream.
             if open.wait_for(|open| *open).await.is_ok() {
-                inner.open(peer, stream).await;
+                inner.open(peer, stream).await
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Streams are served only while `serving` is true (a dropped sender counts as false). Other
+/// streams are refused at once with `reason`, rather than held: a held stream would keep its
+/// proxy here, while a refused one retries, and behind a Service its next connection may
+/// reach the replica that serves. When `serving` turns false the open streams end with
+/// `reason`, so their proxies go and look too (they keep serving their last config meanwhile).
+pub struct ServeWhile {
+    serving: watch::Receiver<bool>,
+    reason: String,
+    inner: Arc<dyn StreamHandler>,
+}
+
+impl ServeWhile {
+    pub fn new(
+        serving: watch::Receiver<bool>,
+        reason: String,
+        inner: Arc<dyn StreamHandler>,
+    ) -> Arc<ServeWhile> {
+        Arc::new(ServeWhile {
+            serving,
+            reason,
+            inner,
+        })
+    }
+
+    fn refusal(&self) -> StreamError {
+        StreamError::Unavailable(self.reason.clone())
+    }
+}
+
+impl StreamHandler for ServeWhile {
+    fn admit(&self, peer: &Peer) -> Result<(), StreamError> {
+        let dropped = self.serving.has_changed().is_err();
+        if dropped || !*self.serving.borrow() {
+            return Err(self.refusal());
+        }
+        self.inner.admit(peer)
+    }
+
+    fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
+        let mut serving = self.serving.clone();
+        let refusal = self.refusal();
+        let address = peer.address.clone();
+        let inner = self.inner.open(peer, stream);
+        let stopped = async move {
+            // At once if it turned false since `admit`: nothing is served then.
+            let _ = serving.wait_for(|serving| !*serving).await;
+        };
+        Box::pin(async move {
+            tokio::select! {
+                ended = inner => ended,
+                () = stopped => {
+                    debug!(peer = %address, reason = %refusal, "xds stream ended");
+                    Err(refusal)
+                }
             }
         })
     }
@@ -106,13 +189,11 @@ impl Sessions {
 impl StreamHandler for Sessions {
     fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        Box::pin(serve_session(
-            id,
-            self.cache.clone(),
-            self.events.clone(),
-            peer,
-            stream,
-        ))
+        let session = serve_session(id, self.cache.clone(), self.events.clone(), peer, stream);
+        Box::pin(async move {
+            session.await;
+            Ok(())
+        })
     }
 }
 
@@ -169,16 +250,6 @@ pub async fn serve_session(
         }
         outbox.extend(responses);
     }
-    let StreamState {
-        events,
-        peer,
-        named,
-        ..
-    } = state;
-    debug!(session = id, peer = %peer.address, "xds stream closed");
-    if named {
-        events.disconnected(id);
-    }
 }
 
 /// One stream's session and what the controller has been told about it.
@@ -188,6 +259,17 @@ struct StreamState {
     events: Arc<dyn SessionEvents>,
     peer: Peer,
     named: bool,
+}
+
+/// On drop, not at the end of [`serve_session`]: a session cut off by its handler
+/// ([`ServeWhile`]) must not stay listed as connected.
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        debug!(session = self.id, peer = %self.peer.address, "xds stream closed");
+        if self.named {
+            self.events.disconnected(self.id);
+        }
+    }
 }
 
 impl StreamState {
@@ -237,13 +319,22 @@ impl Connector for LocalConnector {
             address: "in-process".to_string(),
             identity: "in-process".to_string(),
         };
-        self.runtime.spawn(self.handler.open(
+        self.handler
+            .admit(&peer)
+            .map_err(|e| format!("controller refused the stream: {e}"))?;
+        let task = self.handler.open(
             peer,
             ServerStream {
                 rx: server_rx,
                 tx: server_tx,
             },
-        ));
+        );
+        // The proxy sees its channel close; there is no status to carry the reason.
+        self.runtime.spawn(async move {
+            if let Err(error) = task.await {
+                debug!(%error, "in-process xds stream ended by the controller");
+            }
+        });
         Ok(ClientStream {
             tx: proxy_tx,
             rx: proxy_rx,

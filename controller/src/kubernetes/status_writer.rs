@@ -13,11 +13,18 @@
 //!   object's id, and RBAC problems show on `/status` as a `Writer` entry, not as a crash.
 //! - On becoming leader the writer compares every status; after that only the ones the board
 //!   reports changed.
+//! - A new leader has heard from no proxy yet: only the leader serves them, and they are
+//!   reconnecting to it. Until one has applied what it published (at most [`SETTLE`]), it
+//!   does not turn a KIngress or Route that the API server shows served at the same
+//!   generation back to not ready; everything else is written at once.
 
 use super::source::api_resource;
 use crate::hub::Hub;
 use crate::object::{Kind, ObjectKey};
-use crate::status::{ObjectStatus, RevisionStatus, RouteStatus, Status};
+use crate::status::{
+    ObjectStatus, RevisionStatus, RouteStatus, Status, CONDITION_INGRESS_READY,
+    CONDITION_LOAD_BALANCER_READY, STATUS_TRUE, STATUS_UNKNOWN,
+};
 use futures_util::stream::{self, StreamExt};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use serde_json::Value;
@@ -25,11 +32,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a new leader waits for proxies to confirm a readiness the API server shows.
+/// Proxies back off at most 15 s between attempts, so by then every live one has reached it.
+pub const SETTLE: Duration = Duration::from_secs(20);
 
 /// Each watched object's status as the API server last showed it.
 #[derive(Default)]
@@ -105,6 +116,34 @@ pub fn desired_status(kind: Kind, board: &Status, observed: Option<&Value>) -> V
     shaped.unwrap_or(Value::Null)
 }
 
+/// True when the board waits for proxies to confirm what `observed` already shows served (the
+/// load balancer of a KIngress, the ingress of a Route), at the same generation.
+pub fn awaits_confirmation(kind: Kind, board: &Status, observed: Option<&Value>) -> bool {
+    let condition = match kind {
+        Kind::Ingress => CONDITION_LOAD_BALANCER_READY,
+        Kind::Route => CONDITION_INGRESS_READY,
+        _ => return false,
+    };
+    let Some(observed) = observed else {
+        return false;
+    };
+    let waiting = board
+        .condition(condition)
+        .is_some_and(|c| c.status == STATUS_UNKNOWN);
+    let served = observed
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.get("type").and_then(Value::as_str) == Some(condition)
+                && c.get("status").and_then(Value::as_str) == Some(STATUS_TRUE)
+        });
+    let same_generation = observed.get("observedGeneration").and_then(Value::as_i64)
+        == Some(board.observed_generation);
+    waiting && served && same_generation
+}
+
 /// The merge patch that turns `observed` into `desired`: `desired`'s fields, and `null` for
 /// every other top-level field `observed` has. `None` when they are equal.
 pub fn status_patch(desired: &Value, observed: Option<&Value>) -> Option<Value> {
@@ -133,8 +172,12 @@ enum Outcome {
     Written,
     Unchanged,
     Gone,
+    /// Not written yet: it [`awaits_confirmation`] from proxies still reconnecting.
+    Held,
     Failed(String),
 }
+
+type Key = (String, String, String);
 
 impl StatusWriter {
     pub fn new(
@@ -169,7 +212,7 @@ impl StatusWriter {
             }
             // Whatever changed while following is covered by comparing everything.
             self.hub.take_changed_statuses();
-            let mut pending: BTreeMap<(String, String, String), ObjectStatus> = self
+            let mut pending: BTreeMap<Key, ObjectStatus> = self
                 .hub
                 .statuses()
                 .into_iter()
@@ -177,21 +220,40 @@ impl StatusWriter {
                 .map(|s| (s.key(), s))
                 .collect();
             let changed = self.hub.status_changed();
+            // Settled once a proxy has applied what this replica published when it took over.
+            let published = self.hub.cache().read().seq();
+            let settle_until = Instant::now() + SETTLE;
+            let mut fleet = self.hub.fleet_applied();
+            let mut settled = false;
+            let mut held: BTreeMap<Key, ObjectStatus> = BTreeMap::new();
             loop {
+                if !settled {
+                    let (applied, proxies) = *fleet.borrow_and_update();
+                    if (proxies > 0 && applied >= published) || Instant::now() >= settle_until {
+                        settled = true;
+                        pending.append(&mut held);
+                    }
+                }
                 if !pending.is_empty() {
                     let batch = std::mem::take(&mut pending);
-                    let failed = self.write_all(batch.into_values().collect()).await;
+                    let (failed, unconfirmed) = self
+                        .write_all(batch.into_values().collect(), !settled)
+                        .await;
                     pending.extend(failed.into_iter().map(|s| (s.key(), s)));
+                    held.extend(unconfirmed.into_iter().map(|s| (s.key(), s)));
                 }
                 let retry = !pending.is_empty();
                 tokio::select! {
                     _ = changed.notified() => {}
                     _ = tokio::time::sleep(RETRY), if retry => {}
+                    _ = fleet.changed(), if !settled => {}
+                    _ = tokio::time::sleep_until(settle_until), if !settled => {}
                     _ = leader.wait_for(|l| !*l) => break,
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
                 for status in self.hub.take_changed_statuses() {
                     if kind_of(&status).is_some() {
+                        held.remove(&status.key());
                         pending.insert(status.key(), status);
                     }
                 }
@@ -199,17 +261,23 @@ impl StatusWriter {
         }
     }
 
-    /// Writes each status that differs; returns the ones to retry.
-    async fn write_all(&self, statuses: Vec<ObjectStatus>) -> Vec<ObjectStatus> {
+    /// Writes each status that differs; returns the ones to retry, and the ones held back
+    /// (only when `hold` is set) because they await confirmation from proxies.
+    async fn write_all(
+        &self,
+        statuses: Vec<ObjectStatus>,
+        hold: bool,
+    ) -> (Vec<ObjectStatus>, Vec<ObjectStatus>) {
         let outcomes: Vec<(ObjectStatus, Outcome)> = stream::iter(statuses)
             .map(|status| async move {
-                let outcome = self.write(&status).await;
+                let outcome = self.write(&status, hold).await;
                 (status, outcome)
             })
             .buffer_unordered(CONCURRENT_WRITES)
             .collect()
             .await;
         let mut failed = Vec::new();
+        let mut held = Vec::new();
         let mut errors = BTreeMap::new();
         for (status, outcome) in outcomes {
             match outcome {
@@ -220,14 +288,15 @@ impl StatusWriter {
                     );
                     failed.push(status);
                 }
+                Outcome::Held => held.push(status),
                 Outcome::Written | Outcome::Unchanged | Outcome::Gone => {}
             }
         }
         self.hub.set_write_errors(errors);
-        failed
+        (failed, held)
     }
 
-    async fn write(&self, status: &ObjectStatus) -> Outcome {
+    async fn write(&self, status: &ObjectStatus, hold: bool) -> Outcome {
         let Some(kind) = kind_of(status) else {
             return Outcome::Unchanged;
         };
@@ -236,6 +305,9 @@ impl StatusWriter {
         }
         let key = ObjectKey::new(kind, &status.namespace, &status.name);
         let observed = self.observed.get(&key);
+        if hold && awaits_confirmation(kind, &status.status, observed.as_ref()) {
+            return Outcome::Held;
+        }
         let desired = desired_status(kind, &status.status, observed.as_ref());
         let Some(patch) = status_patch(&desired, observed.as_ref()) else {
             return Outcome::Unchanged;

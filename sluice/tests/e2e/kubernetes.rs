@@ -604,3 +604,131 @@ async fn a_kubernetes_controller_reports_ready_only_once_its_proxies_serve() -> 
     assert_eq!(r.echo()?.name, "main");
     Ok(())
 }
+
+/// The names of the proxies `controller` lists as connected on `/status`.
+async fn listed_proxies(controller: &Controller) -> anyhow::Result<Vec<String>> {
+    Ok(controller
+        .proxy_entries()
+        .await?
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Waits until `controller` lists only `proxy-1`, up to date.
+async fn serves_only_proxy_1(controller: &Controller, bound: Duration) -> anyhow::Result<()> {
+    eventually("the controller serves proxy-1", bound, async || {
+        let entries = controller.proxy_entries().await?;
+        let names: Vec<_> = entries.iter().map(|e| &e["name"]).collect();
+        anyhow::ensure!(names == ["proxy-1"], "lists {names:?}");
+        Ok(entries[0]["status"]["proxy"]["version"]
+            .is_string()
+            .then_some(()))
+    })
+    .await
+}
+
+const REPORTING_PROXIES: &str = "sluice_autoscaler_reporting_proxies ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_service_only_the_leader_serves_proxies_and_they_follow_it_over_a_failover(
+) -> anyhow::Result<()> {
+    let pod = EchoServer::start("web-pod").await?;
+    let cluster = Cluster::start_with(&scale_from_zero_manifests()).await?;
+    let mut a =
+        Controller::start_kubernetes(&cluster.kubeconfig, &["--identity", "controller-a"]).await?;
+    eventually("a leads", CLUSTER_WAIT, async || {
+        Ok((lease_holder(&cluster).as_deref() == Some("controller-a")).then_some(()))
+    })
+    .await?;
+    let b =
+        Controller::start_kubernetes(&cluster.kubeconfig, &["--identity", "controller-b"]).await?;
+    // The standby gets the first connection: a proxy that stayed where it landed would stay
+    // on the standby.
+    let service = ServiceForwarder::start(vec![b.xds, a.xds]).await?;
+    let proxy = Proxy::start(&ProxySpec {
+        node_id: "proxy-1".to_string(),
+        xds: service.addr,
+        auth: a.proxy_auth()?,
+        ip: LOCALHOST,
+        netns: None,
+    })
+    .await?;
+
+    // Refused by the standby, served by the leader, which hears its load.
+    serves_only_proxy_1(&a, WAIT).await?;
+    let sent = service.sent();
+    assert!(
+        sent[0] >= 1 && sent[1] >= 1,
+        "connections per replica: {sent:?}"
+    );
+    wait_metric(&a, REPORTING_PROXIES, |v| v == 1.0, WAIT).await?;
+    holds_for(
+        "the standby serves no proxy",
+        Duration::from_secs(2),
+        async || {
+            let listed = listed_proxies(&b).await?;
+            anyhow::ensure!(listed.is_empty(), "b lists {listed:?}");
+            anyhow::ensure!(metric(&b, REPORTING_PROXIES).await? == Some(0.0));
+            Ok(())
+        },
+    )
+    .await?;
+    let route = cluster
+        .wait_for("routes.sluice.dev", "ns", "web", CLUSTER_WAIT, |o| {
+            object_condition(o, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await?;
+
+    // A cold request: its poke reaches the leader, which scales the Deployment from zero.
+    let http = proxy.http;
+    let cold =
+        tokio::spawn(
+            async move { http1_request(http, "GET", "web.example.com", "/", &[], None).await },
+        );
+    eventually("scaled to 1", CLUSTER_WAIT, async || {
+        Ok((replicas(&cluster) == Some(1)).then_some(()))
+    })
+    .await?;
+    cluster
+        .apply(&endpoint_slice("ns", "web", "http", &[pod.addr()]))
+        .await?;
+    let response = tokio::time::timeout(CLUSTER_WAIT, cold).await???;
+    assert_eq!(response.status, 200);
+    serves_only_proxy_1(&a, WAIT).await?;
+    let route_writes = cluster.status_writes("routes", "web");
+
+    // The leader dies without releasing the Lease; the proxy serves its last config meanwhile.
+    a.kill()?;
+    let died = Instant::now();
+    assert_eq!(proxy.get("web.example.com", "/").await?.status, 200);
+    eventually("b leads", CLUSTER_WAIT, async || {
+        Ok((lease_holder(&cluster).as_deref() == Some("controller-b")).then_some(()))
+    })
+    .await?;
+    // Lease expiry (≤ 12.4 s), then at most one reconnect backoff (≤ 15 s).
+    serves_only_proxy_1(&b, Duration::from_secs(40)).await?;
+    eprintln!(
+        "leader killed to its proxy served by the new one: {:?}",
+        died.elapsed()
+    );
+    wait_metric(&b, REPORTING_PROXIES, |v| v == 1.0, WAIT).await?;
+    assert_eq!(proxy.get("web.example.com", "/").await?.status, 200);
+
+    // The new leader found the Route served once its proxy was back: nothing rewritten.
+    holds_for(
+        "the Route is not rewritten",
+        Duration::from_secs(3),
+        async || {
+            anyhow::ensure!(cluster.status_writes("routes", "web") == route_writes);
+            Ok(())
+        },
+    )
+    .await?;
+    let after = cluster.get("routes.sluice.dev", "ns", "web").await?;
+    assert_eq!(
+        after["status"], route["status"],
+        "same times, same everything"
+    );
+    Ok(())
+}

@@ -3,9 +3,11 @@
 
 mod cluster;
 mod fleet;
+mod service;
 
 pub use cluster::*;
 pub use fleet::*;
+pub use service::*;
 
 use anyhow::{bail, Context};
 use serde_json::Value;

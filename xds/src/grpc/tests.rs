@@ -6,7 +6,7 @@ use crate::model::{Backend, Certificate as CertificateResource, Protocol, Resour
 use crate::protocol::{
     DeltaRequest, DeltaResponse, NamedResource, Node, RejectedResource, Rejection,
 };
-use crate::server::{BoxFuture, SessionEvents, Sessions};
+use crate::server::{BoxFuture, ServeWhile, SessionEvents, Sessions};
 use crate::session::Rejected;
 use crate::ResourceType;
 use rcgen::{
@@ -15,6 +15,7 @@ use rcgen::{
 };
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -37,7 +38,7 @@ struct Handover {
 impl StreamHandler for Handover {
     fn open(&self, peer: Peer, stream: ServerStream) -> BoxFuture {
         let _ = self.streams.send((peer, stream));
-        Box::pin(async {})
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -432,6 +433,186 @@ async fn a_plain_http1_request_gets_no_xds_response() {
         String::from_utf8_lossy(&answer)
     );
     controller.assert_no_stream();
+}
+
+// ---- refused and ended streams ----
+
+const NOT_LEADER: &str = "not the leader: controller-b is not holding lease ns/sluice; retry";
+
+/// A TCP relay in front of the controller's port, as a Service is: it counts the connections
+/// it carries and those both ends have closed.
+struct Relay {
+    address: String,
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("bound").to_string();
+        let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, done) = (opened.clone(), closed.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (target, done) = (target.clone(), done.clone());
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Relay {
+            address,
+            opened,
+            closed,
+            task,
+        }
+    }
+
+    /// (opened, closed) once every connection it carried has closed.
+    async fn all_closed(&self) -> (usize, usize) {
+        within("the relayed connections to close", async {
+            loop {
+                let (opened, closed) = (
+                    self.opened.load(Ordering::SeqCst),
+                    self.closed.load(Ordering::SeqCst),
+                );
+                if opened == closed {
+                    return (opened, closed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps each stream until the proxy closes it, as a session does.
+struct Holder;
+
+impl StreamHandler for Holder {
+    fn open(&self, _peer: Peer, mut stream: ServerStream) -> BoxFuture {
+        Box::pin(async move {
+            while stream.rx.recv().await.is_some() {}
+            Ok(())
+        })
+    }
+}
+
+/// A token-authenticated port served by `ServeWhile` over `inner`.
+async fn serve_while(
+    token: &Path,
+    inner: Arc<dyn StreamHandler>,
+) -> (String, watch::Sender<bool>, watch::Sender<bool>) {
+    let listener = bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("bound").to_string();
+    let (serving, serving_rx) = watch::channel(false);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let handler = ServeWhile::new(serving_rx, NOT_LEADER.to_string(), inner);
+    tokio::spawn(serve(listener, handler, token_auth(token), shutdown_rx));
+    (address, serving, shutdown)
+}
+
+#[tokio::test]
+async fn a_stream_not_admitted_is_refused_unavailable_and_its_connection_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = write(&dir, "token", "t");
+    let (streams_tx, mut streams) = mpsc::unbounded_channel();
+    let (address, serving, _shutdown) = serve_while(
+        &token,
+        Arc::new(Handover {
+            streams: streams_tx,
+        }),
+    )
+    .await;
+    let relay = Relay::start(address).await;
+    let connector = GrpcConnector::new(GrpcClientConfig {
+        endpoint: relay.address.clone(),
+        token_file: Some(token),
+        tls: None,
+        server_name: None,
+    })
+    .expect("endpoint");
+
+    // Each attempt is its own connection, closed once refused: a retry behind a Service is
+    // balanced afresh.
+    for attempt in 1..=2 {
+        assert_eq!(
+            refused(&connector).await,
+            format!("controller refused the stream: unavailable: {NOT_LEADER}")
+        );
+        assert_eq!(relay.all_closed().await, (attempt, attempt));
+    }
+    assert!(streams.try_recv().is_err(), "never reached the handler");
+
+    serving.send_replace(true);
+    let _client = connect(&connector).await;
+    within("the admitted stream", streams.recv())
+        .await
+        .expect("the server is running");
+    assert_eq!(relay.opened.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn streams_are_ended_unavailable_with_the_reason_when_serving_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = write(&dir, "token", "t");
+    let (address, serving, _shutdown) = serve_while(&token, Arc::new(Holder)).await;
+    serving.send_replace(true);
+    let relay = Relay::start(address).await;
+
+    // The status as tonic's own client sees it.
+    let channel = within(
+        "connect",
+        Endpoint::from_shared(format!("http://{}", relay.address))
+            .expect("uri")
+            .connect(),
+    )
+    .await
+    .expect("connected");
+    let (_keep_open, outgoing) = mpsc::channel::<pb::ProxyMessage>(1);
+    let mut request = Request::new(ReceiverStream::new(outgoing));
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from("Bearer t").expect("ascii"),
+    );
+    let mut incoming = within("the stream", DiscoveryClient::new(channel).stream(request))
+        .await
+        .expect("admitted")
+        .into_inner();
+
+    // Through the proxy's connector: its channel closes, and its connection with it.
+    let connector = GrpcConnector::new(GrpcClientConfig {
+        endpoint: relay.address.clone(),
+        token_file: Some(token),
+        tls: None,
+        server_name: None,
+    })
+    .expect("endpoint");
+    let mut client = connect(&connector).await;
+
+    serving.send_replace(false);
+    let status = within("the stream to end", incoming.message())
+        .await
+        .expect_err("ended with a status");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), NOT_LEADER);
+    assert_eq!(within("the proxy's channel", client.rx.recv()).await, None);
+    drop(client);
+    drop(incoming);
+    assert_eq!(relay.all_closed().await, (2, 2));
 }
 
 // ---- mTLS ----

@@ -1,7 +1,7 @@
 use super::*;
 use crate::cache::Change;
 use crate::client::tests::{backend, route, FakePlane};
-use crate::client::{run, ClientOptions};
+use crate::client::{run, ClientOptions, DataPlane};
 use crate::model::{Certificate, Resource, ResourceType};
 use crate::protocol::{DeltaRequest, DeltaResponse};
 use std::collections::BTreeSet;
@@ -207,9 +207,10 @@ async fn a_stream_opened_before_the_first_load_is_answered_only_after_it() {
     let (_tx, mut rx, stream) = raw_stream();
     let waiting = tokio::spawn(handler.open(Peer::default(), stream));
     drop(loaded);
-    bounded("the waiting stream ends", waiting)
+    let ended = bounded("the waiting stream ends", waiting)
         .await
         .expect("no panic");
+    assert_eq!(ended, Ok(()), "dropped quietly");
     assert!(rx.recv().await.is_none(), "the stream is closed");
 }
 
@@ -561,6 +562,7 @@ impl StreamHandler for Breakable {
                 _ = session => {}
                 _ = broken.changed() => {}
             }
+            Ok(())
         })
     }
 }
@@ -635,6 +637,110 @@ async fn client_retries_with_growing_delays_then_becomes_ready() {
     }
     // Ready fired once, on the first sync; the data plane kept its config meanwhile.
     assert!(proxy.plane.batches().len() >= 2);
+
+    proxy.shutdown.send(true).expect("client running");
+    bounded("the client to stop", proxy.task)
+        .await
+        .expect("no panic");
+}
+
+const NOT_LEADER: &str = "not the leader: controller-b is not holding lease ns/sluice; retry";
+
+async fn refused_connect(connector: &LocalConnector) -> String {
+    match bounded("a connect", connector.connect()).await {
+        Ok(_) => panic!("the stream should have been refused"),
+        Err(error) => error,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_does_not_serve_refuses_streams_at_once_even_while_loading() {
+    let cache = Arc::new(SharedCache::new());
+    let (events, mut seen) = Recorder::new();
+    let (_loaded, open) = watch::channel(false);
+    let (serving_tx, serving) = watch::channel(false);
+    let handler = ServeWhile::new(
+        serving,
+        NOT_LEADER.to_string(),
+        OpenWhen::new(open, Sessions::new(cache, events)),
+    );
+    assert_eq!(
+        handler.admit(&Peer::default()),
+        Err(StreamError::Unavailable(NOT_LEADER.to_string()))
+    );
+    let connector = LocalConnector::new(handler.clone(), tokio::runtime::Handle::current());
+    assert_eq!(
+        refused_connect(&connector).await,
+        format!("controller refused the stream: {NOT_LEADER}")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(seen.try_recv().is_err(), "a refused stream reaches nothing");
+
+    // Serving: admitted, and held until the first load as before.
+    serving_tx.send_replace(true);
+    assert_eq!(handler.admit(&Peer::default()), Ok(()));
+    let mut stream = bounded("a connect", connector.connect())
+        .await
+        .expect("admitted");
+    stream
+        .tx
+        .send(opening(ResourceType::Backend, Some("proxy-0")))
+        .await
+        .expect("queued while the controller loads");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(stream.rx.try_recv().is_err(), "nothing before the load");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxy_cut_off_when_its_controller_stops_serving_keeps_its_config_and_comes_back() {
+    let cache = Arc::new(SharedCache::new());
+    cache.apply([Change::put("ns/a:80", backend(1))]);
+    let (events, mut seen) = Recorder::new();
+    let (_loaded, open) = watch::channel(true);
+    let (serving_tx, serving) = watch::channel(true);
+    let handler = ServeWhile::new(
+        serving,
+        NOT_LEADER.to_string(),
+        OpenWhen::new(open, Sessions::new(cache.clone(), events)),
+    );
+    let connector = Arc::new(FlakyConnector {
+        inner: LocalConnector::new(handler, tokio::runtime::Handle::current()),
+        fail: BTreeSet::new(),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let mut options = ClientOptions::new(node("proxy-0"), proxy_types());
+    options.report_interval = Duration::from_secs(3600);
+    let mut proxy = start_proxy(connector.clone(), options);
+    bounded("readiness", &mut proxy.ready)
+        .await
+        .expect("ready fires");
+    let (first, _, _) = wait_for(&mut seen, "applied", |_, e| *e == Event::Applied(1)).await;
+
+    // It stops serving (lost the Lease): the stream ends and the controller hears the proxy go.
+    serving_tx.send_replace(false);
+    wait_for(&mut seen, "the proxy disconnected", |s, e| {
+        s == first && *e == Event::Disconnected
+    })
+    .await;
+    let cut_at = connector.attempts.lock().expect("attempts lock").len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let retries = connector.attempts.lock().expect("attempts lock").len() - cut_at;
+    assert!(retries >= 3, "{retries} refused attempts in 1 s");
+    assert!(
+        DataPlane::held(proxy.plane.as_ref(), ResourceType::Backend).contains_key("ns/a:80"),
+        "the proxy keeps serving what it applied"
+    );
+    assert!(seen.try_recv().is_err(), "refused attempts reach nothing");
+
+    // Serving again (a new leader): the next attempt is served, on a new session.
+    cache.apply([Change::put("ns/b:80", backend(2))]);
+    serving_tx.send_replace(true);
+    applied_with(&mut proxy, "ns/b:80").await;
+    let (second, _, _) = wait_for(&mut seen, "applied on a new stream", |s, e| {
+        s != first && *e == Event::Applied(2)
+    })
+    .await;
+    assert_ne!(first, second);
 
     proxy.shutdown.send(true).expect("client running");
     bounded("the client to stop", proxy.task)

@@ -129,3 +129,87 @@ fn routes_and_revisions_are_written_in_their_own_status_shape() {
     let ingress = desired_status(Kind::Ingress, &status, None);
     assert!(ingress.get("publicLoadBalancer").is_some());
 }
+
+/// A board status translated at generation 2, its load balancer `state`.
+fn waiting_for_proxies(type_: &str, state: &str) -> Status {
+    let mut status = Status {
+        observed_generation: 2,
+        ..Status::default()
+    };
+    status.set_condition(Condition::new(type_, state));
+    status
+}
+
+#[test]
+fn a_new_leader_holds_back_only_a_readiness_its_proxies_have_yet_to_confirm() {
+    let observed = |type_: &str, state: &str, generation: i64| {
+        json!({
+            "observedGeneration": generation,
+            "conditions": [{"type": type_, "status": state}]
+        })
+    };
+    let lb = "LoadBalancerReady";
+    let ingress = "IngressReady";
+    let unknown = "Unknown";
+    // (what, kind, the board's condition and state, the API server's status, held)
+    let cases = [
+        (
+            "served at this generation: wait for the proxies",
+            Kind::Ingress,
+            (lb, unknown),
+            Some(observed(lb, STATUS_TRUE, 2)),
+            true,
+        ),
+        (
+            "a Route, the same",
+            Kind::Route,
+            (ingress, unknown),
+            Some(observed(ingress, STATUS_TRUE, 2)),
+            true,
+        ),
+        (
+            "a new generation is news",
+            Kind::Ingress,
+            (lb, unknown),
+            Some(observed(lb, STATUS_TRUE, 1)),
+            false,
+        ),
+        (
+            "never served",
+            Kind::Ingress,
+            (lb, unknown),
+            Some(observed(lb, unknown, 2)),
+            false,
+        ),
+        ("never written", Kind::Ingress, (lb, unknown), None, false),
+        (
+            "a proxy refuses it: say so",
+            Kind::Ingress,
+            (lb, STATUS_FALSE),
+            Some(observed(lb, STATUS_TRUE, 2)),
+            false,
+        ),
+        (
+            "ready on the board too",
+            Kind::Ingress,
+            (lb, STATUS_TRUE),
+            Some(observed(lb, STATUS_TRUE, 2)),
+            false,
+        ),
+        (
+            "Revisions have no load balancer",
+            Kind::Revision,
+            (lb, unknown),
+            Some(observed(lb, STATUS_TRUE, 2)),
+            false,
+        ),
+    ];
+    for (what, kind, (type_, state), observed, held) in cases {
+        let board = waiting_for_proxies(type_, state);
+        assert_eq!(
+            awaits_confirmation(kind, &board, observed.as_ref()),
+            held,
+            "{what}"
+        );
+    }
+}
