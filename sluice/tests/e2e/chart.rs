@@ -249,18 +249,6 @@ async fn run_proxy(docs: &[Value], xds: SocketAddr, volumes: &Volumes) -> anyhow
     })
 }
 
-fn lease_holder(cluster: &Cluster) -> Option<String> {
-    cluster
-        .api
-        .get(
-            "coordination.k8s.io/v1",
-            "leases",
-            NAMESPACE,
-            "sluice-controller",
-        )
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
-}
-
 /// A `## title` section of the README.
 fn readme_section(title: &str) -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
@@ -346,7 +334,10 @@ async fn the_default_chart_installs_runs_and_serves_the_readme_example_without_k
         "the controller holds the chart's Lease",
         CLUSTER_WAIT,
         async || {
-            Ok((lease_holder(&cluster).as_deref() == Some("sluice-controller-0")).then_some(()))
+            Ok(
+                (cluster.lease_holder(NAMESPACE).as_deref() == Some("sluice-controller-0"))
+                    .then_some(()),
+            )
         },
     )
     .await?;

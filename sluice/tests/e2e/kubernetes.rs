@@ -349,19 +349,6 @@ async fn a_scale_target_that_cannot_be_scaled_becomes_a_condition() -> anyhow::R
     Ok(())
 }
 
-fn lease_holder(cluster: &Cluster) -> Option<String> {
-    cluster
-        .api
-        .get(
-            "coordination.k8s.io/v1",
-            "leases",
-            "knative-serving",
-            "sluice-controller",
-        )
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
-        .filter(|h| !h.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_writes(
 ) -> anyhow::Result<()> {
@@ -377,7 +364,10 @@ async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_w
     };
     let mut a = start("controller-a").await?;
     eventually("a leads", CLUSTER_WAIT, async || {
-        Ok((lease_holder(&cluster).as_deref() == Some("controller-a")).then_some(()))
+        Ok(
+            (cluster.lease_holder("knative-serving").as_deref() == Some("controller-a"))
+                .then_some(()),
+        )
     })
     .await?;
     let mut b = start("controller-b").await?;
@@ -390,7 +380,7 @@ async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_w
     assert_eq!(a.admin_get("/leader").await?.status, 200);
     assert_eq!(b.admin_get("/leader").await?.status, 503);
     holds_for("one writer", Duration::from_secs(3), async || {
-        anyhow::ensure!(lease_holder(&cluster).as_deref() == Some("controller-a"));
+        anyhow::ensure!(cluster.lease_holder("knative-serving").as_deref() == Some("controller-a"));
         anyhow::ensure!(cluster.status_writes("ingresses", "hello") == 1);
         Ok(())
     })
@@ -400,7 +390,10 @@ async fn a_standby_controller_takes_over_within_fifteen_seconds_without_double_w
     a.kill()?;
     let died = Instant::now();
     eventually("b leads", CLUSTER_WAIT, async || {
-        Ok((lease_holder(&cluster).as_deref() == Some("controller-b")).then_some(()))
+        Ok(
+            (cluster.lease_holder("knative-serving").as_deref() == Some("controller-b"))
+                .then_some(()),
+        )
     })
     .await?;
     let failover = died.elapsed();
@@ -638,7 +631,10 @@ async fn behind_one_service_only_the_leader_serves_proxies_and_they_follow_it_ov
     let mut a =
         Controller::start_kubernetes(&cluster.kubeconfig, &["--identity", "controller-a"]).await?;
     eventually("a leads", CLUSTER_WAIT, async || {
-        Ok((lease_holder(&cluster).as_deref() == Some("controller-a")).then_some(()))
+        Ok(
+            (cluster.lease_holder("knative-serving").as_deref() == Some("controller-a"))
+                .then_some(()),
+        )
     })
     .await?;
     let b =
@@ -703,7 +699,10 @@ async fn behind_one_service_only_the_leader_serves_proxies_and_they_follow_it_ov
     let died = Instant::now();
     assert_eq!(proxy.get("web.example.com", "/").await?.status, 200);
     eventually("b leads", CLUSTER_WAIT, async || {
-        Ok((lease_holder(&cluster).as_deref() == Some("controller-b")).then_some(()))
+        Ok(
+            (cluster.lease_holder("knative-serving").as_deref() == Some("controller-b"))
+                .then_some(()),
+        )
     })
     .await?;
     // Lease expiry (≤ 12.4 s), then at most one reconnect backoff (≤ 15 s).

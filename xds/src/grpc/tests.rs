@@ -538,13 +538,7 @@ async fn a_stream_not_admitted_is_refused_unavailable_and_its_connection_closed(
     )
     .await;
     let relay = Relay::start(address).await;
-    let connector = GrpcConnector::new(GrpcClientConfig {
-        endpoint: relay.address.clone(),
-        token_file: Some(token),
-        tls: None,
-        server_name: None,
-    })
-    .expect("endpoint");
+    let connector = token_connector(relay.address.clone(), token);
 
     // Each attempt is its own connection, closed once refused: a retry behind a Service is
     // balanced afresh.
@@ -594,13 +588,7 @@ async fn streams_are_ended_unavailable_with_the_reason_when_serving_stops() {
         .into_inner();
 
     // Through the proxy's connector: its channel closes, and its connection with it.
-    let connector = GrpcConnector::new(GrpcClientConfig {
-        endpoint: relay.address.clone(),
-        token_file: Some(token),
-        tls: None,
-        server_name: None,
-    })
-    .expect("endpoint");
+    let connector = token_connector(relay.address.clone(), token);
     let mut client = connect(&connector).await;
 
     serving.send_replace(false);
@@ -842,15 +830,7 @@ async fn sessions_and_the_client_loop_sync_over_grpc() {
         shutdown_rx.clone(),
     ));
 
-    let connector = Arc::new(
-        GrpcConnector::new(GrpcClientConfig {
-            endpoint: address,
-            token_file: Some(token),
-            tls: None,
-            server_name: None,
-        })
-        .expect("endpoint"),
-    );
+    let connector = Arc::new(token_connector(address, token));
     let plane = Arc::new(Plane::default());
     let node = Node {
         id: "proxy-9".into(),
@@ -888,4 +868,15 @@ async fn sessions_and_the_client_loop_sync_over_grpc() {
         .await
         .expect("serve task")
         .expect("clean shutdown");
+}
+
+/// A plaintext connector that sends the token in `token`.
+fn token_connector(endpoint: String, token: PathBuf) -> GrpcConnector {
+    GrpcConnector::new(GrpcClientConfig {
+        endpoint,
+        token_file: Some(token),
+        tls: None,
+        server_name: None,
+    })
+    .expect("endpoint")
 }

@@ -104,6 +104,19 @@ impl Cluster {
         }
     }
 
+    /// Who holds the controllers' Lease (`sluice-controller` in `namespace`), if anyone.
+    pub fn lease_holder(&self, namespace: &str) -> Option<String> {
+        self.api
+            .get(
+                "coordination.k8s.io/v1",
+                "leases",
+                namespace,
+                "sluice-controller",
+            )
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .filter(|h| !h.is_empty())
+    }
+
     /// Status writes (`PATCH …/<plural>/<name>/status`) the fake answered 2xx.
     pub fn status_writes(&self, plural: &str, name: &str) -> usize {
         let suffix = format!("/{plural}/{name}/status");
