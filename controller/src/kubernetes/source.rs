@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// How `/status` shows a kind whose resource the API server does not serve.
-pub const NOT_SERVED: &str = "not served by the API server (CRD not installed?); treated as empty";
+const NOT_SERVED: &str = "not served by the API server (CRD not installed?); treated as empty";
 
 /// Whether the list failed because the resource does not exist (404): its CRD is not installed.
 fn not_served(error: &watcher::Error) -> bool {
@@ -284,7 +284,10 @@ impl KubernetesSource {
                     Err(error) if not_served(&error) => {
                         // The kind's CRD is not installed (Knative Serving absent, say): it
                         // has no objects, and the first load must not wait for it. The
-                        // watcher keeps retrying, so a CRD installed later is picked up.
+                        // watcher keeps retrying, so a CRD installed later is picked up. A 404
+                        // after a first list keeps what is stored: deleting a CRD deletes its
+                        // objects first (those arrive as deletions), and a passing 404 must
+                        // not wipe every route.
                         if !listed[i] {
                             info!(watch = %names[i], "not served by the API server (CRD not installed?); treated as empty until it is");
                             changes.push(Change::Replace(i, Relist::default()));
