@@ -179,6 +179,32 @@ def test_every_container_has_readiness_and_liveness_probes(rendered):
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+def test_admin_ports_listen_on_loopback_and_no_service_exposes_them(rendered):
+    """The admin listeners (/config, /status: pod addresses, every object) stay inside the pod;
+    probes, liveness and metrics scraping use the probe port, which serves only those."""
+    _, docs = rendered
+    admin_ports = set()
+    for deployment, container in containers(docs):
+        admin = flag(container, "admin")
+        probe = flag(container, "probe-addr")
+        assert admin and admin.startswith("127.0.0.1:"), (deployment["metadata"]["name"], admin)
+        assert probe and probe.startswith("0.0.0.0:"), (deployment["metadata"]["name"], probe)
+        admin_port = int(admin.rsplit(":", 1)[1])
+        admin_ports.add(admin_port)
+        declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert "admin" not in declared and admin_port not in declared.values()
+        assert declared["probe"] == int(probe.rsplit(":", 1)[1])
+        for check in ("readinessProbe", "livenessProbe", "startupProbe"):
+            if check in container:
+                assert container[check]["httpGet"]["port"] == "probe", (deployment, check)
+    assert admin_ports
+    for service in kinds(docs, "Service"):
+        for port in service["spec"]["ports"]:
+            assert port.get("targetPort") != "admin", service["metadata"]["name"]
+            assert port["port"] not in admin_ports, service["metadata"]["name"]
+            assert port.get("targetPort") not in admin_ports, service["metadata"]["name"]
+
+
 def test_image_tag_follows_app_version_which_is_the_crate_version(rendered):
     name, docs = rendered
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
@@ -365,6 +391,7 @@ def test_metrics_objects_only_when_asked(rendered):
         assert sorted(s["metadata"]["name"] for s in scraped) == [
             "sluice-controller-metrics", "sluice-proxy-metrics"]
         assert all(s["spec"]["ports"][0]["name"] == "metrics" for s in scraped)
+        assert all(s["spec"]["ports"][0]["targetPort"] == "probe" for s in scraped)
         assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     else:
         assert monitors == []

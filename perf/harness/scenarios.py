@@ -452,7 +452,7 @@ def activator(env):
             port, internal, admin = free_port(), free_port(), free_port()
             argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
                     "--http", f"127.0.0.1:{port}", "--internal-http", f"127.0.0.1:{internal}",
-                    "--admin", f"127.0.0.1:{admin}", "--threads", "1", "--shutdown-grace", "1s"]
+                    "--admin", f"127.0.0.1:{admin}", "--probe-addr", "127.0.0.1:0", "--threads", "1", "--shutdown-grace", "1s"]
             env.log.add("sluice", argv)
             started = time.time()
             proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"},

@@ -72,6 +72,9 @@ impl AdminResponse {
 
 pub type Handler = Arc<dyn Fn() -> AdminResponse + Send + Sync>;
 
+/// What the probe listener serves besides `/healthz`.
+const PROBE_PATHS: [&str; 2] = ["/ready", "/metrics"];
+
 #[derive(Default)]
 pub struct AdminApp {
     routes: BTreeMap<&'static str, Handler>,
@@ -92,17 +95,33 @@ impl AdminApp {
         self
     }
 
-    /// A proxy's paths: `/ready` (the first config is applied and no shutdown has begun),
-    /// `/metrics`, `/config` (what is applied, private keys redacted).
+    /// The probe listener's app: this app's `/ready` and `/metrics` (and `/healthz`), nothing
+    /// else. It faces the pod network, so no path that shows config or status.
+    pub fn probes(&self) -> AdminApp {
+        let mut probes = AdminApp::new();
+        for path in PROBE_PATHS {
+            if let Some(handler) = self.routes.get(path) {
+                probes.routes.insert(path, handler.clone());
+            }
+        }
+        probes
+    }
+
+    /// A proxy's paths: `/ready` (every listener bound, the first config applied and no
+    /// shutdown begun), `/metrics`, `/config` (what is applied, private keys redacted).
     pub fn for_gateway(gateway: Arc<Gateway>) -> Self {
         let ready = gateway.clone();
         let config = gateway;
         AdminApp::new()
             .route("/ready", move || {
-                AdminResponse::readiness(
-                    ready.ready.load(Ordering::Acquire),
-                    "waiting for the first config",
-                )
+                if !ready.ready.load(Ordering::Acquire) {
+                    AdminResponse::readiness(false, "waiting for the first config")
+                } else {
+                    AdminResponse::readiness(
+                        ready.listening.load(Ordering::Acquire),
+                        "waiting for the listeners to bind",
+                    )
+                }
             })
             .route("/metrics", AdminResponse::metrics)
             .route("/config", move || {

@@ -54,7 +54,28 @@ impl ProxyError {
         }
     }
 
-    pub fn into_response(self) -> Response<ResponseBody> {
+    /// The fixed text an external listener answers: it names no backend, endpoint address or
+    /// route, so a client learns nothing about the cluster (Envoy answers `no healthy upstream`
+    /// the same way). The detail stays in debug logs and metrics.
+    pub fn public_text(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no route\n",
+            ProxyError::BadRequest(_) => "bad request\n",
+            ProxyError::Overflow { .. } => "upstream overflow\n",
+            ProxyError::NoSplit { .. } | ProxyError::Connect(_) => "no healthy upstream\n",
+            ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
+                "upstream request timeout\n"
+            }
+            ProxyError::Upstream(_) | ProxyError::Unsendable => {
+                "upstream connect error or disconnect/reset before headers\n"
+            }
+            ProxyError::HttpsRedirect(_) => "",
+        }
+    }
+
+    /// The response for this error. `detailed` (internal listeners only) puts the error's full
+    /// text in the body; otherwise it is [`ProxyError::public_text`].
+    pub fn into_response(self, detailed: bool) -> Response<ResponseBody> {
         if let ProxyError::HttpsRedirect(location) = self {
             let mut response = Response::new(ResponseBody::empty());
             *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -63,9 +84,12 @@ impl ProxyError {
         }
         let status = self.status();
         let body = match &self {
-            // Fixed text: nothing to format for the most common error.
+            // Fixed text: nothing to format for the most common error, nor for a bad request
+            // (its reason is static and names nothing internal).
             ProxyError::NoRoute => ResponseBody::full(&b"no route\n"[..]),
-            other => ResponseBody::full(format!("{other}\n")),
+            ProxyError::BadRequest(_) => ResponseBody::full(format!("{self}\n")),
+            other if detailed => ResponseBody::full(format!("{other}\n")),
+            other => ResponseBody::full(other.public_text().as_bytes()),
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;

@@ -44,6 +44,9 @@ pub struct ConnInfo {
     pub client_ip: Option<HeaderValue>,
     /// A plaintext external listener: routes marked `https_redirect` answer 301 here.
     pub redirects_to_https: bool,
+    /// `--xff-trusted-hops` > 0: the client is another proxy whose `X-Forwarded-Host` and
+    /// `-Proto` are kept; otherwise both are replaced by what this hop saw.
+    pub trust_forwarded: bool,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -58,7 +61,8 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
-            error.into_response()
+            // Only cluster-local clients see backend names and addresses.
+            error.into_response(conn.listener == Listener::Internal)
         }
     };
     let metrics = match &matched {
@@ -88,11 +92,7 @@ async fn forward(
     matched: &mut Option<Arc<Route>>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let original_host = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| authority_value(req.uri()));
+    let original_host = request_host(&req);
     let mut selection = select(
         gateway,
         conn,
@@ -155,7 +155,7 @@ async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<R
             if let Some(d) = deadline {
                 tokio::time::sleep_until(d).await;
             }
-            return ProxyError::ResponseTimeout.into_response();
+            return ProxyError::ResponseTimeout.into_response(false);
         }
         tokio::time::sleep_until(wake).await;
     }
@@ -288,6 +288,14 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
+/// The host a request is for, the one it is routed on. The request target's authority wins over
+/// `Host`: RFC 9112 §3.2.2 for an absolute-form HTTP/1.1 target (`GET http://a/ HTTP/1.1` with
+/// `Host: b` is for `a`), RFC 9113 §8.3.1 for h2's `:authority` beside a `Host` header. Routing
+/// on one and forwarding the other would let a client reach a host it could not name.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    authority_value(req.uri()).or_else(|| req.headers().get(header::HOST).cloned())
+}
+
 fn authority_value(uri: &Uri) -> Option<HeaderValue> {
     uri.authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -301,6 +309,8 @@ fn prepare_request(
     original_host: Option<HeaderValue>,
     websocket: bool,
 ) {
+    // The target's authority was routed on (see `request_host`): the upstream gets it as Host.
+    let target_authority = req.uri().authority().is_some();
     let headers = req.headers_mut();
     let route = &selection.route;
     // Knative's probe asks with `k-network-hash: override`: read as routing saw the request,
@@ -314,9 +324,24 @@ fn prepare_request(
     if let Some(ip) = &conn.client_ip {
         append_list(headers, &X_FORWARDED_FOR, ip);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
-    if let Some(host) = &original_host {
-        append_list(headers, &X_FORWARDED_HOST, host);
+    if conn.trust_forwarded {
+        // Envoy with trusted hops (and Traefik with trusted IPs): the previous proxy's values
+        // are the client's; set them only where it sent none.
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+        }
+        if let Some(host) = &original_host {
+            if !headers.contains_key(&X_FORWARDED_HOST) {
+                headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+            }
+        }
+    } else {
+        // An untrusted client's own values are replaced, never passed on or appended to.
+        headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+        match &original_host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
     }
     for (name, value) in route.set_headers.iter() {
         headers.insert(name.clone(), value.clone());
@@ -332,7 +357,7 @@ fn prepare_request(
             headers.insert(header::HOST, rewrite.clone());
         }
         // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        (None, Some(host)) if !headers.contains_key(header::HOST) => {
+        (None, Some(host)) if target_authority || !headers.contains_key(header::HOST) => {
             headers.insert(header::HOST, host);
         }
         _ => {}

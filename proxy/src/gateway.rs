@@ -25,6 +25,10 @@ pub struct Settings {
     pub hold_timeout: Duration,
     /// Most requests held per backend; more get 503 at once.
     pub max_held_per_backend: usize,
+    /// Proxies in front of this one whose `X-Forwarded-*` are believed (Envoy's
+    /// `xff_num_trusted_hops`). 0: the client's `X-Forwarded-Host` and `-Proto` are replaced.
+    /// `X-Forwarded-For` gets the peer address appended either way.
+    pub xff_trusted_hops: u32,
 }
 
 impl Default for Settings {
@@ -33,6 +37,7 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(5),
             hold_timeout: Duration::from_secs(30),
             max_held_per_backend: 10_000,
+            xff_trusted_hops: 0,
         }
     }
 }
@@ -52,6 +57,9 @@ pub struct Gateway {
     /// True once the first full config is applied (set by whoever runs the xDS client):
     /// `/ready`, and the listeners start.
     pub ready: AtomicBool,
+    /// True once every listener with a known port accepts connections (they bind only after
+    /// the first config): `/ready` needs it too.
+    pub listening: AtomicBool,
     /// Revisions waiting for a poke to be sent.
     pokes: Mutex<Vec<(Arc<str>, Arc<RevisionStats>)>>,
     poke_notify: Notify,
@@ -69,6 +77,7 @@ impl Gateway {
             open_connections: Arc::default(),
             tls: crate::tls::Certificates::new(None),
             ready: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
             pokes: Mutex::new(Vec::new()),
             poke_notify: Notify::new(),
             last_report: Mutex::new(Instant::now()),

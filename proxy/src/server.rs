@@ -25,11 +25,12 @@ use pingora::services::listening::Service;
 use pingora::services::{ServiceHandle, ServiceReadyNotifier};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1.
@@ -99,6 +100,7 @@ impl ServerApp for HttpApp {
             proto: self.proto.clone(),
             client_ip,
             redirects_to_https: self.listener == Listener::External && !self.https,
+            trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
         });
         let gateway = self.gateway.clone();
         let service = service_fn(move |req| {
@@ -198,6 +200,91 @@ impl BackgroundService for Drainer {
     }
 }
 
+/// The address a listener given as `addr` binds; `None` for port 0 (unknown until bound) or
+/// an address that does not parse.
+fn reachable(addr: &str) -> Option<SocketAddr> {
+    let addr = addr.to_socket_addrs().ok()?.next()?;
+    (addr.port() != 0).then_some(addr)
+}
+
+/// Whether a socket listens on `addr`: the kernel's socket table where there is one (Linux),
+/// so nothing connects to the listener (a bare TCP connect to a TLS listener is logged as a
+/// failed handshake); else a connect to it (its loopback for an unspecified address).
+async fn is_listening(addr: SocketAddr) -> bool {
+    let (table, local) = match addr {
+        SocketAddr::V4(v4) => ("/proc/net/tcp", {
+            let o = v4.ip().octets();
+            format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
+        }),
+        SocketAddr::V6(v6) => ("/proc/net/tcp6", {
+            // Four 32-bit words, each in host (little-endian) byte order.
+            let o = v6.ip().octets();
+            o.chunks(4)
+                .map(|w| format!("{:02X}{:02X}{:02X}{:02X}", w[3], w[2], w[1], w[0]))
+                .collect()
+        }),
+    };
+    if let Ok(sockets) = std::fs::read_to_string(table) {
+        let want = format!("{local}:{:04X}", addr.port());
+        // `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...`;
+        // state 0A is LISTEN. The socket must be this process's: another process could
+        // hold the address (that is why Pingora is still retrying).
+        return sockets.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&want.as_str())
+                && fields.get(3) == Some(&"0A")
+                && fields.get(9).is_some_and(|inode| own_socket(inode))
+        });
+    }
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let connect = tokio::net::TcpStream::connect(target);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Whether one of this process's file descriptors is the socket with this inode.
+fn own_socket(inode: &str) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str())
+        })
+    })
+}
+
+/// Returns once every target listens. A listener that never binds keeps it waiting (and
+/// `/ready` at 503); it says so in the log every 10 s.
+async fn wait_accepting(mut pending: Vec<SocketAddr>) {
+    let started = std::time::Instant::now();
+    let mut warned = 0;
+    while !pending.is_empty() {
+        let mut still = Vec::with_capacity(pending.len());
+        for addr in pending {
+            if !is_listening(addr).await {
+                still.push(addr);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        let waited = started.elapsed().as_secs() / 10;
+        if waited > warned {
+            warned = waited;
+            warn!(listeners = ?pending, "listeners not accepting yet; /ready stays 503");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// HTTP(S) listener addresses of a proxy.
 #[derive(Clone, Debug, Default)]
 pub struct Listeners {
@@ -258,7 +345,16 @@ impl Shell {
     }
 
     pub fn admin(&mut self, addr: &str, app: AdminApp) {
-        let mut admin = Service::new("admin".to_string(), app);
+        self.admin_service("admin", addr, app);
+    }
+
+    /// The probe listener (`--probe-addr`): an [`AdminApp::probes`] on its own port.
+    pub fn probe(&mut self, addr: &str, app: AdminApp) {
+        self.admin_service("probe", addr, app);
+    }
+
+    fn admin_service(&mut self, name: &str, addr: &str, app: AdminApp) {
+        let mut admin = Service::new(name.to_string(), app);
         admin.threads = Some(1);
         admin.add_tcp(addr);
         self.server.add_service(admin);
@@ -273,6 +369,7 @@ impl Shell {
     ) -> anyhow::Result<()> {
         // The drain waits for the gateway's connections.
         self.open_connections = gateway.open_connections.clone();
+        let mut started = Vec::new();
         for (name, addrs, listener) in [
             ("http-external", &listeners.http, Listener::External),
             (
@@ -296,7 +393,9 @@ impl Shell {
                     ListenerConfig::tcp(addr.as_str()).l4_buffer(L4BufferSettings::unbuffered()),
                 );
             }
-            self.server.add_service(service).add_dependency(after);
+            let handle = self.server.add_service(service);
+            handle.add_dependency(after);
+            started.push(handle);
         }
         for (name, addrs, listener, resolver) in [
             (
@@ -323,9 +422,51 @@ impl Shell {
                 let settings = crate::tls::listener_settings(resolver.clone())?;
                 service.add_tls_with_settings(addr, None, settings);
             }
-            self.server.add_service(service).add_dependency(after);
+            let handle = self.server.add_service(service);
+            handle.add_dependency(after);
+            started.push(handle);
         }
+        self.watch_listeners(gateway, listeners, &started);
         Ok(())
+    }
+
+    /// Pingora reports a listener service ready before it binds, and retries a bind: so once
+    /// the listeners have started, wait until each address listens, then set
+    /// `gateway.listening` (part of `/ready`). Ports given as 0 cannot be known and are skipped.
+    fn watch_listeners(
+        &mut self,
+        gateway: &Arc<Gateway>,
+        listeners: &Listeners,
+        started: &[ServiceHandle],
+    ) {
+        let targets: Vec<SocketAddr> = [
+            &listeners.http,
+            &listeners.internal_http,
+            &listeners.https,
+            &listeners.internal_https,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|addr| reachable(addr))
+        .collect();
+        let gateway = gateway.clone();
+        let watch = self.task(
+            "listen-check",
+            Box::new(move |mut shutdown, ready| {
+                Box::pin(async move {
+                    ready();
+                    tokio::select! {
+                        _ = wait_accepting(targets) => {
+                            gateway.listening.store(true, Ordering::Release);
+                        }
+                        _ = shutdown.changed() => {}
+                    }
+                })
+            }),
+        );
+        for handle in started {
+            watch.add_dependency(handle);
+        }
     }
 
     /// Runs until SIGTERM (or SIGINT) and the drain; returns once drained, or when Pingora's

@@ -160,9 +160,23 @@ pub struct GatewayArgs {
     #[arg(long, env = "SLUICE_DEFAULT_KEY", requires = "default_certificate")]
     pub default_key: Option<PathBuf>,
     /// Admin listener: /ready, /healthz, /metrics, /config (and /status where a control
-    /// plane runs).
-    #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9901")]
+    /// plane runs). Unauthenticated and `/config` shows cluster-local hosts and pod
+    /// addresses, so it binds loopback by default, like Envoy's admin examples
+    /// (`127.0.0.1:9901`); kubelet and Prometheus use `--probe-addr`.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: String,
+    /// Probe listener for the kubelet and Prometheus: only /ready, /healthz and /metrics.
+    /// Default 0.0.0.0:9090, the port Knative's queue-proxy gives metrics; port 0 picks a
+    /// free one.
+    #[arg(long, env = "SLUICE_PROBE_ADDR", default_value = "0.0.0.0:9090")]
+    pub probe_addr: String,
+    /// Proxies in front of this one whose X-Forwarded-* headers are believed: Envoy's
+    /// `xff_num_trusted_hops`, default 0 as in Envoy. X-Forwarded-For always gets the peer
+    /// address appended. With 0 a client's own X-Forwarded-Host and X-Forwarded-Proto are
+    /// replaced by what this hop saw (as Traefik does for untrusted peers); above 0 they are
+    /// kept.
+    #[arg(long, env = "SLUICE_XFF_TRUSTED_HOPS", default_value_t = 0)]
+    pub xff_trusted_hops: u32,
     /// Worker threads (one current-thread runtime each). Default: the number of CPUs.
     #[arg(long, env = "SLUICE_THREADS")]
     pub threads: Option<usize>,
@@ -322,9 +336,14 @@ pub struct ControllerArgs {
     pub xds_listen: String,
     #[command(flatten)]
     pub auth: XdsAuthArgs,
-    /// Admin listener: /ready, /healthz, /metrics, /status.
-    #[arg(long, env = "SLUICE_ADMIN", default_value = "0.0.0.0:9902")]
+    /// Admin listener: /ready, /healthz, /metrics, /status (and /leader). Loopback by
+    /// default: `/status` names every object and proxy.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "127.0.0.1:9902")]
     pub admin: String,
+    /// Probe listener for the kubelet and Prometheus: only /ready, /healthz and /metrics.
+    /// Default 0.0.0.0:9091, next to the proxies' 9090 so both can share a host.
+    #[arg(long, env = "SLUICE_PROBE_ADDR", default_value = "0.0.0.0:9091")]
+    pub probe_addr: String,
     #[command(flatten)]
     pub control: ControlArgs,
 }
@@ -392,6 +411,29 @@ mod tests {
         assert_eq!(run.kubernetes.lease_retry_period, off.lease_retry_period);
         assert_eq!(run.kubernetes.lease_name, off.lease_name);
         assert_eq!(run.config, None);
+    }
+
+    #[test]
+    fn admin_defaults_to_loopback_and_probes_get_their_own_port() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.gateway.admin, "127.0.0.1:9901");
+        assert_eq!(run.gateway.probe_addr, "0.0.0.0:9090");
+        assert_eq!(run.gateway.xff_trusted_hops, 0);
+        let cli = Cli::try_parse_from(["sluice", "proxy", "--xds", "c:18000"]).expect("parses");
+        let Command::Proxy(proxy) = cli.command else {
+            panic!("not proxy");
+        };
+        assert_eq!(proxy.gateway.admin, "127.0.0.1:9901");
+        assert_eq!(proxy.gateway.probe_addr, "0.0.0.0:9090");
+        let cli = Cli::try_parse_from(["sluice", "controller", "--config", "d"]).expect("parses");
+        let Command::Controller(controller) = cli.command else {
+            panic!("not controller");
+        };
+        assert_eq!(controller.admin, "127.0.0.1:9902");
+        assert_eq!(controller.probe_addr, "0.0.0.0:9091");
     }
 
     #[test]

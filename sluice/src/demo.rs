@@ -76,6 +76,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             default_certificate: None,
             default_key: None,
             admin: args.admin.clone(),
+            // The demo's admin port serves the probes too; nothing else to open.
+            probe_addr: "127.0.0.1:0".into(),
+            xff_trusted_hops: 0,
             threads: Some(1),
             shutdown_grace: Duration::from_secs(2),
             hold_timeout: Duration::from_secs(30),

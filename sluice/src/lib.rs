@@ -187,7 +187,10 @@ fn threads(args: &GatewayArgs) -> usize {
 
 fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
     let default_certificate = match (&args.default_certificate, &args.default_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(sluice_proxy::tls::load_default(cert, key)?)),
+        (Some(cert), Some(key)) => Some(Arc::new(
+            sluice_proxy::tls::load_default(cert, key)
+                .context("--default-certificate/--default-key")?,
+        )),
         (None, None) => None,
         _ => anyhow::bail!("--default-certificate and --default-key go together"),
     };
@@ -200,6 +203,7 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 connect_timeout: args.connect_timeout,
                 hold_timeout: args.hold_timeout,
                 max_held_per_backend: args.max_held_requests,
+                xff_trusted_hops: args.xff_trusted_hops,
             },
         )
         .with_default_certificate(default_certificate),
@@ -242,6 +246,7 @@ fn serve_proxy(
         }),
     );
     shell.listeners(&gateway, &listeners, &xds)?;
+    shell.probe(&args.probe_addr, admin.probes());
     shell.admin(&args.admin, admin);
     let draining = gateway.clone();
     shell.on_shutdown(move || draining.ready.store(false, Ordering::Release));
@@ -251,6 +256,7 @@ fn serve_proxy(
         https = ?listeners.https,
         internal_https = ?listeners.internal_https,
         admin = %args.admin,
+        probe = %args.probe_addr,
         "sluice proxy starting"
     );
     if listeners.http.is_empty() && listeners.internal_http.is_empty() {
@@ -261,9 +267,15 @@ fn serve_proxy(
 
 /// `sluice run`: control plane and proxy in one process, connected in-process.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // Everything that can be checked before the (possibly long) first load is, so a typo
+    // fails in milliseconds rather than after it.
+    check_listen_addrs(&gateway_addrs(&args.gateway))?;
+    if let Some(dir) = &args.config {
+        check_manifest_dir(dir)?;
+    }
+    let gateway = build_gateway(&args.gateway)?;
     let control = ControlThread::start(&args.control, args.config.as_ref(), &args.kubernetes)?;
     control.wait_loaded()?;
-    let gateway = build_gateway(&args.gateway)?;
     let connector: Arc<dyn Connector> = Arc::new(LocalConnector::new(
         control.plane.streams(),
         control.runtime.clone(),
@@ -293,6 +305,11 @@ fn tls_files(auth: &XdsAuthArgs) -> Option<TlsFiles> {
 
 /// `sluice controller`: the control plane, serving proxies over gRPC.
 pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
+    check_listen_addrs(&[("--admin", &args.admin), ("--probe-addr", &args.probe_addr)])?;
+    if let Some(dir) = &args.config {
+        check_manifest_dir(dir)?;
+    }
+    check_files(&xds_files(&args.auth))?;
     let auth = ServerAuth::new(args.auth.xds_token_file.clone(), tls_files(&args.auth))?;
     let control = ControlThread::start(&args.control, args.config.as_ref(), &args.kubernetes)?;
     // The xDS port opens at once: proxies that come up with the controller connect while it
@@ -327,6 +344,7 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         });
     }
     let mut shell = Shell::new(1, Duration::from_secs(1));
+    shell.probe(&args.probe_addr, admin.probes());
     shell.admin(&args.admin, admin);
     let served = shell.run();
     control.stop();
@@ -351,6 +369,8 @@ pub fn run_proxy(args: &ProxyArgs) -> anyhow::Result<()> {
     if args.auth.xds_token_file.is_none() && tls_files(&args.auth).is_none() {
         anyhow::bail!("the xDS stream needs --xds-token-file or --xds-ca/--xds-cert/--xds-key");
     }
+    check_listen_addrs(&gateway_addrs(&args.gateway))?;
+    check_files(&xds_files(&args.auth))?;
     let connector: Arc<dyn Connector> = Arc::new(GrpcConnector::new(GrpcClientConfig {
         endpoint: args.xds.clone(),
         token_file: args.auth.xds_token_file.clone(),
@@ -366,6 +386,69 @@ pub fn run_proxy(args: &ProxyArgs) -> anyhow::Result<()> {
     };
     let admin = AdminApp::for_gateway(gateway.clone());
     serve_proxy(&args.gateway, gateway, connector, node, admin)
+}
+
+/// Every address a proxy listens on, with the flag that names it.
+fn gateway_addrs(args: &GatewayArgs) -> Vec<(&'static str, &str)> {
+    let mut addrs = vec![("--admin", args.admin.as_str())];
+    addrs.push(("--probe-addr", args.probe_addr.as_str()));
+    for (flag, list) in [
+        ("--http", &args.http),
+        ("--internal-http", &args.internal_http),
+        ("--https", &args.https),
+        ("--internal-https", &args.internal_https),
+    ] {
+        addrs.extend(list.iter().map(|a| (flag, a.as_str())));
+    }
+    addrs
+}
+
+/// Binds every address once, all at the same time, and lets them go. Pingora retries a bind
+/// that finds its address in use for about 30 s, warning, while the admin port already
+/// answers; nginx gives up after 5 tries in 2.5 s. Failing here ends the process at once with
+/// the flag's name. (Another process could still take a port in the instant between this check
+/// and Pingora's bind; `/ready` stays 503 until every listener accepts.)
+fn check_listen_addrs(addrs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut held = Vec::with_capacity(addrs.len());
+    for (flag, addr) in addrs {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("{flag} {addr}: cannot listen"))?;
+        held.push(listener);
+    }
+    Ok(())
+}
+
+/// The manifest directory must exist and be readable now: a typo should not leave a gateway
+/// waiting (or serving nothing) forever.
+fn check_manifest_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::read_dir(dir).map(drop).with_context(|| {
+        format!(
+            "--config {}: cannot read the manifest directory",
+            dir.display()
+        )
+    })
+}
+
+/// The xDS credential files given, with their flags.
+fn xds_files(auth: &XdsAuthArgs) -> Vec<(&'static str, &std::path::Path)> {
+    [
+        ("--xds-ca", &auth.xds_ca),
+        ("--xds-cert", &auth.xds_cert),
+        ("--xds-key", &auth.xds_key),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+    .collect()
+}
+
+/// Each file must be readable now.
+fn check_files(files: &[(&str, &std::path::Path)]) -> anyhow::Result<()> {
+    for (flag, path) in files {
+        std::fs::File::open(path)
+            .map(drop)
+            .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Sets up logging: text or JSON, filtered by `filter`.

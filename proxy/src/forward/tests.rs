@@ -68,3 +68,60 @@ fn response_connection_headers_are_removed() {
     assert_eq!(h.len(), 1);
     assert!(h.contains_key("content-type"));
 }
+
+#[test]
+fn the_target_authority_wins_over_host() {
+    let request = |uri: &str, host: Option<&str>| {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header(header::HOST, host);
+        }
+        builder.body(()).expect("request")
+    };
+    let cases = [
+        // Origin-form: Host.
+        ("/", Some("pub.example.com"), Some("pub.example.com")),
+        // Absolute-form (h1) or :authority (h2): the target's authority, Host ignored.
+        (
+            "http://private.local/",
+            Some("pub.example.com"),
+            Some("private.local"),
+        ),
+        (
+            "http://Private.Local.:80/x",
+            None,
+            Some("Private.Local.:80"),
+        ),
+        ("/", None, None),
+    ];
+    for (uri, host, want) in cases {
+        let got = request_host(&request(uri, host));
+        assert_eq!(
+            got.as_ref().and_then(|v| v.to_str().ok()),
+            want,
+            "{uri} {host:?}"
+        );
+    }
+}
+
+#[test]
+fn external_error_text_names_nothing_internal() {
+    let errors = [
+        ProxyError::Overflow {
+            backend: "ns/secret:80".into(),
+        },
+        ProxyError::HoldTimeout {
+            backend: "ns/secret:80".into(),
+            seconds: 3,
+        },
+        ProxyError::NoSplit {
+            route: "ns/secret#0/0".into(),
+        },
+    ];
+    for error in errors {
+        let detailed = error.to_string();
+        assert!(detailed.contains("secret"), "{detailed}");
+        assert!(!error.public_text().contains("secret"));
+        assert!(!error.public_text().is_empty());
+    }
+}

@@ -148,8 +148,13 @@ impl Admin for Pod {
 /// Starts a rendered container's command with its rendered arguments and the environment the
 /// downward API gives it, on a read-only root filesystem as the chart's `securityContext`
 /// runs it (a private mount namespace with `/` remounted read-only); waits until its `/ready`
-/// answers 200.
-async fn run_pod(name: &str, args: Vec<String>, admin: SocketAddr) -> anyhow::Result<Pod> {
+/// answers 200 on the probe port, where the chart points the kubelet.
+async fn run_pod(
+    name: &str,
+    args: Vec<String>,
+    admin: SocketAddr,
+    probe: SocketAddr,
+) -> anyhow::Result<Pod> {
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "--", "sh", "-c"])
@@ -166,7 +171,8 @@ async fn run_pod(name: &str, args: Vec<String>, admin: SocketAddr) -> anyhow::Re
     };
     eventually(&format!("{name} ready"), CLUSTER_WAIT, async || {
         pod.process.check_running()?;
-        let ready = pod.admin_get("/ready").await?;
+        let ready =
+            sluice_testkit::http1_request(probe, "GET", "kubelet", "/ready", &[], None).await?;
         Ok((ready.status == 200).then_some(()))
     })
     .await?;
@@ -179,13 +185,18 @@ async fn run_controller(
     docs: &[Value],
     volumes: &Volumes,
 ) -> anyhow::Result<(Pod, SocketAddr)> {
-    let (xds, admin) = (free_addr(LOCALHOST)?, free_addr(LOCALHOST)?);
+    let (xds, admin, probe) = (
+        free_addr(LOCALHOST)?,
+        free_addr(LOCALHOST)?,
+        free_addr(LOCALHOST)?,
+    );
     let container = container(docs, "sluice-controller");
     let args = args_with(
         container,
         &[
             ("xds-listen", xds.to_string()),
             ("admin", admin.to_string()),
+            ("probe-addr", probe.to_string()),
             ("log-format", "text".to_string()),
         ],
     );
@@ -194,7 +205,10 @@ async fn run_controller(
         "--kubeconfig".into(),
         cluster.kubeconfig.display().to_string(),
     ]);
-    Ok((run_pod("sluice-controller-0", args, admin).await?, xds))
+    Ok((
+        run_pod("sluice-controller-0", args, admin, probe).await?,
+        xds,
+    ))
 }
 
 struct ProxyPod {
@@ -207,7 +221,7 @@ struct ProxyPod {
 /// The proxy of the rendered chart, dialing `xds` for the controller's Service.
 async fn run_proxy(docs: &[Value], xds: SocketAddr, volumes: &Volumes) -> anyhow::Result<ProxyPod> {
     let free = || free_addr(LOCALHOST);
-    let (http, internal, admin) = (free()?, free()?, free()?);
+    let (http, internal, admin, probe) = (free()?, free()?, free()?, free()?);
     let proxy = container(docs, "sluice-proxy");
     let rendered = |flag: &str| {
         proxy["args"]
@@ -225,6 +239,7 @@ async fn run_proxy(docs: &[Value], xds: SocketAddr, volumes: &Volumes) -> anyhow
         ("http", http.to_string()),
         ("internal-http", internal.to_string()),
         ("admin", admin.to_string()),
+        ("probe-addr", probe.to_string()),
         ("log-format", "text".to_string()),
     ];
     let https = match rendered("https") {
@@ -243,7 +258,7 @@ async fn run_proxy(docs: &[Value], xds: SocketAddr, volumes: &Volumes) -> anyhow
         args.push(format!("--xds-server-name={service}"));
     }
     Ok(ProxyPod {
-        pod: run_pod("sluice-proxy-0", args, admin).await?,
+        pod: run_pod("sluice-proxy-0", args, admin, probe).await?,
         http,
         https,
     })

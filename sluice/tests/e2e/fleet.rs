@@ -477,7 +477,7 @@ async fn an_unauthenticated_proxy_is_refused() -> anyhow::Result<()> {
         .arg("proxy")
         .args(["--xds", &controller.xds.to_string(), "--node-id", "bare"])
         .args(["--http", &port()?, "--internal-http", &port()?])
-        .args(["--admin", &port()?]);
+        .args(["--admin", &port()?, "--probe-addr", "127.0.0.1:0"]);
     for var in [
         "SLUICE_XDS_TOKEN_FILE",
         "SLUICE_XDS_CA",

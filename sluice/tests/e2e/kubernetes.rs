@@ -534,6 +534,8 @@ async fn a_forbidden_watch_holds_readiness_and_shows_why_until_it_is_allowed() -
             &xds.to_string(),
             "--admin",
             &admin.to_string(),
+            "--probe-addr",
+            "127.0.0.1:0",
         ])
         .arg("--xds-token-file")
         .arg(dir.path().join("token"))

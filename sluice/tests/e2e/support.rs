@@ -28,6 +28,8 @@ pub struct Gateway {
     /// Cluster-local HTTPS listener (`--internal-https`).
     pub internal_https: SocketAddr,
     pub admin: SocketAddr,
+    /// `--probe-addr`: /ready, /healthz and /metrics only.
+    pub probe: SocketAddr,
     pub dir: tempfile::TempDir,
 }
 
@@ -72,13 +74,14 @@ impl Gateway {
             )))
         };
         let (http, internal, admin) = (port()?, port()?, port()?);
-        let (https, internal_https) = (port()?, port()?);
+        let (https, internal_https, probe) = (port()?, port()?, port()?);
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .args(source_args)
             .args(["--http", &http.to_string()])
             .args(["--internal-http", &internal.to_string()])
             .args(["--admin", &admin.to_string()])
+            .args(["--probe-addr", &probe.to_string()])
             .args(["--https", &https.to_string()])
             .args(["--internal-https", &internal_https.to_string()])
             .args(["--threads", "2", "--shutdown-grace", "10s"])
@@ -97,6 +100,7 @@ impl Gateway {
             https,
             internal_https,
             admin,
+            probe,
             dir,
         };
         gateway.wait_ready().await?;

@@ -425,6 +425,7 @@ impl Controller {
             .args(&self.source)
             .args(["--xds-listen", &self.xds.to_string()])
             .args(["--admin", &self.admin.to_string()])
+            .args(["--probe-addr", "127.0.0.1:0"])
             .args(self.auth.args())
             .env("SLUICE_LOG", log_filter());
         let process = self.process.insert(Process::spawn("controller", command)?);
@@ -558,6 +559,7 @@ impl Proxy {
             .args(["--http", &http.to_string()])
             .args(["--internal-http", &internal.to_string()])
             .args(["--admin", &admin.to_string()])
+            .args(["--probe-addr", "127.0.0.1:0"])
             .args(["--threads", "1", "--shutdown-grace", "1s"])
             .env("SLUICE_LOG", log_filter());
         Process::spawn(&spec.node_id, command)
