@@ -8,7 +8,11 @@
 //!
 //! Revisions may bound the body: an idle timeout between chunks and the request's overall
 //! deadline. Only bodies with a bound carry a timer.
+//!
+//! With the access log on, the response is wrapped in [`ResponseBody::Logged`], which counts
+//! the bytes sent and sends the line when the body ends or is dropped.
 
+use crate::access_log::Entry;
 use crate::activator::{Counted, Slot};
 use crate::upstream;
 use bytes::Bytes;
@@ -24,6 +28,29 @@ use tokio::time::{Instant, Sleep};
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// Only with the access log on; boxed so the other variants stay small.
+    Logged(Box<LoggedBody>),
+}
+
+pub struct LoggedBody {
+    inner: ResponseBody,
+    entry: Entry,
+    bytes: u64,
+}
+
+impl LoggedBody {
+    fn end(&mut self, completed: bool) {
+        self.entry.finish(self.bytes, completed);
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // Never polled to its end: a body the server does not send (HEAD, 304) has ended;
+        // anything else means the client went away.
+        let completed = self.inner.is_end_stream();
+        self.end(completed);
+    }
 }
 
 /// What a request holds until its response body ends.
@@ -109,6 +136,15 @@ impl ResponseBody {
         }
         ResponseBody::Upstream(body)
     }
+
+    /// Counts what is sent and logs `entry` when this body ends or is dropped.
+    pub fn logged(self, entry: Entry) -> Self {
+        ResponseBody::Logged(Box::new(LoggedBody {
+            inner: self,
+            entry,
+            bytes: 0,
+        }))
+    }
 }
 
 impl UpstreamBody {
@@ -145,6 +181,23 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
+            ResponseBody::Logged(logged) => {
+                let frame = Pin::new(&mut logged.inner).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            logged.bytes += data.len() as u64;
+                        }
+                        if logged.inner.is_end_stream() {
+                            logged.end(true);
+                        }
+                    }
+                    Poll::Ready(None) => logged.end(true),
+                    Poll::Ready(Some(Err(_))) => logged.end(false),
+                    Poll::Pending => {}
+                }
+                frame
+            }
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
                 let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
@@ -178,6 +231,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Logged(logged) => logged.inner.is_end_stream(),
         }
     }
 
@@ -186,6 +240,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Upstream(body) => body.inner.size_hint(),
+            ResponseBody::Logged(logged) => logged.inner.size_hint(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! from upstream is returned as is (never retried); a failed connect is retried on another
 //! endpoint; a request that never left a reused idle connection is re-sent on another one.
 
+use crate::access_log::Served;
 use crate::activator::{Admission, Counted, Slot};
 use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
@@ -47,6 +48,8 @@ pub struct ConnInfo {
     /// `--xff-trusted-hops` > 0: the client is another proxy whose `X-Forwarded-Host` and
     /// `-Proto` are kept; otherwise both are replaced by what this hop saw.
     pub trust_forwarded: bool,
+    /// The client's address and port, for the access log.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -56,8 +59,13 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
-    let mut matched = None;
-    let response = match forward(&gateway, &conn, req, &mut matched, started).await {
+    // With the log off this is the only extra work: one branch here and one below.
+    let mut entry = gateway
+        .access_log
+        .as_ref()
+        .map(|log| log.begin(&req, request_host(&req).as_ref(), conn.peer, started));
+    let mut served = Served::default();
+    let response = match forward(&gateway, &conn, req, &mut served, started).await {
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
@@ -65,12 +73,19 @@ pub async fn handle(
             error.into_response(conn.listener == Listener::Internal)
         }
     };
-    let metrics = match &matched {
+    let metrics = match &served.route {
         Some(route) => &route.metrics,
         None => &gateway.metrics.unrouted,
     };
-    metrics.record(response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
+    let status = response.status().as_u16();
+    metrics.record(status, started.elapsed().as_secs_f64());
+    match entry.take() {
+        None => response,
+        Some(mut entry) => {
+            entry.respond(status, served);
+            response.map(|body| body.logged(entry))
+        }
+    }
 }
 
 struct Selection {
@@ -89,19 +104,12 @@ async fn forward(
     gateway: &Gateway,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
-    matched: &mut Option<Arc<Route>>,
+    served: &mut Served,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let original_host = request_host(&req);
-    let mut selection = select(
-        gateway,
-        conn,
-        &req,
-        original_host.as_ref(),
-        matched,
-        started,
-    )
-    .await?;
+    let mut selection =
+        select(gateway, conn, &req, original_host.as_ref(), served, started).await?;
     let backend = selection.backend.clone();
     let upstream = match &backend.kind {
         BackendKind::Upstream(upstream) => upstream,
@@ -114,7 +122,7 @@ async fn forward(
     let websocket = is_websocket(&req);
     prepare_request(&mut req, conn, &selection, original_host, websocket);
     if websocket {
-        return Box::pin(tunnel(gateway, selection, req)).await;
+        return Box::pin(tunnel(gateway, selection, req, served)).await;
     }
     set_upstream_form(&mut req, protocol)?;
     let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
@@ -127,7 +135,7 @@ async fn forward(
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
         .map(Duration::from_secs);
-    let sending = send(gateway, upstream, &mut selection, req);
+    let sending = send(gateway, upstream, &mut selection, req, served);
     let (response, checkin) = match head_deadline {
         None => sending.await?,
         Some(at) => tokio::time::timeout_at(at, sending)
@@ -173,7 +181,7 @@ async fn select(
     conn: &ConnInfo,
     req: &Request<Incoming>,
     host: Option<&HeaderValue>,
-    matched: &mut Option<Arc<Route>>,
+    served: &mut Served,
     started: Instant,
 ) -> Result<Selection, ProxyError> {
     let mut buf = [0u8; host::MAX_HOST];
@@ -196,7 +204,7 @@ async fn select(
             .ok_or(ProxyError::NoRoute)?
             .clone();
         drop(router);
-        *matched = Some(route.clone());
+        served.route = Some(route.clone());
         if route.https_redirect && conn.redirects_to_https {
             let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
             return Err(ProxyError::https_redirect(host, path_and_query));
@@ -206,6 +214,7 @@ async fn select(
             .ok_or_else(|| ProxyError::NoSplit {
                 route: route.id.to_string(),
             })?;
+        served.split = split;
         let backend = route.splits[split].backend.clone();
         if let Some(revision) = &backend.revision {
             if counted.is_none() {
@@ -409,6 +418,7 @@ async fn send(
     backend: &Upstream,
     selection: &mut Selection,
     mut req: Request<Incoming>,
+    served: &mut Served,
 ) -> Result<
     (
         Response<Incoming>,
@@ -467,14 +477,21 @@ async fn send(
         };
         let unsent = match sender {
             Sender::Http1(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, Some((endpoint.key(), sender)))),
+                Ok(response) => {
+                    let key = endpoint.key();
+                    served.upstream = Some(endpoint);
+                    return Ok((response, Some((key, sender))));
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => unsent,
                     None => return Err(error.into_error().into()),
                 },
             },
             Sender::H2(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, None)),
+                Ok(response) => {
+                    served.upstream = Some(endpoint);
+                    return Ok((response, None));
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => unsent,
                     None => return Err(error.into_error().into()),
@@ -494,6 +511,7 @@ async fn tunnel(
     gateway: &Gateway,
     mut selection: Selection,
     mut req: Request<Incoming>,
+    served: &mut Served,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     *req.version_mut() = Version::HTTP_11;
     if req.uri().authority().is_some() {
@@ -504,6 +522,7 @@ async fn tunnel(
     let backend = selection.backend.clone();
     let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
+    served.upstream = Some(slot.endpoint().clone());
     let mut sender =
         upstream::connect_upgradable(slot.endpoint(), gateway.settings.connect_timeout)
             .await

@@ -60,6 +60,8 @@ pub struct Gateway {
     /// True once every listener with a known port accepts connections (they bind only after
     /// the first config): `/ready` needs it too.
     pub listening: AtomicBool,
+    /// `--access-log`; `None` (the default) costs the request path one branch.
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
     /// Revisions waiting for a poke to be sent.
     pokes: Mutex<Vec<(Arc<str>, Arc<RevisionStats>)>>,
     poke_notify: Notify,
@@ -78,6 +80,7 @@ impl Gateway {
             tls: crate::tls::Certificates::new(None),
             ready: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            access_log: None,
             pokes: Mutex::new(Vec::new()),
             poke_notify: Notify::new(),
             last_report: Mutex::new(Instant::now()),
@@ -90,6 +93,12 @@ impl Gateway {
         default: Option<Arc<pingora::tls::sign::CertifiedKey>>,
     ) -> Self {
         self.tls = crate::tls::Certificates::new(default);
+        self
+    }
+
+    /// Writes an access log line per request.
+    pub fn with_access_log(mut self, log: crate::access_log::AccessLog) -> Self {
+        self.access_log = Some(Arc::new(log));
         self
     }
 

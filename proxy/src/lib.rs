@@ -13,6 +13,7 @@
 //! - Invalid input never panics: a resource that does not compile is refused (NACK) and its
 //!   last good version keeps serving.
 
+pub mod access_log;
 pub mod activator;
 pub mod admin;
 pub mod backend;

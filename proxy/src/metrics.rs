@@ -24,6 +24,9 @@ pub struct Metrics {
     pub snapshot_applied_at: Gauge,
     pub snapshot_apply_seconds: Histogram,
     pub snapshot_rejected: IntCounter,
+    /// Access log lines written, and lines dropped (queue full or write failed).
+    pub access_log_lines: IntCounter,
+    pub access_log_dropped: IntCounter,
     /// Requests that matched no route; counted under ingress="none".
     pub unrouted: RouteMetrics,
 }
@@ -153,6 +156,14 @@ impl Metrics {
             "sluice_snapshot_rejected_total",
             "Resources the proxy refused (NACKed), keeping their last good version",
         )?;
+        let access_log_lines =
+            IntCounter::new("sluice_access_log_lines_total", "Access log lines written")?;
+        let access_log_dropped = IntCounter::new(
+            "sluice_access_log_dropped_total",
+            "Access log lines dropped: the writer's queue was full or a write failed",
+        )?;
+        registry.register(Box::new(access_log_lines.clone()))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(backend_in_flight.clone()))?;
@@ -178,6 +189,8 @@ impl Metrics {
             snapshot_applied_at,
             snapshot_apply_seconds,
             snapshot_rejected,
+            access_log_lines,
+            access_log_dropped,
             unrouted,
         })
     }

@@ -91,16 +91,17 @@ impl ServerApp for HttpApp {
                 }
             }
         };
-        let client_ip = stream
+        let peer = stream
             .get_socket_digest()
-            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-            .and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok());
+            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).copied());
+        let client_ip = peer.and_then(|a| HeaderValue::from_str(&a.ip().to_string()).ok());
         let conn = Arc::new(ConnInfo {
             listener: self.listener,
             proto: self.proto.clone(),
             client_ip,
             redirects_to_https: self.listener == Listener::External && !self.https,
             trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
+            peer,
         });
         let gateway = self.gateway.clone();
         let service = service_fn(move |req| {

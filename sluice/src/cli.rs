@@ -192,6 +192,42 @@ pub struct GatewayArgs {
     /// Upstream TCP connect timeout.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
+}
+
+/// The access log: off unless `--access-log` is given.
+#[derive(Args, Debug, Clone)]
+pub struct AccessLogArgs {
+    /// Write one line per request to this file (appended to), `-` for stdout or `stderr`.
+    /// Off when absent. Lines go through a bounded queue to a writer thread; a request never
+    /// waits for the log.
+    #[arg(long, env = "SLUICE_ACCESS_LOG", value_name = "PATH|-|stderr")]
+    pub access_log: Option<String>,
+    /// `json` (one object per line) or `text` (Common Log Format, then key="value" pairs).
+    #[arg(long, env = "SLUICE_ACCESS_LOG_FORMAT", default_value = "json")]
+    pub access_log_format: AccessLogFormat,
+    /// Most lines waiting for the writer; beyond it lines are dropped and counted in
+    /// `sluice_access_log_dropped_total`.
+    #[arg(long, env = "SLUICE_ACCESS_LOG_QUEUE", default_value_t = 16_384)]
+    pub access_log_queue: usize,
+}
+
+impl AccessLogArgs {
+    /// The log off, as when no flag is given.
+    pub fn off() -> Self {
+        AccessLogArgs {
+            access_log: None,
+            access_log_format: AccessLogFormat::Json,
+            access_log_queue: 16_384,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogFormat {
+    Json,
+    Text,
 }
 
 /// What the control plane needs to know about the installation.

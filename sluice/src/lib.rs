@@ -24,6 +24,7 @@ use sluice_controller::kubernetes::lease::LeaseSettings;
 use sluice_controller::kubernetes::{Kubernetes, KubernetesOptions};
 use sluice_controller::plane::{ControlPlane, Objects};
 use sluice_controller::TranslateConfig;
+use sluice_proxy::access_log;
 use sluice_proxy::admin::{AdminApp, AdminResponse};
 use sluice_proxy::gateway::{self, Gateway};
 use sluice_proxy::server::{Listeners, Shell};
@@ -196,18 +197,44 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
     };
     let metrics = sluice_proxy::metrics::Metrics::new(prometheus::default_registry().clone())
         .context("registering metrics")?;
-    Ok(Arc::new(
-        Gateway::new(
-            Arc::new(metrics),
-            gateway::Settings {
-                connect_timeout: args.connect_timeout,
-                hold_timeout: args.hold_timeout,
-                max_held_per_backend: args.max_held_requests,
-                xff_trusted_hops: args.xff_trusted_hops,
-            },
-        )
-        .with_default_certificate(default_certificate),
-    ))
+    let access_log = access_log(&args.access_log, &metrics)?;
+    let gateway = Gateway::new(
+        Arc::new(metrics),
+        gateway::Settings {
+            connect_timeout: args.connect_timeout,
+            hold_timeout: args.hold_timeout,
+            max_held_per_backend: args.max_held_requests,
+            xff_trusted_hops: args.xff_trusted_hops,
+        },
+    )
+    .with_default_certificate(default_certificate);
+    Ok(Arc::new(match access_log {
+        Some(log) => gateway.with_access_log(log),
+        None => gateway,
+    }))
+}
+
+/// Opens `--access-log` (failing at start, not at the first request) and starts its writer.
+fn access_log(
+    args: &cli::AccessLogArgs,
+    metrics: &sluice_proxy::metrics::Metrics,
+) -> anyhow::Result<Option<access_log::AccessLog>> {
+    let Some(target) = &args.access_log else {
+        return Ok(None);
+    };
+    let format = match args.access_log_format {
+        cli::AccessLogFormat::Json => access_log::Format::Json,
+        cli::AccessLogFormat::Text => access_log::Format::Text,
+    };
+    let log = access_log::AccessLog::open(
+        &access_log::Target::parse(target),
+        format,
+        args.access_log_queue,
+        metrics.access_log_lines.clone(),
+        metrics.access_log_dropped.clone(),
+    )
+    .with_context(|| format!("--access-log {target}"))?;
+    Ok(Some(log))
 }
 
 /// The types a proxy subscribes to: certificates (private keys) only if it serves TLS.
