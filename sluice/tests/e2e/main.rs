@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `sluice` binary, real loopback backends, real sockets.
 
+mod access_log;
 mod activator;
 mod chart;
 mod cli;
