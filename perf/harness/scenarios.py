@@ -551,6 +551,117 @@ def fleet_detail(env):
                     "proxies), run by this one; its report follows unchanged.", "md": md}
 
 
+def _truncating(fn):
+    """Runs `fn`, then empties the access log at `path` (sluice appends: O_APPEND writes go on at
+    the new end), so long runs do not fill the disk."""
+    def run(t, duration=None):
+        try:
+            return fn(t, duration)
+        finally:
+            if getattr(t, "log_path", None):
+                os.truncate(t.log_path, 0)
+    return run
+
+
+def callgrind_ir(env, backend, name, extra_args, requests):
+    """Instructions (callgrind Ir, every thread) of one sluice process that starts, serves
+    `requests` HTTP/1.1 requests (h2load --h1, 4 connections) and stops on SIGTERM."""
+    out = os.path.join(env.workdir, f"callgrind.{name}.{requests}.out")
+    wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    t = start_sluice(env, backend, Setup(), name=f"callgrind-{name}", extra_args=extra_args, wrapper=wrapper,
+                     start_timeout=600)
+    try:
+        t.check()
+        argv = ["taskset", "-c", CLIENT_CPU, "h2load", "--h1", "-t1", "-c4", f"-n{requests}",
+                "-H", f":authority: {t.host}", f"http://127.0.0.1:{t.port}/"]
+        env.log.add("h2load (callgrind)", argv)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+        res = parse_h2load_done(r.stdout)
+        if res != requests:
+            raise RuntimeError(f"callgrind {name}: {res} of {requests} requests succeeded: {r.stdout[-300:]}")
+    finally:
+        for p in t.procs:
+            p.terminate()
+            p.wait(timeout=300)
+    for line in open(out):
+        if line.startswith("summary:") or line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+def parse_h2load_done(out):
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    return int(m.group(1)) if m else 0
+
+
+def access_log(env):
+    """sluice with the access log off, JSON to a file and text to a file: CPU per request
+    (wall-clock CPU of every thread, the writer's included), and callgrind instructions."""
+    with Stack(env, Setup(), kinds=(), with_direct=False) as st:
+        variants = []
+        for name, args in (("sluice, access log off", []),
+                           ("sluice, JSON access log", ["--access-log-format", "json"]),
+                           ("sluice, text access log", ["--access-log-format", "text"])):
+            path = None
+            if args:
+                path = os.path.join(env.workdir, f"access-{free_port()}.log")
+                args = ["--access-log", path, *args]
+            t = st.add(start_sluice(env, st.backend, Setup(), name=name, extra_args=args))
+            t.log_path = path
+            t.check()
+            variants.append(t)
+        load = _truncating(lambda t, duration=None: wrk(env, t, duration or env.duration, CONNS))
+        results = alternate(env, "access-log", variants, st.backend, load,
+                            warmup=lambda t: load(t, env.warmup))
+        counters = {}
+        for t in variants:
+            m = t.metrics() or {}
+            counters[t.name] = (m.get("sluice_access_log_lines_total", 0), m.get("sluice_access_log_dropped_total", 0))
+    md = closed_table(results)
+    off = med(results["sluice, access log off"], "cpu_us")
+    md += [""]
+    for name in ("sluice, JSON access log", "sluice, text access log"):
+        on = med(results[name], "cpu_us")
+        lines, dropped = counters.get(name, (0, 0))
+        if off and on:
+            md.append(f"- {name}: **{on - off:+.2f} CPU-µs per request** over the log off ({off:.2f} → {on:.2f}, "
+                      f"{(on / off - 1) * 100:+.0f}%); {lines:,.0f} lines written, {dropped:,.0f} dropped "
+                      "(queue full) over all runs.")
+    have_valgrind = subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode == 0
+    if have_valgrind and not env.args.quick:
+        n1, n2 = 2_000, 12_000
+        md += ["", f"**Instructions per request (callgrind).** Each variant: one sluice under "
+               f"`valgrind --tool=callgrind`, {n1:,} and then (a fresh process) {n2:,} requests (`h2load --h1 -c4`), "
+               f"SIGTERM; Ir per request = (Ir({n2:,}) − Ir({n1:,})) ÷ {n2 - n1:,}, which cancels start-up and "
+               "shutdown. Every thread counts, the writer's too. Repeatable to a fraction of a percent, unlike "
+               "CPU time on a shared machine.", "",
+               "| variant | Ir per request | vs log off |", "|---|---|---|"]
+        with Stack(env, Setup(), kinds=(), with_direct=False) as st:
+            base = None
+            for name, args in (("log off", []), ("JSON log", ["json"]), ("text log", ["text"])):
+                try:
+                    per = []
+                    for n in (n1, n2):
+                        extra = []
+                        if args:
+                            path = os.path.join(env.workdir, f"callgrind-access-{free_port()}.log")
+                            extra = ["--access-log", path, "--access-log-format", args[0]]
+                        per.append(callgrind_ir(env, st.backend, name.replace(" ", "-"), extra, n))
+                    ir = (per[1] - per[0]) / (n2 - n1)
+                except Exception as e:
+                    md.append(f"| {name} | failed: {str(e)[:120]} | |")
+                    continue
+                base = base if base is not None else ir
+                md.append(f"| {name} | {ir:,.0f} | {ir - base:+,.0f} ({(ir / base - 1) * 100:+.1f}%) |")
+                print(f"[access-log callgrind] {name}: {ir:,.0f} Ir/request", flush=True)
+    return {"title": "Access log cost",
+            "what": "sluice alone, three processes on the same backend measured in alternating rounds: access log "
+                    "off (the default), JSON lines to a file, text lines to a file (`--access-log PATH`, queue "
+                    "16,384). The file is truncated after every run. CPU-µs per request counts every thread of the "
+                    "process, so the writer thread's formatting and `write(2)` are included.",
+            "md": md, "results": results, "kind": "closed"}
+
+
 @dataclass
 class Scenario:
     key: str
@@ -572,6 +683,7 @@ SCENARIOS = [
     Scenario("activator", activator),
     Scenario("activator-detail", activator_detail),
     Scenario("fleet-detail", fleet_detail),
+    Scenario("access-log", access_log),
     Scenario("reuse", upstream_reuse),
     Scenario("profile", profile, in_quick=False),
 ]

@@ -208,11 +208,13 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=None):
+def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=None, extra_args=(), wrapper=(),
+                 start_timeout=300):
     """sluice --threads 1 on CPU 1, from a fresh manifest directory.
 
     `files` ({filename: text}) replaces the default ingress file (the route-change scenario owns
-    its ingress file); extra_services adds Services that point at the same backend.
+    its ingress file); extra_services adds Services that point at the same backend. `extra_args`
+    are added to sluice's flags; `wrapper` (e.g. valgrind's argv) runs sluice under it.
     """
     conf = os.path.join(env.workdir, f"{name.replace(' ', '-')}-{free_port()}")
     os.makedirs(conf)
@@ -233,9 +235,10 @@ def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=No
     for fname, text in files.items():
         write_atomic(os.path.join(conf, fname), text)
     port, internal, admin = free_port(), free_port(), free_port()
-    argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
+    argv = ["taskset", "-c", PROXY_CPU, *wrapper, os.path.join(env.bin_dir, "sluice"), "run", "--config", conf,
             "--http", f"127.0.0.1:{port}", "--internal-http", f"127.0.0.1:{internal}",
-            "--admin", f"127.0.0.1:{admin}", "--probe-addr", "127.0.0.1:0", "--threads", "1", "--shutdown-grace", "1s"]
+            "--admin", f"127.0.0.1:{admin}", "--probe-addr", "127.0.0.1:0", "--threads", "1", "--shutdown-grace", "1s",
+            *extra_args]
     tls_port = None
     if setup.tls:
         tls_port = free_port()
@@ -244,7 +247,7 @@ def start_sluice(env, backend, setup, name="sluice", extra_services=(), files=No
     t0 = time.time()
     proc = subprocess.Popen(argv, env={**os.environ, "SLUICE_LOG": "warn"},
                             stdout=_log(env, f"sluice-{port}.log"), stderr=subprocess.STDOUT)
-    wait_port(port, timeout=300, proc=proc, log=_logpath(env, f"sluice-{port}.log"))
+    wait_port(port, timeout=start_timeout, proc=proc, log=_logpath(env, f"sluice-{port}.log"))
     if tls_port:
         wait_port(tls_port, timeout=60, proc=proc)
     t = Target(name, "sluice", port, port, setup.request_host, lambda: [proc.pid], [proc],

@@ -374,3 +374,65 @@ async fn a_full_queue_drops_and_counts_lines_instead_of_blocking() -> anyhow::Re
     }
     Ok(())
 }
+
+/// A client that goes away mid-body still gets its line: the bytes it was sent, marked not
+/// completed. One that goes away before the response head gets status 499, as in nginx.
+#[tokio::test]
+async fn clients_that_go_away_are_logged() -> anyhow::Result<()> {
+    let backend = EchoServer::start("echo").await?;
+    let manifests = service("ns", "echo", "http", 80, &[backend.addr()])
+        + &simple_ingress("ns", "gone", "gone.example.com", "echo", "80");
+    let logged = start_logged(&manifests, &[]).await?;
+    let gw = &logged.gw;
+    gw.wait_ingress_ready("ns", "gone").await?;
+    let mut client = H1Client::connect(gw.http).await?;
+    let mut streaming = client
+        .send_streaming(
+            "GET",
+            "gone.example.com",
+            "/mid?drip=100&drip_ms=20",
+            &[],
+            None,
+        )
+        .await?;
+    assert_eq!(streaming.status, 200);
+    let first = streaming.chunk().await?.unwrap_or_default();
+    assert!(!first.is_empty());
+    drop(streaming);
+    drop(client);
+    let h2 = H2cClient::connect(gw.http).await?;
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        h2.send(
+            "GET",
+            "gone.example.com:80",
+            "/early?sleep_ms=3000",
+            &[],
+            None,
+        ),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "the backend answered before the client gave up"
+    );
+    drop(h2);
+    let lines = json_lines(&lines(&logged.path, 2).await?)?;
+    let find = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"].as_str().is_some_and(|p| p.starts_with(path)))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no line for {path}: {lines:?}"))
+    };
+    let mid = find("/mid")?;
+    assert_eq!(mid["status"], 200);
+    assert_eq!(mid["completed"], false);
+    let sent = mid["bytes_sent"].as_u64().unwrap_or(0);
+    assert!(sent >= 1 && sent < 100, "{mid}");
+    let early = find("/early")?;
+    assert_eq!(early["status"], 499);
+    assert_eq!(early["completed"], false);
+    assert_eq!(early["bytes_sent"], 0);
+    Ok(())
+}
