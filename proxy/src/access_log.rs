@@ -16,7 +16,7 @@ use prometheus::IntCounter;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -185,9 +185,14 @@ impl Drop for Entry {
     }
 }
 
-/// The writer thread: format and write each line; flush whenever the queue is empty, so lines
-/// reach the file promptly when traffic is light and in large writes when it is heavy. Ends
-/// when the gateway (the only sender) is gone.
+/// How often the writer wakes to drain the queue. It polls rather than blocks in `recv` so that
+/// a request's `try_send` never has to wake it (a futex call per line at low load); Envoy flushes
+/// its access logs on a timer too (`file_flush_interval`, 1 s). At 50 ms a 16,384-line queue
+/// absorbs 320,000 lines a second, about ten times what one worker serves.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The writer thread: every [`DRAIN_INTERVAL`], format and write every queued line, then flush.
+/// Ends when the gateway (the only sender) is gone.
 fn write_lines(
     queue: Receiver<Box<Record>>,
     out: Box<dyn Write + Send>,
@@ -198,31 +203,39 @@ fn write_lines(
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     let mut warned = false;
-    let mut write = |record: Box<Record>, out: &mut std::io::BufWriter<_>| {
-        line.clear();
-        match format {
-            Format::Json => record.write_json(&mut line),
-            Format::Text => record.write_text(&mut line),
-        }
-        match out.write_all(&line) {
-            Ok(()) => lines.inc(),
-            Err(error) => {
-                dropped.inc();
-                if !warned {
-                    warned = true;
-                    tracing::warn!(%error, "access log: write failed; dropping lines");
+    loop {
+        let mut wrote = false;
+        loop {
+            let record = match queue.try_recv() {
+                Ok(record) => record,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            };
+            line.clear();
+            match format {
+                Format::Json => record.write_json(&mut line),
+                Format::Text => record.write_text(&mut line),
+            }
+            match out.write_all(&line) {
+                Ok(()) => lines.inc(),
+                Err(error) => {
+                    dropped.inc();
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(%error, "access log: write failed; dropping lines");
+                    }
                 }
             }
+            wrote = true;
         }
-    };
-    while let Ok(record) = queue.recv() {
-        write(record, &mut out);
-        while let Ok(record) = queue.try_recv() {
-            write(record, &mut out);
+        if wrote {
+            let _ = out.flush();
         }
-        let _ = out.flush();
+        std::thread::sleep(DRAIN_INTERVAL);
     }
-    let _ = out.flush();
 }
 
 impl Record {
