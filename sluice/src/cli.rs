@@ -473,6 +473,43 @@ mod tests {
     }
 
     #[test]
+    fn access_log_is_off_by_default_and_takes_a_target_format_and_queue() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        let log = run.gateway.access_log;
+        assert_eq!(log.access_log, None);
+        assert_eq!(log.access_log_format, AccessLogFormat::Json);
+        assert_eq!(log.access_log_queue, 16_384);
+        let off = AccessLogArgs::off();
+        assert_eq!(
+            (off.access_log, off.access_log_format, off.access_log_queue),
+            (None, AccessLogFormat::Json, 16_384)
+        );
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "proxy",
+            "--xds",
+            "c:18000",
+            "--access-log",
+            "-",
+            "--access-log-format",
+            "text",
+            "--access-log-queue",
+            "10",
+        ])
+        .expect("parses");
+        let Command::Proxy(proxy) = cli.command else {
+            panic!("not proxy");
+        };
+        let log = proxy.gateway.access_log;
+        assert_eq!(log.access_log.as_deref(), Some("-"));
+        assert_eq!(log.access_log_format, AccessLogFormat::Text);
+        assert_eq!(log.access_log_queue, 10);
+    }
+
+    #[test]
     fn config_and_kubernetes_exclude_each_other_and_one_is_needed() {
         let both = Cli::try_parse_from(["sluice", "controller", "--kubernetes", "--config", "d"]);
         assert!(both.is_err());

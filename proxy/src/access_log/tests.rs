@@ -171,3 +171,13 @@ fn text_lines_start_as_common_log_format() {
          completed=\"true\"\n"
     );
 }
+
+#[test]
+fn targets_parse_dash_as_stdout_and_stderr_by_name() {
+    assert_eq!(Target::parse("-"), Target::Stdout);
+    assert_eq!(Target::parse("stderr"), Target::Stderr);
+    assert_eq!(
+        Target::parse("/var/log/sluice/access.log"),
+        Target::File("/var/log/sluice/access.log".into())
+    );
+}
