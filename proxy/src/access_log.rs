@@ -168,6 +168,14 @@ impl Entry {
         }
     }
 
+    /// A HEAD request: its response has no body to send, so a dropped body is not a client
+    /// gone away.
+    pub fn is_head(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|(_, record)| record.method == Method::HEAD)
+    }
+
     /// The response body ended (`completed`) or was dropped: `bytes` were sent. Sends the line.
     pub fn finish(&mut self, bytes: u64, completed: bool) {
         if let Some((log, mut record)) = self.pending.take() {

@@ -46,9 +46,9 @@ impl LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        // Never polled to its end: a body the server does not send (HEAD, 304) has ended;
-        // anything else means the client went away.
-        let completed = self.inner.is_end_stream();
+        // Never polled to its end: a body the server does not send (empty, or the answer to
+        // HEAD) has ended; anything else means the client went away.
+        let completed = self.inner.is_end_stream() || self.entry.is_head();
         self.end(completed);
     }
 }

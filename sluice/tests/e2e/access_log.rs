@@ -83,9 +83,11 @@ async fn json_lines_carry_every_field_for_h1_and_h2c() -> anyhow::Result<()> {
     let h2 = H2cClient::connect(gw.http).await?;
     let r2 = h2.send("GET", "p.example.com:80", "/h2", &[], None).await?;
     assert_eq!(r2.status, 200);
-    let lines = json_lines(&lines(&logged.path, 2).await?)?;
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    let (a, b) = (&lines[0], &lines[1]);
+    let head = h1.send("HEAD", "p.example.com", "/head", &[], None).await?;
+    assert_eq!(head.status, 200);
+    let lines = json_lines(&lines(&logged.path, 3).await?)?;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let (a, b, c) = (&lines[0], &lines[1], &lines[2]);
     assert_eq!(a["method"], "POST");
     assert_eq!(a["host"], "p.example.com");
     assert_eq!(a["path"], "/h1?x=1");
@@ -128,7 +130,12 @@ async fn json_lines_carry_every_field_for_h1_and_h2c() -> anyhow::Result<()> {
     assert_eq!(b["upstream"], backend.addr().to_string());
     assert_eq!(b["trace_id"], Value::Null);
     assert_eq!(b["completed"], true);
-    wait_metric(gw, "sluice_access_log_lines_total", |v| v == 2.0, WAIT).await?;
+    // HEAD: no body is sent, and that is not a client going away.
+    assert_eq!(c["method"], "HEAD");
+    assert_eq!(c["status"], 200);
+    assert_eq!(c["bytes_sent"], 0);
+    assert_eq!(c["completed"], true);
+    wait_metric(gw, "sluice_access_log_lines_total", |v| v == 3.0, WAIT).await?;
     assert_eq!(
         metric(gw, "sluice_access_log_dropped_total").await?,
         Some(0.0)
@@ -206,9 +213,14 @@ async fn errors_and_websocket_upgrades_are_logged() -> anyhow::Result<()> {
     let dead =
         sluice_testkit::http1_request(gw.http, "GET", "dead.example.com", "/y", &[], None).await?;
     assert_eq!(dead.status, 503);
+    // HEAD to an error: the 404's body is not sent, and that is not a client going away.
+    let head =
+        sluice_testkit::http1_request(gw.http, "HEAD", "nope.example.com", "/head", &[], None)
+            .await?;
+    assert_eq!(head.status, 404);
     let replies = ws_roundtrips(gw.http, "ws.example.com", "/ws", &["hi".to_string()]).await?;
     assert_eq!(replies, vec!["hi - ws".to_string()]);
-    let lines = json_lines(&lines(&logged.path, 3).await?)?;
+    let lines = json_lines(&lines(&logged.path, 4).await?)?;
     let find = |path: &str| {
         lines
             .iter()
@@ -226,6 +238,9 @@ async fn errors_and_websocket_upgrades_are_logged() -> anyhow::Result<()> {
     assert_eq!(dead_line["ingress"], "ns/dead");
     assert_eq!(dead_line["bytes_sent"], dead.body.len() as u64);
     assert_eq!(dead_line["upstream"], Value::Null, "no connection was made");
+    let head_line = find("/head")?;
+    assert_eq!(head_line["status"], 404);
+    assert_eq!(head_line["completed"], true);
     let ws_line = find("/ws")?;
     assert_eq!(ws_line["status"], 101);
     assert_eq!(ws_line["ingress"], "ns/ws");
