@@ -181,3 +181,29 @@ fn targets_parse_dash_as_stdout_and_stderr_by_name() {
         Target::File("/var/log/sluice/access.log".into())
     );
 }
+
+#[test]
+fn numbers_render_without_core_fmt() {
+    for (n, width, want) in [
+        (0, 1, "0"),
+        (7, 2, "07"),
+        (123, 2, "123"),
+        (5, 3, "005"),
+        (2026, 4, "2026"),
+        (u64::MAX, 1, "18446744073709551615"),
+    ] {
+        let mut out = Vec::new();
+        write_padded(&mut out, n, width);
+        assert_eq!(String::from_utf8(out).expect("ascii"), want);
+    }
+    for (micros, want) in [
+        (0, "0.000"),
+        (1_500, "1.500"),
+        (12_345_678, "12345.678"),
+        (7, "0.007"),
+    ] {
+        let mut out = Vec::new();
+        write_millis(&mut out, Duration::from_micros(micros));
+        assert_eq!(String::from_utf8(out).expect("ascii"), want);
+    }
+}
