@@ -6,10 +6,11 @@
 //! is dropped early (client gone, upstream reset), the slot is still released and the
 //! connection, whose state is unknown, is closed rather than reused.
 //!
-//! Revisions may bound the body: an idle timeout between chunks and the request's overall
-//! deadline. Only bodies with a bound carry a timer.
+//! The body is bounded by an idle timeout between chunks (the stream idle timeout, or a
+//! Revision's shorter one) and, for Revisions, the request's overall deadline.
 
 use crate::activator::{Counted, Slot};
+use crate::idle::RequestBody;
 use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -35,32 +36,38 @@ pub struct Guards {
 
 pub struct UpstreamBody {
     inner: Incoming,
-    checkin: Option<(u64, http1::SendRequest<Incoming>)>,
+    checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
     guards: Option<Guards>,
     timer: Option<BodyTimer>,
 }
 
-/// Bounds on a response body.
+/// Bounds on a response body: an idle timeout between chunks and an absolute deadline. The
+/// sleep is allocated on the first wait for the upstream, so a body that never waits costs none.
 pub struct BodyTimer {
     idle: Option<Duration>,
     deadline: Option<Instant>,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The armed deadline is out of date (a chunk arrived since).
+    stale: bool,
 }
 
 impl BodyTimer {
     /// `None` when there is nothing to bound.
     pub fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Option<BodyTimer> {
-        let first = BodyTimer::next(idle, deadline)?;
+        if idle.is_none() && deadline.is_none() {
+            return None;
+        }
         Some(BodyTimer {
             idle,
             deadline,
-            sleep: Box::pin(tokio::time::sleep_until(first)),
+            sleep: None,
+            stale: true,
         })
     }
 
-    fn next(idle: Option<Duration>, deadline: Option<Instant>) -> Option<Instant> {
-        let idle_at = idle.map(|d| Instant::now() + d);
-        match (idle_at, deadline) {
+    fn next(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| Instant::now() + d);
+        match (idle_at, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -68,10 +75,24 @@ impl BodyTimer {
 
     fn progressed(&mut self) {
         if self.idle.is_some() {
-            if let Some(at) = BodyTimer::next(self.idle, self.deadline) {
-                self.sleep.as_mut().reset(at);
+            self.stale = true;
+        }
+    }
+
+    /// The upstream has nothing yet: whether a bound has passed (registering the waker if not).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.stale {
+            self.stale = false;
+            if let Some(at) = self.next() {
+                match &mut self.sleep {
+                    Some(sleep) => sleep.as_mut().reset(at),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
             }
         }
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -94,7 +115,7 @@ impl ResponseBody {
 
     pub fn upstream(
         inner: Incoming,
-        checkin: Option<(u64, http1::SendRequest<Incoming>)>,
+        checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
         guards: Guards,
         timer: Option<BodyTimer>,
     ) -> Self {
@@ -150,11 +171,9 @@ impl Body for ResponseBody {
                 let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
                     Poll::Ready(frame) => frame,
                     Poll::Pending => {
-                        if let Some(timer) = &mut body.timer {
-                            if timer.sleep.as_mut().poll(cx).is_ready() {
-                                body.abandon();
-                                return Poll::Ready(Some(Err(BodyError::Timeout)));
-                            }
+                        if body.timer.as_mut().is_some_and(|t| t.expired(cx)) {
+                            body.abandon();
+                            return Poll::Ready(Some(Err(BodyError::Timeout)));
                         }
                         return Poll::Pending;
                     }

@@ -11,6 +11,7 @@ use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
+use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -124,9 +125,15 @@ async fn forward(
         .into_iter()
         .chain(selection.deadline)
         .min();
+    let stream_idle = gateway.settings.stream_idle_timeout;
+    // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
-        .map(Duration::from_secs);
+        .map(Duration::from_secs)
+        .into_iter()
+        .chain((!stream_idle.is_zero()).then_some(stream_idle))
+        .min();
+    let req = req.map(|body| RequestBody::new(body, stream_idle));
     let sending = send(gateway, upstream, &mut selection, req);
     let (response, checkin) = match head_deadline {
         None => sending.await?,
@@ -408,11 +415,11 @@ async fn send(
     gateway: &Gateway,
     backend: &Upstream,
     selection: &mut Selection,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<
     (
         Response<Incoming>,
-        Option<(u64, hyper::client::conn::http1::SendRequest<Incoming>)>,
+        Option<(u64, hyper::client::conn::http1::SendRequest<RequestBody>)>,
     ),
     ProxyError,
 > {
@@ -525,12 +532,17 @@ async fn tunnel(
     }
     let upstream = hyper::upgrade::on(&mut response);
     let open = OpenConnection::new(gateway.open_connections.clone());
+    let idle = gateway.settings.websocket_idle_timeout;
     tokio::spawn(async move {
         let _guards = guards;
         let _open = open;
         if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
-            let _ =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+            // Envoy applies its stream idle timeout to upgraded streams the same way.
+            if let TunnelEnd::Idle =
+                idle::copy_bidirectional_idle(TokioIo::new(down), TokioIo::new(up), idle).await
+            {
+                debug!("websocket tunnel idle; closed");
+            }
         }
     });
     let (parts, _) = response.into_parts();

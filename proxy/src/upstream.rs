@@ -9,6 +9,7 @@
 //! thread's pool, which is still correct.
 
 use crate::balance::{Address, Endpoint};
+use crate::idle::RequestBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -43,14 +44,14 @@ pub enum ConnectError {
 
 /// A sender ready for one request.
 pub enum Sender {
-    Http1(http1::SendRequest<Incoming>),
-    H2(http2::SendRequest<Incoming>),
+    Http1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
 }
 
 #[derive(Default)]
 struct PoolEntry {
-    idle: Vec<(http1::SendRequest<Incoming>, Instant)>,
-    h2: Option<http2::SendRequest<Incoming>>,
+    idle: Vec<(http1::SendRequest<RequestBody>, Instant)>,
+    h2: Option<http2::SendRequest<RequestBody>>,
 }
 
 thread_local! {
@@ -87,7 +88,7 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
 }
 
 /// Returns an HTTP/1.1 sender whose exchange completed to this thread's pool.
-pub fn checkin(pool_key: u64, sender: http1::SendRequest<Incoming>) {
+pub fn checkin(pool_key: u64, sender: http1::SendRequest<RequestBody>) {
     if sender.is_closed() {
         return;
     }
@@ -116,7 +117,7 @@ pub fn checkin(pool_key: u64, sender: http1::SendRequest<Incoming>) {
     });
 }
 
-fn remember_h2(pool_key: u64, sender: &http2::SendRequest<Incoming>) {
+fn remember_h2(pool_key: u64, sender: &http2::SendRequest<RequestBody>) {
     POOL.with(|pool| {
         pool.borrow_mut().entry(pool_key).or_default().h2 = Some(sender.clone());
     });

@@ -84,6 +84,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             hold_timeout: Duration::from_secs(30),
             max_held_requests: 10_000,
             connect_timeout: Duration::from_secs(5),
+            streams: Default::default(),
         },
         control: ControlArgs {
             ingress_class: "sluice.ingress.networking.knative.dev".into(),
