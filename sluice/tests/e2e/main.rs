@@ -5,6 +5,7 @@ mod chart;
 mod cli;
 mod fleet;
 mod fleet_netns;
+mod h2_hostile;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
