@@ -90,11 +90,7 @@ fn well_behaved(
 
 /// Runs one attack beside a well-behaved client; returns the script's report and the proxy's
 /// growth in RSS (KiB) and CPU ticks.
-async fn run_attack(
-    gw: &Gateway,
-    name: &str,
-    wait: &str,
-) -> anyhow::Result<(Value, i64, u64)> {
+async fn run_attack(gw: &Gateway, name: &str, wait: &str) -> anyhow::Result<(Value, i64, u64)> {
     let pid = gw.pid().ok_or_else(|| anyhow::anyhow!("no pid"))?;
     let (rss_before, cpu_before) = usage(pid)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,18 +103,21 @@ async fn run_attack(
         "{name}: {report} rss {rss_before} -> {rss_after} KiB, cpu {} ticks, good client {ok} ok / {failures} failed",
         cpu_after - cpu_before
     );
-    assert!(ok > 0, "{name}: the good client got no 200 during the attack");
-    assert_eq!(failures, 0, "{name}: the good client failed during the attack");
+    assert!(
+        ok > 0,
+        "{name}: the good client got no 200 during the attack"
+    );
+    assert_eq!(
+        failures, 0,
+        "{name}: the good client failed during the attack"
+    );
     // And after it, on a new connection.
     let after = H2cClient::connect(gw.http).await?;
     let r = after.send("GET", HOST, "/after", &[], None).await?;
     assert_eq!(r.status, 200, "{name}: after the attack");
     let rss_growth = rss_after as i64 - rss_before as i64;
     // Generous: far below what the attack would cost unbounded (GBs or minutes of CPU).
-    assert!(
-        rss_growth < 128 * 1024,
-        "{name}: RSS grew {rss_growth} KiB"
-    );
+    assert!(rss_growth < 128 * 1024, "{name}: RSS grew {rss_growth} KiB");
     assert!(
         cpu_after - cpu_before < 30 * 100,
         "{name}: {} CPU ticks",
@@ -232,6 +231,10 @@ async fn too_many_streams_are_refused_and_idle_bodies_get_408() -> anyhow::Resul
         100,
         "{report}"
     );
-    assert!(backend.max_in_flight() <= 101, "{}", backend.max_in_flight());
+    assert!(
+        backend.max_in_flight() <= 101,
+        "{}",
+        backend.max_in_flight()
+    );
     Ok(())
 }

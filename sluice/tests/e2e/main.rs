@@ -6,6 +6,7 @@ mod cli;
 mod fleet;
 mod fleet_netns;
 mod h2_hostile;
+mod idle;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
