@@ -321,3 +321,66 @@ where
         () = watchdog => TunnelEnd::Idle,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A write blocked (the reader stopped) for the timeout fails with `TimedOut`; writes
+    /// that keep moving do not.
+    #[tokio::test]
+    async fn blocked_write_fails_after_the_timeout() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut io = WriteStall::new(near, Duration::from_millis(100));
+        // Progress: the far side reads, so 10 rounds of 64 bytes spread over ~300 ms pass.
+        for _ in 0..10 {
+            io.write_all(&[1; 64]).await.expect("moving writes");
+            let mut buf = [0; 64];
+            far.read_exact(&mut buf).await.expect("read");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        // Stalled: nobody reads; the write fails once blocked for 100 ms.
+        let stalled = tokio::time::timeout(Duration::from_secs(10), io.write_all(&[1; 1024]))
+            .await
+            .expect("bounded");
+        let error = stalled.expect_err("the write must fail");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn zero_disables_the_write_stall_timeout() {
+        let (near, _far) = tokio::io::duplex(64);
+        let mut io = WriteStall::new(near, Duration::ZERO);
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(300), io.write_all(&[1; 1024])).await;
+        assert!(blocked.is_err(), "still blocked, not failed");
+    }
+
+    /// A tunnel ends as idle only once no byte moved either way for the timeout.
+    #[tokio::test]
+    async fn tunnel_closes_when_idle_not_while_busy() {
+        let (a, mut client) = tokio::io::duplex(1024);
+        let (b, mut server) = tokio::io::duplex(1024);
+        let tunnel = tokio::spawn(copy_bidirectional_idle(a, b, Duration::from_millis(150)));
+        // Busy for ~500 ms: one byte each way every 50 ms.
+        for i in 0..10u8 {
+            client.write_all(&[i]).await.expect("write");
+            let mut got = [0];
+            server.read_exact(&mut got).await.expect("read");
+            assert_eq!(got, [i]);
+            server.write_all(&[i]).await.expect("write back");
+            client.read_exact(&mut got).await.expect("read back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!tunnel.is_finished(), "closed while busy");
+        let end = tokio::time::timeout(Duration::from_secs(10), tunnel)
+            .await
+            .expect("bounded")
+            .expect("joined");
+        assert!(matches!(end, TunnelEnd::Idle), "{end:?}");
+        // Both sides see the tunnel gone.
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.expect("eof"), 0);
+    }
+}
