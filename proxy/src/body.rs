@@ -20,11 +20,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// An upstream body moved to its own task ([`pump`]) after its first chunk, for an
+    /// HTTP/2 client: see [`UpstreamBody::pipe_idle`].
+    Piped(Piped),
+}
+
+/// What [`pump`] hands over: a frame, or `None` for the end of the body. A channel that
+/// closes without `None` means the pump gave up (the client stopped taking data).
+type PipeItem = Option<Result<Frame<Bytes>, BodyError>>;
+
+pub struct Piped {
+    rx: mpsc::Receiver<PipeItem>,
+    done: bool,
 }
 
 /// What a request holds until its response body ends.
@@ -39,6 +52,13 @@ pub struct UpstreamBody {
     checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
     guards: Option<Guards>,
     timer: Option<BodyTimer>,
+    /// The stream idle timeout, for a body sent to an HTTP/2 client. hyper polls a stream's
+    /// body only while the client's flow-control window is open, so a client that stops
+    /// granting window would otherwise keep this body, its slot and its upstream exchange
+    /// forever; such a body moves to a task that gives all three up once the client has taken
+    /// nothing for this long. (An HTTP/1.1 client's blocked writes fail the connection, see
+    /// `idle::WriteStall`.) Only bodies with more than one chunk move: one task each.
+    pipe_idle: Option<Duration>,
 }
 
 /// Bounds on a response body: an idle timeout between chunks and an absolute deadline. The
@@ -118,12 +138,14 @@ impl ResponseBody {
         checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
         guards: Guards,
         timer: Option<BodyTimer>,
+        pipe_idle: Option<Duration>,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
             checkin,
             guards: Some(guards),
             timer,
+            pipe_idle,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -146,6 +168,57 @@ impl UpstreamBody {
         self.guards = None;
         self.timer = None;
     }
+
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if self.timer.as_mut().is_some_and(|t| t.expired(cx)) {
+                    self.abandon();
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                return Poll::Pending;
+            }
+        };
+        match &frame {
+            None => self.finish(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.finish(),
+            Some(Ok(_)) => {
+                if let Some(timer) = &mut self.timer {
+                    timer.progressed();
+                }
+            }
+            Some(Err(_)) => self.abandon(),
+        }
+        Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+    }
+}
+
+/// Moves an upstream body to an HTTP/2 client chunk by chunk. The next chunk is read from
+/// upstream only once the client's stream has taken the previous one (so at most one chunk
+/// waits here); a previous chunk not taken within `idle`, or a stream that is gone, ends it:
+/// the slot is freed and the upstream exchange dropped (its connection closed), whatever the
+/// client does next.
+async fn pump(mut body: UpstreamBody, tx: mpsc::Sender<PipeItem>, idle: Duration) {
+    loop {
+        let Ok(Ok(permit)) = tokio::time::timeout(idle, tx.reserve()).await else {
+            // Stalled, or the stream is gone.
+            break;
+        };
+        let frame = tokio::select! {
+            frame = std::future::poll_fn(|cx| body.poll_upstream(cx)) => frame,
+            () = tx.closed() => break,
+        };
+        let last = !matches!(frame, Some(Ok(_)));
+        permit.send(frame);
+        if last {
+            return;
+        }
+    }
+    body.abandon();
 }
 
 impl Drop for UpstreamBody {
@@ -165,31 +238,33 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
-                let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
-                    Poll::Ready(frame) => frame,
-                    Poll::Pending => {
-                        if body.timer.as_mut().is_some_and(|t| t.expired(cx)) {
-                            body.abandon();
-                            return Poll::Ready(Some(Err(BodyError::Timeout)));
-                        }
-                        return Poll::Pending;
-                    }
-                };
-                match &frame {
-                    None => body.finish(),
-                    Some(Ok(_)) if body.inner.is_end_stream() => body.finish(),
-                    Some(Ok(_)) => {
-                        if let Some(timer) = &mut body.timer {
-                            timer.progressed();
+                let frame = body.poll_upstream(cx);
+                if let (Poll::Ready(Some(Ok(_))), Some(idle)) = (&frame, body.pipe_idle) {
+                    if !body.inner.is_end_stream() {
+                        // More chunks to come: the rest goes through the pump.
+                        let (tx, rx) = mpsc::channel(1);
+                        let piped = ResponseBody::Piped(Piped { rx, done: false });
+                        if let ResponseBody::Upstream(body) = std::mem::replace(this, piped) {
+                            tokio::spawn(pump(body, tx, idle));
                         }
                     }
-                    Some(Err(_)) => body.abandon(),
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+                frame
             }
+            ResponseBody::Piped(piped) => match piped.rx.poll_recv(cx) {
+                Poll::Ready(Some(Some(frame))) => Poll::Ready(Some(frame)),
+                Poll::Ready(Some(None)) => {
+                    piped.done = true;
+                    Poll::Ready(None)
+                }
+                // The pump gave up: end the stream with an error (hyper resets it).
+                Poll::Ready(None) => Poll::Ready(Some(Err(BodyError::Timeout))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -197,6 +272,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Piped(piped) => piped.done,
         }
     }
 
@@ -205,6 +281,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Upstream(body) => body.inner.size_hint(),
+            ResponseBody::Piped(_) => SizeHint::default(),
         }
     }
 }

@@ -94,6 +94,10 @@ async fn forward(
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let original_host = request_host(&req);
+    // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
+    let stream_idle = gateway.settings.stream_idle_timeout;
+    let pipe_idle =
+        (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
     let mut selection = select(
         gateway,
         conn,
@@ -125,7 +129,6 @@ async fn forward(
         .into_iter()
         .chain(selection.deadline)
         .min();
-    let stream_idle = gateway.settings.stream_idle_timeout;
     // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
@@ -150,7 +153,7 @@ async fn forward(
     let timer = BodyTimer::new(idle, selection.deadline);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, checkin, guards, timer),
+        ResponseBody::upstream(body, checkin, guards, timer, pipe_idle),
     ))
 }
 
@@ -527,7 +530,7 @@ async fn tunnel(
         strip_response_hop_by_hop(&mut parts.headers);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::upstream(body, None, guards, None),
+            ResponseBody::upstream(body, None, guards, None, None),
         ));
     }
     let upstream = hyper::upgrade::on(&mut response);

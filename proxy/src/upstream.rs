@@ -21,6 +21,10 @@ use tokio::net::TcpStream;
 
 /// Idle upstream connections older than this are closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest read buffer of an upstream HTTP/1.1 connection, so the largest body chunk it
+/// yields: hyper's default (~400 KiB) times the streams a slow client holds adds up (100
+/// stalled h2 streams held ~35 MiB more). Also bounds a response head, like Envoy's 60 KiB.
+const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -159,7 +163,11 @@ pub async fn connect(
     };
     match protocol {
         Protocol::Http1 => {
-            let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
+            let (sender, conn) = http1::Builder::new()
+                .max_buf_size(MAX_READ_BUFFER)
+                .handshake(io)
+                .await
+                .map_err(handshake_error)?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });

@@ -234,6 +234,17 @@ def too_many_streams(c, authority, wait):
     c.poll(wait)
 
 
+def stall_stream(c, authority, wait):
+    """A live client (it reads, answers PINGs, keeps the connection window open) that never
+    opens stream 1's window after its first 64 KB: only that stream must be given up. After
+    `wait`, it opens the window to see what the server did with the stream."""
+    c.send([WindowUpdateFrame(0, window_increment=(1 << 30))])
+    c.send([headers(1, request_block(authority, "/"))])
+    c.poll(wait)
+    c.send([WindowUpdateFrame(1, window_increment=(1 << 30))])
+    c.poll(5)
+
+
 def main():
     attack, host, port, authority = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     wait = float(sys.argv[5]) if len(sys.argv) > 5 else 4.0
@@ -256,6 +267,9 @@ def main():
     elif attack == "too_many_streams":
         c = Client(host, port)
         too_many_streams(c, authority, wait)
+    elif attack == "stall_stream":
+        c = Client(host, port)
+        stall_stream(c, authority, wait)
     else:
         sys.exit(f"unknown attack {attack}")
     c.report(attack, seconds=round(time.monotonic() - started, 2))

@@ -10,6 +10,7 @@
 use crate::support::*;
 use serde_json::Value;
 use sluice_testkit::{EchoServer, H2cClient};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,14 +39,15 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((rss, ticks))
 }
 
-async fn attack(gw: &Gateway, name: &str, wait: &str) -> anyhow::Result<Value> {
+/// Runs one attack of `h2_attacks.py` on `addr` (bounded: 90 s) and returns its report.
+pub async fn attack(addr: SocketAddr, name: &str, host: &str, wait: &str) -> anyhow::Result<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2_attacks.py");
     let run = tokio::process::Command::new("python3")
         .arg(script)
         .arg(name)
         .arg("127.0.0.1")
-        .arg(gw.http.port().to_string())
-        .arg(HOST)
+        .arg(addr.port().to_string())
+        .arg(host)
         .arg(wait)
         .kill_on_drop(true)
         .output();
@@ -95,7 +97,7 @@ async fn run_attack(gw: &Gateway, name: &str, wait: &str) -> anyhow::Result<(Val
     let (rss_before, cpu_before) = usage(pid)?;
     let stop = Arc::new(AtomicBool::new(false));
     let good = well_behaved(gw, stop.clone());
-    let report = attack(gw, name, wait).await?;
+    let report = attack(gw.http, name, HOST, wait).await?;
     let (rss_after, cpu_after) = usage(pid)?;
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = good.await??;

@@ -144,11 +144,9 @@ async fn idle_websocket_tunnel_is_closed() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client that stops reading a streamed response holds its revision's only slot
-/// (containerConcurrency 1) no longer than the stream idle timeout: the next request is then
-/// served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_reader_frees_its_slot_after_the_stream_idle_timeout() -> anyhow::Result<()> {
+/// A revision with containerConcurrency 1 and one instance, answering 32 MiB bodies, behind a
+/// gateway with a 2 s stream idle timeout.
+async fn one_slot_revision() -> anyhow::Result<Gateway> {
     let manifests = autoscaler_config("")
         + &revision(
             "slow",
@@ -171,6 +169,15 @@ async fn slow_reader_frees_its_slot_after_the_stream_idle_timeout() -> anyhow::R
         Duration::from_secs(20),
     )
     .await?;
+    Ok(gw)
+}
+
+/// A client that stops reading a streamed response holds its revision's only slot
+/// (containerConcurrency 1) no longer than the stream idle timeout: the next request is then
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_frees_its_slot_after_the_stream_idle_timeout() -> anyhow::Result<()> {
+    let gw = one_slot_revision().await?;
     // The slow reader: a small receive buffer, reads the first bytes, then never again.
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
@@ -196,5 +203,41 @@ async fn slow_reader_frees_its_slot_after_the_stream_idle_timeout() -> anyhow::R
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 32 << 20);
     drop(reader);
+    Ok(())
+}
+
+/// HTTP/2: a live client (reading, answering PINGs) that never opens one stream's window
+/// holds that stream's slot no longer than the stream idle timeout, and keeps its connection:
+/// only the stalled stream is given up (reset once the client opens its window again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_stream_stalled_by_flow_control_frees_its_slot_not_its_connection() -> anyhow::Result<()>
+{
+    let gw = one_slot_revision().await?;
+    let addr = gw.http;
+    // Holds its stalled stream for 20 s, then opens the window and reads for 5 s.
+    let stalled = tokio::spawn(async move {
+        crate::h2_hostile::attack(addr, "stall_stream", "slow.example.com", "20").await
+    });
+    wait_metric(
+        &gw,
+        "sluice_backend_in_flight_requests{backend=\"ns/slow\"}",
+        |v| v == 1.0,
+        WAIT,
+    )
+    .await?;
+    let mut next = H1Client::connect(gw.http)
+        .await?
+        .with_timeout(Duration::from_secs(15));
+    let r = next.send("GET", "slow.example.com", "/", &[], None).await?;
+    assert_eq!(r.status, 200);
+    assert!(
+        !stalled.is_finished(),
+        "served only after the stalled client left"
+    );
+    let report = stalled.await??;
+    assert_eq!(report["closed"], false, "the connection was kept: {report}");
+    assert_eq!(report["statuses"]["200"], 1, "{report}");
+    // INTERNAL_ERROR: the given-up body ends in an error, which hyper turns into a reset.
+    assert_eq!(report["rst"]["2"], 1, "{report}");
     Ok(())
 }
