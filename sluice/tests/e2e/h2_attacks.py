@@ -34,7 +34,7 @@ ENHANCE_YOUR_CALM = 0xB
 
 
 class Client:
-    def __init__(self, host, port, rcvbuf=None, settings=None):
+    def __init__(self, host, port, rcvbuf=None, settings=None, answer_pings=True):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # A small receive buffer: a client that does not read blocks the server quickly.
@@ -46,6 +46,8 @@ class Client:
         self.rst = {}
         self.statuses = {}
         self.sent = 0
+        self.pings = 0
+        self.answer_pings = answer_pings
         self.decoder = Decoder()
         self.decoder.max_header_list_size = 1 << 20
         s = SettingsFrame(0)
@@ -106,6 +108,9 @@ class Client:
                 except Exception:  # trailers split across CONTINUATION: not needed here
                     pass
             elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                self.pings += 1
+                if not self.answer_pings:
+                    continue
                 try:
                     self.sock.sendall(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
                 except OSError:
@@ -119,6 +124,7 @@ class Client:
             "rst": {str(k): v for k, v in self.rst.items()},
             "statuses": self.statuses,
             "sent": self.sent,
+            "pings": self.pings,
         }
         out.update(extra)
         print(json.dumps(out))
@@ -267,6 +273,11 @@ def main():
     elif attack == "too_many_streams":
         c = Client(host, port)
         too_many_streams(c, authority, wait)
+    elif attack in ("idle_alive", "idle_dead"):
+        # An idle connection whose client answers PINGs (alive) or reads but never answers
+        # them (dead, say a half-broken middlebox): only the dead one is closed.
+        c = Client(host, port, answer_pings=attack == "idle_alive")
+        c.poll(wait)
     elif attack == "stall_stream":
         c = Client(host, port)
         stall_stream(c, authority, wait)

@@ -240,3 +240,33 @@ async fn too_many_streams_are_refused_and_idle_bodies_get_408() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// `--h2-keepalive-interval`: an idle connection is PINGed; one whose client never answers is
+/// closed after `--h2-keepalive-timeout`, one that answers stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_ping_closes_connections_that_never_answer() -> anyhow::Result<()> {
+    let backend = EchoServer::start("h2").await?;
+    let manifests = service("ns", "h2", "http", 80, &[backend.addr()])
+        + &simple_ingress("ns", "h2", HOST, "h2", "80");
+    let gw = Gateway::start_with(
+        &manifests,
+        &[
+            "--h2-keepalive-interval",
+            "500ms",
+            "--h2-keepalive-timeout",
+            "500ms",
+        ],
+    )
+    .await?;
+    gw.wait_ingress_ready("ns", "h2").await?;
+    let (alive, dead) = tokio::join!(
+        attack(gw.http, "idle_alive", HOST, "4"),
+        attack(gw.http, "idle_dead", HOST, "4"),
+    );
+    let (alive, dead) = (alive?, dead?);
+    assert!(alive["pings"].as_u64().unwrap_or(0) >= 2, "{alive}");
+    assert_eq!(alive["closed"], false, "{alive}");
+    assert!(dead["pings"].as_u64().unwrap_or(0) >= 1, "{dead}");
+    assert_eq!(dead["closed"], true, "{dead}");
+    Ok(())
+}
