@@ -175,26 +175,25 @@ async fn continuation_flood_is_cut_off() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A header block that decodes to megabytes is refused (431 and RST_STREAM) without reaching
-/// the backend; the decoder stops at the header list limit.
+/// A header block of a few KB that decodes to ~64 MB (one 4 KB dynamic-table entry referenced
+/// 16,000 times): h2 stops decoding past a multiple of the header list limit (whatever
+/// `max_header_list_size` is set to) and closes the connection with ENHANCE_YOUR_CALM; no bomb
+/// reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpack_bomb_is_refused() -> anyhow::Result<()> {
     let (backend, gw) = gateway().await?;
     let before = backend.requests();
     let (report, _, _) = run_attack(&gw, "hpack_bomb", "0").await?;
-    let refused = report["statuses"]["431"].as_u64().unwrap_or(0) + rst(&report, 0x7);
-    assert!(
-        refused > 0 || goaway(&report).is_some(),
-        "bombs refused: {report}"
-    );
+    assert_eq!(report["closed"], true, "{report}");
+    assert_eq!(goaway(&report), Some(0xb), "ENHANCE_YOUR_CALM: {report}");
     assert_eq!(
         report["statuses"]["200"].as_u64().unwrap_or(0),
         0,
         "no bomb was served: {report}"
     );
-    // Only the first request (one 4 KB header) may reach the backend, plus the good client's.
-    let bombs_through = backend.requests() - before;
-    assert!(bombs_through < 500, "{bombs_through} reached the backend");
+    // At most the first request (one 4 KB header) and the good client's reach the backend.
+    let through = backend.requests() - before;
+    assert!(through < 500, "{through} reached the backend");
     Ok(())
 }
 
