@@ -17,9 +17,10 @@ use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -136,14 +137,28 @@ async fn forward(
         .into_iter()
         .chain((!stream_idle.is_zero()).then_some(stream_idle))
         .min();
-    let req = req.map(|body| RequestBody::new(body, stream_idle));
+    // hyper's h2 client drops a request body's error (it resets the upstream stream, and the
+    // exchange fails as a reset): the body flags its timeout here instead, so it is still 408.
+    // Only h2c exchanges with a body to send pay for the flag.
+    let body_timed_out =
+        (protocol == Protocol::H2c && !stream_idle.is_zero() && !req.body().is_end_stream())
+            .then(|| Arc::new(AtomicBool::new(false)));
+    let req = req.map(|body| RequestBody::new(body, stream_idle, body_timed_out.clone()));
     let sending = send(gateway, upstream, &mut selection, req);
-    let (response, checkin) = match head_deadline {
-        None => sending.await?,
+    let sent = match head_deadline {
+        None => sending.await,
         Some(at) => tokio::time::timeout_at(at, sending)
             .await
-            .map_err(|_| ProxyError::ResponseTimeout)??,
+            .map_err(|_| ProxyError::ResponseTimeout)?,
     };
+    let (response, checkin) = sent.map_err(|error| match error {
+        ProxyError::Upstream(_)
+            if body_timed_out.is_some_and(|flag| flag.load(Ordering::Relaxed)) =>
+        {
+            ProxyError::RequestBodyTimeout
+        }
+        error => error,
+    })?;
     let (mut parts, body) = response.into_parts();
     strip_response_hop_by_hop(&mut parts.headers);
     let guards = Guards {

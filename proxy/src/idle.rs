@@ -17,7 +17,8 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -151,6 +152,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
 pub struct RequestBody {
     inner: Incoming,
     timer: IdleTimer,
+    /// Set when the timeout fires, for senders that drop the body's error (hyper's h2 client).
+    timed_out: Option<Arc<AtomicBool>>,
 }
 
 /// The client sent no request body byte for the stream idle timeout.
@@ -167,10 +170,11 @@ pub enum RequestBodyError {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, idle: Duration) -> Self {
+    pub fn new(inner: Incoming, idle: Duration, timed_out: Option<Arc<AtomicBool>>) -> Self {
         RequestBody {
             inner,
             timer: IdleTimer::new(idle),
+            timed_out,
         }
     }
 }
@@ -201,6 +205,9 @@ impl Body for RequestBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending if this.timer.expired(cx) => {
+                if let Some(flag) = &this.timed_out {
+                    flag.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Err(RequestBodyTimeout.into())))
             }
             Poll::Pending => Poll::Pending,
@@ -223,7 +230,7 @@ impl Body for RequestBody {
 /// Records the last time bytes moved through either side of a tunnel.
 struct Activity<T> {
     inner: T,
-    clock: std::sync::Arc<AtomicU64>,
+    clock: Arc<AtomicU64>,
     origin: Instant,
 }
 
@@ -290,7 +297,7 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let origin = Instant::now();
-    let clock = std::sync::Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(AtomicU64::new(0));
     let mut a = Activity {
         inner: a,
         clock: clock.clone(),

@@ -241,3 +241,29 @@ async fn h2_stream_stalled_by_flow_control_frees_its_slot_not_its_connection() -
     assert_eq!(report["rst"]["2"], 1, "{report}");
     Ok(())
 }
+
+/// The same over an h2c upstream (the request body is sent on its own h2 stream).
+#[tokio::test]
+async fn idle_request_body_to_an_h2c_upstream_gets_408() -> anyhow::Result<()> {
+    let backend = EchoServer::start_with(sluice_testkit::EchoOptions {
+        h2c_only: true,
+        ..sluice_testkit::EchoOptions::named("h2c")
+    })
+    .await?;
+    let manifests = service("ns", "h2c", "http2", 81, &[backend.addr()])
+        + &simple_ingress("ns", "h2c", "h2c.example.com", "h2c", "81");
+    let gw = Gateway::start_with(&manifests, &["--stream-idle-timeout", "1s"]).await?;
+    gw.wait_ingress_ready("ns", "h2c").await?;
+    let mut client = TcpStream::connect(gw.http).await?;
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nhost: h2c.example.com\r\ncontent-length: 100\r\n\r\nonly ten b",
+        )
+        .await?;
+    let response = read_to_close(&mut client, Duration::from_secs(15))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no answer within 15s"))?;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    Ok(())
+}
