@@ -80,7 +80,23 @@ impl<T> WriteStall<T> {
         }
     }
 
-    fn after_write<R>(
+    /// Only bytes written count as progress: a flush that returns at once (TCP's) must not
+    /// re-arm the timer between two blocked writes.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = result {
+            if n > 0 {
+                self.timer.progressed();
+            }
+            return result;
+        }
+        self.after_other(cx, result)
+    }
+
+    fn after_other<R>(
         &mut self,
         cx: &mut Context<'_>,
         result: Poll<io::Result<R>>,
@@ -90,11 +106,7 @@ impl<T> WriteStall<T> {
                 io::ErrorKind::TimedOut,
                 "client stopped reading (stream idle timeout)",
             ))),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.timer.progressed();
-                ready
-            }
+            other => other,
         }
     }
 }
@@ -137,13 +149,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.after_write(cx, result)
+        this.after_other(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.after_write(cx, result)
+        this.after_other(cx, result)
     }
 }
 
@@ -352,6 +364,28 @@ mod tests {
             .await
             .expect("bounded");
         let error = stalled.expect_err("the write must fail");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// Flushes that succeed at once between blocked writes are not progress.
+    #[tokio::test]
+    async fn flushes_between_blocked_writes_do_not_reset_the_timeout() {
+        let (near, _far) = tokio::io::duplex(64);
+        let mut io = WriteStall::new(near, Duration::from_millis(200));
+        let mut failed = None;
+        // Bounded: 100 rounds of a 20 ms write attempt and a flush (~2 s).
+        for _ in 0..100 {
+            match tokio::time::timeout(Duration::from_millis(20), io.write_all(&[1; 1024])).await {
+                Ok(result) => {
+                    failed = Some(result);
+                    break;
+                }
+                Err(_) => io.flush().await.expect("flush"),
+            }
+        }
+        let error = failed
+            .expect("the write ended")
+            .expect_err("the write must fail");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 
