@@ -204,9 +204,17 @@ impl UpstreamBody {
 /// client does next.
 async fn pump(mut body: UpstreamBody, tx: mpsc::Sender<PipeItem>, idle: Duration) {
     loop {
-        let Ok(Ok(permit)) = tokio::time::timeout(idle, tx.reserve()).await else {
-            // Stalled, or the stream is gone.
-            break;
+        // A client keeping up leaves room at once: no timer then.
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => break,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                match tokio::time::timeout(idle, tx.reserve()).await {
+                    Ok(Ok(permit)) => permit,
+                    // Stalled, or the stream is gone.
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
         };
         let frame = tokio::select! {
             frame = std::future::poll_fn(|cx| body.poll_upstream(cx)) => frame,
