@@ -81,8 +81,9 @@ impl HttpApp {
             // hyper's default 1024, kept; past it, GOAWAY.
             .max_local_error_reset_streams(1024)
             // CONTINUATION floods and HPACK bombs are bounded by the header list size
-            // (`max_header_list_size`, 16 KiB by default here): h2 stops decoding and counts
-            // CONTINUATION frames against it, then refuses the stream or closes the connection.
+            // (`max_header_list_size`, hyper's 16 KiB unless set): h2 allows only so many
+            // CONTINUATION frames for it, and stops decoding a block far past it; both end
+            // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
             //
             // Dead or stuck peers: a PING after an idle interval, closed if no ACK comes.
             .keep_alive_interval(
