@@ -29,6 +29,9 @@ pub struct Settings {
     /// `xff_num_trusted_hops`). 0: the client's `X-Forwarded-Host` and `-Proto` are replaced.
     /// `X-Forwarded-For` gets the peer address appended either way.
     pub xff_trusted_hops: u32,
+    /// What a downstream client may push: head size, header count, URI length, connections,
+    /// head and idle timeouts.
+    pub downstream: crate::downstream::DownstreamLimits,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             hold_timeout: Duration::from_secs(30),
             max_held_per_backend: 10_000,
             xff_trusted_hops: 0,
+            downstream: crate::downstream::DownstreamLimits::default(),
         }
     }
 }

@@ -204,6 +204,7 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 hold_timeout: args.hold_timeout,
                 max_held_per_backend: args.max_held_requests,
                 xff_trusted_hops: args.xff_trusted_hops,
+                downstream: args.downstream.limits(),
             },
         )
         .with_default_certificate(default_certificate),
