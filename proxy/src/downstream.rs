@@ -73,9 +73,9 @@ pub fn check_request_head<B>(
     req: &Request<B>,
     limits: &DownstreamLimits,
 ) -> Result<(), ProxyError> {
-    let uri = req.uri();
-    let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
-        + uri.authority().map_or(0, |a| a.as_str().len());
+    // The path and query: what HTTP/1's origin form carries and h2's `:path`. An authority
+    // (absolute form, `:authority`) is bounded as a host name when it is routed on.
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > limits.max_uri_bytes {
         return Err(ProxyError::UriTooLong);
     }

@@ -27,7 +27,11 @@ pub enum ProxyError {
     #[error("upstream connect failed: {0}")]
     Connect(#[from] crate::upstream::ConnectError),
     #[error("upstream: {0}")]
-    Upstream(#[from] hyper::Error),
+    Upstream(hyper::Error),
+    /// The client's request body failed while it was being sent on: an invalid chunk, or the
+    /// client went away. Its error, not the upstream's.
+    #[error("request body: {0}")]
+    DownstreamBody(hyper::Error),
     #[error("upstream connections kept closing before the request was sent")]
     Unsendable,
     #[error("revision timeout: no response in time")]
@@ -37,11 +41,25 @@ pub enum ProxyError {
     HttpsRedirect(HeaderValue),
 }
 
+impl From<hyper::Error> for ProxyError {
+    fn from(error: hyper::Error) -> Self {
+        // hyper's client reports a failed request body as a user error caused by that body's
+        // own error: here always the downstream connection's (`Incoming`).
+        let body = error.is_user()
+            && std::error::Error::source(&error).is_some_and(|cause| cause.is::<hyper::Error>());
+        if body {
+            ProxyError::DownstreamBody(error)
+        } else {
+            ProxyError::Upstream(error)
+        }
+    }
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::DownstreamBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -72,6 +90,7 @@ impl ProxyError {
         matches!(
             self,
             ProxyError::BadRequest(_)
+                | ProxyError::DownstreamBody(_)
                 | ProxyError::UriTooLong
                 | ProxyError::HeadersTooLarge
                 | ProxyError::NotImplemented(_)
@@ -84,7 +103,7 @@ impl ProxyError {
     pub fn public_text(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no route\n",
-            ProxyError::BadRequest(_) => "bad request\n",
+            ProxyError::BadRequest(_) | ProxyError::DownstreamBody(_) => "bad request\n",
             ProxyError::UriTooLong => "uri too long\n",
             ProxyError::HeadersTooLarge => "request header fields too large\n",
             ProxyError::NotImplemented(_) => "not implemented\n",

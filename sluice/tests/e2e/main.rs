@@ -5,6 +5,7 @@ mod chart;
 mod cli;
 mod fleet;
 mod fleet_netns;
+mod hostile_http1;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
