@@ -13,6 +13,8 @@ fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request<()>
     builder.body(()).expect("valid request")
 }
 
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 fn status<T>(result: Result<T, ProxyError>) -> Option<StatusCode> {
     result.err().map(|e| e.status())
 }
@@ -20,7 +22,7 @@ fn status<T>(result: Result<T, ProxyError>) -> Option<StatusCode> {
 #[test]
 fn host_lines_rfc_9112_refuses() {
     let h11 = Version::HTTP_11;
-    let cases: &[(&str, Version, &str, &[(&str, &str)], Option<StatusCode>)] = &[
+    let cases: &[(&str, Version, &str, Headers, Option<StatusCode>)] = &[
         ("one host", h11, "/", &[("host", "a")], None),
         (
             "no host on 1.1",
@@ -82,7 +84,7 @@ fn request_head_limits() {
         ..DownstreamLimits::default()
     };
     let h11 = Version::HTTP_11;
-    let cases: &[(&str, &str, &[(&str, &str)], Option<StatusCode>)] = &[
+    let cases: &[(&str, &str, Headers, Option<StatusCode>)] = &[
         ("short target", "/123456789", &[], None),
         (
             "target one over",
