@@ -208,21 +208,30 @@ pub struct DownstreamArgs {
     pub max_request_headers: u32,
     /// Request target length in bytes; above it 414. nginx's
     /// `large_client_header_buffers` (8k).
-    #[arg(long, env = "SLUICE_MAX_URI_BYTES", default_value_t = 8192)]
-    pub max_uri_bytes: usize,
+    #[arg(long, env = "SLUICE_MAX_URI_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uri_bytes: u32,
     /// Open connections per listener; more are accepted and closed at once (counted in
     /// `sluice_downstream_connections_rejected_total`). No peer has this default: nginx
     /// allows 512 per worker, HAProxy derives maxconn from the file limit.
-    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// From accept to the first complete request head, protocol sniff and h2c preface
     /// included; the connection is closed after it. nginx's `client_header_timeout` (60s).
-    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub header_read_timeout: Duration,
     /// HTTP/1 keep-alive: from the end of a response to the next complete request head.
     /// nginx's `keepalive_timeout` (75s).
-    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
+}
+
+/// A humantime duration above zero: a zero timeout would close every connection at once.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be above zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl DownstreamArgs {
@@ -231,8 +240,8 @@ impl DownstreamArgs {
         sluice_proxy::downstream::DownstreamLimits {
             max_head_bytes: self.max_request_headers_kb as usize * 1024,
             max_headers: self.max_request_headers as usize,
-            max_uri_bytes: self.max_uri_bytes,
-            max_connections: self.max_connections,
+            max_uri_bytes: self.max_uri_bytes as usize,
+            max_connections: self.max_connections as usize,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
         }
@@ -556,6 +565,17 @@ mod tests {
             "0",
         ]);
         assert!(zero.is_err());
+        for flag in [
+            "--max-request-headers",
+            "--max-uri-bytes",
+            "--max-connections",
+            "--header-read-timeout",
+            "--idle-timeout",
+        ] {
+            let value = if flag.ends_with("timeout") { "0s" } else { "0" };
+            let zero = Cli::try_parse_from(["sluice", "run", "--config", "d", flag, value]);
+            assert!(zero.is_err(), "{flag} 0 accepted");
+        }
     }
 
     #[test]
