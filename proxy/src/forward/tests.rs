@@ -150,3 +150,21 @@ fn external_error_text_names_nothing_internal() {
         assert!(!error.public_text().is_empty());
     }
 }
+
+#[test]
+fn head_refusals_map_to_their_status_and_close_http1() {
+    let cases = [
+        (ProxyError::BadRequest("two hosts"), 400, true),
+        (ProxyError::UriTooLong, 414, true),
+        (ProxyError::HeadersTooLarge, 431, true),
+        (ProxyError::NotImplemented("gzip"), 501, true),
+        (ProxyError::NoRoute, 404, false),
+        (ProxyError::ResponseTimeout, 504, false),
+    ];
+    for (error, status, closes) in cases {
+        let name = error.to_string();
+        assert_eq!(error.status().as_u16(), status, "{name}");
+        assert_eq!(error.closes_connection(), closes, "{name}");
+        assert!(!error.public_text().is_empty(), "{name}");
+    }
+}
