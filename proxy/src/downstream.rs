@@ -11,15 +11,16 @@
 use crate::error::ProxyError;
 use crate::forward::ConnInfo;
 use http::{header, HeaderValue, Request, Version};
+use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// Downstream limits from flags (`--max-request-headers-kb` and the rest).
 #[derive(Clone, Debug)]
@@ -35,7 +36,8 @@ pub struct DownstreamLimits {
     /// From accept to the first complete request head: the protocol sniff, an h2c preface and
     /// the head itself.
     pub header_read_timeout: Duration,
-    /// HTTP/1 keep-alive: from the end of a response to the next complete request head.
+    /// Keep-alive: HTTP/1 from the end of a response to the next complete request head; h2
+    /// with no open stream.
     pub idle_timeout: Duration,
 }
 
@@ -193,6 +195,97 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadTimer<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The open streams of one h2 connection, for its idle timeout: HTTP/1's is hyper's
+/// `header_read_timeout` between requests, h2 has none. Idle means no open stream (a
+/// long response stream with a quiet client is not idle) for `--idle-timeout`, as nginx's
+/// `keepalive_timeout` and Envoy's `idle_timeout` count it.
+pub struct Streams {
+    open: AtomicUsize,
+    /// When the last stream ended, in ms after `start`.
+    last_end_ms: AtomicU64,
+    start: Instant,
+}
+
+impl Streams {
+    pub fn new() -> Arc<Streams> {
+        Arc::new(Streams {
+            open: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+            start: Instant::now(),
+        })
+    }
+
+    /// Counts a stream open until the guard drops: hyper drops the response body when the
+    /// stream ends (finished or reset), and the future before a response exists.
+    pub fn open(self: &Arc<Self>) -> StreamGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves once no stream has been open for `timeout`. Wakes at most once per
+    /// `timeout` while streams are open.
+    pub async fn idle(&self, timeout: Duration) {
+        loop {
+            let wake = if self.open.load(Ordering::Relaxed) == 0 {
+                let last = Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
+                let at = self.start + last + timeout;
+                if at <= Instant::now() {
+                    return;
+                }
+                at
+            } else {
+                Instant::now() + timeout
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+pub struct StreamGuard(Arc<Streams>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_end_ms.store(ms, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An h2 response body that holds its stream's [`StreamGuard`]; otherwise a pass-through.
+pub struct Counted<B> {
+    body: B,
+    _stream: StreamGuard,
+}
+
+impl<B> Counted<B> {
+    pub fn new(body: B, stream: StreamGuard) -> Self {
+        Counted {
+            body,
+            _stream: stream,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

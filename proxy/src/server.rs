@@ -7,7 +7,7 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
-use crate::downstream::HeadTimer;
+use crate::downstream::{Counted, HeadTimer, Streams};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::router::Listener;
@@ -169,33 +169,52 @@ impl ServerApp for HttpApp {
             trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
             head_seen: AtomicBool::new(false),
         });
-        let head = conn.clone();
+        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone()));
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req| {
-            let gateway = gateway.clone();
-            let conn = conn.clone();
-            if !conn.head_seen.load(Ordering::Relaxed) {
-                conn.head_seen.store(true, Ordering::Relaxed);
-            }
-            async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
-        });
-        let io = TokioIo::new(HeadTimer::new(stream, deadline, head));
         let mut shutdown = shutdown.clone();
         if h2 {
+            let streams = Streams::new();
+            let counting = streams.clone();
+            let service = service_fn(move |req| {
+                let stream = counting.open();
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
+            });
             let connection = self.http2.serve_connection(io, service);
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            let idle = streams.idle(limits.idle_timeout);
+            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
         } else {
+            let service = service_fn(move |req| {
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
             let connection = self.http1.serve_connection(io, service).with_upgrades();
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            // hyper's header_read_timeout is HTTP/1's idle bound (see `HttpApp::new`).
+            let idle = std::future::pending();
+            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
         }
         None
     }
 }
 
-/// Drives a connection; on shutdown asks it to finish gracefully and waits for that.
+/// One request: marks the connection's first head as seen (ending `HeadTimer`), then forwards.
+fn serve(
+    gateway: &Arc<Gateway>,
+    conn: &Arc<ConnInfo>,
+    req: http::Request<hyper::body::Incoming>,
+) -> impl Future<Output = http::Response<crate::body::ResponseBody>> {
+    if !conn.head_seen.load(Ordering::Relaxed) {
+        conn.head_seen.store(true, Ordering::Relaxed);
+    }
+    forward::handle(gateway.clone(), conn.clone(), req)
+}
+
+/// Drives a connection; on shutdown, or once `idle` resolves, asks it to finish gracefully
+/// (h2: GOAWAY) and waits for that.
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
+    idle: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
 ) where
     C: std::future::Future<Output = O>,
@@ -209,6 +228,10 @@ async fn serve_until_shutdown<C, O>(
     tokio::select! {
         _ = connection.as_mut() => {}
         _ = shutdown.changed() => {
+            graceful(connection.as_mut());
+            connection.await;
+        }
+        _ = idle => {
             graceful(connection.as_mut());
             connection.await;
         }

@@ -219,8 +219,9 @@ pub struct DownstreamArgs {
     /// included; the connection is closed after it. nginx's `client_header_timeout` (60s).
     #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub header_read_timeout: Duration,
-    /// HTTP/1 keep-alive: from the end of a response to the next complete request head.
-    /// nginx's `keepalive_timeout` (75s).
+    /// Keep-alive: on HTTP/1 from the end of a response to the next complete request head,
+    /// on h2 with no open stream; then the connection is closed (h2: GOAWAY). nginx's
+    /// `keepalive_timeout` (75s).
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
 }

@@ -208,3 +208,21 @@ async fn head_timer_is_off_once_a_head_was_seen() {
     assert_eq!(io.read(&mut buf).await.expect("no deadline any more"), 1);
     drop(later.await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn streams_are_idle_only_after_the_last_one_ended_for_the_timeout() {
+    let streams = Streams::new();
+    let timeout = Duration::from_secs(5);
+    let stream = streams.open();
+    let idle = streams.idle(timeout);
+    tokio::pin!(idle);
+    // Open for far longer than the timeout: never idle.
+    assert!(tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
+        .await
+        .is_err());
+    drop(stream);
+    let ended = tokio::time::Instant::now();
+    idle.await;
+    assert!(ended.elapsed() >= timeout);
+    assert!(ended.elapsed() < timeout * 2);
+}

@@ -485,3 +485,30 @@ async fn default_limits_refuse_just_past_their_peers_values() -> anyhow::Result<
     assert_eq!(backend.requests(), 1);
     Ok(())
 }
+
+/// h2 has no idle bound of its own in hyper: a connection with no open stream for
+/// `--idle-timeout` gets GOAWAY and is closed; one whose stream is still sending is not idle.
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed_but_a_long_stream_is_not_idle() -> anyhow::Result<()> {
+    let backend = EchoServer::start("echo").await?;
+    let gw = start(
+        &backend,
+        &["--idle-timeout", "1s", "--header-read-timeout", "30s"],
+    )
+    .await?;
+    let client = H2cClient::connect(gw.http).await?;
+    // Six one-byte chunks 300 ms apart: a stream open for longer than the idle timeout.
+    let r = client
+        .send("GET", HOST, "/?drip=6&drip_ms=300", &[], None)
+        .await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"aaaaaa");
+    assert!(!client.is_closed(), "closed while a stream was open");
+    let started = Instant::now();
+    while !client.is_closed() {
+        anyhow::ensure!(started.elapsed() < WAIT, "idle h2c connection still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    Ok(())
+}
