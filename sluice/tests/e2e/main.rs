@@ -6,6 +6,7 @@ mod cli;
 mod fleet;
 mod fleet_netns;
 mod h2_hostile;
+mod hostile_http1;
 mod idle;
 mod isolation;
 mod kubernetes;
