@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Access log lines written, and lines dropped (queue full or write failed).
     pub access_log_lines: IntCounter,
     pub access_log_dropped: IntCounter,
+    /// Connections closed at accept because their listener was at `--max-connections`.
+    pub downstream_rejected: IntCounterVec,
     /// Requests that matched no route; counted under ingress="none".
     pub unrouted: RouteMetrics,
 }
@@ -164,6 +166,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(access_log_lines.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        let downstream_rejected = IntCounterVec::new(
+            Opts::new(
+                "sluice_downstream_connections_rejected_total",
+                "Downstream connections closed at accept: the listener was at --max-connections",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(downstream_rejected.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(backend_in_flight.clone()))?;
@@ -191,6 +201,7 @@ impl Metrics {
             snapshot_rejected,
             access_log_lines,
             access_log_dropped,
+            downstream_rejected,
             unrouted,
         })
     }
