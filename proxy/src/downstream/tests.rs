@@ -173,6 +173,7 @@ fn conn() -> Arc<ConnInfo> {
         redirects_to_https: false,
         trust_forwarded: false,
         head_seen: AtomicBool::new(false),
+        peer: None,
     })
 }
 
