@@ -16,8 +16,10 @@ use prometheus::IntCounter;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -54,6 +56,9 @@ impl Target {
 pub struct AccessLog {
     queue: SyncSender<Box<Record>>,
     dropped: IntCounter,
+    /// Set by [`AccessLog::close`]: the writer drains what is queued, flushes and ends.
+    closing: Arc<AtomicBool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What one line says. Built on the request path from cheap clones; formatted on the writer.
@@ -107,13 +112,37 @@ impl AccessLog {
         };
         let (sender, receiver) = mpsc::sync_channel(queue.max(1));
         let writer_dropped = dropped.clone();
-        std::thread::Builder::new()
+        let closing = Arc::new(AtomicBool::new(false));
+        let writer_closing = closing.clone();
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(receiver, out, format, lines, writer_dropped))?;
+            .spawn(move || {
+                write_lines(
+                    receiver,
+                    out,
+                    format,
+                    lines,
+                    writer_dropped,
+                    &writer_closing,
+                )
+            })?;
         Ok(AccessLog {
             queue: sender,
             dropped,
+            closing,
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Writes and flushes every queued line, then stops the writer. Called once the listeners
+    /// have drained, so the last requests' lines are not lost when the process exits.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            writer.thread().unpark();
+            let _ = writer.join();
+        }
     }
 
     /// Starts a request's record; the time and the request's fields are taken now.
@@ -200,18 +229,21 @@ impl Drop for Entry {
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The writer thread: every [`DRAIN_INTERVAL`], format and write every queued line, then flush.
-/// Ends when the gateway (the only sender) is gone.
+/// Ends at [`AccessLog::close`], or when the gateway (the only sender) is gone.
 fn write_lines(
     queue: Receiver<Box<Record>>,
     out: Box<dyn Write + Send>,
     format: Format,
     lines: IntCounter,
     dropped: IntCounter,
+    closing: &AtomicBool,
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     let mut warned = false;
     loop {
+        // Read before draining: lines queued before `close` are written.
+        let closing = closing.load(Ordering::Acquire);
         let mut wrote = false;
         loop {
             let record = match queue.try_recv() {
@@ -239,10 +271,13 @@ fn write_lines(
             }
             wrote = true;
         }
-        if wrote {
+        if wrote || closing {
             let _ = out.flush();
         }
-        std::thread::sleep(DRAIN_INTERVAL);
+        if closing {
+            return;
+        }
+        std::thread::park_timeout(DRAIN_INTERVAL);
     }
 }
 

@@ -296,7 +296,11 @@ fn serve_proxy(
     if listeners.http.is_empty() && listeners.internal_http.is_empty() {
         warn!("no HTTP listener configured");
     }
-    shell.run()
+    let served = shell.run();
+    if let Some(log) = &gateway.access_log {
+        log.close();
+    }
+    served
 }
 
 /// `sluice run`: control plane and proxy in one process, connected in-process.

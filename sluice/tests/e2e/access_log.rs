@@ -452,3 +452,43 @@ async fn clients_that_go_away_are_logged() -> anyhow::Result<()> {
     assert_eq!(early["bytes_sent"], 0);
     Ok(())
 }
+
+/// SIGTERM while a request is in flight: the drain lets it finish, and its line (queued
+/// moments before the exit, likely between two of the writer's 50 ms drains) is written
+/// before the process exits.
+#[tokio::test]
+async fn the_last_lines_are_written_before_exit() -> anyhow::Result<()> {
+    let backend = EchoServer::start("echo").await?;
+    let manifests = service("ns", "echo", "http", 80, &[backend.addr()])
+        + &simple_ingress("ns", "last", "last.example.com", "echo", "80");
+    let mut logged = start_logged(&manifests, &[]).await?;
+    logged.gw.wait_ingress_ready("ns", "last").await?;
+    let addr = logged.gw.http;
+    let in_flight = tokio::spawn(async move {
+        sluice_testkit::http1_request(
+            addr,
+            "GET",
+            "last.example.com",
+            "/last?sleep_ms=300",
+            &[],
+            None,
+        )
+        .await
+    });
+    wait_metric(
+        &logged.gw,
+        "sluice_backend_in_flight_requests",
+        |v| v == 1.0,
+        WAIT,
+    )
+    .await?;
+    logged.gw.signal("TERM")?;
+    let status = logged.gw.wait_exit(Duration::from_secs(20)).await?;
+    assert!(status.success(), "{status}");
+    assert_eq!(in_flight.await??.status, 200);
+    let text = std::fs::read_to_string(&logged.path)?;
+    let lines = json_lines(&text.lines().map(str::to_string).collect::<Vec<_>>())?;
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["path"], "/last?sleep_ms=300");
+    Ok(())
+}
