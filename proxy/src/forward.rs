@@ -245,14 +245,16 @@ async fn select(
         }
         let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
         let waiting_since = Instant::now();
-        let (ticket, admitted) =
+        // Dropped with this future (client gone, stream reset) or at the deadline, the guard
+        // frees the place in line at once.
+        let waiting =
             upstream
                 .queue
                 .enqueue(upstream.max_waiting)
                 .map_err(|_| ProxyError::Overflow {
                     backend: backend.id.to_string(),
                 })?;
-        match Box::pin(tokio::time::timeout_at(wait_deadline, admitted)).await {
+        match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
             Ok(Ok(Admission::Slot(slot))) => {
                 upstream
                     .metrics()
@@ -270,7 +272,6 @@ async fn select(
             }
             Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
             Err(_) => {
-                upstream.queue.cancel(ticket);
                 return Err(ProxyError::HoldTimeout {
                     backend: backend.id.to_string(),
                     seconds: wait_deadline.duration_since(started).as_secs(),

@@ -186,9 +186,16 @@ pub struct GatewayArgs {
     /// How long a request may wait for a backend that has no ready endpoint.
     #[arg(long, env = "SLUICE_HOLD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub hold_timeout: Duration,
-    /// Most requests waiting per backend; more are answered 503 at once.
+    /// Most requests waiting per backend; more are answered 503 at once. Also caps a
+    /// Revision's own bound from its annotation. Default: the Knative activator's breaker
+    /// queue depth.
     #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS", default_value_t = 10_000)]
     pub max_held_requests: usize,
+    /// Most requests waiting across all backends; more are answered 503 at once. No peer has
+    /// a process-wide bound (the Knative activator bounds per revision only); two full
+    /// backends' worth.
+    #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS_TOTAL", default_value_t = 20_000)]
+    pub max_held_requests_total: usize,
     /// Upstream TCP connect timeout.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,

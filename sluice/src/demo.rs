@@ -83,6 +83,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             shutdown_grace: Duration::from_secs(2),
             hold_timeout: Duration::from_secs(30),
             max_held_requests: 10_000,
+            max_held_requests_total: 20_000,
             connect_timeout: Duration::from_secs(5),
         },
         control: ControlArgs {

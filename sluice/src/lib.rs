@@ -203,6 +203,7 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 connect_timeout: args.connect_timeout,
                 hold_timeout: args.hold_timeout,
                 max_held_per_backend: args.max_held_requests,
+                max_held_total: args.max_held_requests_total,
                 xff_trusted_hops: args.xff_trusted_hops,
             },
         )
