@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `sluice` binary, real loopback backends, real sockets.
 
 mod activator;
+mod activator_abuse;
 mod chart;
 mod cli;
 mod fleet;
