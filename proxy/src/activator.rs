@@ -28,15 +28,15 @@
 //! ([`HeldTotal`]), so that many revisions each under their own bound cannot together hold
 //! an unbounded number of requests (and their buffers) in memory.
 
+pub use crate::balance::now_micros;
 use crate::balance::{self, reserve, Endpoint};
 use crate::metrics::BackendMetrics;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Where a waiting request goes next.
@@ -327,13 +327,6 @@ impl Drop for Queue {
         // Every waiter holds the queue, so none is left; this is only belt and braces.
         self.total.give_back(*self.waiting.get_mut());
     }
-}
-
-/// Microseconds since the first call: a cheap monotonic clock for the counters.
-pub fn now_micros() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Per-Revision request statistics for the autoscaler: concurrency (buffered requests

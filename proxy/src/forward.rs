@@ -439,11 +439,16 @@ async fn send(
             {
                 Ok(sender) => {
                     backend.metrics().get().connects.inc();
+                    endpoint.connect_succeeded();
                     sender
                 }
                 Err(error) => {
                     backend.metrics().get().connect_errors.inc();
                     debug!(backend = %selection.backend.id, %error, "connect failed");
+                    if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
+                        backend.metrics().get().ejections.inc();
+                        debug!(backend = %selection.backend.id, endpoint = %endpoint.address, "ejected");
+                    }
                     failed[attempt - 1] = endpoint.key();
                     // Free this slot before taking another: its endpoint is refusing.
                     selection.slot = None;
@@ -505,11 +510,17 @@ async fn tunnel(
     let backend = selection.backend.clone();
     let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
-    let mut sender =
-        upstream::connect_upgradable(slot.endpoint(), gateway.settings.connect_timeout)
-            .await
-            .inspect_err(|_| backend.metrics().get().connect_errors.inc())?;
+    let endpoint = slot.endpoint();
+    let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
+        .await
+        .inspect_err(|_| {
+            backend.metrics().get().connect_errors.inc();
+            if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
+                backend.metrics().get().ejections.inc();
+            }
+        })?;
     backend.metrics().get().connects.inc();
+    endpoint.connect_succeeded();
     let guards = Guards {
         slot,
         counted: selection.counted.take(),

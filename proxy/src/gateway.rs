@@ -28,6 +28,8 @@ pub struct Settings {
     pub max_held_per_backend: usize,
     /// Most requests held across all backends; more get 503 at once.
     pub max_held_total: usize,
+    /// Passive health: ejection of endpoints after consecutive connect failures.
+    pub outlier: crate::balance::Outlier,
     /// Proxies in front of this one whose `X-Forwarded-*` are believed (Envoy's
     /// `xff_num_trusted_hops`). 0: the client's `X-Forwarded-Host` and `-Proto` are replaced.
     /// `X-Forwarded-For` gets the peer address appended either way.
@@ -41,6 +43,7 @@ impl Default for Settings {
             hold_timeout: Duration::from_secs(30),
             max_held_per_backend: 10_000,
             max_held_total: 20_000,
+            outlier: crate::balance::Outlier::default(),
             xff_trusted_hops: 0,
         }
     }

@@ -204,6 +204,11 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 hold_timeout: args.hold_timeout,
                 max_held_per_backend: args.max_held_requests,
                 max_held_total: args.max_held_requests_total,
+                outlier: sluice_proxy::balance::Outlier {
+                    consecutive_connect_failures: args.outlier_consecutive_connect_failures,
+                    ejection_time: args.outlier_ejection_time,
+                    max_ejection_percent: args.outlier_max_ejection_percent,
+                },
                 xff_trusted_hops: args.xff_trusted_hops,
             },
         )

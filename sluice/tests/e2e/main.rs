@@ -9,6 +9,7 @@ mod fleet_netns;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
+mod passive_health;
 mod protocols;
 mod routing;
 mod support;
