@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -84,10 +84,16 @@ impl ServerApp for HttpApp {
             Some(_) => false,
             None => {
                 let mut start = [0u8; 4];
-                match stream.try_peek(&mut start).await {
-                    Ok(peeked) => peeked && &start == H2_PREFACE_START,
-                    // The client went away before sending four bytes.
-                    Err(_) => return None,
+                // A connection that has sent nothing yet has no request to finish: at
+                // shutdown it is closed at once, not waited for until the grace ends.
+                let mut stopping = shutdown.clone();
+                tokio::select! {
+                    peeked = stream.try_peek(&mut start) => match peeked {
+                        Ok(peeked) => peeked && &start == H2_PREFACE_START,
+                        // The client went away before sending four bytes.
+                        Err(_) => return None,
+                    },
+                    _ = stopping.wait_for(|stop| *stop) => return None,
                 }
             }
         };
@@ -103,7 +109,14 @@ impl ServerApp for HttpApp {
             trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
         });
         let gateway = self.gateway.clone();
+        // Whether a request head has arrived: hyper's graceful shutdown waits for a head it has
+        // begun to read, so a connection that never completed one is dropped at shutdown.
+        let started = Arc::new(AtomicBool::new(false));
+        let seen = started.clone();
         let service = service_fn(move |req| {
+            if !seen.load(Ordering::Relaxed) {
+                seen.store(true, Ordering::Relaxed);
+            }
             let gateway = gateway.clone();
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
@@ -112,36 +125,45 @@ impl ServerApp for HttpApp {
         let mut shutdown = shutdown.clone();
         if h2 {
             let connection = self.http2.serve_connection(io, service);
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            serve_until_shutdown(
+                connection,
+                &mut shutdown,
+                |c| c.graceful_shutdown(),
+                || false,
+            )
+            .await;
         } else {
             let connection = self.http1.serve_connection(io, service).with_upgrades();
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            let silent = || !started.load(Ordering::Relaxed);
+            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown(), silent)
+                .await;
         }
         None
     }
 }
 
-/// Drives a connection; on shutdown asks it to finish gracefully and waits for that.
+/// Drives a connection; on shutdown asks it to finish gracefully and waits for that, unless
+/// `abandon` says it has nothing to finish (it is then dropped, which closes it).
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
     graceful: impl FnOnce(Pin<&mut C>),
+    abandon: impl Fn() -> bool,
 ) where
     C: std::future::Future<Output = O>,
 {
     tokio::pin!(connection);
-    if *shutdown.borrow() {
-        graceful(connection.as_mut());
-        connection.await;
-        return;
-    }
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = shutdown.changed() => {
-            graceful(connection.as_mut());
-            connection.await;
+    if !*shutdown.borrow() {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.changed() => {}
         }
     }
+    if abandon() {
+        return;
+    }
+    graceful(connection.as_mut());
+    connection.await;
 }
 
 /// A background task's body: it gets the shutdown flag and a callback to call once ready.
@@ -153,6 +175,10 @@ pub type TaskFn = Box<
 /// A [`TaskFn`] as a Pingora background service (its own current-thread runtime).
 struct Task {
     start: Mutex<Option<TaskFn>>,
+    /// Set for a task that must outlive the drain (the xDS client: requests still held
+    /// during the drain wait for the endpoints it brings): the flag it watches instead of
+    /// Pingora's, which turns at SIGTERM.
+    until: Option<ShutdownWatch>,
 }
 
 #[async_trait]
@@ -163,6 +189,7 @@ impl BackgroundService for Task {
         ready_notifier: ServiceReadyNotifier,
     ) {
         let start = self.start.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let shutdown = self.until.clone().unwrap_or(shutdown);
         if let Some(start) = start {
             start(shutdown, Box::new(move || ready_notifier.notify_ready())).await;
         }
@@ -175,6 +202,8 @@ struct Drainer {
     open_connections: Arc<AtomicUsize>,
     on_shutdown: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     drained: std::sync::mpsc::Sender<()>,
+    /// Stops the tasks that run through the drain.
+    after_drain: tokio::sync::watch::Sender<bool>,
 }
 
 #[async_trait]
@@ -196,6 +225,7 @@ impl BackgroundService for Drainer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         info!("shutdown: drained");
+        let _ = self.after_drain.send(true);
         let _ = self.drained.send(());
     }
 }
@@ -306,6 +336,7 @@ pub struct Shell {
     server: Server,
     open_connections: Arc<AtomicUsize>,
     on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+    after_drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shell {
@@ -325,6 +356,7 @@ impl Shell {
             server,
             open_connections: Arc::default(),
             on_shutdown: Vec::new(),
+            after_drain: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -335,6 +367,19 @@ impl Shell {
             name,
             Task {
                 start: Mutex::new(Some(start)),
+                until: None,
+            },
+        ))
+    }
+
+    /// Like [`Shell::task`], but its shutdown flag turns only once the connections have
+    /// drained (or the grace ends), not at SIGTERM.
+    pub fn task_through_drain(&mut self, name: &str, start: TaskFn) -> ServiceHandle {
+        self.server.add_service(background_service(
+            name,
+            Task {
+                start: Mutex::new(Some(start)),
+                until: Some(self.after_drain.subscribe()),
             },
         ))
     }
@@ -484,6 +529,7 @@ impl Shell {
                     }
                 }))),
                 drained: drained.clone(),
+                after_drain: self.after_drain.clone(),
             },
         ));
         let server = self.server;

@@ -236,7 +236,8 @@ fn serve_proxy(
     let options = ClientOptions::new(node, subscribed_types(&listeners));
     let mut shell = Shell::new(threads(args), args.shutdown_grace);
     let plane = gateway.clone();
-    let xds = shell.task(
+    // Held requests wait through the drain for endpoints the stream may still bring.
+    let xds = shell.task_through_drain(
         "xds-client",
         Box::new(move |shutdown, ready| {
             Box::pin(async move {

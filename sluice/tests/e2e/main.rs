@@ -4,6 +4,7 @@ mod activator;
 mod activator_abuse;
 mod chart;
 mod cli;
+mod drain;
 mod fleet;
 mod fleet_netns;
 mod isolation;
