@@ -3,6 +3,7 @@
 mod activator;
 mod activator_abuse;
 mod chart;
+mod churn;
 mod cli;
 mod drain;
 mod fleet;
