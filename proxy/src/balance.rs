@@ -15,6 +15,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 static NEXT_POOL_KEY: AtomicU64 = AtomicU64::new(1);
+/// Endpoints dropped so far: the connection pools sweep out their entries when it moves.
+static RETIRED: AtomicU64 = AtomicU64::new(0);
+
+/// How many endpoints have been dropped (left the config and every in-flight request).
+pub fn retired_endpoints() -> u64 {
+    RETIRED.load(Ordering::Relaxed)
+}
 
 /// Where an endpoint lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +171,12 @@ impl Endpoint {
 
     pub fn key(&self) -> u64 {
         self.pool_key
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        RETIRED.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -151,10 +151,12 @@ async fn a_hundred_changes_a_second_under_load_fail_no_request_and_leak_nothing(
         "non-2xx responses under churn"
     );
     assert!(ok.load(Ordering::Relaxed) > 0);
-    // Flat: the last repetition ends within a generous margin of the first.
+    // Flat: the last repetition ends within a margin of the first (10 % + 4 MiB). Idle pooled
+    // connections to removed endpoints, kept until their idle timeout, grew it by ~7 MiB a
+    // repetition before they were closed with their endpoint.
     let (first, last) = (rss[0], rss[rss.len() - 1]);
     assert!(
-        last <= first + first / 4 + 16 * 1024,
+        last <= first + first / 10 + 4 * 1024,
         "rss grew from {first} KiB to {last} KiB over {REPETITIONS} repetitions"
     );
     Ok(())
