@@ -26,7 +26,7 @@ fn slice(name: &str, svc: &str, addrs: &[SocketAddr]) -> String {
 /// Change `n`: the served route's split weights and header, an extra endpoint slice that
 /// comes and goes, and a throwaway Ingress whose host changes every time.
 fn churn(n: usize, b: SocketAddr) -> String {
-    let (one, two) = if n % 2 == 0 { (100, 0) } else { (50, 50) };
+    let (one, two) = if n.is_multiple_of(2) { (100, 0) } else { (50, 50) };
     let web = ingress(
         "ns",
         "web",
@@ -34,7 +34,7 @@ fn churn(n: usize, b: SocketAddr) -> String {
             "  rules:\n  - hosts: [web.example.com]\n    visibility: ExternalIP\n    http:\n      paths:\n      - splits:\n        - {{serviceNamespace: ns, serviceName: web, servicePort: 80, percent: {one}, appendHeaders: {{X-Change: \"{n}\"}}}}\n        - {{serviceNamespace: ns, serviceName: web2, servicePort: 80, percent: {two}}}"
         ),
     );
-    let extra = if n % 3 == 0 {
+    let extra = if n.is_multiple_of(3) {
         String::new()
     } else {
         slice("web-extra", "web", &[b])
