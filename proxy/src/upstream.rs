@@ -222,3 +222,6 @@ pub async fn connect_upgradable(
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,11 @@ fn slice(name: &str, svc: &str, addrs: &[SocketAddr]) -> String {
 /// Change `n`: the served route's split weights and header, an extra endpoint slice that
 /// comes and goes, and a throwaway Ingress whose host changes every time.
 fn churn(n: usize, b: SocketAddr) -> String {
-    let (one, two) = if n.is_multiple_of(2) { (100, 0) } else { (50, 50) };
+    let (one, two) = if n.is_multiple_of(2) {
+        (100, 0)
+    } else {
+        (50, 50)
+    };
     let web = ingress(
         "ns",
         "web",
