@@ -169,3 +169,47 @@ async fn sigterm_finishes_in_flight_and_buffered_work_and_closes_idle_connection
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+/// Cluster mode: a `sluice proxy` draining after SIGTERM still takes config from the
+/// controller, so requests it holds get the endpoints that arrive during the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_proxy_keeps_its_xds_stream() -> anyhow::Result<()> {
+    let manifests = |addrs: &[std::net::SocketAddr]| {
+        service("ns", "later", "http", 80, addrs)
+            + &simple_ingress("ns", "later", "later.example.com", "later", "80")
+    };
+    let controller = Controller::start(&manifests(&[])).await?;
+    let mut proxies = start_proxies(&controller, 1).await?;
+    let proxy = &mut proxies[0];
+    let held: Vec<_> = (0..BUFFERED)
+        .map(|_| {
+            let addr = proxy.http;
+            tokio::spawn(async move {
+                sluice_testkit::http1_request(addr, "GET", "later.example.com", "/", &[], None)
+                    .await
+            })
+        })
+        .collect();
+    wait_metric(
+        &*proxy,
+        "sluice_backend_held_requests{backend=\"ns/later:80\"}",
+        |v| v == BUFFERED as f64,
+        WAIT,
+    )
+    .await?;
+    proxy.signal("TERM")?;
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(proxy.http).await.is_ok() {
+        anyhow::ensure!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = EchoServer::start("later").await?;
+    controller.write("00-initial.yaml", &manifests(&[later.addr()]))?;
+    for h in held {
+        let r = h.await??;
+        assert_eq!(r.status, 200, "held through the drain: {}", r.text());
+    }
+    let status = proxy.process().wait_exit(WAIT).await?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
