@@ -18,7 +18,10 @@ pub enum ProxyError {
     #[error("upstream connect failed: {0}")]
     Connect(#[from] crate::upstream::ConnectError),
     #[error("upstream: {0}")]
-    Upstream(#[from] hyper::Error),
+    Upstream(hyper::Error),
+    /// The client sent no request body byte for the stream idle timeout.
+    #[error("request body idle timeout")]
+    RequestBodyTimeout,
     #[error("upstream connections kept closing before the request was sent")]
     Unsendable,
     #[error("revision timeout: no response in time")]
@@ -26,6 +29,18 @@ pub enum ProxyError {
     /// `httpOption: Redirected` on a plaintext external listener: 301 to this location.
     #[error("redirect to https")]
     HttpsRedirect(HeaderValue),
+}
+
+impl From<hyper::Error> for ProxyError {
+    /// A failed exchange whose cause is the client's idle request body is the client's fault
+    /// (408), not the upstream's (502).
+    fn from(error: hyper::Error) -> Self {
+        if crate::idle::is_request_body_timeout(&error) {
+            ProxyError::RequestBodyTimeout
+        } else {
+            ProxyError::Upstream(error)
+        }
+    }
 }
 
 impl ProxyError {
@@ -42,6 +57,8 @@ impl ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::Upstream(_) | ProxyError::Unsendable => StatusCode::BAD_GATEWAY,
+            // Envoy answers 408 when its stream idle timeout fires on a request body.
+            ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -69,6 +86,7 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Unsendable => {
                 "upstream connect error or disconnect/reset before headers\n"
             }
+            ProxyError::RequestBodyTimeout => "stream timeout\n",
             ProxyError::HttpsRedirect(_) => "",
         }
     }

@@ -11,14 +11,16 @@ use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
+use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -93,6 +95,10 @@ async fn forward(
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let original_host = request_host(&req);
+    // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
+    let stream_idle = gateway.settings.stream_idle_timeout;
+    let pipe_idle =
+        (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
     let mut selection = select(
         gateway,
         conn,
@@ -124,16 +130,35 @@ async fn forward(
         .into_iter()
         .chain(selection.deadline)
         .min();
+    // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
-        .map(Duration::from_secs);
+        .map(Duration::from_secs)
+        .into_iter()
+        .chain((!stream_idle.is_zero()).then_some(stream_idle))
+        .min();
+    // hyper's h2 client drops a request body's error (it resets the upstream stream, and the
+    // exchange fails as a reset): the body flags its timeout here instead, so it is still 408.
+    // Only h2c exchanges with a body to send pay for the flag.
+    let body_timed_out =
+        (protocol == Protocol::H2c && !stream_idle.is_zero() && !req.body().is_end_stream())
+            .then(|| Arc::new(AtomicBool::new(false)));
+    let req = req.map(|body| RequestBody::new(body, stream_idle, body_timed_out.clone()));
     let sending = send(gateway, upstream, &mut selection, req);
-    let (response, checkin) = match head_deadline {
-        None => sending.await?,
+    let sent = match head_deadline {
+        None => sending.await,
         Some(at) => tokio::time::timeout_at(at, sending)
             .await
-            .map_err(|_| ProxyError::ResponseTimeout)??,
+            .map_err(|_| ProxyError::ResponseTimeout)?,
     };
+    let (response, checkin) = sent.map_err(|error| match error {
+        ProxyError::Upstream(_)
+            if body_timed_out.is_some_and(|flag| flag.load(Ordering::Relaxed)) =>
+        {
+            ProxyError::RequestBodyTimeout
+        }
+        error => error,
+    })?;
     let (mut parts, body) = response.into_parts();
     strip_response_hop_by_hop(&mut parts.headers);
     let guards = Guards {
@@ -143,7 +168,7 @@ async fn forward(
     let timer = BodyTimer::new(idle, selection.deadline);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, checkin, guards, timer),
+        ResponseBody::upstream(body, checkin, guards, timer, pipe_idle),
     ))
 }
 
@@ -409,11 +434,11 @@ async fn send(
     gateway: &Gateway,
     backend: &Upstream,
     selection: &mut Selection,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<
     (
         Response<Incoming>,
-        Option<(u64, hyper::client::conn::http1::SendRequest<Incoming>)>,
+        Option<(u64, hyper::client::conn::http1::SendRequest<RequestBody>)>,
     ),
     ProxyError,
 > {
@@ -532,17 +557,22 @@ async fn tunnel(
         strip_response_hop_by_hop(&mut parts.headers);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::upstream(body, None, guards, None),
+            ResponseBody::upstream(body, None, guards, None, None),
         ));
     }
     let upstream = hyper::upgrade::on(&mut response);
     let open = OpenConnection::new(gateway.open_connections.clone());
+    let idle = gateway.settings.websocket_idle_timeout;
     tokio::spawn(async move {
         let _guards = guards;
         let _open = open;
         if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
-            let _ =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+            // Envoy applies its stream idle timeout to upgraded streams the same way.
+            if let TunnelEnd::Idle =
+                idle::copy_bidirectional_idle(TokioIo::new(down), TokioIo::new(up), idle).await
+            {
+                debug!("websocket tunnel idle; closed");
+            }
         }
     });
     let (parts, _) = response.into_parts();

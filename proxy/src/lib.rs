@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod error;
 pub mod forward;
 pub mod gateway;
+pub mod idle;
 pub mod index;
 pub mod metrics;
 pub mod responder;

@@ -9,6 +9,7 @@
 use crate::admin::AdminApp;
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
+use crate::idle::WriteStall;
 use crate::router::Listener;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -58,8 +59,38 @@ impl HttpApp {
             .keep_alive(true)
             // Bounds a client that never finishes its request head; not a request timeout.
             .header_read_timeout(Duration::from_secs(60));
+        let settings = &gateway.settings;
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new());
+        http2
+            .timer(TokioTimer::new())
+            // Each stream costs a task, a slot and upstream work: HAProxy's 100, not h2's
+            // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
+            .max_concurrent_streams(settings.h2_max_concurrent_streams)
+            // Bounds memory per stream when the client reads slowly (hyper's default is 400 KiB,
+            // so 100 streams could pin 40 MiB per connection).
+            .max_send_buf_size(settings.h2_max_send_buffer)
+            // What we accept from the client before it waits for WINDOW_UPDATE: 64 KiB per
+            // stream (the RFC default and Envoy's edge recommendation) and 1 MiB per
+            // connection, so one connection buffers at most 1 MiB of request bodies.
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(1024 * 1024)
+            // Rapid reset (CVE-2023-44487): streams the client opens and resets before we
+            // accept them. h2's default, 20, set explicitly: past it, GOAWAY ENHANCE_YOUR_CALM.
+            .max_pending_accept_reset_streams(20)
+            // The reverse: a client making us reset streams (protocol errors per stream).
+            // hyper's default 1024, kept; past it, GOAWAY.
+            .max_local_error_reset_streams(1024)
+            // CONTINUATION floods and HPACK bombs are bounded by the header list size
+            // (`max_header_list_size`, hyper's 16 KiB unless set): h2 allows only so many
+            // CONTINUATION frames for it, and stops decoding a block far past it; both end
+            // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
+            //
+            // Dead or stuck peers: a PING after an idle interval, closed if no ACK comes.
+            .keep_alive_interval(
+                (!settings.h2_keepalive_interval.is_zero())
+                    .then_some(settings.h2_keepalive_interval),
+            )
+            .keep_alive_timeout(settings.h2_keepalive_timeout);
         HttpApp {
             gateway,
             listener,
@@ -121,7 +152,12 @@ impl ServerApp for HttpApp {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
         });
-        let io = TokioIo::new(stream);
+        // A client that stops reading blocks our writes; after the stream idle timeout the
+        // connection fails, dropping its streams (and their slots and upstream connections).
+        let io = TokioIo::new(WriteStall::new(
+            stream,
+            self.gateway.settings.stream_idle_timeout,
+        ));
         let mut shutdown = shutdown.clone();
         if h2 {
             let connection = self.http2.serve_connection(io, service);

@@ -9,6 +9,7 @@
 //! thread's pool, which is still correct.
 
 use crate::balance::{self, Address, Endpoint};
+use crate::idle::RequestBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,6 +22,10 @@ use tokio::net::TcpStream;
 
 /// Idle upstream connections older than this are closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest read buffer of an upstream HTTP/1.1 connection, so the largest body chunk it
+/// yields: hyper's default (~400 KiB) times the streams a slow client holds adds up (100
+/// stalled h2 streams held ~35 MiB more). Also bounds a response head, like Envoy's 60 KiB.
+const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -44,8 +49,8 @@ pub enum ConnectError {
 
 /// A sender ready for one request.
 pub enum Sender {
-    Http1(http1::SendRequest<Incoming>),
-    H2(http2::SendRequest<Incoming>),
+    Http1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
 }
 
 struct PoolEntry {
@@ -53,8 +58,8 @@ struct PoolEntry {
     /// not kept open to a removed instance until the idle timeout (under config churn that
     /// was thousands of open connections and tens of MiB).
     endpoint: Weak<Endpoint>,
-    idle: Vec<(http1::SendRequest<Incoming>, Instant)>,
-    h2: Option<http2::SendRequest<Incoming>>,
+    idle: Vec<(http1::SendRequest<RequestBody>, Instant)>,
+    h2: Option<http2::SendRequest<RequestBody>>,
 }
 
 thread_local! {
@@ -110,7 +115,7 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
 }
 
 /// Returns an HTTP/1.1 sender whose exchange with `endpoint` completed to this thread's pool.
-pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<Incoming>) {
+pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<RequestBody>) {
     if sender.is_closed() {
         return;
     }
@@ -140,7 +145,7 @@ pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<Incoming>) {
     });
 }
 
-fn remember_h2(endpoint: &Arc<Endpoint>, sender: &http2::SendRequest<Incoming>) {
+fn remember_h2(endpoint: &Arc<Endpoint>, sender: &http2::SendRequest<RequestBody>) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         sweep_departed(&mut pool);
@@ -184,7 +189,11 @@ pub async fn connect(
     };
     match protocol {
         Protocol::Http1 => {
-            let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
+            let (sender, conn) = http1::Builder::new()
+                .max_buf_size(MAX_READ_BUFFER)
+                .handshake(io)
+                .await
+                .map_err(handshake_error)?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });

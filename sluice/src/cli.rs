@@ -216,6 +216,50 @@ pub struct GatewayArgs {
     /// Upstream TCP connect timeout.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Bounds on HTTP/2 connections and on streams a client (or upstream) stops moving.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct StreamArgs {
+    /// Most concurrent streams a client may open on one HTTP/2 connection; more are refused
+    /// (RST_STREAM). HAProxy's tune.h2.max-concurrent-streams (100); nginx 128, Envoy unbounded.
+    #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub h2_max_concurrent_streams: u32,
+    /// KiB of response buffered per HTTP/2 stream while the client's window is closed. Envoy's
+    /// edge best practice (64 KiB initial stream window).
+    #[arg(long, env = "SLUICE_H2_MAX_SEND_BUFFER_KB", default_value_t = 64)]
+    pub h2_max_send_buffer_kb: usize,
+    /// PING an HTTP/2 client connection idle this long, to find dead or stuck peers (0s:
+    /// never). No peer PINGs by default (Envoy's connection_keepalive is opt-in); 60s is ours.
+    #[arg(long, env = "SLUICE_H2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive_interval: Duration,
+    /// No PING ACK within this closes the connection (gRPC's keepalive timeout and hyper's, 20s).
+    #[arg(long, env = "SLUICE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive_timeout: Duration,
+    /// No byte on a request body (408), a response body, or a blocked write to the client for
+    /// this long ends the stream (0s: never). Envoy's stream_idle_timeout (5m).
+    #[arg(long, env = "SLUICE_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stream_idle_timeout: Duration,
+    /// No byte either way on a websocket (HTTP/1.1 upgrade) tunnel for this long closes it (0s:
+    /// never). Envoy applies its stream_idle_timeout (5m) to upgrades.
+    #[arg(long, env = "SLUICE_WEBSOCKET_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub websocket_idle_timeout: Duration,
+}
+
+impl Default for StreamArgs {
+    /// The flags' defaults (a test checks they agree).
+    fn default() -> Self {
+        StreamArgs {
+            h2_max_concurrent_streams: 100,
+            h2_max_send_buffer_kb: 64,
+            h2_keepalive_interval: Duration::from_secs(60),
+            h2_keepalive_timeout: Duration::from_secs(20),
+            stream_idle_timeout: Duration::from_secs(300),
+            websocket_idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// What the control plane needs to know about the installation.
@@ -435,6 +479,34 @@ mod tests {
         assert_eq!(run.kubernetes.lease_retry_period, off.lease_retry_period);
         assert_eq!(run.kubernetes.lease_name, off.lease_name);
         assert_eq!(run.config, None);
+    }
+
+    #[test]
+    fn stream_flag_defaults_match_stream_args_default() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.gateway.streams, StreamArgs::default());
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "--config",
+            "d",
+            "--stream-idle-timeout",
+            "1500ms",
+            "--h2-max-concurrent-streams",
+            "7",
+        ])
+        .expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            run.gateway.streams.stream_idle_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(run.gateway.streams.h2_max_concurrent_streams, 7);
     }
 
     #[test]

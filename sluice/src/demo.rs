@@ -88,6 +88,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             outlier_ejection_time: Duration::from_secs(30),
             outlier_max_ejection_percent: 10,
             connect_timeout: Duration::from_secs(5),
+            streams: Default::default(),
         },
         control: ControlArgs {
             ingress_class: "sluice.ingress.networking.knative.dev".into(),

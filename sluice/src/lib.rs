@@ -210,6 +210,12 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                     max_ejection_percent: args.outlier_max_ejection_percent,
                 },
                 xff_trusted_hops: args.xff_trusted_hops,
+                h2_max_concurrent_streams: args.streams.h2_max_concurrent_streams,
+                h2_max_send_buffer: args.streams.h2_max_send_buffer_kb.saturating_mul(1024),
+                h2_keepalive_interval: args.streams.h2_keepalive_interval,
+                h2_keepalive_timeout: args.streams.h2_keepalive_timeout,
+                stream_idle_timeout: args.streams.stream_idle_timeout,
+                websocket_idle_timeout: args.streams.websocket_idle_timeout,
             },
         )
         .with_default_certificate(default_certificate),

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 async fn pooled_connection(
     listener: &TcpListener,
     endpoint: &Arc<Endpoint>,
-) -> (http1::SendRequest<Incoming>, TcpStream) {
+) -> (http1::SendRequest<RequestBody>, TcpStream) {
     let Ok(Sender::Http1(sender)) =
         connect(endpoint, Protocol::Http1, Duration::from_secs(5)).await
     else {

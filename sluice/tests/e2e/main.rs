@@ -8,6 +8,8 @@ mod cli;
 mod drain;
 mod fleet;
 mod fleet_netns;
+mod h2_hostile;
+mod idle;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
