@@ -9,6 +9,7 @@
 use crate::activator::{Admission, Counted, Slot};
 use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
+use crate::downstream;
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::{self, RequestBody, TunnelEnd};
@@ -49,6 +50,9 @@ pub struct ConnInfo {
     /// `--xff-trusted-hops` > 0: the client is another proxy whose `X-Forwarded-Host` and
     /// `-Proto` are kept; otherwise both are replaced by what this hop saw.
     pub trust_forwarded: bool,
+    /// Set once a request head has reached the service: the first-head deadline
+    /// ([`crate::downstream::HeadTimer`]) is over.
+    pub head_seen: AtomicBool,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -59,12 +63,21 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let mut matched = None;
+    let version = req.version();
     let response = match forward(&gateway, &conn, req, &mut matched, started).await {
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
+            let close = error.closes_connection() && version <= Version::HTTP_11;
             // Only cluster-local clients see backend names and addresses.
-            error.into_response(conn.listener == Listener::Internal)
+            let mut response = error.into_response(conn.listener == Listener::Internal);
+            if close {
+                // hyper closes an HTTP/1 connection after a response that says so.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     let metrics = match &matched {
@@ -94,7 +107,8 @@ async fn forward(
     matched: &mut Option<Arc<Route>>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let original_host = request_host(&req);
+    downstream::check_request_head(&req, &gateway.settings.downstream)?;
+    let original_host = downstream::routing_host(&req)?;
     // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
     let stream_idle = gateway.settings.stream_idle_timeout;
     let pipe_idle =
@@ -318,7 +332,7 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
 /// `Host`: RFC 9112 §3.2.2 for an absolute-form HTTP/1.1 target (`GET http://a/ HTTP/1.1` with
 /// `Host: b` is for `a`), RFC 9113 §8.3.1 for h2's `:authority` beside a `Host` header. Routing
 /// on one and forwarding the other would let a client reach a host it could not name.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     authority_value(req.uri()).or_else(|| req.headers().get(header::HOST).cloned())
 }
 
@@ -644,19 +658,30 @@ fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(&PROXY_CONNECTION);
 }
 
-/// Removes `Connection` and every header it names.
+/// Removes `Connection` and every header named on any of its lines: a client can split the
+/// list over several lines, and reading only the first would forward what the others name.
 fn remove_connection_listed(headers: &mut HeaderMap) {
-    let Some(connection) = headers.remove(header::CONNECTION) else {
+    // Values are `Bytes`: cloning one is a reference count, and collecting no extra lines (the
+    // common case) allocates nothing.
+    let Some(first) = headers.get(header::CONNECTION).cloned() else {
         return;
     };
-    let Ok(list) = connection.to_str() else {
-        return;
-    };
-    for token in list.split(',') {
-        let token = token.trim();
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-            if name != header::TE {
-                headers.remove(name);
+    let more: Vec<HeaderValue> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .skip(1)
+        .cloned()
+        .collect();
+    headers.remove(header::CONNECTION);
+    for value in std::iter::once(&first).chain(&more) {
+        let Ok(list) = value.to_str() else {
+            continue;
+        };
+        for token in list.split(',') {
+            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                if name != header::TE {
+                    headers.remove(name);
+                }
             }
         }
     }

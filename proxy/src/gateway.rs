@@ -47,6 +47,9 @@ pub struct Settings {
     pub stream_idle_timeout: Duration,
     /// No byte either way on an upgraded (websocket) tunnel for this long closes it.
     pub websocket_idle_timeout: Duration,
+    /// What a downstream client may push: head size, header count, URI length, connections,
+    /// head and idle timeouts.
+    pub downstream: crate::downstream::DownstreamLimits,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             h2_keepalive_timeout: Duration::from_secs(20),
             stream_idle_timeout: Duration::from_secs(300),
             websocket_idle_timeout: Duration::from_secs(300),
+            downstream: crate::downstream::DownstreamLimits::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod balance;
 pub mod body;
 pub mod catalog;
+pub mod downstream;
 pub mod error;
 pub mod forward;
 pub mod gateway;

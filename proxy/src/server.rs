@@ -7,6 +7,7 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
+use crate::downstream::{Counted, HeadTimer, Streams};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::WriteStall;
@@ -31,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1.
@@ -46,6 +47,26 @@ pub struct HttpApp {
     https: bool,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// Connections open on this listener (every address and worker thread of it).
+    open: AtomicUsize,
+    /// `sluice_downstream_connections_rejected_total` for this listener.
+    rejected: prometheus::IntCounter,
+}
+
+/// hyper's own default for `max_headers`: below or at it, its parser keeps the header array on
+/// the stack; setting any value moves it to the heap for every request.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// hyper's default read buffer bound (8 KiB + 100 × 4 KiB); only a larger head limit raises it.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// Frees a listener's connection slot when the connection ends.
+struct ListenerSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ListenerSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0...`). No HTTP/1.1 method is `PRI`.
@@ -53,16 +74,31 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 impl HttpApp {
     pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
+        let limits = &gateway.settings.downstream;
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            // Bounds a client that never finishes its request head; not a request timeout.
-            .header_read_timeout(Duration::from_secs(60));
+            // hyper's timer runs from when a connection starts waiting for a head (after our
+            // sniff, or after the previous response) until that head is complete. The first
+            // head is bounded from accept by `HeadTimer`; what this adds is the keep-alive
+            // idle bound between requests.
+            .header_read_timeout(limits.idle_timeout)
+            // Request line and headers; hyper answers 431 above it, also while still reading.
+            .max_header_size(limits.max_head_bytes);
+        if limits.max_head_bytes > HYPER_DEFAULT_MAX_BUF {
+            http1.max_buf_size(limits.max_head_bytes);
+        }
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            // hyper answers 431 above it.
+            http1.max_headers(limits.max_headers);
+        }
         let settings = &gateway.settings;
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
+            // Advertised in SETTINGS; h2 answers 431 to a stream whose headers exceed it.
+            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
             // Each stream costs a task, a slot and upstream work: HAProxy's 100, not h2's
             // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
             .max_concurrent_streams(settings.h2_max_concurrent_streams)
@@ -81,7 +117,7 @@ impl HttpApp {
             // hyper's default 1024, kept; past it, GOAWAY.
             .max_local_error_reset_streams(1024)
             // CONTINUATION floods and HPACK bombs are bounded by the header list size
-            // (`max_header_list_size`, hyper's 16 KiB unless set): h2 allows only so many
+            // (`max_header_list_size` above, `--max-request-headers-kb`): h2 allows only so many
             // CONTINUATION frames for it, and stops decoding a block far past it; both end
             // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
             //
@@ -91,6 +127,16 @@ impl HttpApp {
                     .then_some(settings.h2_keepalive_interval),
             )
             .keep_alive_timeout(settings.h2_keepalive_timeout);
+        let name = match (https, listener) {
+            (false, Listener::External) => "http-external",
+            (false, Listener::Internal) => "http-internal",
+            (true, Listener::External) => "https-external",
+            (true, Listener::Internal) => "https-internal",
+        };
+        let rejected = gateway
+            .metrics
+            .downstream_rejected
+            .with_label_values(&[name]);
         HttpApp {
             gateway,
             listener,
@@ -98,6 +144,8 @@ impl HttpApp {
             https,
             http1,
             http2,
+            open: AtomicUsize::new(0),
+            rejected,
         }
     }
 }
@@ -109,7 +157,20 @@ impl ServerApp for HttpApp {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let limits = &self.gateway.settings.downstream;
+        // Accept and close at once over the cap (what nginx does past worker_connections): a
+        // closed connection tells a client to go elsewhere sooner than an unanswered one in
+        // the kernel's backlog.
+        if self.open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.rejected.inc();
+            debug!(listener = ?self.listener, "connection refused: at --max-connections");
+            return None;
+        }
+        let _slot = ListenerSlot(&self.open);
         let _open = OpenConnection::new(self.gateway.open_connections.clone());
+        // One deadline from accept for the sniff and the first request head (see HeadTimer).
+        let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             Some(_) => false,
@@ -124,6 +185,8 @@ impl ServerApp for HttpApp {
                         // The client went away before sending four bytes.
                         Err(_) => return None,
                     },
+                    // Fewer than four bytes within the header read timeout.
+                    _ = deadline.as_mut() => return None,
                     _ = stopping.wait_for(|stop| *stop) => return None,
                 }
             }
@@ -138,51 +201,77 @@ impl ServerApp for HttpApp {
             client_ip,
             redirects_to_https: self.listener == Listener::External && !self.https,
             trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
-        });
-        let gateway = self.gateway.clone();
-        // Whether a request head has arrived: hyper's graceful shutdown waits for a head it has
-        // begun to read, so a connection that never completed one is dropped at shutdown.
-        let started = Arc::new(AtomicBool::new(false));
-        let seen = started.clone();
-        let service = service_fn(move |req| {
-            if !seen.load(Ordering::Relaxed) {
-                seen.store(true, Ordering::Relaxed);
-            }
-            let gateway = gateway.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
+            head_seen: AtomicBool::new(false),
         });
         // A client that stops reading blocks our writes; after the stream idle timeout the
         // connection fails, dropping its streams (and their slots and upstream connections).
-        let io = TokioIo::new(WriteStall::new(
-            stream,
-            self.gateway.settings.stream_idle_timeout,
-        ));
+        let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
+        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone()));
+        let gateway = self.gateway.clone();
         let mut shutdown = shutdown.clone();
         if h2 {
+            let streams = Streams::new();
+            let counting = streams.clone();
+            let service = service_fn(move |req| {
+                let stream = counting.open();
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
+            });
             let connection = self.http2.serve_connection(io, service);
+            let idle = streams.idle(limits.idle_timeout);
+            let never = || false;
             serve_until_shutdown(
                 connection,
                 &mut shutdown,
+                idle,
                 |c| c.graceful_shutdown(),
-                || false,
+                never,
             )
             .await;
         } else {
+            let first = conn.clone();
+            let service = service_fn(move |req| {
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
             let connection = self.http1.serve_connection(io, service).with_upgrades();
-            let silent = || !started.load(Ordering::Relaxed);
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown(), silent)
-                .await;
+            // hyper's header_read_timeout is HTTP/1's idle bound (see `HttpApp::new`).
+            let idle = std::future::pending();
+            // hyper's graceful shutdown waits for a head it has begun to read: a connection
+            // that never completed one has nothing to finish and is dropped instead.
+            let silent = || !first.head_seen.load(Ordering::Relaxed);
+            serve_until_shutdown(
+                connection,
+                &mut shutdown,
+                idle,
+                |c| c.graceful_shutdown(),
+                silent,
+            )
+            .await;
         }
         None
     }
 }
 
-/// Drives a connection; on shutdown asks it to finish gracefully and waits for that, unless
-/// `abandon` says it has nothing to finish (it is then dropped, which closes it).
+/// One request: marks the connection's first head as seen (ending `HeadTimer`), then forwards.
+fn serve(
+    gateway: &Arc<Gateway>,
+    conn: &Arc<ConnInfo>,
+    req: http::Request<hyper::body::Incoming>,
+) -> impl Future<Output = http::Response<crate::body::ResponseBody>> {
+    if !conn.head_seen.load(Ordering::Relaxed) {
+        conn.head_seen.store(true, Ordering::Relaxed);
+    }
+    forward::handle(gateway.clone(), conn.clone(), req)
+}
+
+/// Drives a connection; on shutdown, or once `idle` resolves, asks it to finish gracefully
+/// (h2: GOAWAY) and waits for that. At shutdown, a connection `abandon` says has nothing to
+/// finish is dropped instead, which closes it.
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
+    idle: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
     abandon: impl Fn() -> bool,
 ) where
@@ -193,6 +282,11 @@ async fn serve_until_shutdown<C, O>(
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = shutdown.changed() => {}
+            _ = idle => {
+                graceful(connection.as_mut());
+                connection.await;
+                return;
+            }
         }
     }
     if abandon() {

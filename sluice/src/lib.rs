@@ -216,6 +216,7 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 h2_keepalive_timeout: args.streams.h2_keepalive_timeout,
                 stream_idle_timeout: args.streams.stream_idle_timeout,
                 websocket_idle_timeout: args.streams.websocket_idle_timeout,
+                downstream: args.downstream.limits(),
             },
         )
         .with_default_certificate(default_certificate),

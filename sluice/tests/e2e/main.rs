@@ -9,6 +9,7 @@ mod drain;
 mod fleet;
 mod fleet_netns;
 mod h2_hostile;
+mod hostile_http1;
 mod idle;
 mod isolation;
 mod kubernetes;
