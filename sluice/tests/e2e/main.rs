@@ -1,8 +1,11 @@
 //! End-to-end tests: the real `sluice` binary, real loopback backends, real sockets.
 
 mod activator;
+mod activator_abuse;
 mod chart;
+mod churn;
 mod cli;
+mod drain;
 mod fleet;
 mod fleet_netns;
 mod h2_hostile;
@@ -11,6 +14,7 @@ mod idle;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
+mod passive_health;
 mod protocols;
 mod routing;
 mod support;
