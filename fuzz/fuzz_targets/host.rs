@@ -20,5 +20,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(!owned.bytes().any(|b| b.is_ascii_uppercase()), "{host:?}");
     assert!(!owned.ends_with('.'), "trailing dot left in {owned:?}");
     let ascii_space = |c: char| c.is_ascii_whitespace();
-    assert_eq!(owned.trim_matches(ascii_space), owned, "whitespace left in {owned:?}");
+    assert_eq!(
+        owned.trim_matches(ascii_space),
+        owned,
+        "whitespace left in {owned:?}"
+    );
 });
