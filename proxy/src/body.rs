@@ -6,10 +6,11 @@
 //! is dropped early (client gone, upstream reset), the slot is still released and the
 //! connection, whose state is unknown, is closed rather than reused.
 //!
-//! Revisions may bound the body: an idle timeout between chunks and the request's overall
-//! deadline. Only bodies with a bound carry a timer.
+//! The body is bounded by an idle timeout between chunks (the stream idle timeout, or a
+//! Revision's shorter one) and, for Revisions, the request's overall deadline.
 
 use crate::activator::{Counted, Slot};
+use crate::idle::RequestBody;
 use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -19,11 +20,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// An upstream body moved to its own task ([`pump`]) after its first chunk, for an
+    /// HTTP/2 client: see [`UpstreamBody::pipe_idle`].
+    Piped(Piped),
+}
+
+/// What [`pump`] hands over: a frame, or `None` for the end of the body. A channel that
+/// closes without `None` means the pump gave up (the client stopped taking data).
+type PipeItem = Option<Result<Frame<Bytes>, BodyError>>;
+
+pub struct Piped {
+    rx: mpsc::Receiver<PipeItem>,
+    done: bool,
 }
 
 /// What a request holds until its response body ends.
@@ -35,32 +49,45 @@ pub struct Guards {
 
 pub struct UpstreamBody {
     inner: Incoming,
-    checkin: Option<(u64, http1::SendRequest<Incoming>)>,
+    checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
     guards: Option<Guards>,
     timer: Option<BodyTimer>,
+    /// The stream idle timeout, for a body sent to an HTTP/2 client. hyper polls a stream's
+    /// body only while the client's flow-control window is open, so a client that stops
+    /// granting window would otherwise keep this body, its slot and its upstream exchange
+    /// forever; such a body moves to a task that gives all three up once the client has taken
+    /// nothing for this long. (An HTTP/1.1 client's blocked writes fail the connection, see
+    /// `idle::WriteStall`.) Only bodies with more than one chunk move: one task each.
+    pipe_idle: Option<Duration>,
 }
 
-/// Bounds on a response body.
+/// Bounds on a response body: an idle timeout between chunks and an absolute deadline. The
+/// sleep is allocated on the first wait for the upstream, so a body that never waits costs none.
 pub struct BodyTimer {
     idle: Option<Duration>,
     deadline: Option<Instant>,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// The armed deadline is out of date (a chunk arrived since).
+    stale: bool,
 }
 
 impl BodyTimer {
     /// `None` when there is nothing to bound.
     pub fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Option<BodyTimer> {
-        let first = BodyTimer::next(idle, deadline)?;
+        if idle.is_none() && deadline.is_none() {
+            return None;
+        }
         Some(BodyTimer {
             idle,
             deadline,
-            sleep: Box::pin(tokio::time::sleep_until(first)),
+            sleep: None,
+            stale: true,
         })
     }
 
-    fn next(idle: Option<Duration>, deadline: Option<Instant>) -> Option<Instant> {
-        let idle_at = idle.map(|d| Instant::now() + d);
-        match (idle_at, deadline) {
+    fn next(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| Instant::now() + d);
+        match (idle_at, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -68,10 +95,24 @@ impl BodyTimer {
 
     fn progressed(&mut self) {
         if self.idle.is_some() {
-            if let Some(at) = BodyTimer::next(self.idle, self.deadline) {
-                self.sleep.as_mut().reset(at);
+            self.stale = true;
+        }
+    }
+
+    /// The upstream has nothing yet: whether a bound has passed (registering the waker if not).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.stale {
+            self.stale = false;
+            if let Some(at) = self.next() {
+                match &mut self.sleep {
+                    Some(sleep) => sleep.as_mut().reset(at),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
             }
         }
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -94,15 +135,17 @@ impl ResponseBody {
 
     pub fn upstream(
         inner: Incoming,
-        checkin: Option<(u64, http1::SendRequest<Incoming>)>,
+        checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
         guards: Guards,
         timer: Option<BodyTimer>,
+        pipe_idle: Option<Duration>,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
             checkin,
             guards: Some(guards),
             timer,
+            pipe_idle,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -125,6 +168,65 @@ impl UpstreamBody {
         self.guards = None;
         self.timer = None;
     }
+
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if self.timer.as_mut().is_some_and(|t| t.expired(cx)) {
+                    self.abandon();
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                return Poll::Pending;
+            }
+        };
+        match &frame {
+            None => self.finish(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.finish(),
+            Some(Ok(_)) => {
+                if let Some(timer) = &mut self.timer {
+                    timer.progressed();
+                }
+            }
+            Some(Err(_)) => self.abandon(),
+        }
+        Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+    }
+}
+
+/// Moves an upstream body to an HTTP/2 client chunk by chunk. The next chunk is read from
+/// upstream only once the client's stream has taken the previous one (so at most one chunk
+/// waits here); a previous chunk not taken within `idle`, or a stream that is gone, ends it:
+/// the slot is freed and the upstream exchange dropped (its connection closed), whatever the
+/// client does next.
+async fn pump(mut body: UpstreamBody, tx: mpsc::Sender<PipeItem>, idle: Duration) {
+    loop {
+        // A client keeping up leaves room at once: no timer then.
+        let permit = match tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => break,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                match tokio::time::timeout(idle, tx.reserve()).await {
+                    Ok(Ok(permit)) => permit,
+                    // Stalled, or the stream is gone.
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+        };
+        let frame = tokio::select! {
+            frame = std::future::poll_fn(|cx| body.poll_upstream(cx)) => frame,
+            () = tx.closed() => break,
+        };
+        let last = !matches!(frame, Some(Ok(_)));
+        permit.send(frame);
+        if last {
+            return;
+        }
+    }
+    body.abandon();
 }
 
 impl Drop for UpstreamBody {
@@ -144,33 +246,33 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
-                let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
-                    Poll::Ready(frame) => frame,
-                    Poll::Pending => {
-                        if let Some(timer) = &mut body.timer {
-                            if timer.sleep.as_mut().poll(cx).is_ready() {
-                                body.abandon();
-                                return Poll::Ready(Some(Err(BodyError::Timeout)));
-                            }
-                        }
-                        return Poll::Pending;
-                    }
-                };
-                match &frame {
-                    None => body.finish(),
-                    Some(Ok(_)) if body.inner.is_end_stream() => body.finish(),
-                    Some(Ok(_)) => {
-                        if let Some(timer) = &mut body.timer {
-                            timer.progressed();
+                let frame = body.poll_upstream(cx);
+                if let (Poll::Ready(Some(Ok(_))), Some(idle)) = (&frame, body.pipe_idle) {
+                    if !body.inner.is_end_stream() {
+                        // More chunks to come: the rest goes through the pump.
+                        let (tx, rx) = mpsc::channel(1);
+                        let piped = ResponseBody::Piped(Piped { rx, done: false });
+                        if let ResponseBody::Upstream(body) = std::mem::replace(this, piped) {
+                            tokio::spawn(pump(body, tx, idle));
                         }
                     }
-                    Some(Err(_)) => body.abandon(),
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+                frame
             }
+            ResponseBody::Piped(piped) => match piped.rx.poll_recv(cx) {
+                Poll::Ready(Some(Some(frame))) => Poll::Ready(Some(frame)),
+                Poll::Ready(Some(None)) => {
+                    piped.done = true;
+                    Poll::Ready(None)
+                }
+                // The pump gave up: end the stream with an error (hyper resets it).
+                Poll::Ready(None) => Poll::Ready(Some(Err(BodyError::Timeout))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -178,6 +280,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Piped(piped) => piped.done,
         }
     }
 
@@ -186,6 +289,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Upstream(body) => body.inner.size_hint(),
+            ResponseBody::Piped(_) => SizeHint::default(),
         }
     }
 }

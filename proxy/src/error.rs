@@ -9,6 +9,15 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request target is longer than `--max-uri-bytes`.
+    #[error("request target too long")]
+    UriTooLong,
+    /// More header lines than `--max-request-headers`.
+    #[error("too many request headers")]
+    HeadersTooLarge,
+    /// A transfer coding we do not implement (RFC 9112 §6.1).
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("backend {backend}: too many requests waiting for a ready endpoint")]
     Overflow { backend: String },
     #[error("backend {backend}: no ready endpoint within {seconds}s")]
@@ -18,7 +27,14 @@ pub enum ProxyError {
     #[error("upstream connect failed: {0}")]
     Connect(#[from] crate::upstream::ConnectError),
     #[error("upstream: {0}")]
-    Upstream(#[from] hyper::Error),
+    Upstream(hyper::Error),
+    /// The client sent no request body byte for the stream idle timeout.
+    #[error("request body idle timeout")]
+    RequestBodyTimeout,
+    /// The client's request body failed while it was being sent on: an invalid chunk, or the
+    /// client went away. Its error, not the upstream's.
+    #[error("request body: {0}")]
+    DownstreamBody(hyper::Error),
     #[error("upstream connections kept closing before the request was sent")]
     Unsendable,
     #[error("revision timeout: no response in time")]
@@ -28,11 +44,34 @@ pub enum ProxyError {
     HttpsRedirect(HeaderValue),
 }
 
+impl From<hyper::Error> for ProxyError {
+    /// The client's fault, not the upstream's: its request body idled (408) or failed (400).
+    fn from(error: hyper::Error) -> Self {
+        if crate::idle::is_request_body_timeout(&error) {
+            return ProxyError::RequestBodyTimeout;
+        }
+        // hyper's client reports a failed request body as a user error caused by that body's
+        // own error: here always the downstream connection's (`Incoming`, in `RequestBody`).
+        let body = error.is_user()
+            && std::error::Error::source(&error).is_some_and(|cause| {
+                cause.is::<hyper::Error>() || cause.is::<crate::idle::RequestBodyError>()
+            });
+        if body {
+            ProxyError::DownstreamBody(error)
+        } else {
+            ProxyError::Upstream(error)
+        }
+    }
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::DownstreamBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             // Like Envoy: no healthy upstream / connect failure is 503.
             ProxyError::Overflow { .. } | ProxyError::NoSplit { .. } | ProxyError::Connect(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -42,6 +81,8 @@ impl ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::Upstream(_) | ProxyError::Unsendable => StatusCode::BAD_GATEWAY,
+            // Envoy answers 408 when its stream idle timeout fires on a request body.
+            ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -54,13 +95,29 @@ impl ProxyError {
         }
     }
 
+    /// A refusal of the request head itself: its body was not read, and the framing may be
+    /// an attempt to smuggle a second request, so an HTTP/1 connection is closed after it.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::DownstreamBody(_)
+                | ProxyError::UriTooLong
+                | ProxyError::HeadersTooLarge
+                | ProxyError::NotImplemented(_)
+        )
+    }
+
     /// The fixed text an external listener answers: it names no backend, endpoint address or
     /// route, so a client learns nothing about the cluster (Envoy answers `no healthy upstream`
     /// the same way). The detail stays in debug logs and metrics.
     pub fn public_text(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no route\n",
-            ProxyError::BadRequest(_) => "bad request\n",
+            ProxyError::BadRequest(_) | ProxyError::DownstreamBody(_) => "bad request\n",
+            ProxyError::UriTooLong => "uri too long\n",
+            ProxyError::HeadersTooLarge => "request header fields too large\n",
+            ProxyError::NotImplemented(_) => "not implemented\n",
             ProxyError::Overflow { .. } => "upstream overflow\n",
             ProxyError::NoSplit { .. } | ProxyError::Connect(_) => "no healthy upstream\n",
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
@@ -69,6 +126,7 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Unsendable => {
                 "upstream connect error or disconnect/reset before headers\n"
             }
+            ProxyError::RequestBodyTimeout => "stream timeout\n",
             ProxyError::HttpsRedirect(_) => "",
         }
     }
@@ -87,7 +145,9 @@ impl ProxyError {
             // Fixed text: nothing to format for the most common error, nor for a bad request
             // (its reason is static and names nothing internal).
             ProxyError::NoRoute => ResponseBody::full(&b"no route\n"[..]),
-            ProxyError::BadRequest(_) => ResponseBody::full(format!("{self}\n")),
+            ProxyError::BadRequest(_) | ProxyError::NotImplemented(_) => {
+                ResponseBody::full(format!("{self}\n"))
+            }
             other if detailed => ResponseBody::full(format!("{other}\n")),
             other => ResponseBody::full(other.public_text().as_bytes()),
         };

@@ -9,16 +9,19 @@
 use crate::activator::{Admission, Counted, Slot};
 use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody};
+use crate::downstream;
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
+use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,6 +50,9 @@ pub struct ConnInfo {
     /// `--xff-trusted-hops` > 0: the client is another proxy whose `X-Forwarded-Host` and
     /// `-Proto` are kept; otherwise both are replaced by what this hop saw.
     pub trust_forwarded: bool,
+    /// Set once a request head has reached the service: the first-head deadline
+    /// ([`crate::downstream::HeadTimer`]) is over.
+    pub head_seen: AtomicBool,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -57,12 +63,21 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let mut matched = None;
+    let version = req.version();
     let response = match forward(&gateway, &conn, req, &mut matched, started).await {
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
+            let close = error.closes_connection() && version <= Version::HTTP_11;
             // Only cluster-local clients see backend names and addresses.
-            error.into_response(conn.listener == Listener::Internal)
+            let mut response = error.into_response(conn.listener == Listener::Internal);
+            if close {
+                // hyper closes an HTTP/1 connection after a response that says so.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     let metrics = match &matched {
@@ -92,7 +107,12 @@ async fn forward(
     matched: &mut Option<Arc<Route>>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let original_host = request_host(&req);
+    downstream::check_request_head(&req, &gateway.settings.downstream)?;
+    let original_host = downstream::routing_host(&req)?;
+    // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
+    let stream_idle = gateway.settings.stream_idle_timeout;
+    let pipe_idle =
+        (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
     let mut selection = select(
         gateway,
         conn,
@@ -124,16 +144,35 @@ async fn forward(
         .into_iter()
         .chain(selection.deadline)
         .min();
+    // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
     let idle = policy
         .and_then(|p| p.idle_timeout_seconds)
-        .map(Duration::from_secs);
+        .map(Duration::from_secs)
+        .into_iter()
+        .chain((!stream_idle.is_zero()).then_some(stream_idle))
+        .min();
+    // hyper's h2 client drops a request body's error (it resets the upstream stream, and the
+    // exchange fails as a reset): the body flags its timeout here instead, so it is still 408.
+    // Only h2c exchanges with a body to send pay for the flag.
+    let body_timed_out =
+        (protocol == Protocol::H2c && !stream_idle.is_zero() && !req.body().is_end_stream())
+            .then(|| Arc::new(AtomicBool::new(false)));
+    let req = req.map(|body| RequestBody::new(body, stream_idle, body_timed_out.clone()));
     let sending = send(gateway, upstream, &mut selection, req);
-    let (response, checkin) = match head_deadline {
-        None => sending.await?,
+    let sent = match head_deadline {
+        None => sending.await,
         Some(at) => tokio::time::timeout_at(at, sending)
             .await
-            .map_err(|_| ProxyError::ResponseTimeout)??,
+            .map_err(|_| ProxyError::ResponseTimeout)?,
     };
+    let (response, checkin) = sent.map_err(|error| match error {
+        ProxyError::Upstream(_)
+            if body_timed_out.is_some_and(|flag| flag.load(Ordering::Relaxed)) =>
+        {
+            ProxyError::RequestBodyTimeout
+        }
+        error => error,
+    })?;
     let (mut parts, body) = response.into_parts();
     strip_response_hop_by_hop(&mut parts.headers);
     let guards = Guards {
@@ -143,7 +182,7 @@ async fn forward(
     let timer = BodyTimer::new(idle, selection.deadline);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, checkin, guards, timer),
+        ResponseBody::upstream(body, checkin, guards, timer, pipe_idle),
     ))
 }
 
@@ -292,7 +331,7 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
 /// `Host`: RFC 9112 §3.2.2 for an absolute-form HTTP/1.1 target (`GET http://a/ HTTP/1.1` with
 /// `Host: b` is for `a`), RFC 9113 §8.3.1 for h2's `:authority` beside a `Host` header. Routing
 /// on one and forwarding the other would let a client reach a host it could not name.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     authority_value(req.uri()).or_else(|| req.headers().get(header::HOST).cloned())
 }
 
@@ -408,11 +447,11 @@ async fn send(
     gateway: &Gateway,
     backend: &Upstream,
     selection: &mut Selection,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<
     (
         Response<Incoming>,
-        Option<(u64, hyper::client::conn::http1::SendRequest<Incoming>)>,
+        Option<(u64, hyper::client::conn::http1::SendRequest<RequestBody>)>,
     ),
     ProxyError,
 > {
@@ -520,17 +559,22 @@ async fn tunnel(
         strip_response_hop_by_hop(&mut parts.headers);
         return Ok(Response::from_parts(
             parts,
-            ResponseBody::upstream(body, None, guards, None),
+            ResponseBody::upstream(body, None, guards, None, None),
         ));
     }
     let upstream = hyper::upgrade::on(&mut response);
     let open = OpenConnection::new(gateway.open_connections.clone());
+    let idle = gateway.settings.websocket_idle_timeout;
     tokio::spawn(async move {
         let _guards = guards;
         let _open = open;
         if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
-            let _ =
-                tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+            // Envoy applies its stream idle timeout to upgraded streams the same way.
+            if let TunnelEnd::Idle =
+                idle::copy_bidirectional_idle(TokioIo::new(down), TokioIo::new(up), idle).await
+            {
+                debug!("websocket tunnel idle; closed");
+            }
         }
     });
     let (parts, _) = response.into_parts();
@@ -602,19 +646,30 @@ fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(&PROXY_CONNECTION);
 }
 
-/// Removes `Connection` and every header it names.
+/// Removes `Connection` and every header named on any of its lines: a client can split the
+/// list over several lines, and reading only the first would forward what the others name.
 fn remove_connection_listed(headers: &mut HeaderMap) {
-    let Some(connection) = headers.remove(header::CONNECTION) else {
+    // Values are `Bytes`: cloning one is a reference count, and collecting no extra lines (the
+    // common case) allocates nothing.
+    let Some(first) = headers.get(header::CONNECTION).cloned() else {
         return;
     };
-    let Ok(list) = connection.to_str() else {
-        return;
-    };
-    for token in list.split(',') {
-        let token = token.trim();
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-            if name != header::TE {
-                headers.remove(name);
+    let more: Vec<HeaderValue> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .skip(1)
+        .cloned()
+        .collect();
+    headers.remove(header::CONNECTION);
+    for value in std::iter::once(&first).chain(&more) {
+        let Ok(list) = value.to_str() else {
+            continue;
+        };
+        for token in list.split(',') {
+            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                if name != header::TE {
+                    headers.remove(name);
+                }
             }
         }
     }

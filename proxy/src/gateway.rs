@@ -29,6 +29,22 @@ pub struct Settings {
     /// `xff_num_trusted_hops`). 0: the client's `X-Forwarded-Host` and `-Proto` are replaced.
     /// `X-Forwarded-For` gets the peer address appended either way.
     pub xff_trusted_hops: u32,
+    /// Most concurrent streams a client may open on one HTTP/2 connection (SETTINGS).
+    pub h2_max_concurrent_streams: u32,
+    /// Most response bytes buffered per HTTP/2 stream waiting for the client's window.
+    pub h2_max_send_buffer: usize,
+    /// PING an HTTP/2 connection idle this long (zero: never); no ACK within
+    /// `h2_keepalive_timeout` closes it.
+    pub h2_keepalive_interval: Duration,
+    pub h2_keepalive_timeout: Duration,
+    /// No byte on a request or response body (or a blocked write to the client) for this
+    /// long ends the stream (zero: never).
+    pub stream_idle_timeout: Duration,
+    /// No byte either way on an upgraded (websocket) tunnel for this long closes it.
+    pub websocket_idle_timeout: Duration,
+    /// What a downstream client may push: head size, header count, URI length, connections,
+    /// head and idle timeouts.
+    pub downstream: crate::downstream::DownstreamLimits,
 }
 
 impl Default for Settings {
@@ -38,6 +54,13 @@ impl Default for Settings {
             hold_timeout: Duration::from_secs(30),
             max_held_per_backend: 10_000,
             xff_trusted_hops: 0,
+            h2_max_concurrent_streams: 100,
+            h2_max_send_buffer: 64 * 1024,
+            h2_keepalive_interval: Duration::from_secs(60),
+            h2_keepalive_timeout: Duration::from_secs(20),
+            stream_idle_timeout: Duration::from_secs(300),
+            websocket_idle_timeout: Duration::from_secs(300),
+            downstream: crate::downstream::DownstreamLimits::default(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub snapshot_applied_at: Gauge,
     pub snapshot_apply_seconds: Histogram,
     pub snapshot_rejected: IntCounter,
+    /// Connections closed at accept because their listener was at `--max-connections`.
+    pub downstream_rejected: IntCounterVec,
     /// Requests that matched no route; counted under ingress="none".
     pub unrouted: RouteMetrics,
 }
@@ -153,6 +155,14 @@ impl Metrics {
             "sluice_snapshot_rejected_total",
             "Resources the proxy refused (NACKed), keeping their last good version",
         )?;
+        let downstream_rejected = IntCounterVec::new(
+            Opts::new(
+                "sluice_downstream_connections_rejected_total",
+                "Downstream connections closed at accept: the listener was at --max-connections",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(downstream_rejected.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(backend_in_flight.clone()))?;
@@ -178,6 +188,7 @@ impl Metrics {
             snapshot_applied_at,
             snapshot_apply_seconds,
             snapshot_rejected,
+            downstream_rejected,
             unrouted,
         })
     }

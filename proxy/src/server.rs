@@ -7,8 +7,10 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
+use crate::downstream::{Counted, HeadTimer, Streams};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
+use crate::idle::WriteStall;
 use crate::router::Listener;
 use async_trait::async_trait;
 use http::HeaderValue;
@@ -27,10 +29,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1.
@@ -45,6 +47,26 @@ pub struct HttpApp {
     https: bool,
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// Connections open on this listener (every address and worker thread of it).
+    open: AtomicUsize,
+    /// `sluice_downstream_connections_rejected_total` for this listener.
+    rejected: prometheus::IntCounter,
+}
+
+/// hyper's own default for `max_headers`: below or at it, its parser keeps the header array on
+/// the stack; setting any value moves it to the heap for every request.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// hyper's default read buffer bound (8 KiB + 100 × 4 KiB); only a larger head limit raises it.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// Frees a listener's connection slot when the connection ends.
+struct ListenerSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ListenerSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0...`). No HTTP/1.1 method is `PRI`.
@@ -52,14 +74,69 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 impl HttpApp {
     pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
+        let limits = &gateway.settings.downstream;
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
-            // Bounds a client that never finishes its request head; not a request timeout.
-            .header_read_timeout(Duration::from_secs(60));
+            // hyper's timer runs from when a connection starts waiting for a head (after our
+            // sniff, or after the previous response) until that head is complete. The first
+            // head is bounded from accept by `HeadTimer`; what this adds is the keep-alive
+            // idle bound between requests.
+            .header_read_timeout(limits.idle_timeout)
+            // Request line and headers; hyper answers 431 above it, also while still reading.
+            .max_header_size(limits.max_head_bytes);
+        if limits.max_head_bytes > HYPER_DEFAULT_MAX_BUF {
+            http1.max_buf_size(limits.max_head_bytes);
+        }
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            // hyper answers 431 above it.
+            http1.max_headers(limits.max_headers);
+        }
+        let settings = &gateway.settings;
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new());
+        http2
+            .timer(TokioTimer::new())
+            // Advertised in SETTINGS; h2 answers 431 to a stream whose headers exceed it.
+            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+            // Each stream costs a task, a slot and upstream work: HAProxy's 100, not h2's
+            // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
+            .max_concurrent_streams(settings.h2_max_concurrent_streams)
+            // Bounds memory per stream when the client reads slowly (hyper's default is 400 KiB,
+            // so 100 streams could pin 40 MiB per connection).
+            .max_send_buf_size(settings.h2_max_send_buffer)
+            // What we accept from the client before it waits for WINDOW_UPDATE: 64 KiB per
+            // stream (the RFC default and Envoy's edge recommendation) and 1 MiB per
+            // connection, so one connection buffers at most 1 MiB of request bodies.
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(1024 * 1024)
+            // Rapid reset (CVE-2023-44487): streams the client opens and resets before we
+            // accept them. h2's default, 20, set explicitly: past it, GOAWAY ENHANCE_YOUR_CALM.
+            .max_pending_accept_reset_streams(20)
+            // The reverse: a client making us reset streams (protocol errors per stream).
+            // hyper's default 1024, kept; past it, GOAWAY.
+            .max_local_error_reset_streams(1024)
+            // CONTINUATION floods and HPACK bombs are bounded by the header list size
+            // (`max_header_list_size` above, `--max-request-headers-kb`): h2 allows only so many
+            // CONTINUATION frames for it, and stops decoding a block far past it; both end
+            // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
+            //
+            // Dead or stuck peers: a PING after an idle interval, closed if no ACK comes.
+            .keep_alive_interval(
+                (!settings.h2_keepalive_interval.is_zero())
+                    .then_some(settings.h2_keepalive_interval),
+            )
+            .keep_alive_timeout(settings.h2_keepalive_timeout);
+        let name = match (https, listener) {
+            (false, Listener::External) => "http-external",
+            (false, Listener::Internal) => "http-internal",
+            (true, Listener::External) => "https-external",
+            (true, Listener::Internal) => "https-internal",
+        };
+        let rejected = gateway
+            .metrics
+            .downstream_rejected
+            .with_label_values(&[name]);
         HttpApp {
             gateway,
             listener,
@@ -67,6 +144,8 @@ impl HttpApp {
             https,
             http1,
             http2,
+            open: AtomicUsize::new(0),
+            rejected,
         }
     }
 }
@@ -78,16 +157,33 @@ impl ServerApp for HttpApp {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let limits = &self.gateway.settings.downstream;
+        // Accept and close at once over the cap (what nginx does past worker_connections): a
+        // closed connection tells a client to go elsewhere sooner than an unanswered one in
+        // the kernel's backlog.
+        if self.open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.rejected.inc();
+            debug!(listener = ?self.listener, "connection refused: at --max-connections");
+            return None;
+        }
+        let _slot = ListenerSlot(&self.open);
         let _open = OpenConnection::new(self.gateway.open_connections.clone());
+        // One deadline from accept for the sniff and the first request head (see HeadTimer).
+        let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             Some(_) => false,
             None => {
                 let mut start = [0u8; 4];
-                match stream.try_peek(&mut start).await {
-                    Ok(peeked) => peeked && &start == H2_PREFACE_START,
-                    // The client went away before sending four bytes.
-                    Err(_) => return None,
+                tokio::select! {
+                    peeked = stream.try_peek(&mut start) => match peeked {
+                        Ok(peeked) => peeked && &start == H2_PREFACE_START,
+                        // The client went away before sending four bytes.
+                        Err(_) => return None,
+                    },
+                    // Fewer than four bytes within the header read timeout.
+                    _ = deadline.as_mut() => return None,
                 }
             }
         };
@@ -101,30 +197,57 @@ impl ServerApp for HttpApp {
             client_ip,
             redirects_to_https: self.listener == Listener::External && !self.https,
             trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
+            head_seen: AtomicBool::new(false),
         });
+        // A client that stops reading blocks our writes; after the stream idle timeout the
+        // connection fails, dropping its streams (and their slots and upstream connections).
+        let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
+        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone()));
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req| {
-            let gateway = gateway.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(forward::handle(gateway, conn, req).await) }
-        });
-        let io = TokioIo::new(stream);
         let mut shutdown = shutdown.clone();
         if h2 {
+            let streams = Streams::new();
+            let counting = streams.clone();
+            let service = service_fn(move |req| {
+                let stream = counting.open();
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
+            });
             let connection = self.http2.serve_connection(io, service);
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            let idle = streams.idle(limits.idle_timeout);
+            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
         } else {
+            let service = service_fn(move |req| {
+                let response = serve(&gateway, &conn, req);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
             let connection = self.http1.serve_connection(io, service).with_upgrades();
-            serve_until_shutdown(connection, &mut shutdown, |c| c.graceful_shutdown()).await;
+            // hyper's header_read_timeout is HTTP/1's idle bound (see `HttpApp::new`).
+            let idle = std::future::pending();
+            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
         }
         None
     }
 }
 
-/// Drives a connection; on shutdown asks it to finish gracefully and waits for that.
+/// One request: marks the connection's first head as seen (ending `HeadTimer`), then forwards.
+fn serve(
+    gateway: &Arc<Gateway>,
+    conn: &Arc<ConnInfo>,
+    req: http::Request<hyper::body::Incoming>,
+) -> impl Future<Output = http::Response<crate::body::ResponseBody>> {
+    if !conn.head_seen.load(Ordering::Relaxed) {
+        conn.head_seen.store(true, Ordering::Relaxed);
+    }
+    forward::handle(gateway.clone(), conn.clone(), req)
+}
+
+/// Drives a connection; on shutdown, or once `idle` resolves, asks it to finish gracefully
+/// (h2: GOAWAY) and waits for that.
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
+    idle: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
 ) where
     C: std::future::Future<Output = O>,
@@ -138,6 +261,10 @@ async fn serve_until_shutdown<C, O>(
     tokio::select! {
         _ = connection.as_mut() => {}
         _ = shutdown.changed() => {
+            graceful(connection.as_mut());
+            connection.await;
+        }
+        _ = idle => {
             graceful(connection.as_mut());
             connection.await;
         }

@@ -9,6 +9,7 @@
 //! thread's pool, which is still correct.
 
 use crate::balance::{Address, Endpoint};
+use crate::idle::RequestBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,6 +21,10 @@ use tokio::net::TcpStream;
 
 /// Idle upstream connections older than this are closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest read buffer of an upstream HTTP/1.1 connection, so the largest body chunk it
+/// yields: hyper's default (~400 KiB) times the streams a slow client holds adds up (100
+/// stalled h2 streams held ~35 MiB more). Also bounds a response head, like Envoy's 60 KiB.
+const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -43,14 +48,14 @@ pub enum ConnectError {
 
 /// A sender ready for one request.
 pub enum Sender {
-    Http1(http1::SendRequest<Incoming>),
-    H2(http2::SendRequest<Incoming>),
+    Http1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
 }
 
 #[derive(Default)]
 struct PoolEntry {
-    idle: Vec<(http1::SendRequest<Incoming>, Instant)>,
-    h2: Option<http2::SendRequest<Incoming>>,
+    idle: Vec<(http1::SendRequest<RequestBody>, Instant)>,
+    h2: Option<http2::SendRequest<RequestBody>>,
 }
 
 thread_local! {
@@ -87,7 +92,7 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
 }
 
 /// Returns an HTTP/1.1 sender whose exchange completed to this thread's pool.
-pub fn checkin(pool_key: u64, sender: http1::SendRequest<Incoming>) {
+pub fn checkin(pool_key: u64, sender: http1::SendRequest<RequestBody>) {
     if sender.is_closed() {
         return;
     }
@@ -116,7 +121,7 @@ pub fn checkin(pool_key: u64, sender: http1::SendRequest<Incoming>) {
     });
 }
 
-fn remember_h2(pool_key: u64, sender: &http2::SendRequest<Incoming>) {
+fn remember_h2(pool_key: u64, sender: &http2::SendRequest<RequestBody>) {
     POOL.with(|pool| {
         pool.borrow_mut().entry(pool_key).or_default().h2 = Some(sender.clone());
     });
@@ -158,7 +163,11 @@ pub async fn connect(
     };
     match protocol {
         Protocol::Http1 => {
-            let (sender, conn) = http1::handshake(io).await.map_err(handshake_error)?;
+            let (sender, conn) = http1::Builder::new()
+                .max_buf_size(MAX_READ_BUFFER)
+                .handshake(io)
+                .await
+                .map_err(handshake_error)?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });

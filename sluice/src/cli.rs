@@ -192,6 +192,119 @@ pub struct GatewayArgs {
     /// Upstream TCP connect timeout.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    #[command(flatten)]
+    pub downstream: DownstreamArgs,
+}
+
+/// What one downstream client may push: each limit a hostile client can reach.
+#[derive(Args, Debug, Clone)]
+pub struct DownstreamArgs {
+    /// Request line plus headers, in KiB; above it 431. Envoy's `max_request_headers_kb`
+    /// default (60). HTTP/1 and HTTP/2 (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    #[arg(long, env = "SLUICE_MAX_REQUEST_HEADERS_KB", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_request_headers_kb: u32,
+    /// Header lines per request; above it 431. Envoy's `max_request_headers_count` default.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_request_headers: u32,
+    /// Request target length in bytes; above it 414. nginx's
+    /// `large_client_header_buffers` (8k).
+    #[arg(long, env = "SLUICE_MAX_URI_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uri_bytes: u32,
+    /// Open connections per listener; more are accepted and closed at once (counted in
+    /// `sluice_downstream_connections_rejected_total`). No peer has this default: nginx
+    /// allows 512 per worker, HAProxy derives maxconn from the file limit.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// From accept to the first complete request head, protocol sniff and h2c preface
+    /// included; the connection is closed after it. nginx's `client_header_timeout` (60s).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub header_read_timeout: Duration,
+    /// Keep-alive: on HTTP/1 from the end of a response to the next complete request head,
+    /// on h2 with no open stream; then the connection is closed (h2: GOAWAY). nginx's
+    /// `keepalive_timeout` (75s).
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+}
+
+/// A humantime duration above zero: a zero timeout would close every connection at once.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be above zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl DownstreamArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> sluice_proxy::downstream::DownstreamLimits {
+        sluice_proxy::downstream::DownstreamLimits {
+            max_head_bytes: self.max_request_headers_kb as usize * 1024,
+            max_headers: self.max_request_headers as usize,
+            max_uri_bytes: self.max_uri_bytes as usize,
+            max_connections: self.max_connections as usize,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+impl Default for DownstreamArgs {
+    /// The flags' defaults (for callers that build `GatewayArgs` in code, like the demo).
+    fn default() -> Self {
+        DownstreamArgs {
+            max_request_headers_kb: 60,
+            max_request_headers: 100,
+            max_uri_bytes: 8192,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+        }
+    }
+}
+
+/// Bounds on HTTP/2 connections and on streams a client (or upstream) stops moving.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct StreamArgs {
+    /// Most concurrent streams a client may open on one HTTP/2 connection; more are refused
+    /// (RST_STREAM). HAProxy's tune.h2.max-concurrent-streams (100); nginx 128, Envoy unbounded.
+    #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub h2_max_concurrent_streams: u32,
+    /// KiB of response buffered per HTTP/2 stream while the client's window is closed. Envoy's
+    /// edge best practice (64 KiB initial stream window).
+    #[arg(long, env = "SLUICE_H2_MAX_SEND_BUFFER_KB", default_value_t = 64)]
+    pub h2_max_send_buffer_kb: usize,
+    /// PING an HTTP/2 client connection idle this long, to find dead or stuck peers (0s:
+    /// never). No peer PINGs by default (Envoy's connection_keepalive is opt-in); 60s is ours.
+    #[arg(long, env = "SLUICE_H2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive_interval: Duration,
+    /// No PING ACK within this closes the connection (gRPC's keepalive timeout and hyper's, 20s).
+    #[arg(long, env = "SLUICE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive_timeout: Duration,
+    /// No byte on a request body (408), a response body, or a blocked write to the client for
+    /// this long ends the stream (0s: never). Envoy's stream_idle_timeout (5m).
+    #[arg(long, env = "SLUICE_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub stream_idle_timeout: Duration,
+    /// No byte either way on a websocket (HTTP/1.1 upgrade) tunnel for this long closes it (0s:
+    /// never). Envoy applies its stream_idle_timeout (5m) to upgrades.
+    #[arg(long, env = "SLUICE_WEBSOCKET_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub websocket_idle_timeout: Duration,
+}
+
+impl Default for StreamArgs {
+    /// The flags' defaults (a test checks they agree).
+    fn default() -> Self {
+        StreamArgs {
+            h2_max_concurrent_streams: 100,
+            h2_max_send_buffer_kb: 64,
+            h2_keepalive_interval: Duration::from_secs(60),
+            h2_keepalive_timeout: Duration::from_secs(20),
+            stream_idle_timeout: Duration::from_secs(300),
+            websocket_idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// What the control plane needs to know about the installation.
@@ -414,6 +527,34 @@ mod tests {
     }
 
     #[test]
+    fn stream_flag_defaults_match_stream_args_default() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.gateway.streams, StreamArgs::default());
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "--config",
+            "d",
+            "--stream-idle-timeout",
+            "1500ms",
+            "--h2-max-concurrent-streams",
+            "7",
+        ])
+        .expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            run.gateway.streams.stream_idle_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(run.gateway.streams.h2_max_concurrent_streams, 7);
+    }
+
+    #[test]
     fn admin_defaults_to_loopback_and_probes_get_their_own_port() {
         let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
         let Command::Run(run) = cli.command else {
@@ -434,6 +575,80 @@ mod tests {
         };
         assert_eq!(controller.admin, "127.0.0.1:9902");
         assert_eq!(controller.probe_addr, "0.0.0.0:9091");
+    }
+
+    #[test]
+    fn downstream_limits_default_to_their_peers_and_parse() {
+        let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        let limits = run.gateway.downstream.limits();
+        assert_eq!(limits.max_head_bytes, 60 * 1024);
+        assert_eq!(limits.max_headers, 100);
+        assert_eq!(limits.max_uri_bytes, 8192);
+        assert_eq!(limits.max_connections, 10_000);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(60));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(75));
+        // The struct default (used by the demo) and the flags agree.
+        let defaults = DownstreamArgs::default().limits();
+        assert_eq!(format!("{defaults:?}"), format!("{limits:?}"));
+        assert_eq!(
+            format!(
+                "{:?}",
+                sluice_proxy::downstream::DownstreamLimits::default()
+            ),
+            format!("{limits:?}")
+        );
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "proxy",
+            "--xds",
+            "c:18000",
+            "--max-request-headers-kb",
+            "8",
+            "--max-request-headers",
+            "20",
+            "--max-uri-bytes",
+            "100",
+            "--max-connections",
+            "3",
+            "--header-read-timeout",
+            "1s",
+            "--idle-timeout",
+            "500ms",
+        ])
+        .expect("parses");
+        let Command::Proxy(proxy) = cli.command else {
+            panic!("not proxy");
+        };
+        let limits = proxy.gateway.downstream.limits();
+        assert_eq!(limits.max_head_bytes, 8 * 1024);
+        assert_eq!(limits.max_headers, 20);
+        assert_eq!(limits.max_uri_bytes, 100);
+        assert_eq!(limits.max_connections, 3);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+        let zero = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "--config",
+            "d",
+            "--max-request-headers-kb",
+            "0",
+        ]);
+        assert!(zero.is_err());
+        for flag in [
+            "--max-request-headers",
+            "--max-uri-bytes",
+            "--max-connections",
+            "--header-read-timeout",
+            "--idle-timeout",
+        ] {
+            let value = if flag.ends_with("timeout") { "0s" } else { "0" };
+            let zero = Cli::try_parse_from(["sluice", "run", "--config", "d", flag, value]);
+            assert!(zero.is_err(), "{flag} 0 accepted");
+        }
     }
 
     #[test]

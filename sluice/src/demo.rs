@@ -4,7 +4,7 @@
 //! apply live: a Knative KIngress split, a sluice Route split over two local Revisions with a
 //! tag, a Revision that scales from zero on its first request, and the synthetic responder.
 
-use crate::cli::{ControlArgs, DemoArgs, GatewayArgs, KubernetesArgs, RunArgs};
+use crate::cli::{ControlArgs, DemoArgs, DownstreamArgs, GatewayArgs, KubernetesArgs, RunArgs};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -84,6 +84,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             hold_timeout: Duration::from_secs(30),
             max_held_requests: 10_000,
             connect_timeout: Duration::from_secs(5),
+            streams: Default::default(),
+            downstream: DownstreamArgs::default(),
         },
         control: ControlArgs {
             ingress_class: "sluice.ingress.networking.knative.dev".into(),

@@ -204,6 +204,13 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
                 hold_timeout: args.hold_timeout,
                 max_held_per_backend: args.max_held_requests,
                 xff_trusted_hops: args.xff_trusted_hops,
+                h2_max_concurrent_streams: args.streams.h2_max_concurrent_streams,
+                h2_max_send_buffer: args.streams.h2_max_send_buffer_kb.saturating_mul(1024),
+                h2_keepalive_interval: args.streams.h2_keepalive_interval,
+                h2_keepalive_timeout: args.streams.h2_keepalive_timeout,
+                stream_idle_timeout: args.streams.stream_idle_timeout,
+                websocket_idle_timeout: args.streams.websocket_idle_timeout,
+                downstream: args.downstream.limits(),
             },
         )
         .with_default_certificate(default_certificate),

@@ -45,6 +45,31 @@ fn hop_by_hop_request_headers_are_removed() {
 }
 
 #[test]
+fn every_connection_line_names_hop_by_hop_headers() {
+    let mut h = map(&[
+        ("connection", "keep-alive"),
+        ("connection", "x-second"),
+        ("connection", "X-Third, x-fourth"),
+        ("x-second", "2"),
+        ("x-third", "3"),
+        ("x-fourth", "4"),
+        ("x-kept", "k"),
+    ]);
+    strip_request_hop_by_hop(&mut h, false);
+    let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+    assert_eq!(left, vec!["x-kept"]);
+    let mut h = map(&[
+        ("connection", "close"),
+        ("connection", "x-backend-secret"),
+        ("x-backend-secret", "s"),
+        ("content-type", "text/plain"),
+    ]);
+    strip_response_hop_by_hop(&mut h);
+    let left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+    assert_eq!(left, vec!["content-type"]);
+}
+
+#[test]
 fn te_trailers_and_websocket_handshake_survive() {
     let mut h = map(&[
         ("te", "trailers"),
@@ -123,5 +148,23 @@ fn external_error_text_names_nothing_internal() {
         assert!(detailed.contains("secret"), "{detailed}");
         assert!(!error.public_text().contains("secret"));
         assert!(!error.public_text().is_empty());
+    }
+}
+
+#[test]
+fn head_refusals_map_to_their_status_and_close_http1() {
+    let cases = [
+        (ProxyError::BadRequest("two hosts"), 400, true),
+        (ProxyError::UriTooLong, 414, true),
+        (ProxyError::HeadersTooLarge, 431, true),
+        (ProxyError::NotImplemented("gzip"), 501, true),
+        (ProxyError::NoRoute, 404, false),
+        (ProxyError::ResponseTimeout, 504, false),
+    ];
+    for (error, status, closes) in cases {
+        let name = error.to_string();
+        assert_eq!(error.status().as_u16(), status, "{name}");
+        assert_eq!(error.closes_connection(), closes, "{name}");
+        assert!(!error.public_text().is_empty(), "{name}");
     }
 }

