@@ -78,7 +78,8 @@ fn format_field_errors(errors: &[FieldError]) -> String {
 
 /// Validates a defaulted spec of an ingress in `namespace`.
 pub fn validate(namespace: &str, name: &str, spec: &IngressSpec) -> Result<(), InvalidIngress> {
-    let errors = spec_errors(namespace, spec);
+    let mut errors = spec_errors(namespace, spec);
+    errors.extend(header_errors(spec));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -146,6 +147,57 @@ fn spec_errors(namespace: &str, spec: &IngressSpec) -> Vec<FieldError> {
     }
     if !matches!(spec.http_option.as_str(), "" | "Enabled" | "Redirected") {
         errors.push(FieldError::invalid(&spec.http_option, "spec.httpOption"));
+    }
+    errors
+}
+
+/// sluice's own check, beyond Knative's webhook: every header name a path matches or appends
+/// must be a token and every value (and `rewriteHost`) a valid field value, parsed exactly as
+/// the proxies parse them (`http`). Otherwise the ingress would reach the snapshot and every
+/// proxy would NACK its RouteConfig; refused here, it gets a status that says why and the
+/// rest of the config keeps serving.
+fn header_errors(spec: &IngressSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let check = |errors: &mut Vec<FieldError>, name: &str, value: &str, at: String| {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(FieldError {
+                message: format!("invalid header name: {name:?}"),
+                path: at,
+            });
+        } else if http::HeaderValue::from_str(value).is_err() {
+            errors.push(FieldError {
+                message: format!("invalid header value: {value:?}"),
+                path: format!("{at}[{name}]"),
+            });
+        }
+    };
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let Some(http) = &rule.http else { continue };
+        for (j, path) in http.paths.iter().flatten().enumerate() {
+            let at = format!("spec.rules[{i}].http.paths[{j}]");
+            for (name, m) in &path.headers {
+                check(&mut errors, name, &m.exact, format!("{at}.headers"));
+            }
+            for (name, value) in &path.append_headers {
+                check(&mut errors, name, value, format!("{at}.appendHeaders"));
+            }
+            for (k, split) in path.splits.iter().flatten().enumerate() {
+                for (name, value) in &split.append_headers {
+                    check(
+                        &mut errors,
+                        name,
+                        value,
+                        format!("{at}.splits[{k}].appendHeaders"),
+                    );
+                }
+            }
+            if http::HeaderValue::from_str(&path.rewrite_host).is_err() {
+                errors.push(FieldError::invalid(
+                    format!("{:?}", path.rewrite_host),
+                    format!("{at}.rewriteHost"),
+                ));
+            }
+        }
     }
     errors
 }

@@ -31,6 +31,7 @@ fn catalog() -> Catalog {
     Catalog::new(
         Arc::new(Metrics::new(Registry::new()).expect("fresh registry")),
         10_000,
+        sluice_proxy::activator::HeldTotal::new(usize::MAX),
     )
 }
 

@@ -107,6 +107,7 @@ fn main() {
     let mut catalog = Catalog::new(
         Arc::new(Metrics::new(Registry::new()).expect("fresh registry")),
         10_000,
+        sluice_proxy::activator::HeldTotal::new(usize::MAX),
     );
     let started = Instant::now();
     let outcome = catalog.apply(&full);

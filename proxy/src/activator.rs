@@ -18,14 +18,25 @@
 //! sees the freed slot or the releaser sees `waiting > 0` and dispatches under the lock.
 //!
 //! A slot handed to a waiter travels inside the [`Slot`] guard, so a waiter that vanishes
-//! after the hand-off still releases it.
+//! after the hand-off still releases it. A waiter that vanishes *before* (client gone, h2
+//! stream reset, deadline) leaves the line at once through the [`Waiting`] guard: otherwise
+//! ten thousand aborted requests would keep their places until a slot was handed past each,
+//! and every new request to a cold or saturated revision would get 503 meanwhile. The line is
+//! a `BTreeMap` keyed by arrival ticket, so leaving from the middle costs O(log n).
+//!
+//! Two bounds: per backend (the caller's `max_waiting`) and across all backends
+//! ([`HeldTotal`]), so that many revisions each under their own bound cannot together hold
+//! an unbounded number of requests (and their buffers) in memory.
 
+pub use crate::balance::now_micros;
 use crate::balance::{self, reserve, Endpoint};
 use crate::metrics::BackendMetrics;
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 /// Where a waiting request goes next.
@@ -69,40 +80,108 @@ impl Drop for Slot {
 
 pub struct Queue {
     inner: Mutex<QueueInner>,
+    /// The length of the wait list (published under the lock; read without it).
     waiting: AtomicUsize,
     next_ticket: AtomicU64,
     metrics: Arc<BackendMetrics>,
+    total: Arc<HeldTotal>,
 }
 
 struct QueueInner {
-    waiters: VecDeque<Waiter>,
+    /// Waiters by arrival ticket: the first entry is the longest waiting.
+    waiters: BTreeMap<u64, oneshot::Sender<Admission>>,
     endpoints: Box<[Arc<Endpoint>]>,
     concurrency: u32,
 }
 
-struct Waiter {
-    ticket: u64,
-    tx: oneshot::Sender<Admission>,
+/// Requests held across every backend's queue, and the most allowed (`--max-held-requests-total`).
+#[derive(Debug)]
+pub struct HeldTotal {
+    count: AtomicUsize,
+    max: usize,
 }
 
-/// The wait list is at its bound.
+impl HeldTotal {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(HeldTotal {
+            count: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Takes one place if one is left.
+    fn try_hold(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.count.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// The wait list is at its bound (this backend's or the total).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Overflow;
 
-/// What waiting for a slot gives back: the ticket (to cancel) and the receiver.
-pub type Ticket = (u64, oneshot::Receiver<Admission>);
+/// A place in line: resolves to an [`Admission`]; dropped before that (client gone, stream
+/// reset, deadline), it leaves the line at once.
+pub struct Waiting {
+    queue: Arc<Queue>,
+    ticket: u64,
+    rx: oneshot::Receiver<Admission>,
+    /// Resolved: the queue removed the entry when it sent.
+    done: bool,
+}
+
+impl Waiting {
+    pub fn ticket(&self) -> u64 {
+        self.ticket
+    }
+}
+
+/// The queue let go of the waiter without an admission (it was dropped): route again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped;
+
+impl Future for Waiting {
+    type Output = Result<Admission, Dropped>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
+        self.done = true;
+        Poll::Ready(result.map_err(|_| Dropped))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if !self.done {
+            self.queue.cancel(self.ticket);
+        }
+        // A slot sent after the cancel check travels in `rx` and is released by its own guard.
+    }
+}
 
 impl Queue {
-    pub fn new(metrics: Arc<BackendMetrics>) -> Self {
+    pub fn new(metrics: Arc<BackendMetrics>, total: Arc<HeldTotal>) -> Self {
         Queue {
             inner: Mutex::new(QueueInner {
-                waiters: VecDeque::new(),
+                waiters: BTreeMap::new(),
                 endpoints: Box::default(),
                 concurrency: 0,
             }),
             waiting: AtomicUsize::new(0),
             next_ticket: AtomicU64::new(0),
             metrics,
+            total,
         }
     }
 
@@ -152,24 +231,31 @@ impl Queue {
     /// Slow path: a place in line. The waiter is listed (raising `waiting`) *before* any
     /// reservation is tried, so a concurrent release cannot slip by unseen; if a slot is free
     /// the receiver is already holding it.
-    pub fn enqueue(self: &Arc<Self>, max_waiting: usize) -> Result<Ticket, Overflow> {
+    pub fn enqueue(self: &Arc<Self>, max_waiting: usize) -> Result<Waiting, Overflow> {
         let mut inner = self.lock();
-        if inner.waiters.len() >= max_waiting {
+        if inner.waiters.len() >= max_waiting || !self.total.try_hold() {
             return Err(Overflow);
         }
         let (tx, rx) = oneshot::channel();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        inner.waiters.push_back(Waiter { ticket, tx });
-        self.set_waiting(&inner);
+        inner.waiters.insert(ticket, tx);
+        // The total already counts this one (`try_hold`): publish the length without it.
+        let n = inner.waiters.len();
+        self.waiting.store(n, Ordering::SeqCst);
+        self.metrics.set_held(n);
         self.dispatch(&mut inner);
-        Ok((ticket, rx))
+        Ok(Waiting {
+            queue: self.clone(),
+            ticket,
+            rx,
+            done: false,
+        })
     }
 
     /// A waiter that gave up (deadline, client gone) leaves the line.
-    pub fn cancel(&self, ticket: u64) {
+    fn cancel(&self, ticket: u64) {
         let mut inner = self.lock();
-        if let Some(i) = inner.waiters.iter().position(|w| w.ticket == ticket) {
-            inner.waiters.remove(i);
+        if inner.waiters.remove(&ticket).is_some() {
             self.set_waiting(&inner);
         }
     }
@@ -195,28 +281,28 @@ impl Queue {
     /// The backend is gone: every waiter routes again.
     pub fn reroute_all(&self) {
         let mut inner = self.lock();
-        for waiter in inner.waiters.drain(..) {
-            let _ = waiter.tx.send(Admission::Reroute);
+        for (_, tx) in std::mem::take(&mut inner.waiters) {
+            let _ = tx.send(Admission::Reroute);
         }
         inner.endpoints = Box::default();
         self.set_waiting(&inner);
     }
 
     fn dispatch(self: &Arc<Self>, inner: &mut QueueInner) {
-        while let Some(front) = inner.waiters.front() {
-            if front.tx.is_closed() {
-                inner.waiters.pop_front();
+        while let Some(front) = inner.waiters.first_entry() {
+            if front.get().is_closed() {
+                front.remove();
                 continue;
             }
             let Some(endpoint) = reserve(&inner.endpoints, inner.concurrency, &[]) else {
                 break;
             };
             let slot = self.slot(endpoint);
-            let Some(waiter) = inner.waiters.pop_front() else {
+            let Some((_, tx)) = inner.waiters.pop_first() else {
                 slot.release_locked();
                 break;
             };
-            if let Err(Admission::Slot(slot)) = waiter.tx.send(Admission::Slot(slot)) {
+            if let Err(Admission::Slot(slot)) = tx.send(Admission::Slot(slot)) {
                 // It gave up in the meantime: the slot is free again.
                 slot.release_locked();
             }
@@ -224,18 +310,23 @@ impl Queue {
         self.set_waiting(inner);
     }
 
+    /// Publishes the wait list's length (under the lock) and gives back to the total the
+    /// places of those who left since the last publication.
     fn set_waiting(&self, inner: &QueueInner) {
         let n = inner.waiters.len();
-        self.waiting.store(n, Ordering::SeqCst);
+        let before = self.waiting.swap(n, Ordering::SeqCst);
+        if before > n {
+            self.total.give_back(before - n);
+        }
         self.metrics.set_held(n);
     }
 }
 
-/// Microseconds since the first call: a cheap monotonic clock for the counters.
-pub fn now_micros() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Every waiter holds the queue, so none is left; this is only belt and braces.
+        self.total.give_back(*self.waiting.get_mut());
+    }
 }
 
 /// Per-Revision request statistics for the autoscaler: concurrency (buffered requests

@@ -5,7 +5,7 @@
 //! waiters and metrics, a Revision's counters) is carried over from the previous version of the
 //! same backend, endpoint by address.
 
-use crate::activator::{Queue, RevisionStats, Slot};
+use crate::activator::{HeldTotal, Queue, RevisionStats, Slot};
 use crate::balance::{Address, Endpoint};
 use crate::metrics::BackendMetrics;
 use sluice_xds::{Protocol, RevisionPolicy, Target};
@@ -75,8 +75,11 @@ pub struct BackendSpec<'a> {
     /// The Revision's policy when `backend` names one. A policy not received yet falls back
     /// to [`RevisionPolicy`] defaults until it arrives.
     pub policy: Option<&'a RevisionPolicy>,
-    /// The wait bound of non-Revision backends (`--max-held-requests`).
+    /// The wait bound of non-Revision backends (`--max-held-requests`), and the cap on a
+    /// Revision's own bound from its annotation.
     pub max_waiting: usize,
+    /// Requests held across all backends, bounded by `--max-held-requests-total`.
+    pub held_total: &'a Arc<HeldTotal>,
 }
 
 /// Knative's defaults, for a Revision whose policy has not arrived yet.
@@ -141,9 +144,9 @@ impl Backend {
                             .unwrap_or_else(|| Endpoint::new(address))
                     })
                     .collect();
-                let queue = old_upstream
-                    .map(|o| o.queue.clone())
-                    .unwrap_or_else(|| Arc::new(Queue::new(Arc::new(new_metrics()))));
+                let queue = old_upstream.map(|o| o.queue.clone()).unwrap_or_else(|| {
+                    Arc::new(Queue::new(Arc::new(new_metrics()), spec.held_total.clone()))
+                });
                 BackendKind::Upstream(Upstream {
                     protocol,
                     endpoints,
@@ -151,9 +154,10 @@ impl Backend {
                     concurrency: revision
                         .as_ref()
                         .map_or(0, |r| r.policy.container_concurrency),
-                    max_waiting: revision
-                        .as_ref()
-                        .map_or(spec.max_waiting, |r| r.policy.max_buffered as usize),
+                    // The annotation is the tenant's; the flag is the operator's ceiling.
+                    max_waiting: revision.as_ref().map_or(spec.max_waiting, |r| {
+                        (r.policy.max_buffered as usize).min(spec.max_waiting)
+                    }),
                 })
             }
         };

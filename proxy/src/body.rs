@@ -192,8 +192,9 @@ impl ResponseBody {
 
 impl UpstreamBody {
     fn finish(&mut self) {
-        if let Some((key, sender)) = self.checkin.take() {
-            upstream::checkin(key, sender);
+        if let (Some((_, sender)), Some(guards)) = (self.checkin.take(), &self.guards) {
+            // The slot's endpoint is the one the request went to.
+            upstream::checkin(guards.slot.endpoint(), sender);
         }
         self.guards = None;
         self.timer = None;

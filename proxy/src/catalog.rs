@@ -25,7 +25,7 @@
 //! with no endpoints (requests wait), and is relinked when the backend arrives. A Revision
 //! backend whose policy has not arrived uses Knative's defaults until it does.
 
-use crate::activator::RevisionStats;
+use crate::activator::{HeldTotal, RevisionStats};
 use crate::backend::{Backend, BackendKind, BackendSpec};
 use crate::index::ClaimedMap;
 use crate::metrics::{BackendMetrics, Metrics, RouteMetrics};
@@ -131,8 +131,10 @@ pub struct ServedCertificate<'a> {
 
 pub struct Catalog {
     metrics: Arc<Metrics>,
-    /// The wait bound of non-Revision backends.
+    /// The wait bound of non-Revision backends, and the cap on a Revision's.
     max_waiting: usize,
+    /// Requests held across all backends.
+    held_total: Arc<HeldTotal>,
     policies: HashMap<String, (String, RevisionPolicy)>,
     backends: HashMap<String, BackendSlot>,
     owners: HashMap<Arc<str>, OwnerSlot>,
@@ -167,10 +169,11 @@ enum ConfigChange<'a> {
 }
 
 impl Catalog {
-    pub fn new(metrics: Arc<Metrics>, max_waiting: usize) -> Self {
+    pub fn new(metrics: Arc<Metrics>, max_waiting: usize, held_total: Arc<HeldTotal>) -> Self {
         Catalog {
             metrics,
             max_waiting,
+            held_total,
             policies: HashMap::new(),
             backends: HashMap::new(),
             owners: HashMap::new(),
@@ -587,13 +590,14 @@ impl Catalog {
 
     /// The slot of backend `name`, created empty (a placeholder) if needed.
     fn slot(&mut self, name: &str) -> &mut BackendSlot {
-        let (metrics, max_waiting) = (&self.metrics, self.max_waiting);
+        let (metrics, max_waiting, held_total) =
+            (&self.metrics, self.max_waiting, &self.held_total);
         self.backends
             .entry(name.to_string())
             .or_insert_with(|| BackendSlot {
                 backend: None,
                 endpoints: None,
-                compiled: Arc::new(placeholder(name, max_waiting, || {
+                compiled: Arc::new(placeholder(name, max_waiting, held_total, || {
                     BackendMetrics::new(metrics, name)
                 })),
             })
@@ -634,6 +638,7 @@ impl Catalog {
                     addresses,
                     policy,
                     max_waiting: self.max_waiting,
+                    held_total: &self.held_total,
                 },
                 Some(&slot.compiled),
                 |id| revisions.entry(id.to_string()).or_default().clone(),
@@ -907,6 +912,7 @@ impl Catalog {
 fn placeholder(
     name: &str,
     max_waiting: usize,
+    held_total: &Arc<HeldTotal>,
     metrics: impl FnOnce() -> BackendMetrics,
 ) -> Backend {
     Backend::build(
@@ -916,6 +922,7 @@ fn placeholder(
             addresses: &[],
             policy: None,
             max_waiting,
+            held_total,
         },
         None,
         |_| Arc::default(),

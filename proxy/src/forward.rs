@@ -293,14 +293,16 @@ async fn select(
         }
         let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
         let waiting_since = Instant::now();
-        let (ticket, admitted) =
+        // Dropped with this future (client gone, stream reset) or at the deadline, the guard
+        // frees the place in line at once.
+        let waiting =
             upstream
                 .queue
                 .enqueue(upstream.max_waiting)
                 .map_err(|_| ProxyError::Overflow {
                     backend: backend.id.to_string(),
                 })?;
-        match Box::pin(tokio::time::timeout_at(wait_deadline, admitted)).await {
+        match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
             Ok(Ok(Admission::Slot(slot))) => {
                 upstream
                     .metrics()
@@ -318,7 +320,6 @@ async fn select(
             }
             Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
             Err(_) => {
-                upstream.queue.cancel(ticket);
                 return Err(ProxyError::HoldTimeout {
                     backend: backend.id.to_string(),
                     seconds: wait_deadline.duration_since(started).as_secs(),
@@ -487,11 +488,16 @@ async fn send(
             {
                 Ok(sender) => {
                     backend.metrics().get().connects.inc();
+                    endpoint.connect_succeeded();
                     sender
                 }
                 Err(error) => {
                     backend.metrics().get().connect_errors.inc();
                     debug!(backend = %selection.backend.id, %error, "connect failed");
+                    if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
+                        backend.metrics().get().ejections.inc();
+                        debug!(backend = %selection.backend.id, endpoint = %endpoint.address, "ejected");
+                    }
                     failed[attempt - 1] = endpoint.key();
                     // Free this slot before taking another: its endpoint is refusing.
                     selection.slot = None;
@@ -561,12 +567,18 @@ async fn tunnel(
     let backend = selection.backend.clone();
     let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
-    served.upstream = Some(slot.endpoint().clone());
-    let mut sender =
-        upstream::connect_upgradable(slot.endpoint(), gateway.settings.connect_timeout)
-            .await
-            .inspect_err(|_| backend.metrics().get().connect_errors.inc())?;
+    let endpoint = slot.endpoint();
+    served.upstream = Some(endpoint.clone());
+    let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
+        .await
+        .inspect_err(|_| {
+            backend.metrics().get().connect_errors.inc();
+            if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
+                backend.metrics().get().ejections.inc();
+            }
+        })?;
     backend.metrics().get().connects.inc();
+    endpoint.connect_succeeded();
     let guards = Guards {
         slot,
         counted: selection.counted.take(),

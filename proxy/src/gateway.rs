@@ -1,7 +1,7 @@
 //! The shared gateway state: the current router and what the request path needs besides it,
 //! and the data plane's side of the xDS stream ([`DataPlane`]).
 
-use crate::activator::RevisionStats;
+use crate::activator::{HeldTotal, RevisionStats};
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -23,8 +23,13 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a request may wait for a backend with no ready endpoint.
     pub hold_timeout: Duration,
-    /// Most requests held per backend; more get 503 at once.
+    /// Most requests held per backend (and the cap on a Revision's own bound); more get 503
+    /// at once.
     pub max_held_per_backend: usize,
+    /// Most requests held across all backends; more get 503 at once.
+    pub max_held_total: usize,
+    /// Passive health: ejection of endpoints after consecutive connect failures.
+    pub outlier: crate::balance::Outlier,
     /// Proxies in front of this one whose `X-Forwarded-*` are believed (Envoy's
     /// `xff_num_trusted_hops`). 0: the client's `X-Forwarded-Host` and `-Proto` are replaced.
     /// `X-Forwarded-For` gets the peer address appended either way.
@@ -53,6 +58,8 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(5),
             hold_timeout: Duration::from_secs(30),
             max_held_per_backend: 10_000,
+            max_held_total: 20_000,
+            outlier: crate::balance::Outlier::default(),
             xff_trusted_hops: 0,
             h2_max_concurrent_streams: 100,
             h2_max_send_buffer: 64 * 1024,
@@ -73,6 +80,8 @@ pub struct Gateway {
     catalog: Mutex<Catalog>,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    /// Requests held in any backend's queue.
+    pub held_total: Arc<HeldTotal>,
     /// Open downstream connections plus upgraded tunnels; the drain waits for zero.
     pub open_connections: Arc<AtomicUsize>,
     /// The HTTPS listeners' certificates.
@@ -93,10 +102,16 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(metrics: Arc<Metrics>, settings: Settings) -> Self {
+        let held_total = HeldTotal::new(settings.max_held_total);
         Gateway {
             router: ArcSwap::from_pointee(Router::default()),
             changes: watch::Sender::new(0),
-            catalog: Mutex::new(Catalog::new(metrics.clone(), settings.max_held_per_backend)),
+            catalog: Mutex::new(Catalog::new(
+                metrics.clone(),
+                settings.max_held_per_backend,
+                held_total.clone(),
+            )),
+            held_total,
             metrics,
             settings,
             open_connections: Arc::default(),

@@ -19,6 +19,7 @@ pub struct Metrics {
     backend_held: IntGaugeVec,
     backend_connects: IntCounterVec,
     backend_connect_errors: IntCounterVec,
+    backend_ejections: IntCounterVec,
     backend_queue_wait: HistogramVec,
     pub snapshot_info: IntGaugeVec,
     pub snapshot_applied_at: Gauge,
@@ -67,6 +68,7 @@ struct BackendVecs {
     queue_wait: HistogramVec,
     connects: IntCounterVec,
     connect_errors: IntCounterVec,
+    ejections: IntCounterVec,
 }
 
 pub struct BackendChildren {
@@ -76,6 +78,8 @@ pub struct BackendChildren {
     pub queue_wait: Histogram,
     pub connects: IntCounter,
     pub connect_errors: IntCounter,
+    /// Endpoints ejected by passive health (consecutive connect failures).
+    pub ejections: IntCounter,
 }
 
 impl Metrics {
@@ -123,6 +127,13 @@ impl Metrics {
             Opts::new(
                 "sluice_upstream_connect_errors_total",
                 "Failed upstream connects",
+            ),
+            &["backend"],
+        )?;
+        let backend_ejections = IntCounterVec::new(
+            Opts::new(
+                "sluice_upstream_ejections_total",
+                "Endpoints ejected after consecutive connect failures (passive health)",
             ),
             &["backend"],
         )?;
@@ -180,6 +191,7 @@ impl Metrics {
         registry.register(Box::new(backend_held.clone()))?;
         registry.register(Box::new(backend_connects.clone()))?;
         registry.register(Box::new(backend_connect_errors.clone()))?;
+        registry.register(Box::new(backend_ejections.clone()))?;
         registry.register(Box::new(backend_queue_wait.clone()))?;
         registry.register(Box::new(snapshot_info.clone()))?;
         registry.register(Box::new(snapshot_applied_at.clone()))?;
@@ -194,6 +206,7 @@ impl Metrics {
             backend_held,
             backend_connects,
             backend_connect_errors,
+            backend_ejections,
             backend_queue_wait,
             snapshot_info,
             snapshot_applied_at,
@@ -273,6 +286,7 @@ impl BackendMetrics {
                 queue_wait: metrics.backend_queue_wait.clone(),
                 connects: metrics.backend_connects.clone(),
                 connect_errors: metrics.backend_connect_errors.clone(),
+                ejections: metrics.backend_ejections.clone(),
             }),
             children: OnceLock::new(),
         }
@@ -298,6 +312,7 @@ impl BackendMetrics {
                     queue_wait: v.queue_wait.with_label_values(&label),
                     connects: v.connects.with_label_values(&label),
                     connect_errors: v.connect_errors.with_label_values(&label),
+                    ejections: v.ejections.with_label_values(&label),
                 },
                 None => {
                     let gauge = || IntGauge::new("detached", "detached").expect("valid name");
@@ -311,6 +326,7 @@ impl BackendMetrics {
                         .expect("valid name"),
                         connects: counter(),
                         connect_errors: counter(),
+                        ejections: counter(),
                     }
                 }
             }
@@ -333,6 +349,7 @@ impl BackendMetrics {
             let _ = v.queue_wait.remove_label_values(&label);
             let _ = v.connects.remove_label_values(&label);
             let _ = v.connect_errors.remove_label_values(&label);
+            let _ = v.ejections.remove_label_values(&label);
         }
     }
 }

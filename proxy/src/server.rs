@@ -176,6 +176,9 @@ impl ServerApp for HttpApp {
             Some(_) => false,
             None => {
                 let mut start = [0u8; 4];
+                // A connection that has sent nothing yet has no request to finish: at
+                // shutdown it is closed at once, not waited for until the grace ends.
+                let mut stopping = shutdown.clone();
                 tokio::select! {
                     peeked = stream.try_peek(&mut start) => match peeked {
                         Ok(peeked) => peeked && &start == H2_PREFACE_START,
@@ -184,6 +187,7 @@ impl ServerApp for HttpApp {
                     },
                     // Fewer than four bytes within the header read timeout.
                     _ = deadline.as_mut() => return None,
+                    _ = stopping.wait_for(|stop| *stop) => return None,
                 }
             }
         };
@@ -216,8 +220,17 @@ impl ServerApp for HttpApp {
             });
             let connection = self.http2.serve_connection(io, service);
             let idle = streams.idle(limits.idle_timeout);
-            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
+            let never = || false;
+            serve_until_shutdown(
+                connection,
+                &mut shutdown,
+                idle,
+                |c| c.graceful_shutdown(),
+                never,
+            )
+            .await;
         } else {
+            let first = conn.clone();
             let service = service_fn(move |req| {
                 let response = serve(&gateway, &conn, req);
                 async move { Ok::<_, Infallible>(response.await) }
@@ -225,7 +238,17 @@ impl ServerApp for HttpApp {
             let connection = self.http1.serve_connection(io, service).with_upgrades();
             // hyper's header_read_timeout is HTTP/1's idle bound (see `HttpApp::new`).
             let idle = std::future::pending();
-            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
+            // hyper's graceful shutdown waits for a head it has begun to read: a connection
+            // that never completed one has nothing to finish and is dropped instead.
+            let silent = || !first.head_seen.load(Ordering::Relaxed);
+            serve_until_shutdown(
+                connection,
+                &mut shutdown,
+                idle,
+                |c| c.graceful_shutdown(),
+                silent,
+            )
+            .await;
         }
         None
     }
@@ -244,32 +267,34 @@ fn serve(
 }
 
 /// Drives a connection; on shutdown, or once `idle` resolves, asks it to finish gracefully
-/// (h2: GOAWAY) and waits for that.
+/// (h2: GOAWAY) and waits for that. At shutdown, a connection `abandon` says has nothing to
+/// finish is dropped instead, which closes it.
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
     idle: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
+    abandon: impl Fn() -> bool,
 ) where
     C: std::future::Future<Output = O>,
 {
     tokio::pin!(connection);
-    if *shutdown.borrow() {
-        graceful(connection.as_mut());
-        connection.await;
+    if !*shutdown.borrow() {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.changed() => {}
+            _ = idle => {
+                graceful(connection.as_mut());
+                connection.await;
+                return;
+            }
+        }
+    }
+    if abandon() {
         return;
     }
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = shutdown.changed() => {
-            graceful(connection.as_mut());
-            connection.await;
-        }
-        _ = idle => {
-            graceful(connection.as_mut());
-            connection.await;
-        }
-    }
+    graceful(connection.as_mut());
+    connection.await;
 }
 
 /// A background task's body: it gets the shutdown flag and a callback to call once ready.
@@ -281,6 +306,10 @@ pub type TaskFn = Box<
 /// A [`TaskFn`] as a Pingora background service (its own current-thread runtime).
 struct Task {
     start: Mutex<Option<TaskFn>>,
+    /// Set for a task that must outlive the drain (the xDS client: requests still held
+    /// during the drain wait for the endpoints it brings): the flag it watches instead of
+    /// Pingora's, which turns at SIGTERM.
+    until: Option<ShutdownWatch>,
 }
 
 #[async_trait]
@@ -291,6 +320,7 @@ impl BackgroundService for Task {
         ready_notifier: ServiceReadyNotifier,
     ) {
         let start = self.start.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let shutdown = self.until.clone().unwrap_or(shutdown);
         if let Some(start) = start {
             start(shutdown, Box::new(move || ready_notifier.notify_ready())).await;
         }
@@ -303,6 +333,8 @@ struct Drainer {
     open_connections: Arc<AtomicUsize>,
     on_shutdown: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     drained: std::sync::mpsc::Sender<()>,
+    /// Stops the tasks that run through the drain.
+    after_drain: tokio::sync::watch::Sender<bool>,
 }
 
 #[async_trait]
@@ -324,6 +356,7 @@ impl BackgroundService for Drainer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         info!("shutdown: drained");
+        let _ = self.after_drain.send(true);
         let _ = self.drained.send(());
     }
 }
@@ -434,6 +467,7 @@ pub struct Shell {
     server: Server,
     open_connections: Arc<AtomicUsize>,
     on_shutdown: Vec<Box<dyn FnOnce() + Send>>,
+    after_drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shell {
@@ -453,6 +487,7 @@ impl Shell {
             server,
             open_connections: Arc::default(),
             on_shutdown: Vec::new(),
+            after_drain: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -463,6 +498,19 @@ impl Shell {
             name,
             Task {
                 start: Mutex::new(Some(start)),
+                until: None,
+            },
+        ))
+    }
+
+    /// Like [`Shell::task`], but its shutdown flag turns only once the connections have
+    /// drained (or the grace ends), not at SIGTERM.
+    pub fn task_through_drain(&mut self, name: &str, start: TaskFn) -> ServiceHandle {
+        self.server.add_service(background_service(
+            name,
+            Task {
+                start: Mutex::new(Some(start)),
+                until: Some(self.after_drain.subscribe()),
             },
         ))
     }
@@ -612,6 +660,7 @@ impl Shell {
                     }
                 }))),
                 drained: drained.clone(),
+                after_drain: self.after_drain.clone(),
             },
         ));
         let server = self.server;

@@ -8,7 +8,7 @@
 //! A sender returned on another thread (never the case under pingora) just joins that
 //! thread's pool, which is still correct.
 
-use crate::balance::{Address, Endpoint};
+use crate::balance::{self, Address, Endpoint};
 use crate::idle::RequestBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_xds::Protocol;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -52,8 +53,11 @@ pub enum Sender {
     H2(http2::SendRequest<RequestBody>),
 }
 
-#[derive(Default)]
 struct PoolEntry {
+    /// Gone when the endpoint has left the config: its idle connections are closed then,
+    /// not kept open to a removed instance until the idle timeout (under config churn that
+    /// was thousands of open connections and tens of MiB).
+    endpoint: Weak<Endpoint>,
     idle: Vec<(http1::SendRequest<RequestBody>, Instant)>,
     h2: Option<http2::SendRequest<RequestBody>>,
 }
@@ -61,6 +65,25 @@ struct PoolEntry {
 thread_local! {
     static POOL: RefCell<HashMap<u64, PoolEntry>> = RefCell::new(HashMap::new());
     static CHECKINS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// [`balance::retired_endpoints`] at this thread's last sweep of departed endpoints.
+    static SWEPT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's pool entry for `endpoint`.
+fn entry<'a>(pool: &'a mut HashMap<u64, PoolEntry>, endpoint: &Arc<Endpoint>) -> &'a mut PoolEntry {
+    pool.entry(endpoint.key()).or_insert_with(|| PoolEntry {
+        endpoint: Arc::downgrade(endpoint),
+        idle: Vec::new(),
+        h2: None,
+    })
+}
+
+/// Drops the entries of endpoints that have left, if any left since the last sweep.
+fn sweep_departed(pool: &mut HashMap<u64, PoolEntry>) {
+    let retired = balance::retired_endpoints();
+    if SWEPT.with(|s| s.replace(retired)) != retired {
+        pool.retain(|_, e| e.endpoint.strong_count() > 0);
+    }
 }
 
 /// Takes a pooled connection to `endpoint`, if a usable one is idle on this thread.
@@ -91,15 +114,16 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
     })
 }
 
-/// Returns an HTTP/1.1 sender whose exchange completed to this thread's pool.
-pub fn checkin(pool_key: u64, sender: http1::SendRequest<RequestBody>) {
+/// Returns an HTTP/1.1 sender whose exchange with `endpoint` completed to this thread's pool.
+pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<RequestBody>) {
     if sender.is_closed() {
         return;
     }
     let now = Instant::now();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = &mut pool.entry(pool_key).or_default().idle;
+        sweep_departed(&mut pool);
+        let idle = &mut entry(&mut pool, endpoint).idle;
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push((sender, now));
         }
@@ -121,9 +145,11 @@ pub fn checkin(pool_key: u64, sender: http1::SendRequest<RequestBody>) {
     });
 }
 
-fn remember_h2(pool_key: u64, sender: &http2::SendRequest<RequestBody>) {
+fn remember_h2(endpoint: &Arc<Endpoint>, sender: &http2::SendRequest<RequestBody>) {
     POOL.with(|pool| {
-        pool.borrow_mut().entry(pool_key).or_default().h2 = Some(sender.clone());
+        let mut pool = pool.borrow_mut();
+        sweep_departed(&mut pool);
+        entry(&mut pool, endpoint).h2 = Some(sender.clone());
     });
 }
 
@@ -151,7 +177,7 @@ async fn dial(address: &Address, timeout: Duration) -> Result<TcpStream, Connect
 
 /// Opens a new pooled connection.
 pub async fn connect(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     protocol: Protocol,
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
@@ -182,7 +208,7 @@ pub async fn connect(
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            remember_h2(endpoint.key(), &sender);
+            remember_h2(endpoint, &sender);
             Ok(Sender::H2(sender))
         }
     }
@@ -205,3 +231,6 @@ pub async fn connect_upgradable(
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests;

@@ -186,9 +186,33 @@ pub struct GatewayArgs {
     /// How long a request may wait for a backend that has no ready endpoint.
     #[arg(long, env = "SLUICE_HOLD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub hold_timeout: Duration,
-    /// Most requests waiting per backend; more are answered 503 at once.
+    /// Most requests waiting per backend; more are answered 503 at once. Also caps a
+    /// Revision's own bound from its annotation. Default: the Knative activator's breaker
+    /// queue depth.
     #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS", default_value_t = 10_000)]
     pub max_held_requests: usize,
+    /// Most requests waiting across all backends; more are answered 503 at once. No peer has
+    /// a process-wide bound (the Knative activator bounds per revision only); two full
+    /// backends' worth.
+    #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS_TOTAL", default_value_t = 20_000)]
+    pub max_held_requests_total: usize,
+    /// Passive health: consecutive connect failures that eject an endpoint (0: never).
+    /// Default: Envoy's outlier detection (`consecutive_5xx`, which counts connect failures).
+    #[arg(
+        long,
+        env = "SLUICE_OUTLIER_CONSECUTIVE_CONNECT_FAILURES",
+        default_value_t = 5
+    )]
+    pub outlier_consecutive_connect_failures: u32,
+    /// How long an ejected endpoint gets no new requests; each repeat ejection without a
+    /// successful connect between lasts one more such time (at most 300s). Default: Envoy's
+    /// `base_ejection_time`.
+    #[arg(long, env = "SLUICE_OUTLIER_EJECTION_TIME", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub outlier_ejection_time: Duration,
+    /// Most of a backend's endpoints ejected at once, in percent (one always may be).
+    /// Default: Envoy's `max_ejection_percent`.
+    #[arg(long, env = "SLUICE_OUTLIER_MAX_EJECTION_PERCENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub outlier_max_ejection_percent: u32,
     /// Upstream TCP connect timeout.
     #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,

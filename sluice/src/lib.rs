@@ -204,6 +204,12 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
             connect_timeout: args.connect_timeout,
             hold_timeout: args.hold_timeout,
             max_held_per_backend: args.max_held_requests,
+            max_held_total: args.max_held_requests_total,
+            outlier: sluice_proxy::balance::Outlier {
+                consecutive_connect_failures: args.outlier_consecutive_connect_failures,
+                ejection_time: args.outlier_ejection_time,
+                max_ejection_percent: args.outlier_max_ejection_percent,
+            },
             xff_trusted_hops: args.xff_trusted_hops,
             h2_max_concurrent_streams: args.streams.h2_max_concurrent_streams,
             h2_max_send_buffer: args.streams.h2_max_send_buffer_kb.saturating_mul(1024),
@@ -264,7 +270,8 @@ fn serve_proxy(
     let options = ClientOptions::new(node, subscribed_types(&listeners));
     let mut shell = Shell::new(threads(args), args.shutdown_grace);
     let plane = gateway.clone();
-    let xds = shell.task(
+    // Held requests wait through the drain for endpoints the stream may still bring.
+    let xds = shell.task_through_drain(
         "xds-client",
         Box::new(move |shutdown, ready| {
             Box::pin(async move {

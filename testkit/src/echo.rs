@@ -39,6 +39,8 @@ pub struct EchoOptions {
     pub h2c_only: bool,
     /// The first N application requests get 503, like Knative's `retry` image (probes do not count).
     pub fail_first: u32,
+    /// Listen here instead of on a fresh `127.0.0.1:0`: a backend restarted where it was.
+    pub addr: Option<SocketAddr>,
 }
 
 impl EchoOptions {
@@ -195,7 +197,10 @@ impl EchoServer {
         });
         let h2c_only = options.h2c_only;
         let connections = Arc::clone(&state.counters.connections);
-        let running = serve::listen(connections, {
+        let addr = options
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let running = serve::listen_at(addr, connections, {
             let state = Arc::clone(&state);
             move |stream, spawner| {
                 let state = Arc::clone(&state);

@@ -75,9 +75,27 @@ where
     S: Fn(TcpStream, Spawner) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+    listen_at(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        connections,
+        serve,
+    )
+    .await
+}
+
+/// Like [`listen`], on `addr` (a backend restarted on the address it had).
+pub(crate) async fn listen_at<S, Fut>(
+    addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+    serve: S,
+) -> anyhow::Result<Running>
+where
+    S: Fn(TcpStream, Spawner) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
         .await
-        .context("bind 127.0.0.1:0")?;
+        .with_context(|| format!("bind {addr}"))?;
     let addr = listener.local_addr().context("local address of listener")?;
     let (stop, stopped) = watch::channel(());
     let spawner = Spawner { stop: stopped };

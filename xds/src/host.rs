@@ -2,33 +2,38 @@
 //! `:authority`) and TLS (SNI), so the three always agree on what a name is.
 //!
 //! A name is normalised by trimming surrounding whitespace, dropping a `:port` suffix (digits
-//! only; an IPv6 literal keeps its brackets, `[::1]:8080` → `[::1]`), dropping one trailing dot
-//! (`example.com.` is the same name), and lower-casing ASCII.
+//! only; an IPv6 literal keeps its brackets, `[::1]:8080` → `[::1]`), dropping trailing dots
+//! (`example.com.` is the same name), and lower-casing ASCII. Normalising is idempotent.
 
 /// Longest name [`normalize`] handles in its stack buffer (DNS names are at most 253 bytes).
 pub const MAX_HOST: usize = 256;
 
-/// The name without whitespace, port and trailing dot; not yet lower-cased.
+/// The name without whitespace, port and trailing dots; not yet lower-cased.
+///
+/// Idempotent (`strip(strip(h)) == strip(h)`), so a normalised name normalises to itself: a
+/// config host and the same host sent back by a client always meet. Trailing dots and
+/// whitespace go together and all at once (`"a. "`, `"a.."`), and once more after a port
+/// (`"a.:80"`, `"a:1."`): the non-bracketed port rule needs exactly one colon, so it applies at
+/// most once and the work stays linear in the length of the name.
 fn strip(host: &str) -> &str {
+    let trailing = |c: char| c == '.' || c.is_ascii_whitespace();
     let host = host.trim_matches(|c: char| c.is_ascii_whitespace());
-    let without_port = if host.starts_with('[') {
-        match host.find(']') {
+    if host.starts_with('[') {
+        // An IPv6 literal ends at its bracket; whatever follows (a port or junk) goes.
+        return match host.find(']') {
             Some(end) => &host[..=end],
-            None => host,
+            None => host.trim_end_matches(trailing),
+        };
+    }
+    let host = host.trim_end_matches(trailing);
+    match host.split_once(':') {
+        // One colon followed by digits only: a port. (Anything else is left alone and simply
+        // matches no configured name.)
+        Some((name, port)) if !port.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name.trim_end_matches(trailing)
         }
-    } else {
-        match host.split_once(':') {
-            // One colon followed by digits only: a port. (Anything else is left alone and
-            // simply matches no configured name.)
-            Some((name, port))
-                if !port.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                name
-            }
-            _ => host,
-        }
-    };
-    without_port.strip_suffix('.').unwrap_or(without_port)
+        _ => host,
+    }
 }
 
 /// Normalises `host` for a lookup, copying into `buf` only when it must be lower-cased.
@@ -73,6 +78,34 @@ mod tests {
             let mut buf = [0u8; MAX_HOST];
             assert_eq!(normalize(input, &mut buf), Some(want), "{input:?}");
             assert_eq!(normalized(input), want, "{input:?}");
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/host.rs`): one trailing dot at a time, and a port
+    /// exposed only once the dot went, left names that normalised again to something else, so
+    /// a normalised config host could differ from the same name normalised on a request.
+    #[test]
+    fn normalising_is_idempotent() {
+        let cases = [
+            ("a..", "a"),
+            ("a:1.", "a"),
+            ("a.:80.", "a"),
+            ("a. :80", "a"),
+            (" a :80", "a"),
+            ("A. ", "a"),
+            ("[::1", "[::1"),
+            ("[::1.", "[::1"),
+            ("[::1]..", "[::1]"),
+            (".", ""),
+            (":80", ""),
+            ("a:1:2.", "a:1:2"),
+        ];
+        for (input, want) in cases {
+            let once = normalized(input);
+            assert_eq!(once, want, "{input:?}");
+            assert_eq!(normalized(&once), once, "{input:?}");
+            let mut buf = [0u8; MAX_HOST];
+            assert_eq!(normalize(input, &mut buf), Some(want), "{input:?}");
         }
     }
 

@@ -651,6 +651,60 @@ fn invalid_update_keeps_serving_the_last_good_translation() {
     );
 }
 
+/// Found by fuzzing (`fuzz/fuzz_targets/manifest.rs`): header names and values the proxies
+/// cannot parse reached the snapshot, and every proxy NACKed the whole RouteConfig. Such an
+/// ingress is refused at translation with a status that names the field; the rest serves.
+#[test]
+fn headers_the_proxies_cannot_parse_are_refused_at_translation() {
+    let path = |extra: &str| {
+        format!("{{rules: [{{hosts: [bad.example.com], http: {{paths: [{{{extra}splits: [{{serviceNamespace: ns, serviceName: s, servicePort: 80}}]}}]}}}}]}}")
+    };
+    let cases = [
+        (
+            path("headers: {K-Original/Host: {exact: a}}, "),
+            "ingress ns/bad: invalid header name: \"K-Original/Host\": spec.rules[0].http.paths[0].headers",
+        ),
+        (
+            path("appendHeaders: {K-Original/Host: a}, "),
+            "ingress ns/bad: invalid header name: \"K-Original/Host\": spec.rules[0].http.paths[0].appendHeaders",
+        ),
+        (
+            path("appendHeaders: {x-ok: \"a\\nb\"}, "),
+            "ingress ns/bad: invalid header value: \"a\\nb\": spec.rules[0].http.paths[0].appendHeaders[x-ok]",
+        ),
+        (
+            "{rules: [{hosts: [bad.example.com], http: {paths: [{splits: [{serviceNamespace: ns, serviceName: s, servicePort: 80, appendHeaders: {\"a b\": c}}]}]}}]}".to_string(),
+            "ingress ns/bad: invalid header name: \"a b\": spec.rules[0].http.paths[0].splits[0].appendHeaders",
+        ),
+        (
+            path("rewriteHost: \"a\\u0000b\", "),
+            "ingress ns/bad: invalid value: \"a\\0b\": spec.rules[0].http.paths[0].rewriteHost",
+        ),
+    ];
+    for (spec, message) in cases {
+        let yaml = [
+            service("s", "[{name: http, port: 80}]"),
+            simple_ingress("good", "good.example.com", "s"),
+            ingress("bad", "", &spec),
+        ]
+        .concat();
+        let t = translate_store(&store_of(&yaml));
+        let network = condition(status_of(&t, "bad"), CONDITION_NETWORK_CONFIGURED);
+        assert_eq!(network.status, STATUS_FALSE, "{spec}");
+        assert_eq!(network.reason.as_deref(), Some("InvalidIngress"), "{spec}");
+        assert_eq!(network.message.as_deref(), Some(message), "{spec}");
+        assert_eq!(
+            domains(&t.external()),
+            [vec!["good.example.com"]],
+            "only the good ingress serves: {spec}"
+        );
+        assert_eq!(
+            condition(status_of(&t, "good"), CONDITION_NETWORK_CONFIGURED).status,
+            STATUS_TRUE
+        );
+    }
+}
+
 #[test]
 fn dangling_service_keeps_routes_with_no_endpoints() {
     let yaml = [

@@ -2,12 +2,28 @@ use super::*;
 use crate::metrics::Metrics;
 use prometheus::Registry;
 use std::sync::atomic::AtomicUsize;
+use std::task::Poll;
+use std::time::Duration;
 
 fn queue() -> Arc<Queue> {
+    queue_sharing(&HeldTotal::new(usize::MAX))
+}
+
+fn queue_sharing(total: &Arc<HeldTotal>) -> Arc<Queue> {
     let metrics = Metrics::new(Registry::new()).expect("fresh registry");
-    Arc::new(Queue::new(Arc::new(BackendMetrics::new(
-        &metrics, "ns/rev",
-    ))))
+    Arc::new(Queue::new(
+        Arc::new(BackendMetrics::new(&metrics, "ns/rev")),
+        total.clone(),
+    ))
+}
+
+/// The admission, if the queue has sent one, without waiting.
+fn try_recv(w: &mut Waiting) -> Option<Result<Admission, Dropped>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match Pin::new(w).poll(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
 }
 
 fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
@@ -62,20 +78,20 @@ async fn waiters_are_released_in_arrival_order_as_slots_free() {
     let eps = endpoints(1);
     q.update(&eps, 1);
     let held = q.try_admit(&eps, 1, &[]).expect("slot");
-    let (_, mut first) = q.enqueue(10).expect("queued");
-    let (_, mut second) = q.enqueue(10).expect("queued");
+    let mut first = q.enqueue(10).expect("queued");
+    let mut second = q.enqueue(10).expect("queued");
     assert_eq!(q.waiting(), 2);
-    assert!(first.try_recv().is_err() && second.try_recv().is_err());
+    assert!(try_recv(&mut first).is_none() && try_recv(&mut second).is_none());
     // The next request does not jump the line.
     assert!(q.try_admit(&eps, 1, &[]).is_none());
     drop(held);
-    let Ok(Admission::Slot(slot)) = first.try_recv() else {
+    let Some(Ok(Admission::Slot(slot))) = try_recv(&mut first) else {
         panic!("first waiter gets the freed slot")
     };
-    assert!(second.try_recv().is_err(), "second still waits");
+    assert!(try_recv(&mut second).is_none(), "second still waits");
     assert_eq!(in_flight(&eps[0]), 1);
     drop(slot);
-    let Ok(Admission::Slot(slot)) = second.try_recv() else {
+    let Some(Ok(Admission::Slot(slot))) = try_recv(&mut second) else {
         panic!("then the second")
     };
     assert_eq!(q.waiting(), 0);
@@ -86,12 +102,12 @@ async fn waiters_are_released_in_arrival_order_as_slots_free() {
 #[test]
 fn new_endpoints_release_waiters() {
     let q = queue();
-    let (_, mut a) = q.enqueue(10).expect("queued");
-    let (_, mut b) = q.enqueue(10).expect("queued");
+    let mut a = q.enqueue(10).expect("queued");
+    let mut b = q.enqueue(10).expect("queued");
     let eps = endpoints(2);
     q.update(&eps, 0);
-    assert!(matches!(a.try_recv(), Ok(Admission::Slot(_))));
-    assert!(matches!(b.try_recv(), Ok(Admission::Slot(_))));
+    assert!(matches!(try_recv(&mut a), Some(Ok(Admission::Slot(_)))));
+    assert!(matches!(try_recv(&mut b), Some(Ok(Admission::Slot(_)))));
     assert_eq!(q.waiting(), 0);
 }
 
@@ -104,26 +120,31 @@ fn the_wait_line_is_bounded() {
 }
 
 #[test]
-fn cancelled_and_vanished_waiters_give_slots_back() {
+fn vanished_waiters_give_slots_back() {
     let q = queue();
-    let (ticket, a) = q.enqueue(10).expect("queued");
-    q.cancel(ticket);
-    assert_eq!(q.waiting(), 0);
+    let a = q.enqueue(10).expect("queued");
     drop(a);
-    let (_, b) = q.enqueue(10).expect("queued");
-    drop(b); // gone without cancelling
+    assert_eq!(q.waiting(), 0);
     let eps = endpoints(1);
     q.update(&eps, 1);
+    // Sent a slot, then gone before reading it: the slot comes back with the receiver.
+    let mut held = q.try_admit(&eps, 1, &[]).expect("slot");
+    let b = q.enqueue(10).expect("queued");
+    drop(held);
+    assert_eq!(in_flight(&eps[0]), 1, "handed to the waiter");
+    drop(b);
     assert_eq!(in_flight(&eps[0]), 0, "nobody holds the slot");
     assert_eq!(q.waiting(), 0);
+    held = q.try_admit(&eps, 1, &[]).expect("the slot is free again");
+    drop(held);
 }
 
 #[test]
 fn removed_backends_send_waiters_to_route_again() {
     let q = queue();
-    let (_, mut a) = q.enqueue(10).expect("queued");
+    let mut a = q.enqueue(10).expect("queued");
     q.reroute_all();
-    assert!(matches!(a.try_recv(), Ok(Admission::Reroute)));
+    assert!(matches!(try_recv(&mut a), Some(Ok(Admission::Reroute))));
     assert_eq!(q.waiting(), 0);
 }
 
@@ -169,4 +190,83 @@ fn stats_average_concurrency_over_the_interval() {
     assert_eq!(third.current, 0);
     let fourth = stats.take();
     assert_eq!(fourth.concurrency, 0.0);
+}
+
+#[test]
+fn a_waiter_that_leaves_frees_its_place_at_once() {
+    let q = queue();
+    let first = q.enqueue(2).expect("queued");
+    let _second = q.enqueue(2).expect("queued");
+    assert_eq!(q.enqueue(2).err(), Some(Overflow), "the line is full");
+    // The first in line leaves (its client closed): nobody hands a slot past it, yet the
+    // place is free for the next arrival.
+    drop(first);
+    assert_eq!(q.waiting(), 1);
+    let _third = q.enqueue(2).expect("the freed place is taken");
+}
+
+#[test]
+fn ten_thousand_aborted_waiters_leave_nothing_behind() {
+    let total = HeldTotal::new(20_000);
+    let q = queue_sharing(&total);
+    let eps = endpoints(1);
+    q.update(&eps, 1);
+    let held = q.try_admit(&eps, 1, &[]).expect("the only slot");
+    for _ in 0..10_000 {
+        drop(
+            q.enqueue(10_000)
+                .expect("the line never fills with the departed"),
+        );
+    }
+    assert_eq!((q.waiting(), total.count()), (0, 0));
+    let mut next = q.enqueue(10_000).expect("queued");
+    drop(held);
+    assert!(
+        matches!(try_recv(&mut next), Some(Ok(Admission::Slot(_)))),
+        "the freed slot goes to the live waiter, not to a departed one"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_times_out_leaves_the_line() {
+    let q = queue();
+    let waiting = q.enqueue(1).expect("queued");
+    let outcome = tokio::time::timeout(Duration::from_secs(30), waiting).await;
+    assert!(outcome.is_err(), "nothing admitted it");
+    assert_eq!(q.waiting(), 0);
+    let _next = q.enqueue(1).expect("its place is free");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_leaves_the_line() {
+    let q = queue();
+    let task = tokio::spawn({
+        let q = q.clone();
+        async move { q.enqueue(1).expect("queued").await.is_ok() }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(q.waiting(), 1);
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(q.waiting(), 0);
+}
+
+#[test]
+fn the_total_across_queues_is_bounded() {
+    let total = HeldTotal::new(3);
+    let (a, b) = (queue_sharing(&total), queue_sharing(&total));
+    let a1 = a.enqueue(10).expect("queued");
+    let _a2 = a.enqueue(10).expect("queued");
+    let _b1 = b.enqueue(10).expect("queued");
+    assert_eq!(b.enqueue(10).err(), Some(Overflow), "3 held in all");
+    assert_eq!(total.count(), 3);
+    drop(a1);
+    assert_eq!(total.count(), 2);
+    let _b2 = b.enqueue(10).expect("a place came free");
+    // Admission and rerouting give places back too.
+    let eps = endpoints(1);
+    a.update(&eps, 0);
+    assert_eq!(total.count(), 2, "b's two remain");
+    b.reroute_all();
+    assert_eq!(total.count(), 0);
 }

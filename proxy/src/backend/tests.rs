@@ -15,6 +15,9 @@ fn spec(revision: bool) -> sluice_xds::Backend {
     }
 }
 
+/// `--max-held-requests` in these tests.
+const CEILING: usize = 20_000;
+
 fn build(
     spec: &sluice_xds::Backend,
     addrs: &[&str],
@@ -29,7 +32,8 @@ fn build(
             backend: Some(spec),
             addresses: &addresses,
             policy,
-            max_waiting: 7,
+            max_waiting: CEILING,
+            held_total: &HeldTotal::new(usize::MAX),
         },
         old,
         |_| Arc::default(),
@@ -55,7 +59,7 @@ fn upstream(b: &Backend) -> &Upstream {
 fn plain_backends_take_the_global_wait_bound_and_no_concurrency_limit() {
     let b = build(&spec(false), &["127.0.0.1:1"], None, None);
     let u = upstream(&b);
-    assert_eq!((u.concurrency, u.max_waiting), (0, 7));
+    assert_eq!((u.concurrency, u.max_waiting), (0, CEILING));
     assert!(b.revision.is_none());
 }
 
@@ -65,6 +69,17 @@ fn revisions_take_their_own_limits() {
     let u = upstream(&b);
     assert_eq!((u.concurrency, u.max_waiting), (3, 50));
     assert_eq!(b.revision.as_ref().map(|r| &*r.id), Some("ns/rev"));
+}
+
+#[test]
+fn a_revisions_buffer_bound_is_capped_by_the_flag() {
+    let b = build(
+        &spec(true),
+        &["127.0.0.1:1"],
+        Some(&policy(1, 1_000_000)),
+        None,
+    );
+    assert_eq!(upstream(&b).max_waiting, CEILING);
 }
 
 #[test]
@@ -145,6 +160,7 @@ fn a_backend_not_received_yet_has_no_endpoints() {
             addresses: &[],
             policy: None,
             max_waiting: 7,
+            held_total: &HeldTotal::new(usize::MAX),
         },
         None,
         |_| Arc::default(),

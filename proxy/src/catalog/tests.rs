@@ -12,6 +12,7 @@ fn catalog() -> Catalog {
     Catalog::new(
         Arc::new(Metrics::new(Registry::new()).expect("fresh registry")),
         10,
+        HeldTotal::new(usize::MAX),
     )
 }
 
@@ -804,7 +805,7 @@ fn a_route_in_both_tables_is_compiled_once_and_relinked_once() {
 fn metrics_series_exist_only_for_what_served_and_go_with_it() {
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::new(registry.clone()).expect("fresh registry"));
-    let mut c = Catalog::new(metrics, 10);
+    let mut c = Catalog::new(metrics, 10, HeldTotal::new(usize::MAX));
     let router = applied(
         &mut c,
         &batch(

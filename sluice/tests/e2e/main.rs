@@ -2,8 +2,11 @@
 
 mod access_log;
 mod activator;
+mod activator_abuse;
 mod chart;
+mod churn;
 mod cli;
+mod drain;
 mod fleet;
 mod fleet_netns;
 mod h2_hostile;
@@ -12,6 +15,7 @@ mod idle;
 mod isolation;
 mod kubernetes;
 mod lifecycle;
+mod passive_health;
 mod protocols;
 mod routing;
 mod support;
