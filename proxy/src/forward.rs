@@ -568,7 +568,6 @@ async fn tunnel(
     let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
     let endpoint = slot.endpoint();
-    served.upstream = Some(endpoint.clone());
     let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
         .await
         .inspect_err(|_| {
@@ -579,6 +578,7 @@ async fn tunnel(
         })?;
     backend.metrics().get().connects.inc();
     endpoint.connect_succeeded();
+    served.upstream = Some(endpoint.clone());
     let guards = Guards {
         slot,
         counted: selection.counted.take(),
