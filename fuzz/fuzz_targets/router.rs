@@ -7,6 +7,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use sluice_proxy::activator::HeldTotal;
 use sluice_proxy::catalog::Catalog;
 use sluice_proxy::metrics::Metrics;
 use sluice_proxy::router::Listener;
@@ -120,7 +121,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 && http::HeaderValue::from_str(&m.exact).is_ok()
         });
     let metrics = Arc::new(Metrics::new(Default::default()).expect("fresh registry"));
-    let mut catalog = Catalog::new(metrics, 10);
+    let mut catalog = Catalog::new(metrics, 10, HeldTotal::new(20));
     let outcome = catalog.apply(&[DeltaResponse {
         type_: ResourceType::RouteConfig,
         nonce: "1".to_string(),
