@@ -456,6 +456,10 @@ impl Controller {
         self.process.as_ref().map(Process::log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
+    }
+
     /// The `/status` entries of connected proxies.
     pub async fn proxy_entries(&self) -> anyhow::Result<Vec<Value>> {
         Ok(self
