@@ -24,7 +24,8 @@ struct Fleet {
 impl Fleet {
     async fn start() -> anyhow::Result<Fleet> {
         let backend = EchoServer::start("a").await?;
-        let controller = Controller::start(&service("ns", "a", "http", 80, &[backend.addr()])).await?;
+        let controller =
+            Controller::start(&service("ns", "a", "http", 80, &[backend.addr()])).await?;
         let mut proxies = start_proxies(&controller, 1).await?;
         let proxy = proxies.remove(0);
         let fleet = Fleet {
@@ -62,7 +63,9 @@ impl Fleet {
         let (rss_after, cpu_after) = usage(pid)?;
         let rss_growth = rss_after as i64 - rss_before as i64;
         let cpu = cpu_after - cpu_before;
-        eprintln!("{name}: {report} controller rss {rss_before} -> {rss_after} KiB, cpu {cpu} ticks");
+        eprintln!(
+            "{name}: {report} controller rss {rss_before} -> {rss_after} KiB, cpu {cpu} ticks"
+        );
         // Generous: far below what the attack would cost unbounded.
         assert!(rss_growth < 128 * 1024, "{name}: RSS grew {rss_growth} KiB");
         assert!(cpu < 30 * 100, "{name}: {cpu} CPU ticks");
@@ -132,9 +135,7 @@ async fn xds_hpack_bomb_is_refused() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xds_too_many_streams_are_refused() -> anyhow::Result<()> {
     let fleet = Fleet::start().await?;
-    let report = fleet
-        .attack("xds_too_many_streams", "2", &[TOKEN])
-        .await?;
+    let report = fleet.attack("xds_too_many_streams", "2", &[TOKEN]).await?;
     let refused = report["rst"]["7"].as_u64().unwrap_or(0);
     let limit = u64::from(MAX_STREAMS_PER_CONNECTION);
     assert_eq!(refused, 300 - limit, "REFUSED_STREAM: {report}");
