@@ -22,7 +22,9 @@
 //!   `RESOURCE_EXHAUSTED`.
 //! - The port is bounded against hostile clients before they authenticate (see the constants
 //!   below): streams per connection, header list size, flow-control windows, rapid reset, and
-//!   a deadline for the HTTP/2 preface (tonic sets none; TLS has its handshake timeout).
+//!   a deadline for the HTTP/2 preface (tonic sets none; TLS has its handshake timeout), and
+//!   [`ServerLimits::max_connections`] open at once (past it a new connection is closed at
+//!   once, so the rest of the controller keeps its file descriptors).
 
 use crate::client::{ClientStream, Connector};
 use crate::protocol::{ControllerMessage, ProxyMessage};
@@ -41,7 +43,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::{Connected, TcpIncoming};
@@ -81,6 +83,25 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// [`TLS_HANDSHAKE_TIMEOUT`] bounds it.
 pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 const PREFACE_BYTES: usize = 24;
+/// Connections open at once on the xDS port, by default. None of the peers has a default
+/// (Envoy leaves `global_downstream_max_connections` unset, and warns); a proxy holds one
+/// connection, so this fits ~4000 proxies a replica, well under usual file descriptor limits.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+
+/// Bounds of the xDS port that a deployment may tune (the rest are constants above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections open at once; past it a new connection is closed as soon as accepted.
+    pub max_connections: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
 /// HTTP/2 pings on an idle connection, both sides: a proxy or controller that vanished without
 /// a FIN is noticed within interval + timeout.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -169,6 +190,17 @@ pub async fn serve(
     auth: ServerAuth,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), GrpcError> {
+    serve_with(listener, handler, auth, ServerLimits::default(), shutdown).await
+}
+
+/// [`serve`] with `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    handler: Arc<dyn StreamHandler>,
+    auth: ServerAuth,
+    limits: ServerLimits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), GrpcError> {
     auth.check()?;
     if let Some(path) = &auth.token_file {
         // Fail at start on a missing or empty file rather than on the first proxy.
@@ -215,11 +247,25 @@ pub async fn serve(
         %address,
         token = auth.token_file.is_some(),
         mtls = auth.tls.is_some(),
+        max_connections = limits.max_connections,
         "xds server listening"
     );
+    let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map(|accepted| accepted.map(PrefaceDeadline::new));
+        .filter_map(move |accepted| {
+            std::future::ready(match accepted {
+                Ok(io) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(Ok(Accepted::new(io, permit))),
+                    // Dropped, so closed: refused at once rather than left in the backlog.
+                    Err(_) => {
+                        debug!("xds connection refused: at the connection limit");
+                        None
+                    }
+                },
+                Err(error) => Some(Err(error)),
+            })
+        });
     let server = builder
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shut_down(shutdown.clone()));
@@ -592,27 +638,30 @@ async fn forward_controller_messages(
     }
 }
 
-/// An accepted connection that must send [`PREFACE_BYTES`] within [`PREFACE_TIMEOUT`], or
-/// its reads fail and hyper closes it: a client that connects and says nothing must not hold a
-/// socket and a task forever. After that the HTTP/2 keepalive watches it.
-struct PrefaceDeadline<IO> {
+/// An accepted connection. It holds one of [`ServerLimits::max_connections`] until dropped,
+/// and must send [`PREFACE_BYTES`] within [`PREFACE_TIMEOUT`], or its reads fail and hyper
+/// closes it: a client that connects and says nothing must not hold a socket, a task and a
+/// permit forever. After that the HTTP/2 keepalive watches it.
+struct Accepted<IO> {
     io: IO,
     /// Until the preface is in. Boxed: once a connection, and it keeps this `Unpin`.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     read: usize,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl<IO> PrefaceDeadline<IO> {
-    fn new(io: IO) -> Self {
-        PrefaceDeadline {
+impl<IO> Accepted<IO> {
+    fn new(io: IO, permit: OwnedSemaphorePermit) -> Self {
+        Accepted {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(PREFACE_TIMEOUT))),
             read: 0,
+            _permit: permit,
         }
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for PrefaceDeadline<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Accepted<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -640,7 +689,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for PrefaceDeadline<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Accepted<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -670,7 +719,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for PrefaceDeadline<IO> {
     }
 }
 
-impl<IO: Connected> Connected for PrefaceDeadline<IO> {
+impl<IO: Connected> Connected for Accepted<IO> {
     type ConnectInfo = IO::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {

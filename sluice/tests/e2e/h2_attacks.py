@@ -343,6 +343,21 @@ def main():
         # Connects and sends nothing at all, not even the preface.
         c = Client(host, port, preface=False)
         c.poll(wait)
+    elif attack.startswith("hold_connections:"):
+        # N connections that send the preface and answer PINGs, held for WAIT seconds: how
+        # many the server closed at once. Reported on the first; "closed" counts them all.
+        n = int(attack.split(":")[1])
+        conns = [Client(host, port) for _ in range(n)]
+        for conn in conns:
+            conn.poll(0.2)
+        held_for = time.monotonic()
+        while time.monotonic() - held_for < wait:
+            for conn in conns:
+                conn.poll(0.05)
+        c = conns[0]
+        c.report(attack, closed_connections=sum(1 for conn in conns if conn.closed),
+                 seconds=round(time.monotonic() - started, 2))
+        return
     elif attack == "xds_unauthenticated":
         c = Client(host, port)
         xds_unauthenticated(c, authority, wait)

@@ -188,3 +188,30 @@ async fn xds_oversized_message_gets_resource_exhausted() -> anyhow::Result<()> {
     assert!(message.contains("too large"), "{report}");
     Ok(())
 }
+
+/// `--xds-max-connections 3` with the proxy holding one: of 5 more connections 2 are kept
+/// and 3 closed at once, the proxy keeps its stream, and once they go a new proxy gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_connections_past_the_limit_are_closed() -> anyhow::Result<()> {
+    let backend = EchoServer::start("a").await?;
+    let controller = Controller::start_with_args(
+        &service("ns", "a", "http", 80, &[backend.addr()]),
+        LOCALHOST,
+        None,
+        &["--xds-max-connections", "3"],
+    )
+    .await?;
+    let proxy = start_proxies(&controller, 1).await?.remove(0);
+    let fleet = Fleet {
+        _backend: backend,
+        controller,
+        proxy,
+    };
+    fleet.config_reaches_the_proxy("before").await?;
+    let report = fleet.attack("hold_connections:5", "1", &[]).await?;
+    assert_eq!(report["closed_connections"], 3, "{report}");
+    // The attacker's connections are gone: their slots are free again.
+    let mut second = Proxy::spawn(&fleet.controller.proxy("proxy-1")?)?;
+    second.wait_ready().await?;
+    Ok(())
+}
