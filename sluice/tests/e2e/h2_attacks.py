@@ -15,6 +15,7 @@ RST_STREAM codes, response statuses, gRPC statuses by stream, and how many frame
 
 import json
 import socket
+import ssl
 import sys
 import time
 import urllib.parse
@@ -357,6 +358,36 @@ def main():
         c = conns[0]
         c.report(attack, closed_connections=sum(1 for conn in conns if conn.closed),
                  seconds=round(time.monotonic() - started, 2))
+        return
+    elif attack == "tls_hello_stall":
+        # A real TLS ClientHello, then nothing: the handshake never completes.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sock = socket.create_connection((host, port))
+        sock.sendall(outgoing.read())
+        closed, received, deadline = False, 0, time.monotonic() + wait
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = sock.recv(1 << 16)
+            except socket.timeout:
+                break
+            except OSError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += len(chunk)
+        print(json.dumps({"attack": attack, "closed": closed, "received": received,
+                          "seconds": round(time.monotonic() - started, 2)}))
         return
     elif attack == "xds_unauthenticated":
         c = Client(host, port)

@@ -4,8 +4,10 @@
 //! reset, or a clear gRPC status) with the controller's memory and CPU bounded, while a real
 //! `sluice proxy` on the same controller keeps its stream and keeps getting config changes.
 
+use crate::fleet::Pki;
 use crate::h2_hostile::{attack_with, usage};
 use crate::support::*;
+use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::Value;
 use sluice_testkit::EchoServer;
 use sluice_xds::grpc::{MAX_PROXY_MESSAGE_BYTES, MAX_STREAMS_PER_CONNECTION, PREFACE_TIMEOUT};
@@ -213,5 +215,52 @@ async fn xds_connections_past_the_limit_are_closed() -> anyhow::Result<()> {
     // The attacker's connections are gone: their slots are free again.
     let mut second = Proxy::spawn(&fleet.controller.proxy("proxy-1")?)?;
     second.wait_ready().await?;
+    Ok(())
+}
+
+/// On an mTLS port, a client that sends a real ClientHello and then nothing (past the preface
+/// deadline's byte count) is closed by the TLS handshake timeout (10 s); an mTLS proxy on the
+/// same port keeps its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xds_stalled_tls_handshake_is_closed() -> anyhow::Result<()> {
+    let pki = Pki::new("xds hostile ca")?;
+    let server = pki.leaf(
+        "controller",
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &pki.ca_file,
+    )?;
+    let backend = EchoServer::start("a").await?;
+    let controller = Controller::start_with(
+        &service("ns", "a", "http", 80, &[backend.addr()]),
+        LOCALHOST,
+        Some(server),
+    )
+    .await?;
+    let client = pki.leaf(
+        "edge-1",
+        &[],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &pki.ca_file,
+    )?;
+    let proxy = Proxy::start(&ProxySpec {
+        node_id: "edge-1".to_string(),
+        xds: controller.xds,
+        auth: client,
+        ip: LOCALHOST,
+        netns: None,
+    })
+    .await?;
+    let fleet = Fleet {
+        _backend: backend,
+        controller,
+        proxy,
+    };
+    fleet.config_reaches_the_proxy("before").await?;
+    let report = fleet.attack("tls_hello_stall", "25", &[]).await?;
+    assert_eq!(report["closed"], true, "{report}");
+    // Closed by the handshake timeout, not at once (a refused hello would be).
+    let seconds = report["seconds"].as_f64().unwrap_or(0.0);
+    assert!(seconds >= 9.0, "closed after {seconds} s: {report}");
     Ok(())
 }
