@@ -56,7 +56,8 @@ use tracing::{debug, error, info, warn};
 /// Largest message the controller sends and a proxy accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest message the controller accepts from a proxy: ACKs, load reports and delta requests
-/// (a reconnecting proxy's resource versions, ~70 bytes a resource, so ~50k resources).
+/// (a reconnecting proxy lists each resource's name and version, tens of bytes each, so tens
+/// of thousands of resources fit).
 /// grpc-go's and istiod's default receive limit.
 pub const MAX_PROXY_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// A proxy opens one stream per connection. tonic passes no limit to hyper (so it is
@@ -102,6 +103,7 @@ impl Default for ServerLimits {
         }
     }
 }
+
 /// HTTP/2 pings on an idle connection, both sides: a proxy or controller that vanished without
 /// a FIN is noticed within interval + timeout.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
