@@ -507,6 +507,11 @@ pub struct ControllerArgs {
     /// proxies.
     #[arg(long, env = "SLUICE_XDS_LISTEN", default_value = "0.0.0.0:18000")]
     pub xds_listen: String,
+    /// Connections open at once on the xDS port (a proxy holds one); past it a new
+    /// connection is closed at once. No peer has a default (Envoy leaves it unset).
+    #[arg(long, env = "SLUICE_XDS_MAX_CONNECTIONS", default_value_t = sluice_xds::grpc::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub xds_max_connections: u32,
     #[command(flatten)]
     pub auth: XdsAuthArgs,
     /// Admin listener: /ready, /healthz, /metrics, /status (and /leader). Loopback by

@@ -365,8 +365,13 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the xDS port {}", args.xds_listen))?;
     let streams = control.plane.fleet_streams();
     let stop = control.shutdown.subscribe();
+    let limits = sluice_xds::grpc::ServerLimits {
+        max_connections: args.xds_max_connections,
+    };
     control.runtime.spawn(async move {
-        if let Err(error) = sluice_xds::grpc::serve(listener, streams, auth, stop).await {
+        if let Err(error) =
+            sluice_xds::grpc::serve_with(listener, streams, auth, limits, stop).await
+        {
             warn!(%error, "xDS server stopped");
         }
     });

@@ -16,8 +16,15 @@
 //!   private keys. The handler's [`Peer::identity`] is `mtls:<client certificate CN>` when mTLS
 //!   is on (token or not), else `token`. The controller reads its own certificate and key once,
 //!   at [`serve`]; the proxy re-reads its TLS files on every connect.
-//! - Messages are limited to [`MAX_MESSAGE_BYTES`] both ways (tonic decodes only 4 MiB by
-//!   default, and one response may carry many certificates).
+//! - Messages are limited to [`MAX_MESSAGE_BYTES`] from the controller (tonic decodes only
+//!   4 MiB by default, and one response may carry many certificates) and to
+//!   [`MAX_PROXY_MESSAGE_BYTES`] from a proxy; a bigger one ends its stream with
+//!   `RESOURCE_EXHAUSTED`.
+//! - The port is bounded against hostile clients before they authenticate (see the constants
+//!   below): streams per connection, header list size, flow-control windows, rapid reset, and
+//!   a deadline for the HTTP/2 preface (tonic sets none; TLS has its handshake timeout), and
+//!   [`ServerLimits::max_connections`] open at once (past it a new connection is closed at
+//!   once, so the rest of the controller keeps its file descriptors).
 
 use crate::client::{ClientStream, Connector};
 use crate::protocol::{ControllerMessage, ProxyMessage};
@@ -28,23 +35,75 @@ use futures_util::{Stream, StreamExt};
 use pb::discovery_client::DiscoveryClient;
 use pb::discovery_server::{Discovery, DiscoveryServer};
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpIncoming};
 use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, error, info, warn};
 
-/// Largest message either side encodes or accepts.
+/// Largest message the controller sends and a proxy accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest message the controller accepts from a proxy: ACKs, load reports and delta requests
+/// (a reconnecting proxy lists each resource's name and version, tens of bytes each, so tens
+/// of thousands of resources fit).
+/// grpc-go's and istiod's default receive limit.
+pub const MAX_PROXY_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// A proxy opens one stream per connection. tonic passes no limit to hyper (so it is
+/// unbounded, where hyper alone would say 200; grpc-go and Envoy are unbounded too): a small
+/// number leaves room for a retry overlapping a dying stream and nothing for a flood.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+/// An xDS request's headers are a few hundred bytes. hyper's default, made explicit (grpc-go
+/// allows 16 MiB, Envoy 60 KiB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// What a proxy may send before the controller reads it: grpc-go's initial windows (64 KiB a
+/// stream, 16 of those for the connection), without its BDP growth. hyper's default would be
+/// 1 MiB each, with tonic's adaptive window off.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * STREAM_WINDOW;
+/// Streams a client may open and reset before they are accepted (CVE-2023-44487, rapid
+/// reset); then GOAWAY ENHANCE_YOUR_CALM. h2's default, made explicit.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the controller may reset for a client's errors before it gives up on the
+/// connection. hyper's default, made explicit.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// A connection that has not sent the 24-byte HTTP/2 client preface by then is closed; tonic
+/// and hyper wait forever. grpc-go's `ConnectionTimeout` (120 s) is the peer; a proxy on a
+/// cluster network needs milliseconds. Over TLS the bytes counted are the handshake's, and
+/// [`TLS_HANDSHAKE_TIMEOUT`] bounds it.
+pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
+const PREFACE_BYTES: usize = 24;
+/// Connections open at once on the xDS port, by default. None of the peers has a default
+/// (Envoy leaves `global_downstream_max_connections` unset, and warns); a proxy holds one
+/// connection, so this fits ~4000 proxies a replica, well under usual file descriptor limits.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+
+/// Bounds of the xDS port that a deployment may tune (the rest are constants above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections open at once; past it a new connection is closed as soon as accepted.
+    pub max_connections: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// HTTP/2 pings on an idle connection, both sides: a proxy or controller that vanished without
 /// a FIN is noticed within interval + timeout.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -133,6 +192,17 @@ pub async fn serve(
     auth: ServerAuth,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), GrpcError> {
+    serve_with(listener, handler, auth, ServerLimits::default(), shutdown).await
+}
+
+/// [`serve`] with `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    handler: Arc<dyn StreamHandler>,
+    auth: ServerAuth,
+    limits: ServerLimits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), GrpcError> {
     auth.check()?;
     if let Some(path) = &auth.token_file {
         // Fail at start on a missing or empty file rather than on the first proxy.
@@ -145,7 +215,13 @@ pub async fn serve(
     let mut builder = Server::builder()
         .accept_http1(false)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
     if let Some(files) = &auth.tls {
         let config = ServerTlsConfig::new()
             .identity(Identity::from_pem(
@@ -167,15 +243,31 @@ pub async fn serve(
         shutdown: shutdown.clone(),
     };
     let service = DiscoveryServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(MAX_PROXY_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     info!(
         %address,
         token = auth.token_file.is_some(),
         mtls = auth.tls.is_some(),
+        max_connections = limits.max_connections,
         "xds server listening"
     );
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .filter_map(move |accepted| {
+            std::future::ready(match accepted {
+                Ok(io) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(Ok(Accepted::new(io, permit))),
+                    // Dropped, so closed: refused at once rather than left in the backlog.
+                    Err(_) => {
+                        debug!("xds connection refused: at the connection limit");
+                        None
+                    }
+                },
+                Err(error) => Some(Err(error)),
+            })
+        });
     let server = builder
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shut_down(shutdown.clone()));
@@ -236,9 +328,11 @@ impl Discovery for DiscoveryService {
         info!(peer = %peer.address, identity = %peer.identity, "xds stream accepted");
         let (proxy_tx, server_rx) = mpsc::channel(STREAM_BUFFER);
         let (server_tx, controller_rx) = mpsc::channel(STREAM_BUFFER);
+        let (refused_tx, mut refused_rx) = oneshot::channel();
         tokio::spawn(forward_proxy_messages(
             request.into_inner(),
             proxy_tx,
+            refused_tx,
             self.shutdown.clone(),
             peer.address.clone(),
         ));
@@ -253,6 +347,10 @@ impl Discovery for DiscoveryService {
         tokio::spawn(async move {
             let _ = ended_tx.send(task.await);
         });
+        // A message the controller refused ends the handler (its input closes), so by the time
+        // the handler's output ends the refusal, if any, is there to be the final status.
+        let refused = futures_util::stream::once(async move { refused_rx.try_recv().ok() })
+            .filter_map(|refused| async move { refused.map(Err) });
         // After the handler's last message, its reason if it ended the stream.
         let ended = futures_util::stream::once(ended_rx).filter_map(|ended| async move {
             match ended {
@@ -262,6 +360,7 @@ impl Discovery for DiscoveryService {
         });
         let outgoing = ReceiverStream::new(controller_rx)
             .map(|message| Ok(pb::ControllerMessage::from(message)))
+            .chain(refused)
             .chain(ended)
             .take_until(shut_down(self.shutdown.clone()));
         Ok(Response::new(Box::pin(outgoing)))
@@ -335,10 +434,12 @@ fn subject_cn(der: &[u8]) -> Option<String> {
 }
 
 /// Decodes the proxy's messages into the handler's channel until the stream ends, the
-/// handler lets go, or the server shuts down.
+/// handler lets go, or the server shuts down. A message over [`MAX_PROXY_MESSAGE_BYTES`] is
+/// reported on `refused`, as the stream's final status.
 async fn forward_proxy_messages(
     mut incoming: Streaming<pb::ProxyMessage>,
     tx: mpsc::Sender<ProxyMessage>,
+    refused: oneshot::Sender<Status>,
     shutdown: watch::Receiver<bool>,
     peer: String,
 ) {
@@ -365,6 +466,11 @@ async fn forward_proxy_messages(
             }
             Err(status) => {
                 debug!(%peer, code = code_name(status.code()), message = %status.message(), "xds stream from a proxy broke");
+                // tonic's only OUT_OF_RANGE on decoding is a message over the limit; gRPC
+                // names that RESOURCE_EXHAUSTED, as grpc-go says it.
+                if status.code() == Code::OutOfRange {
+                    let _ = refused.send(Status::resource_exhausted(status.message().to_string()));
+                }
                 return;
             }
         }
@@ -531,6 +637,95 @@ async fn forward_controller_messages(
                 return;
             }
         }
+    }
+}
+
+/// An accepted connection. It holds one of [`ServerLimits::max_connections`] until dropped,
+/// and must send [`PREFACE_BYTES`] within [`PREFACE_TIMEOUT`], or its reads fail and hyper
+/// closes it: a client that connects and says nothing must not hold a socket, a task and a
+/// permit forever. After that the HTTP/2 keepalive watches it.
+struct Accepted<IO> {
+    io: IO,
+    /// Until the preface is in. Boxed: once a connection, and it keeps this `Unpin`.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<IO> Accepted<IO> {
+    fn new(io: IO, permit: OwnedSemaphorePermit) -> Self {
+        Accepted {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(PREFACE_TIMEOUT))),
+            read: 0,
+            _permit: permit,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Accepted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(deadline) = &mut this.deadline else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                this.read += buf.filled().len() - before;
+                if this.read >= PREFACE_BYTES {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no HTTP/2 preface in time"),
+            )),
+            other => other,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Accepted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<IO: Connected> Connected for Accepted<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
     }
 }
 

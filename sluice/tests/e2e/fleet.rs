@@ -481,14 +481,14 @@ async fn an_unauthenticated_proxy_is_refused() -> anyhow::Result<()> {
 }
 
 /// A CA and the leaves it signs, as PEM files.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
-    ca_file: PathBuf,
+    pub(crate) ca_file: PathBuf,
 }
 
 impl Pki {
-    fn new(name: &str) -> anyhow::Result<Pki> {
+    pub(crate) fn new(name: &str) -> anyhow::Result<Pki> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -505,7 +505,7 @@ impl Pki {
     }
 
     /// A leaf for `cn` with `names` as SANs; `peer_ca` is the CA its holder trusts.
-    fn leaf(
+    pub(crate) fn leaf(
         &self,
         cn: &str,
         names: &[&str],

@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
 """Hostile HTTP/2 clients for the e2e tests (driven by h2_hostile.rs).
 
-usage: h2_attacks.py ATTACK HOST PORT AUTHORITY
+usage: h2_attacks.py ATTACK HOST PORT AUTHORITY [WAIT [TOKEN]]
+
+The `xds_*` attacks and `silent` target the controller's xDS port (xds_hostile.rs): they
+speak gRPC (`sluice.v1.Discovery/Stream`), with `authorization: Bearer TOKEN` when given.
 
 Frames are built with hyperframe and hpack (the `h2` package's own codecs), so each attack
 sends exactly the bytes it means to, valid or not. Each attack is bounded in frames and time,
 then reads what the server sent until it closes the connection or a deadline passes, and
 prints one JSON line: whether the server closed the connection, the GOAWAY error code if any,
-RST_STREAM codes, response statuses, and how many frames were sent.
+RST_STREAM codes, response statuses, gRPC statuses by stream, and how many frames were sent.
 """
 
 import json
 import socket
+import ssl
 import sys
 import time
+import urllib.parse
 
 from hpack import Encoder, Decoder
 from hpack.struct import NeverIndexedHeaderTuple
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
@@ -34,7 +40,7 @@ ENHANCE_YOUR_CALM = 0xB
 
 
 class Client:
-    def __init__(self, host, port, rcvbuf=None, settings=None, answer_pings=True):
+    def __init__(self, host, port, rcvbuf=None, settings=None, answer_pings=True, preface=True):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # A small receive buffer: a client that does not read blocks the server quickly.
@@ -45,11 +51,14 @@ class Client:
         self.goaway = None
         self.rst = {}
         self.statuses = {}
+        self.grpc = {}
         self.sent = 0
         self.pings = 0
         self.answer_pings = answer_pings
         self.decoder = Decoder()
         self.decoder.max_header_list_size = 1 << 20
+        if not preface:
+            return
         s = SettingsFrame(0)
         for key, value in (settings or {}).items():
             s.settings[key] = value
@@ -104,7 +113,16 @@ class Client:
                     status = headers.get(b":status", headers.get(":status"))
                     if isinstance(status, bytes):
                         status = status.decode()
-                    self.statuses[status] = self.statuses.get(status, 0) + 1
+                    if status is not None:
+                        self.statuses[status] = self.statuses.get(status, 0) + 1
+                    grpc = headers.get(b"grpc-status", headers.get("grpc-status"))
+                    if grpc is not None:
+                        message = headers.get(b"grpc-message", headers.get("grpc-message", ""))
+                        if isinstance(message, bytes):
+                            message = message.decode()
+                        # gRPC percent-encodes its messages.
+                        message = urllib.parse.unquote(message)
+                        self.grpc[str(frame.stream_id)] = {"status": int(grpc), "message": message}
                 except Exception:  # trailers split across CONTINUATION: not needed here
                     pass
             elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
@@ -123,6 +141,7 @@ class Client:
             "goaway": self.goaway,
             "rst": {str(k): v for k, v in self.rst.items()},
             "statuses": self.statuses,
+            "grpc": self.grpc,
             "sent": self.sent,
             "pings": self.pings,
         }
@@ -251,9 +270,49 @@ def stall_stream(c, authority, wait):
     c.poll(5)
 
 
+def grpc_block(authority, token):
+    """The request headers of one xDS stream; `authorization` only when `token` is not None."""
+    headers = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", authority),
+        (":path", "/sluice.v1.Discovery/Stream"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+    if token is not None:
+        headers.append(("authorization", f"Bearer {token}"))
+    return Encoder().encode([NeverIndexedHeaderTuple(k, v) for k, v in headers])
+
+
+def xds_unauthenticated(c, authority, wait):
+    """Stream 1 without a token, stream 3 with a wrong one: each must get its gRPC status."""
+    c.send([headers(1, grpc_block(authority, None), end_stream=False)])
+    c.send([headers(3, grpc_block(authority, "not-the-fleet-token"), end_stream=False)])
+    c.poll(wait)
+
+
+def xds_oversized(c, authority, wait, token, length):
+    """One authenticated stream whose first message declares `length` bytes: refused from its
+    5-byte prefix, before any of it is buffered."""
+    c.send([headers(1, grpc_block(authority, token), end_stream=False)])
+    prefix = bytes([0]) + length.to_bytes(4, "big")
+    c.send([DataFrame(1, prefix + b"x" * 1000)])
+    c.poll(wait)
+
+
+def xds_too_many_streams(c, authority, wait, token):
+    """300 authenticated streams at once that never send a message: past the per-connection
+    limit they are refused."""
+    block = grpc_block(authority, token)
+    c.send([headers(1 + 2 * i, block, end_stream=False) for i in range(300)])
+    c.poll(wait)
+
+
 def main():
     attack, host, port, authority = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     wait = float(sys.argv[5]) if len(sys.argv) > 5 else 4.0
+    token = sys.argv[6] if len(sys.argv) > 6 else None
     started = time.monotonic()
     if attack == "rapid_reset":
         c = Client(host, port)
@@ -281,6 +340,64 @@ def main():
     elif attack == "stall_stream":
         c = Client(host, port)
         stall_stream(c, authority, wait)
+    elif attack == "silent":
+        # Connects and sends nothing at all, not even the preface.
+        c = Client(host, port, preface=False)
+        c.poll(wait)
+    elif attack.startswith("hold_connections:"):
+        # N connections that send the preface and answer PINGs, held for WAIT seconds: how
+        # many the server closed at once. Reported on the first; "closed" counts them all.
+        n = int(attack.split(":")[1])
+        conns = [Client(host, port) for _ in range(n)]
+        for conn in conns:
+            conn.poll(0.2)
+        held_for = time.monotonic()
+        while time.monotonic() - held_for < wait:
+            for conn in conns:
+                conn.poll(0.05)
+        c = conns[0]
+        c.report(attack, closed_connections=sum(1 for conn in conns if conn.closed),
+                 seconds=round(time.monotonic() - started, 2))
+        return
+    elif attack == "tls_hello_stall":
+        # A real TLS ClientHello, then nothing: the handshake never completes.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sock = socket.create_connection((host, port))
+        sock.sendall(outgoing.read())
+        closed, received, deadline = False, 0, time.monotonic() + wait
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = sock.recv(1 << 16)
+            except socket.timeout:
+                break
+            except OSError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += len(chunk)
+        print(json.dumps({"attack": attack, "closed": closed, "received": received,
+                          "seconds": round(time.monotonic() - started, 2)}))
+        return
+    elif attack == "xds_unauthenticated":
+        c = Client(host, port)
+        xds_unauthenticated(c, authority, wait)
+    elif attack.startswith("xds_oversized:"):
+        c = Client(host, port)
+        xds_oversized(c, authority, wait, token, int(attack.split(":")[1]))
+    elif attack == "xds_too_many_streams":
+        c = Client(host, port)
+        xds_too_many_streams(c, authority, wait, token)
     else:
         sys.exit(f"unknown attack {attack}")
     c.report(attack, seconds=round(time.monotonic() - started, 2))

@@ -20,7 +20,7 @@ const HOST: &str = "h2.example.com";
 const IDLE: &str = "2s";
 
 /// Resident memory in KiB and CPU time in clock ticks of `pid`.
-fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss = status
         .lines()
@@ -41,6 +41,17 @@ fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
 
 /// Runs one attack of `h2_attacks.py` on `addr` (bounded: 90 s) and returns its report.
 pub async fn attack(addr: SocketAddr, name: &str, host: &str, wait: &str) -> anyhow::Result<Value> {
+    attack_with(addr, name, host, wait, &[]).await
+}
+
+/// [`attack`] with the script's further arguments (the xDS attacks' token).
+pub async fn attack_with(
+    addr: SocketAddr,
+    name: &str,
+    host: &str,
+    wait: &str,
+    extra: &[&str],
+) -> anyhow::Result<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/h2_attacks.py");
     let run = tokio::process::Command::new("python3")
         .arg(script)
@@ -49,6 +60,7 @@ pub async fn attack(addr: SocketAddr, name: &str, host: &str, wait: &str) -> any
         .arg(addr.port().to_string())
         .arg(host)
         .arg(wait)
+        .args(extra)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(90), run).await??;

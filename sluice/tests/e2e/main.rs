@@ -20,3 +20,4 @@ mod protocols;
 mod routing;
 mod support;
 mod tls;
+mod xds_hostile;

@@ -880,3 +880,49 @@ fn token_connector(endpoint: String, token: PathBuf) -> GrpcConnector {
     })
     .expect("endpoint")
 }
+
+/// A connection's reads fail at [`PREFACE_TIMEOUT`] until it has sent [`PREFACE_BYTES`];
+/// after that it may be silent for as long as it likes (the HTTP/2 keepalive watches it), and
+/// its connection slot is held until it is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_connection_must_send_the_preface_in_time_and_holds_a_slot() {
+    let slots = Arc::new(Semaphore::new(1));
+    let (mut client, server) = tokio::io::duplex(1024);
+    let mut silent = Accepted::new(
+        server,
+        slots.clone().try_acquire_owned().expect("a free slot"),
+    );
+    assert!(
+        slots.clone().try_acquire_owned().is_err(),
+        "the slot is held"
+    );
+    let mut buf = [0u8; 64];
+    let error = silent
+        .read(&mut buf)
+        .await
+        .expect_err("a read past the deadline fails");
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    drop(silent);
+    let permit = slots
+        .clone()
+        .try_acquire_owned()
+        .expect("freed when dropped");
+
+    let (mut client2, server) = tokio::io::duplex(1024);
+    let mut talker = Accepted::new(server, permit);
+    client2
+        .write_all(&[0u8; PREFACE_BYTES])
+        .await
+        .expect("write");
+    let mut got = 0;
+    while got < PREFACE_BYTES {
+        got += talker.read(&mut buf).await.expect("read");
+    }
+    // Past the deadline, a read just waits.
+    tokio::time::advance(PREFACE_TIMEOUT * 2).await;
+    let read = tokio::time::timeout(Duration::from_secs(1), talker.read(&mut buf)).await;
+    assert!(read.is_err(), "still waiting: {read:?}");
+    client2.write_all(b"x").await.expect("write");
+    assert_eq!(talker.read(&mut buf).await.expect("read"), 1);
+    client.shutdown().await.expect("shutdown");
+}

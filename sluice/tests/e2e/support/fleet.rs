@@ -307,16 +307,27 @@ impl Controller {
         ip: IpAddr,
         auth: Option<XdsAuth>,
     ) -> anyhow::Result<Controller> {
+        Controller::start_with_args(manifests, ip, auth, &[]).await
+    }
+
+    /// [`Controller::start_with`], with `extra_args` on its command line.
+    pub async fn start_with_args(
+        manifests: &str,
+        ip: IpAddr,
+        auth: Option<XdsAuth>,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Controller> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir(dir.path().join("manifests"))?;
         let auth = match auth {
             Some(auth) => auth,
             None => XdsAuth::token_in(dir.path(), "xds-token", "the-fleet-token")?,
         };
-        let source = vec![
+        let mut source = vec![
             "--config".to_string(),
             dir.path().join("manifests").display().to_string(),
         ];
+        source.extend(extra_args.iter().map(|a| a.to_string()));
         let mut controller = Controller {
             process: None,
             xds: free_addr(ip)?,
@@ -454,6 +465,10 @@ impl Controller {
 
     pub fn log(&self) -> String {
         self.process.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::pid)
     }
 
     /// The `/status` entries of connected proxies.
