@@ -438,6 +438,25 @@ def test_watch_namespace_is_passed_through():
     assert flag(controller["containers"][0], "namespace") == "apps"
 
 
+def test_extra_args_reach_the_containers_after_the_charts_own():
+    docs = render({"proxy": {"extraArgs": ["--stream-idle-timeout=1h", "--access-log=-"]},
+                   "controller": {"extraArgs": ["--xds-max-connections=8192"]}})
+    proxy = one(docs, "Deployment", "sluice-proxy")["spec"]["template"]["spec"]["containers"][0]
+    assert proxy["args"][-2:] == ["--stream-idle-timeout=1h", "--access-log=-"]
+    controller = one(docs, "Deployment", "sluice-controller")["spec"]["template"]["spec"]
+    assert flag(controller["containers"][0], "xds-max-connections") == "8192"
+    # None by default: the defaults are sluice's own.
+    plain = one(render({}), "Deployment", "sluice-proxy")["spec"]["template"]["spec"]
+    assert flag(plain["containers"][0], "stream-idle-timeout") is None
+
+
+def test_extra_args_must_be_flags():
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError, match="/proxy/extraArgs/0"):
+            chart.render({"proxy": {"extraArgs": ["stream-idle-timeout 1h"]}}, name=RELEASE,
+                         namespace=NAMESPACE)
+
+
 def test_notes_print_the_next_commands():
     text = notes({})
     assert "kubectl -n sluice-system rollout status deployment/sluice-controller" in text
