@@ -120,14 +120,14 @@ impl BodyTimer {
         }
     }
 
-    fn progressed(&mut self) {
+    pub(crate) fn progressed(&mut self) {
         if self.idle.is_some() {
             self.stale = true;
         }
     }
 
     /// The upstream has nothing yet: whether a bound has passed (registering the waker if not).
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.stale {
             self.stale = false;
             if let Some(at) = self.next() {

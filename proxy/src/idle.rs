@@ -11,10 +11,10 @@
 //!
 //! Timers are armed lazily, on the first `Pending`: a request that never waits allocates none.
 
+use crate::body::BodyTimer;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,47 +22,30 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-/// A lazily allocated idle timer: armed at the first wait after progress, then kept until the
-/// next progress. `Duration::ZERO` disables it.
-struct IdleTimer {
-    timeout: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// Whether the armed deadline is stale (progress happened since it was set).
-    stale: bool,
-}
+/// A lazily allocated idle timer: [`BodyTimer`] with no deadline, armed at the first wait after
+/// progress, then kept until the next progress. `Duration::ZERO` disables it.
+struct IdleTimer(Option<BodyTimer>);
 
 impl IdleTimer {
     fn new(timeout: Duration) -> Self {
-        IdleTimer {
-            timeout,
-            sleep: None,
-            stale: true,
-        }
+        IdleTimer(BodyTimer::new(
+            (!timeout.is_zero()).then_some(timeout),
+            None,
+        ))
     }
 
     fn progressed(&mut self) {
-        self.stale = true;
+        if let Some(timer) = &mut self.0 {
+            timer.progressed();
+        }
     }
 
     /// Called when the inner operation is `Pending`: true once the timeout has passed
     /// since the last progress (registering the waker until then).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.timeout.is_zero() {
-            return false;
-        }
-        if self.stale {
-            self.stale = false;
-            let at = Instant::now() + self.timeout;
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(at),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-        }
-        self.sleep
-            .as_mut()
-            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+        self.0.as_mut().is_some_and(|timer| timer.expired(cx))
     }
 }
 
