@@ -692,6 +692,17 @@ fn scale_to_zero_requeues_exactly_when_the_next_step_is_due() {
             want_requeue: Some(ACTIVATION_TIMEOUT),
         },
         ZeroCase {
+            label: "activating for exactly the timeout still waits",
+            activation: ActivationState::Activating {
+                since: NOW - ACTIVATION_TIMEOUT,
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (-1, false),
+            want_requeue: Some(ACTIVATION_TIMEOUT),
+        },
+        ZeroCase {
             label: "activating past the timeout gives up and scales to zero",
             activation: ActivationState::Activating {
                 since: NOW - ACTIVATION_TIMEOUT - secs(1),
@@ -732,6 +743,33 @@ fn scale_to_zero_requeues_exactly_when_the_next_step_is_due() {
             proxy_for: None,
             want: (0, false),
             want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "proxied for the grace period but within the pod retention waits for it",
+            activation: inactive_for(secs(70)),
+            unreachable: false,
+            retention: secs(120),
+            proxy_for: Some(GRACE),
+            want: (0, false),
+            want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "proxied briefly within the pod retention waits for the retention",
+            activation: inactive_for(secs(70)),
+            unreachable: false,
+            retention: secs(120),
+            proxy_for: Some(secs(30)),
+            want: (0, false),
+            want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "a retention shorter than the grace period, once over, waits for the grace",
+            activation: inactive_for(secs(30)),
+            unreachable: false,
+            retention: secs(30),
+            proxy_for: None,
+            want: (0, false),
+            want_requeue: Some(GRACE - secs(30)),
         },
         ZeroCase {
             label: "unreachable ignores the pod retention",
