@@ -787,3 +787,58 @@ fn problems_of_sluice_itself_are_listed_last_with_a_reason() {
     assert!(board.set_problems("StatusWrite", BTreeMap::new()));
     assert_eq!(board.list().len(), 1);
 }
+
+/// A resubmitted translation keeps its readiness; a new generation waits for its own sequence.
+#[test]
+fn a_new_generation_waits_for_its_sequence_but_the_same_one_stays_ready() {
+    // (label, generation resubmitted at sequence 2 after 1 was applied, want Ready)
+    for (label, generation, want) in [
+        ("same translation stays ready", 1, STATUS_TRUE),
+        ("new generation is not ready yet", 2, STATUS_UNKNOWN),
+    ] {
+        let mut board = StatusBoard::default();
+        board.update(1, set(vec![translated("a", 1, STATUS_TRUE)]), "t0");
+        board.applied(1, "t1");
+        assert_eq!(ready(&board, "Ingress", "a"), STATUS_TRUE, "{label}");
+        let changed = board.update(2, set(vec![translated("a", generation, STATUS_TRUE)]), "t2");
+        assert_eq!(ready(&board, "Ingress", "a"), want, "{label}");
+        assert_eq!(changed, generation != 1, "{label}: reported as a change");
+        board.applied(2, "t3");
+        assert_eq!(
+            ready(&board, "Ingress", "a"),
+            STATUS_TRUE,
+            "{label}: ready once applied"
+        );
+    }
+}
+
+/// `set_scale` reports (and hands to the writer) a change of either field alone, and nothing
+/// when the shown values stay the same.
+#[test]
+fn set_scale_detects_a_change_of_either_field() {
+    // (label, previous (desired, actual), next, want changed)
+    let cases = [
+        ("desired only", (Some(3), 1), (Some(4), 1), true),
+        ("actual only", (Some(3), 1), (Some(3), 2), true),
+        ("desired to unknown", (Some(3), 1), (None, 1), true),
+        ("both", (Some(3), 1), (None, 0), true),
+        ("same", (Some(3), 1), (Some(3), 1), false),
+        (
+            "actual saturates to the same shown value",
+            (Some(3), u32::MAX),
+            (Some(3), u32::MAX - 1),
+            false,
+        ),
+    ];
+    for (label, (d0, a0), (d1, a1), want) in cases {
+        let mut board = StatusBoard::default();
+        board.update(1, set(vec![revision_status("r")]), "t0");
+        board.take_changed();
+        assert!(board.set_scale("ns", "r", d0, a0), "{label}: first report");
+        board.take_changed();
+        assert_eq!(board.set_scale("ns", "r", d1, a1), want, "{label}");
+        assert_eq!(board.has_changes(), want, "{label}: handed to the writer");
+        let shown_actual = Some(i32::try_from(a1).unwrap_or(i32::MAX));
+        assert_eq!(scale(&board, "r"), (d1, shown_actual), "{label}");
+    }
+}

@@ -712,3 +712,144 @@ fn weighted_windows_favour_recent_samples() {
         "{stable}"
     );
 }
+
+/// `panicking()` reports exactly whether a panic time is set.
+#[test]
+fn panicking_follows_the_panic_time() {
+    let spec = spec(10.0, -1.0);
+    for (ready, want) in [(0, false), (1, false), (2, true), (5, true)] {
+        let state = DeciderState::new(&spec, ready, at(5));
+        assert_eq!(state.panicking(), want, "ready {ready}");
+    }
+    let mut s = Scaler::new(spec);
+    assert!(!s.state.panicking());
+    s.scale(10.0, 20.0, at(10));
+    assert!(s.state.panicking(), "a surge starts panic");
+    s.scale(0.0, 0.0, at(71));
+    assert!(!s.state.panicking(), "a calm stable window ends it");
+}
+
+/// Panic entry and exit at the boundaries (threshold 2.0, stable window 60 s, target 10).
+#[test]
+fn panic_boundaries() {
+    // (label, ready, panic average, want panicking right after)
+    let entry = [
+        (
+            "panic pods exactly at the threshold enter panic",
+            1,
+            20.0,
+            true,
+        ),
+        ("panic pods just below the threshold do not", 1, 10.0, false),
+        (
+            "the ratio uses ready pods: 4 of 2 is at the threshold",
+            2,
+            40.0,
+            true,
+        ),
+        ("3 of 2 is below the threshold", 2, 30.0, false),
+        ("zero ready pods count as one", 0, 20.0, true),
+    ];
+    for (label, ready, panic, want) in entry {
+        let mut s = Scaler::new(spec(10.0, -1.0));
+        s.ready = ready;
+        let d = s.scale(0.0, panic, at(100));
+        assert_eq!(d.panicking, want, "{label}");
+        assert_eq!(s.state.panicking(), want, "{label}");
+    }
+    // Exit: panic renewed at 100 s lasts through 160 s and ends at the first tick after.
+    for (label, now, want) in [
+        ("half a stable window later", 130, true),
+        ("exactly a stable window later", 160, true),
+        ("just past a stable window", 161, false),
+    ] {
+        let mut s = Scaler::new(spec(10.0, -1.0));
+        s.scale(0.0, 20.0, at(100));
+        let d = s.scale(0.0, 0.0, at(now));
+        assert_eq!(d.panicking, want, "{label}");
+        if !want {
+            assert_eq!(
+                s.state.max_panic_pods, 0,
+                "{label}: exit forgets the panic maximum"
+            );
+            assert_eq!(d.desired, 0, "{label}: the stable count rules again");
+        } else {
+            assert_eq!(d.desired, 2, "{label}: panic holds its maximum");
+        }
+    }
+}
+
+/// `activation-scale` raises non-zero stable and panic counts, never zero ones.
+#[test]
+fn activation_scale_raises_only_non_zero_counts() {
+    // (label, activation scale, stable avg, panic avg, ready, want desired)
+    let cases = [
+        ("stable 1 pod raised to 3", 3, 10.0, 0.0, 1, 3),
+        ("stable 0 stays 0", 3, 0.0, 0.0, 1, 0),
+        (
+            "stable above the activation scale is kept",
+            3,
+            50.0,
+            0.0,
+            1,
+            5,
+        ),
+        ("activation scale 1 changes nothing", 1, 10.0, 0.0, 1, 1),
+        (
+            "panic 1 pod raised to 3 while panicking",
+            3,
+            0.0,
+            10.0,
+            2,
+            3,
+        ),
+        (
+            "panic 0 while panicking holds the ready pods",
+            3,
+            0.0,
+            0.0,
+            2,
+            2,
+        ),
+    ];
+    for (label, activation, stable, panic, ready, want) in cases {
+        let spec = RevisionScaling {
+            activation_scale: activation,
+            max_scale_down_rate: 1000.0,
+            ..spec(10.0, -1.0)
+        };
+        let state = DeciderState::new(&spec, ready, at(0));
+        let mut s = Scaler {
+            spec,
+            state,
+            ready,
+            reachable: true,
+        };
+        let d = s.scale(stable, panic, at(10));
+        assert_eq!(d.desired, want, "{label}");
+    }
+}
+
+/// The scale-down delay holds a decision only while it is configured and reachable.
+#[test]
+fn scale_down_delay_window_applies_only_when_configured_and_reachable() {
+    // (label, delay secs, reachable, want desired after the drop)
+    for (label, delay, reachable, want) in [
+        ("delay and reachable holds the maximum", 300, true, 4),
+        ("no delay drops at once", 0, true, 0),
+        ("unreachable drops at once", 300, false, 0),
+    ] {
+        let spec = RevisionScaling {
+            scale_down_delay: Duration::from_secs(delay),
+            ..delay_spec()
+        };
+        let mut s = Scaler {
+            state: DeciderState::new(&spec, 0, Duration::ZERO),
+            spec,
+            ready: 0,
+            reachable,
+        };
+        assert_eq!(s.scale(40.0, 40.0, at(2)).desired, 4, "{label}");
+        assert_eq!(s.scale(0.0, 0.0, at(10)).desired, want, "{label}");
+    }
+}

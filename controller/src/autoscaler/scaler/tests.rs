@@ -654,3 +654,204 @@ fn idle_revision_scales_to_zero_after_stable_window_and_grace() {
     reconcile(&spec, &config, &mut pa, 1, 1, secs(102));
     assert_eq!(pa.activation, ActivationState::Active { since: secs(102) });
 }
+
+/// One case of `handle_scale_to_zero` with the exact requeue time asserted.
+struct ZeroCase {
+    label: &'static str,
+    activation: ActivationState,
+    unreachable: bool,
+    retention: Duration,
+    proxy_for: Option<Duration>,
+    want: (i32, bool),
+    want_requeue: Option<Duration>,
+}
+
+/// Knative `TestScaler`'s scale-to-zero cases, with the requeue delay each one schedules:
+/// the remaining activation timeout, stable window, pod retention or grace period.
+#[test]
+fn scale_to_zero_requeues_exactly_when_the_next_step_is_due() {
+    let config = AutoscalerConfig {
+        scale_to_zero_grace_period: GRACE,
+        ..knative_test_config()
+    };
+    let base = RevisionScaling::resolve(&BTreeMap::new(), 0, &config).expect("spec");
+    let inactive_for = |ago: Duration| ActivationState::Inactive {
+        since: NOW - ago,
+        reason: InactiveReason::NoTraffic,
+    };
+    let cases = [
+        ZeroCase {
+            label: "activating within the timeout waits the whole timeout",
+            activation: ActivationState::Activating {
+                since: NOW - secs(10),
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (-1, false),
+            want_requeue: Some(ACTIVATION_TIMEOUT),
+        },
+        ZeroCase {
+            label: "activating for exactly the timeout still waits",
+            activation: ActivationState::Activating {
+                since: NOW - ACTIVATION_TIMEOUT,
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (-1, false),
+            want_requeue: Some(ACTIVATION_TIMEOUT),
+        },
+        ZeroCase {
+            label: "activating past the timeout gives up and scales to zero",
+            activation: ActivationState::Activating {
+                since: NOW - ACTIVATION_TIMEOUT - secs(1),
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (0, true),
+            want_requeue: None,
+        },
+        ZeroCase {
+            label: "active for part of the stable window keeps one pod until it ends",
+            activation: ActivationState::Active {
+                since: NOW - secs(100),
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (1, true),
+            want_requeue: Some(STABLE_WINDOW - secs(100)),
+        },
+        ZeroCase {
+            label: "active for the whole stable window goes inactive and comes back shortly",
+            activation: ActivationState::Active {
+                since: NOW - STABLE_WINDOW,
+            },
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (0, false),
+            want_requeue: Some(INACTIVE_REQUEUE),
+        },
+        ZeroCase {
+            label: "inactive within the pod retention waits for the rest of it",
+            activation: inactive_for(secs(70)),
+            unreachable: false,
+            retention: secs(120),
+            proxy_for: None,
+            want: (0, false),
+            want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "proxied for the grace period but within the pod retention waits for it",
+            activation: inactive_for(secs(70)),
+            unreachable: false,
+            retention: secs(120),
+            proxy_for: Some(GRACE),
+            want: (0, false),
+            want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "proxied briefly within the pod retention waits for the retention",
+            activation: inactive_for(secs(70)),
+            unreachable: false,
+            retention: secs(120),
+            proxy_for: Some(secs(30)),
+            want: (0, false),
+            want_requeue: Some(secs(50)),
+        },
+        ZeroCase {
+            label: "a retention shorter than the grace period, once over, waits for the grace",
+            activation: inactive_for(secs(30)),
+            unreachable: false,
+            retention: secs(30),
+            proxy_for: None,
+            want: (0, false),
+            want_requeue: Some(GRACE - secs(30)),
+        },
+        ZeroCase {
+            label: "unreachable ignores the pod retention",
+            activation: inactive_for(GRACE),
+            unreachable: true,
+            retention: secs(120),
+            proxy_for: None,
+            want: (0, true),
+            want_requeue: None,
+        },
+        ZeroCase {
+            label: "inactive within the grace period without the proxy waits for the rest of it",
+            activation: inactive_for(secs(20)),
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: None,
+            want: (0, false),
+            want_requeue: Some(GRACE - secs(20)),
+        },
+        ZeroCase {
+            label: "proxied for part of the grace period waits for the rest of it",
+            activation: inactive_for(secs(20)),
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: Some(secs(45)),
+            want: (0, false),
+            want_requeue: Some(GRACE - secs(45)),
+        },
+        ZeroCase {
+            label: "proxied for the whole grace period scales to zero",
+            activation: inactive_for(secs(20)),
+            unreachable: false,
+            retention: Duration::ZERO,
+            proxy_for: Some(GRACE),
+            want: (0, true),
+            want_requeue: None,
+        },
+    ];
+    for case in cases {
+        let spec = RevisionScaling {
+            scale_to_zero_pod_retention_period: case.retention,
+            activation_timeout: ACTIVATION_TIMEOUT,
+            ..base.clone()
+        };
+        let mut pa = PaState::new(&spec, NOW);
+        pa.activation = case.activation;
+        if case.unreachable {
+            pa.reachability = Reachability::Unreachable;
+        }
+        pa.proxy_since = case.proxy_for.map(|d| NOW - d);
+        let mut requeue = None;
+        let got = handle_scale_to_zero(&spec, &config, &pa, 0, NOW, &mut requeue);
+        assert_eq!(got, case.want, "{}", case.label);
+        assert_eq!(requeue, case.want_requeue, "{}", case.label);
+    }
+}
+
+/// Each predicate of `ActivationState` holds for its own state only.
+#[test]
+fn activation_state_predicates_match_only_their_state() {
+    let states = [
+        (
+            ActivationState::Activating { since: NOW },
+            (true, false, false),
+        ),
+        (ActivationState::Active { since: NOW }, (false, true, false)),
+        (
+            ActivationState::Inactive {
+                since: NOW,
+                reason: InactiveReason::TimedOut,
+            },
+            (false, false, true),
+        ),
+    ];
+    for (state, want) in states {
+        let got = (
+            state.is_activating(),
+            state.is_active(),
+            state.is_inactive(),
+        );
+        assert_eq!(got, want, "{state:?}");
+        assert_eq!(state.since(), NOW, "{state:?}");
+        assert_eq!(state.for_duration(NOW + secs(7)), secs(7), "{state:?}");
+    }
+}
