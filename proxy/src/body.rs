@@ -2,7 +2,7 @@
 //!
 //! The upstream variant owns the request's slot (its in-flight count, see `activator.rs`) and
 //! its pooled connection, and gives both back the moment the body ends: the slot goes to the
-//! next waiter or is freed, and the HTTP/1.1 sender returns to this thread's pool. If the body
+//! next waiter or is freed, and the HTTP/1.1 connection returns to this thread's pool. If the body
 //! is dropped early (client gone, upstream reset), the slot is still released and the
 //! connection, whose state is unknown, is closed rather than reused.
 //!
@@ -14,12 +14,11 @@
 
 use crate::access_log::Entry;
 use crate::activator::{Counted, Slot};
-use crate::idle::RequestBody;
+use crate::h1::{H1Body, H1Error};
 use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -74,9 +73,43 @@ pub struct Guards {
     pub counted: Option<Counted>,
 }
 
+/// Where an upstream body comes from.
+pub enum Source {
+    /// Our HTTP/1.1 client: read from the connection on this task, pooled again at its end.
+    H1(H1Body),
+    /// hyper's h2 client (h2c upstreams).
+    H2(Incoming),
+}
+
+impl Source {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::H1(body) => body.is_end_stream(),
+            Source::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::H1(body) => body.size_hint(),
+            Source::H2(body) => body.size_hint(),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            Source::H1(body) => body
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BodyError::from))),
+            Source::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BodyError::from))),
+        }
+    }
+}
+
 pub struct UpstreamBody {
-    inner: Incoming,
-    checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
+    inner: Source,
     guards: Option<Guards>,
     timer: Option<BodyTimer>,
     /// The stream idle timeout, for a body sent to an HTTP/2 client. hyper polls a stream's
@@ -147,6 +180,8 @@ impl BodyTimer {
 pub enum BodyError {
     #[error(transparent)]
     Upstream(#[from] hyper::Error),
+    #[error(transparent)]
+    H1(#[from] H1Error),
     #[error("response body timed out")]
     Timeout,
 }
@@ -161,15 +196,13 @@ impl ResponseBody {
     }
 
     pub fn upstream(
-        inner: Incoming,
-        checkin: Option<(u64, http1::SendRequest<RequestBody>)>,
+        inner: Source,
         guards: Guards,
         timer: Option<BodyTimer>,
         pipe_idle: Option<Duration>,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
-            checkin,
             guards: Some(guards),
             timer,
             pipe_idle,
@@ -192,16 +225,18 @@ impl ResponseBody {
 
 impl UpstreamBody {
     fn finish(&mut self) {
-        if let (Some((_, sender)), Some(guards)) = (self.checkin.take(), &self.guards) {
-            // The slot's endpoint is the one the request went to.
-            upstream::checkin(guards.slot.endpoint(), sender);
+        if let (Source::H1(body), Some(guards)) = (&mut self.inner, &self.guards) {
+            if let Some(conn) = body.take_reusable() {
+                // The slot's endpoint is the one the request went to.
+                upstream::checkin(guards.slot.endpoint(), conn);
+            }
         }
         self.guards = None;
         self.timer = None;
     }
 
     fn abandon(&mut self) {
-        self.checkin = None;
+        // The connection's state is unknown: it closes with the body.
         self.guards = None;
         self.timer = None;
     }
@@ -210,7 +245,7 @@ impl UpstreamBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+        let frame = match self.inner.poll_frame(cx) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if self.timer.as_mut().is_some_and(|t| t.expired(cx)) {
@@ -230,7 +265,7 @@ impl UpstreamBody {
             }
             Some(Err(_)) => self.abandon(),
         }
-        Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
+        Poll::Ready(frame)
     }
 }
 

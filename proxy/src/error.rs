@@ -28,6 +28,10 @@ pub enum ProxyError {
     Connect(#[from] crate::upstream::ConnectError),
     #[error("upstream: {0}")]
     Upstream(hyper::Error),
+    /// The HTTP/1.1 exchange failed: connection error, close before a response, or a
+    /// misframed response (`h1::framing`).
+    #[error("upstream: {0}")]
+    H1(crate::h1::H1Error),
     /// The client sent no request body byte for the stream idle timeout.
     #[error("request body idle timeout")]
     RequestBodyTimeout,
@@ -64,6 +68,22 @@ impl From<hyper::Error> for ProxyError {
     }
 }
 
+impl From<crate::h1::H1Error> for ProxyError {
+    /// A failed request body is the client's fault (408 or 400), as for hyper's errors above.
+    fn from(error: crate::h1::H1Error) -> Self {
+        use crate::idle::RequestBodyError;
+        match error {
+            crate::h1::H1Error::RequestBody(RequestBodyError::Timeout(_)) => {
+                ProxyError::RequestBodyTimeout
+            }
+            crate::h1::H1Error::RequestBody(RequestBodyError::Client(e)) => {
+                ProxyError::DownstreamBody(e)
+            }
+            error => ProxyError::H1(error),
+        }
+    }
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -80,7 +100,9 @@ impl ProxyError {
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            ProxyError::Upstream(_) | ProxyError::Unsendable => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
+                StatusCode::BAD_GATEWAY
+            }
             // Envoy answers 408 when its stream idle timeout fires on a request body.
             ProxyError::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -123,7 +145,7 @@ impl ProxyError {
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
                 "upstream request timeout\n"
             }
-            ProxyError::Upstream(_) | ProxyError::Unsendable => {
+            ProxyError::Upstream(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
                 "upstream connect error or disconnect/reset before headers\n"
             }
             ProxyError::RequestBodyTimeout => "stream timeout\n",

@@ -9,16 +9,17 @@
 use crate::access_log::Served;
 use crate::activator::{Admission, Counted, Slot};
 use crate::backend::{Backend, BackendKind, Responder, Upstream};
-use crate::body::{BodyTimer, Guards, ResponseBody};
+use crate::body::{BodyTimer, Guards, ResponseBody, Source};
 use crate::downstream;
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
+use crate::h1::{self, Exchange};
 use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
@@ -173,7 +174,7 @@ async fn forward(
             .await
             .map_err(|_| ProxyError::ResponseTimeout)?,
     };
-    let (response, checkin) = sent.map_err(|error| match error {
+    let response = sent.map_err(|error| match error {
         ProxyError::Upstream(_)
             if body_timed_out.is_some_and(|flag| flag.load(Ordering::Relaxed)) =>
         {
@@ -190,7 +191,7 @@ async fn forward(
     let timer = BodyTimer::new(idle, selection.deadline);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, checkin, guards, timer, pipe_idle),
+        ResponseBody::upstream(body, guards, timer, pipe_idle),
     ))
 }
 
@@ -451,21 +452,15 @@ fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<
 }
 
 /// Sends over a pooled or new connection. Connect failures move the slot to another endpoint;
-/// a request a reused connection never sent is re-sent. Upstream responses (5xx included) are
-/// returned as they are.
+/// a request a reused connection closed under (see `h1::SendError::retryable`) is re-sent on
+/// another connection. Upstream responses (5xx included) are returned as they are.
 async fn send(
     gateway: &Gateway,
     backend: &Upstream,
     selection: &mut Selection,
     mut req: Request<RequestBody>,
     served: &mut Served,
-) -> Result<
-    (
-        Response<Incoming>,
-        Option<(u64, hyper::client::conn::http1::SendRequest<RequestBody>)>,
-    ),
-    ProxyError,
-> {
+) -> Result<Response<Source>, ProxyError> {
     let protocol = backend.protocol;
     let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
     let mut attempt = 0;
@@ -521,21 +516,23 @@ async fn send(
             },
         };
         let unsent = match sender {
-            Sender::Http1(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => {
-                    let key = endpoint.key();
-                    served.upstream = Some(endpoint);
-                    return Ok((response, Some((key, sender))));
+            Sender::Http1 { conn, reused } => {
+                match h1::send(conn, &mut req, reused, false).await {
+                    Ok(Exchange::Response(response)) => {
+                        served.upstream = Some(endpoint);
+                        return Ok(response.map(Source::H1));
+                    }
+                    Ok(Exchange::Upgraded(..)) => {
+                        return Err(h1::H1Error::UnexpectedUpgrade.into())
+                    }
+                    Err(error) if error.retryable => req,
+                    Err(error) => return Err(error.error.into()),
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => unsent,
-                    None => return Err(error.into_error().into()),
-                },
-            },
+            }
             Sender::H2(mut sender) => match sender.try_send_request(req).await {
                 Ok(response) => {
                     served.upstream = Some(endpoint);
-                    return Ok((response, None));
+                    return Ok(response.map(Source::H2));
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => unsent,
@@ -568,7 +565,7 @@ async fn tunnel(
     let backend = backend.upstream().ok_or(ProxyError::Unsendable)?;
     let slot = selection.slot.take().ok_or(ProxyError::Unsendable)?;
     let endpoint = slot.endpoint();
-    let mut sender = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
+    let conn = upstream::connect_upgradable(endpoint, gateway.settings.connect_timeout)
         .await
         .inspect_err(|_| {
             backend.metrics().get().connect_errors.inc();
@@ -584,31 +581,35 @@ async fn tunnel(
         counted: selection.counted.take(),
     };
     let downstream = hyper::upgrade::on(&mut req);
-    let mut response = sender.send_request(req).await?;
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (mut parts, body) = response.into_parts();
-        strip_response_hop_by_hop(&mut parts.headers);
-        return Ok(Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, None, guards, None, None),
-        ));
-    }
-    let upstream = hyper::upgrade::on(&mut response);
+    let stream_idle = gateway.settings.stream_idle_timeout;
+    let mut req = req.map(|body| RequestBody::new(body, stream_idle, None));
+    let (response, upstream) = match h1::send(conn, &mut req, false, true).await {
+        Err(error) => return Err(error.error.into()),
+        Ok(Exchange::Response(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_response_hop_by_hop(&mut parts.headers);
+            return Ok(Response::from_parts(
+                parts,
+                ResponseBody::upstream(Source::H1(body), guards, None, None),
+            ));
+        }
+        Ok(Exchange::Upgraded(response, upstream)) => (response, upstream),
+    };
     let open = OpenConnection::new(gateway.open_connections.clone());
     let idle = gateway.settings.websocket_idle_timeout;
     tokio::spawn(async move {
         let _guards = guards;
         let _open = open;
-        if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) {
+        if let Ok(down) = downstream.await {
             // Envoy applies its stream idle timeout to upgraded streams the same way.
             if let TunnelEnd::Idle =
-                idle::copy_bidirectional_idle(TokioIo::new(down), TokioIo::new(up), idle).await
+                idle::copy_bidirectional_idle(TokioIo::new(down), upstream, idle).await
             {
                 debug!("websocket tunnel idle; closed");
             }
         }
     });
-    let (parts, _) = response.into_parts();
+    let (parts, ()) = response.into_parts();
     Ok(Response::from_parts(parts, ResponseBody::empty()))
 }
 

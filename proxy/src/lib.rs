@@ -24,6 +24,7 @@ pub mod downstream;
 pub mod error;
 pub mod forward;
 pub mod gateway;
+pub mod h1;
 pub mod idle;
 pub mod index;
 pub mod metrics;

@@ -2,16 +2,18 @@
 //!
 //! Pool design (measured in `shared/reference/pingora-performance.md`): every proxy worker is a
 //! single-threaded runtime (`work_stealing: false`), so each thread keeps its own idle
-//! HTTP/1.1 senders per endpoint in a `thread_local!` stack. Checkout pops (O(1)), and the
-//! response body returns the sender when it reaches its end (see `body.rs`). No lock, no task per
-//! request. HTTP/2 (h2c) upstreams keep one multiplexed sender per endpoint per thread.
-//! A sender returned on another thread (never the case under pingora) just joins that
-//! thread's pool, which is still correct.
+//! HTTP/1.1 connections ([`h1::Conn`]: the socket and its read buffer) per endpoint in a
+//! `thread_local!` stack. Checkout pops (O(1)), and the response body returns the connection
+//! when it reaches its end (see `body.rs`). No lock, no task per request or per connection:
+//! nothing watches an idle connection, so checkout checks it (`Conn::is_usable`, no syscall
+//! unless the socket became readable). HTTP/2 (h2c) upstreams keep one multiplexed hyper
+//! sender per endpoint per thread. A connection returned on another thread (never the case
+//! under pingora) just joins that thread's pool, which is still correct.
 
 use crate::balance::{self, Address, Endpoint};
+use crate::h1::{self, Conn};
 use crate::idle::RequestBody;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_xds::Protocol;
 use std::cell::RefCell;
@@ -22,10 +24,10 @@ use tokio::net::TcpStream;
 
 /// Idle upstream connections older than this are closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest read buffer of an upstream HTTP/1.1 connection, so the largest body chunk it
-/// yields: hyper's default (~400 KiB) times the streams a slow client holds adds up (100
-/// stalled h2 streams held ~35 MiB more). Also bounds a response head, like Envoy's 60 KiB.
-const MAX_READ_BUFFER: usize = 64 * 1024;
+/// Largest read of an upstream HTTP/1.1 connection, so the largest body chunk it yields:
+/// hyper's default (~400 KiB) times the streams a slow client holds adds up (100 stalled h2
+/// streams held ~35 MiB more). A response head is bounded apart, by `h1::framing::MAX_HEAD`.
+pub const MAX_READ_BUFFER: usize = h1::MAX_READ;
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -47,9 +49,10 @@ pub enum ConnectError {
     },
 }
 
-/// A sender ready for one request.
+/// A connection ready for one request.
 pub enum Sender {
-    Http1(http1::SendRequest<RequestBody>),
+    /// `reused`: it came from the pool (a close under the request may then be retried).
+    Http1 { conn: Conn, reused: bool },
     H2(http2::SendRequest<RequestBody>),
 }
 
@@ -58,7 +61,7 @@ struct PoolEntry {
     /// not kept open to a removed instance until the idle timeout (under config churn that
     /// was thousands of open connections and tens of MiB).
     endpoint: Weak<Endpoint>,
-    idle: Vec<(http1::SendRequest<RequestBody>, Instant)>,
+    idle: Vec<(Conn, Instant)>,
     h2: Option<http2::SendRequest<RequestBody>>,
 }
 
@@ -101,11 +104,10 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
                 Some(Sender::H2(sender.clone()))
             }
             Protocol::Http1 => {
-                // A sender that is neither ready nor closed is still busy with an exchange
-                // (say, an upload the upstream answered early); it is closed, not waited on.
-                while let Some((sender, since)) = entry.idle.pop() {
-                    if sender.is_ready() && now.duration_since(since) < IDLE_TIMEOUT {
-                        return Some(Sender::Http1(sender));
+                // One the upstream closed (or wrote to) while idle is dropped.
+                while let Some((mut conn, since)) = entry.idle.pop() {
+                    if now.duration_since(since) < IDLE_TIMEOUT && conn.is_usable() {
+                        return Some(Sender::Http1 { conn, reused: true });
                     }
                 }
                 None
@@ -114,18 +116,16 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
     })
 }
 
-/// Returns an HTTP/1.1 sender whose exchange with `endpoint` completed to this thread's pool.
-pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<RequestBody>) {
-    if sender.is_closed() {
-        return;
-    }
+/// Returns an HTTP/1.1 connection whose exchange with `endpoint` completed cleanly to this
+/// thread's pool.
+pub fn checkin(endpoint: &Arc<Endpoint>, conn: Conn) {
     let now = Instant::now();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         sweep_departed(&mut pool);
         let idle = &mut entry(&mut pool, endpoint).idle;
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push((sender, now));
+            idle.push((conn, now));
         }
         let n = CHECKINS.with(|c| {
             let n = c.get().wrapping_add(1);
@@ -135,8 +135,8 @@ pub fn checkin(endpoint: &Arc<Endpoint>, sender: http1::SendRequest<RequestBody>
         // Endpoints come and go; sweep dead entries now and then so the map stays small.
         if n.is_multiple_of(4096) {
             pool.retain(|_, e| {
-                e.idle.retain(|(s, since)| {
-                    !s.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT
+                e.idle.retain_mut(|(c, since)| {
+                    now.duration_since(*since) < IDLE_TIMEOUT && c.is_usable()
                 });
                 e.h2 = e.h2.take().filter(|s| !s.is_closed());
                 !e.idle.is_empty() || e.h2.is_some()
@@ -182,24 +182,18 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
     let stream = dial(&endpoint.address, timeout).await?;
-    let io = TokioIo::new(stream);
-    let handshake_error = |source| ConnectError::Handshake {
-        address: endpoint.address.to_string(),
-        source,
-    };
     match protocol {
-        Protocol::Http1 => {
-            let (sender, conn) = http1::Builder::new()
-                .max_buf_size(MAX_READ_BUFFER)
-                .handshake(io)
-                .await
-                .map_err(handshake_error)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Sender::Http1(sender))
-        }
+        // No handshake and no task: the request's own task drives the connection (`h1.rs`).
+        Protocol::Http1 => Ok(Sender::Http1 {
+            conn: Conn::new(stream),
+            reused: false,
+        }),
         Protocol::H2c => {
+            let handshake_error = |source| ConnectError::Handshake {
+                address: endpoint.address.to_string(),
+                source,
+            };
+            let io = TokioIo::new(stream);
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(io)
@@ -215,21 +209,8 @@ pub async fn connect(
 }
 
 /// Opens a dedicated HTTP/1.1 connection that may be upgraded (websocket). Never pooled.
-pub async fn connect_upgradable(
-    endpoint: &Endpoint,
-    timeout: Duration,
-) -> Result<http1::SendRequest<Incoming>, ConnectError> {
-    let stream = dial(&endpoint.address, timeout).await?;
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| ConnectError::Handshake {
-            address: endpoint.address.to_string(),
-            source,
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(sender)
+pub async fn connect_upgradable(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, ConnectError> {
+    Ok(Conn::new(dial(&endpoint.address, timeout).await?))
 }
 
 #[cfg(test)]

@@ -6,14 +6,14 @@ use tokio::net::TcpListener;
 async fn pooled_connection(
     listener: &TcpListener,
     endpoint: &Arc<Endpoint>,
-) -> (http1::SendRequest<RequestBody>, TcpStream) {
-    let Ok(Sender::Http1(sender)) =
+) -> (Conn, TcpStream) {
+    let Ok(Sender::Http1 { conn, .. }) =
         connect(endpoint, Protocol::Http1, Duration::from_secs(5)).await
     else {
         panic!("an HTTP/1.1 connection")
     };
     let (server_side, _) = listener.accept().await.expect("accepted");
-    (sender, server_side)
+    (conn, server_side)
 }
 
 /// Whether the peer closed `s` (EOF), waiting at most a few seconds.

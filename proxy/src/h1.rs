@@ -1,0 +1,588 @@
+//! The HTTP/1.1 upstream client: the request's own task writes the request and reads the
+//! response, with no dispatch channel and no task per connection (hyper's client had both,
+//! and their hand-off was a large part of a request's CPU, see ARCHITECTURE.md).
+//!
+//! An exchange: write the head in one write, stream the body (Content-Length as is, or
+//! chunked) while watching for an early response, parse the response head ([`framing`], on
+//! `httparse`), skip interim 1xx responses, then hand back a [`ResponseBody`]-ready [`H1Body`]
+//! that reads the body straight from the connection. The connection goes back to the
+//! per-thread pool (`upstream.rs`) only when the body ended exactly at its frame, nothing
+//! followed it, the whole request was sent, and both sides allow keep-alive; any error,
+//! misframing or early drop closes it.
+
+pub mod framing;
+
+use crate::idle::RequestBodyError;
+use bytes::{BufMut, Bytes, BytesMut};
+use framing::{Decoded, Decoder, FrameError, Head};
+use http::header;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// First read size of a connection; doubled after each read that fills it, up to
+/// [`MAX_READ`] (hyper's adaptive strategy), so small responses keep small buffers.
+const FIRST_READ: usize = 8 * 1024;
+/// Largest read, so the largest body chunk: 64 KiB (see `upstream::MAX_READ_BUFFER`).
+pub const MAX_READ: usize = 64 * 1024;
+/// Interim (1xx) responses skipped before a final one; more is a misbehaving upstream.
+const MAX_INTERIM: usize = 8;
+
+/// One upstream HTTP/1.1 connection: the socket and its read buffer. Pooled between requests.
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+    next_read: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("upstream connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("upstream closed the connection before a response")]
+    Closed,
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("upstream sent too many interim (1xx) responses")]
+    InterimLoop,
+    #[error("upstream switched protocols without being asked")]
+    UnexpectedUpgrade,
+    /// The client's request body failed (idle timeout or a client error): not the upstream's
+    /// fault, mapped to 408/400 in `error.rs`.
+    #[error("request body: {0}")]
+    RequestBody(RequestBodyError),
+}
+
+/// A failed exchange, and whether the request may go again on another connection.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: H1Error,
+    /// The connection was reused, nothing of a response arrived, and the request either never
+    /// left or is idempotent with no body: the upstream closed an idle connection under us
+    /// (the race hyper and Envoy retry).
+    pub retryable: bool,
+}
+
+/// A response head and, for a 101, the connection handed over for a tunnel.
+pub enum Exchange {
+    Response(Response<H1Body>),
+    Upgraded(Response<()>, Upgraded),
+}
+
+impl Conn {
+    pub fn new(io: TcpStream) -> Conn {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            next_read: FIRST_READ,
+        }
+    }
+
+    /// Whether this idle connection can carry a request: nothing arrived while it was idle
+    /// (no EOF, no stray bytes). Costs no syscall unless the socket became readable.
+    pub fn is_usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads more into the buffer. `Ok(0)` is EOF.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            if self.buf.capacity() - self.buf.len() < self.next_read / 2 {
+                self.buf.reserve(self.next_read);
+            }
+            let room = (self.buf.capacity() - self.buf.len()).min(MAX_READ);
+            match self.io.try_read_buf(&mut (&mut self.buf).limit(room)) {
+                Ok(n) => {
+                    if n == room && self.next_read < MAX_READ {
+                        self.next_read *= 2;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// How the request body goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Send {
+    None,
+    Length,
+    Chunked,
+}
+
+/// Writes the request head into `out`: `headers` as edited by `forward.rs` (hop-by-hop already
+/// gone), plus the framing header the body needs.
+fn encode_head<B: Body>(out: &mut BytesMut, req: &Request<B>, send: Send) {
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    out.reserve(256);
+    out.put_slice(req.method().as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(path.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match send {
+        Send::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Send::Length if !req.headers().contains_key(header::CONTENT_LENGTH) => {
+            if let Some(n) = req.body().size_hint().exact() {
+                out.put_slice(b"content-length: ");
+                out.put_slice(itoa_u64(n, &mut [0u8; 20]));
+                out.put_slice(b"\r\n");
+            }
+        }
+        _ => {}
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Bytes queued for the socket: up to three pieces (a chunk's size line, its data, CRLF).
+struct Outgoing {
+    parts: [Bytes; 3],
+    next: usize,
+}
+
+impl Outgoing {
+    fn empty() -> Outgoing {
+        Outgoing {
+            parts: [Bytes::new(), Bytes::new(), Bytes::new()],
+            next: 3,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next >= 3 || self.parts[self.next..].iter().all(Bytes::is_empty)
+    }
+
+    fn set(&mut self, a: Bytes, b: Bytes, c: Bytes) {
+        self.parts = [a, b, c];
+        self.next = 0;
+    }
+
+    fn poll_write(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.next < 3 {
+            if self.parts[self.next].is_empty() {
+                self.next += 1;
+                continue;
+            }
+            let slices = [
+                io::IoSlice::new(&self.parts[self.next]),
+                io::IoSlice::new(self.parts.get(self.next + 1).map_or(&[][..], |b| &b[..])),
+                io::IoSlice::new(self.parts.get(self.next + 2).map_or(&[][..], |b| &b[..])),
+            ];
+            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            while n > 0 && self.next < 3 {
+                let part = &mut self.parts[self.next];
+                let take = n.min(part.len());
+                let _ = part.split_to(take);
+                n -= take;
+                if part.is_empty() {
+                    self.next += 1;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The body is being sent; a response may arrive meanwhile.
+enum BodyOutcome {
+    /// All of the body went out.
+    Sent,
+    /// A final response head arrived first: the rest of the body is not sent.
+    Answered(Head),
+}
+
+/// Sends `req` on `conn` and reads the response head. Generic over the body only so tests can
+/// send plain bodies; the request path sends `idle::RequestBody`. `reused`: the connection came from the
+/// pool (a close under us may then be retried).
+pub async fn send<B>(
+    mut conn: Conn,
+    req: &mut Request<B>,
+    reused: bool,
+    upgrade: bool,
+) -> Result<Exchange, SendError>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
+{
+    let head_request = req.method() == Method::HEAD;
+    let idempotent = is_idempotent(req.method());
+    let has_body = !req.body().is_end_stream();
+    let send_mode = if !has_body {
+        Send::None
+    } else if req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.body().size_hint().exact().is_some()
+    {
+        Send::Length
+    } else {
+        Send::Chunked
+    };
+    let mut progress = Progress::default();
+    let result = exchange(&mut conn, req, send_mode, head_request, &mut progress).await;
+    let (head, sent_all) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            let closed_early = matches!(error, H1Error::Closed)
+                || matches!(&error, H1Error::Io(e) if is_reset(e));
+            let retryable = reused
+                && closed_early
+                && !progress.response_bytes
+                && (!progress.head_written || (idempotent && !has_body));
+            return Err(SendError { error, retryable });
+        }
+    };
+    let fail = |error: H1Error| SendError {
+        error,
+        retryable: false,
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = head.status;
+    *response.version_mut() = head.version;
+    *response.headers_mut() = head.headers;
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        if !upgrade || !sent_all {
+            return Err(fail(H1Error::UnexpectedUpgrade));
+        }
+        return Ok(Exchange::Upgraded(
+            response,
+            Upgraded {
+                buf: conn.buf.split().freeze(),
+                io: conn.io,
+            },
+        ));
+    }
+    let body = H1Body {
+        decoder: Decoder::new(head.framing),
+        reusable: head.keep_alive && sent_all,
+        conn: Some(conn),
+    };
+    Ok(Exchange::Response(response.map(|()| body)))
+}
+
+#[derive(Default)]
+struct Progress {
+    head_written: bool,
+    response_bytes: bool,
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// The exchange up to the final response head; returns it and whether the whole request
+/// went out.
+async fn exchange<B>(
+    conn: &mut Conn,
+    req: &mut Request<B>,
+    send: Send,
+    head_request: bool,
+    progress: &mut Progress,
+) -> Result<(Head, bool), H1Error>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
+{
+    // The head goes out through the read buffer's memory (empty between exchanges), so a
+    // request allocates nothing for it once the connection has warmed up.
+    conn.buf.clear();
+    encode_head(&mut conn.buf, req, send);
+    conn.io.write_all(&conn.buf).await?;
+    conn.buf.clear();
+    progress.head_written = true;
+    let mut interim = 0;
+    let (mut head, sent_all) = match send {
+        Send::None => (None, true),
+        Send::Length | Send::Chunked => {
+            match send_body(conn, req.body_mut(), send, head_request, progress, &mut interim)
+                .await?
+            {
+                BodyOutcome::Sent => (None, true),
+                BodyOutcome::Answered(head) => (Some(head), false),
+            }
+        }
+    };
+    loop {
+        if let Some(h) = head.take() {
+            if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS {
+                // 100 Continue, 103 Early Hints: dropped, as hyper's client did.
+                interim += 1;
+                if interim > MAX_INTERIM {
+                    return Err(H1Error::InterimLoop);
+                }
+            } else {
+                return Ok((h, sent_all));
+            }
+        }
+        head = Some(read_head(conn, head_request, progress).await?);
+    }
+}
+
+async fn read_head(
+    conn: &mut Conn,
+    head_request: bool,
+    progress: &mut Progress,
+) -> Result<Head, H1Error> {
+    loop {
+        if !conn.buf.is_empty() {
+            if let Some(head) = framing::parse_head(&mut conn.buf, head_request)? {
+                return Ok(head);
+            }
+        }
+        let n = poll_fn(|cx| conn.poll_read_more(cx)).await?;
+        if n == 0 {
+            return Err(if conn.buf.is_empty() {
+                H1Error::Closed
+            } else {
+                FrameError::Incomplete.into()
+            });
+        }
+        progress.response_bytes = true;
+    }
+}
+
+/// Streams the request body, reading (and parsing) whatever the upstream sends meanwhile: an
+/// interim response is skipped, a final one stops the upload (the connection is then not
+/// reused). Both directions are polled together, so an upstream that answers a large upload
+/// without reading it cannot deadlock the exchange.
+async fn send_body<B>(
+    conn: &mut Conn,
+    body: &mut B,
+    send: Send,
+    head_request: bool,
+    progress: &mut Progress,
+    interim: &mut usize,
+) -> Result<BodyOutcome, H1Error>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
+{
+    let mut out = Outgoing::empty();
+    let mut body_done = false;
+    let mut read_closed = false;
+    poll_fn(|cx| loop {
+        // Read side: anything the upstream says before the body is all sent.
+        if !read_closed {
+            match conn.poll_read_more(cx) {
+                Poll::Ready(Ok(0)) => read_closed = true,
+                Poll::Ready(Ok(_)) => {
+                    progress.response_bytes = true;
+                    while let Some(head) = framing::parse_head(&mut conn.buf, head_request)? {
+                        if head.status.is_informational()
+                            && head.status != StatusCode::SWITCHING_PROTOCOLS
+                        {
+                            *interim += 1;
+                            if *interim > MAX_INTERIM {
+                                return Poll::Ready(Err(H1Error::InterimLoop));
+                            }
+                            continue;
+                        }
+                        return Poll::Ready(Ok(BodyOutcome::Answered(head)));
+                    }
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {}
+            }
+        }
+        // Write side: finish what is queued, then take the next frame.
+        if !out.is_empty() {
+            match out.poll_write(&mut conn.io, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if body_done {
+            return Poll::Ready(Ok(BodyOutcome::Sent));
+        }
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1Error::RequestBody(e))),
+            Poll::Ready(None) => {
+                body_done = true;
+                if send == Send::Chunked {
+                    out.set(Bytes::from_static(b"0\r\n\r\n"), Bytes::new(), Bytes::new());
+                }
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                // Request trailers are dropped, as hyper's client did without a `Trailer`
+                // header (which is hop-by-hop and already gone).
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if send == Send::Chunked {
+                    let line = Bytes::from(format!("{:x}\r\n", data.len()));
+                    out.set(line, data, Bytes::from_static(b"\r\n"));
+                } else {
+                    out.set(data, Bytes::new(), Bytes::new());
+                }
+                if body.is_end_stream() {
+                    body_done = true;
+                    if send == Send::Chunked {
+                        // The last chunk's CRLF and the terminator in the same write.
+                        out.parts[2] = Bytes::from_static(b"\r\n0\r\n\r\n");
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// A response body read straight from its upstream connection.
+pub struct H1Body {
+    decoder: Decoder,
+    /// Whether the connection may carry another exchange once this body ends cleanly.
+    reusable: bool,
+    /// Taken when the body ends (see [`H1Body::take_reusable`]) or fails.
+    conn: Option<Conn>,
+}
+
+impl H1Body {
+    /// After the end of the body: its connection, if it may be pooled (nothing followed the
+    /// body and both sides allow keep-alive).
+    pub fn take_reusable(&mut self) -> Option<Conn> {
+        if !self.decoder.is_done() || !self.reusable {
+            return None;
+        }
+        self.conn.take().filter(|c| c.buf.is_empty())
+    }
+
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        loop {
+            let Some(conn) = &mut self.conn else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.decode(&mut conn.buf) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Decoded::Trailers(trailers)) => {
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                }
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            match conn.poll_read_more(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    self.reusable = false;
+                    if let Err(e) = self.decoder.eof() {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// The upstream side of a tunnel after a 101: bytes the upstream sent after its head first,
+/// then the socket.
+pub struct Upgraded {
+    buf: Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.buf.is_empty() {
+            let n = this.buf.len().min(out.remaining());
+            out.put_slice(&this.buf.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+//! Pure HTTP/1.1 response framing: the head (on `httparse`) and the body decoder. No I/O, so
+//! the fuzz target (`fuzz/fuzz_targets/h1.rs`) and table tests drive exactly what the client
+//! runs.
+//!
+//! Strict by design (RFC 9112 §6.3, and what Envoy and nginx refuse): Content-Length beside
+//! Transfer-Encoding, differing or malformed Content-Lengths, any transfer coding but a lone
+//! `chunked`, obs-fold, a head over [`MAX_HEAD`], more than [`MAX_HEADERS`] headers, and any
+//! chunk-size line that is not hex digits (at most 16) with an optional extension ended by
+//! CRLF are all errors: the response is answered 502 and its connection closed. A bare LF
+//! ends a head line (httparse, hyper and nginx accept it), never a chunk line.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+
+/// Largest response head (status line and headers), like Envoy's 60 KiB.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a response head (hyper's client default).
+pub const MAX_HEADERS: usize = 100;
+/// Largest trailer section of a chunked body.
+pub const MAX_TRAILERS: usize = 16 * 1024;
+/// Largest chunk extension (`;name=value`), which is read and ignored.
+const MAX_CHUNK_EXTENSION: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("response head: {0}")]
+    Head(&'static str),
+    #[error("response head over {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("response content-length: {0}")]
+    ContentLength(&'static str),
+    #[error("response transfer-encoding: {0}")]
+    TransferEncoding(&'static str),
+    #[error("response chunk: {0}")]
+    Chunk(&'static str),
+    #[error("response trailers: {0}")]
+    Trailers(&'static str),
+    #[error("response body: connection closed before its end")]
+    Incomplete,
+}
+
+/// How the body after a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 1xx, 204, 304, or `Content-Length: 0`.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// No length and not chunked: the body ends when the upstream closes (never reusable).
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Both the version and `Connection` allow another exchange on this connection.
+    pub keep_alive: bool,
+}
+
+/// Parses one response head from the front of `buf`. `Ok(None)`: incomplete (read more).
+/// On success the head's bytes are taken off `buf`; the body (or the next head) follows.
+/// `head_request`: the request was HEAD, so no body follows whatever the headers say.
+pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, FrameError> {
+    // Offsets into `buf`, so the values can share one frozen copy of the head (no per-value
+    // allocation), as hyper does.
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let (len, status, minor, count) = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() >= MAX_HEAD {
+                    return Err(FrameError::HeadTooLarge);
+                }
+                return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(FrameError::Head("too many headers")),
+            Err(httparse::Error::Status) => return Err(FrameError::Head("invalid status")),
+            Err(httparse::Error::Version) => return Err(FrameError::Head("invalid version")),
+            Err(_) => return Err(FrameError::Head("invalid header line")),
+        };
+        if len > MAX_HEAD {
+            return Err(FrameError::HeadTooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let count = response.headers.len();
+        for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (name, name + h.name.len(), value, value + h.value.len());
+        }
+        (
+            len,
+            response.code.unwrap_or(0),
+            response.version.unwrap_or(0),
+            count,
+        )
+    };
+    let status = StatusCode::from_u16(status).map_err(|_| FrameError::Head("invalid status"))?;
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name =
+            HeaderName::from_bytes(&head[ns..ne]).map_err(|_| FrameError::Head("invalid name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+            .map_err(|_| FrameError::Head("invalid value"))?;
+        if name == header::CONTENT_LENGTH {
+            let n = parse_content_length(value.as_bytes())?;
+            if content_length.is_some_and(|old| old != n) {
+                return Err(FrameError::ContentLength("two differing values"));
+            }
+            content_length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            // One line, one coding: `chunked`. Anything else (`gzip, chunked`, a second line,
+            // an unknown coding) is a framing this proxy does not speak, and one a peer might
+            // read differently.
+            if chunked || !value.as_bytes().eq_ignore_ascii_case(b"chunked") {
+                return Err(FrameError::TransferEncoding("only a single chunked is accepted"));
+            }
+            chunked = true;
+        } else if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    if chunked && content_length.is_some() {
+        return Err(FrameError::TransferEncoding("beside content-length"));
+    }
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let keep_alive = !close && (minor == 1 || keep_alive_token);
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Empty
+    } else if chunked {
+        // HTTP/1.0 has no chunked coding; a 1.0 response that claims it is misframed.
+        if minor == 0 {
+            return Err(FrameError::TransferEncoding("in an HTTP/1.0 response"));
+        }
+        Framing::Chunked
+    } else {
+        match content_length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive: keep_alive && framing != Framing::UntilClose,
+    }))
+}
+
+/// 1*DIGIT, no sign, no list, at most 19 digits (fits `u64`).
+fn parse_content_length(value: &[u8]) -> Result<u64, FrameError> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(FrameError::ContentLength("not a decimal number"));
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// What [`Decoder::decode`] found in the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    /// The body has ended; whatever is left in the buffer is not part of it.
+    End,
+    /// Read more from the connection (and call again).
+    NeedMore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Hex digits of the size; the `u8` counts them.
+    Size(u64, u8),
+    /// Spaces or tabs after the size, before `;` or CR.
+    SizeSpace(u64),
+    /// Inside `;extension`, counting its bytes.
+    Extension(u64, u16),
+    /// After the CR that ends a size line.
+    SizeLf(u64),
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk's line: the trailer section up to an empty line.
+    Trailers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+/// The body decoder of one response.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Decoder {
+        let state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunk::Size(0, 0)),
+            Framing::UntilClose => State::UntilClose,
+        };
+        Decoder { state }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The exact remaining length, if known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length(n) => Some(n),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next piece of the body off the front of `buf`. Never takes a byte past the
+    /// body's end.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, FrameError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Decoded::End),
+                State::UntilClose => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    return Ok(Decoded::Data(buf.split().freeze()));
+                }
+                State::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        State::Done
+                    } else {
+                        State::Length(left)
+                    };
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                State::Chunked(Chunk::Data(left)) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    self.state = State::Chunked(if left == 0 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                State::Chunked(Chunk::Trailers) => return self.trailers(buf),
+                State::Chunked(chunk) => {
+                    let Some(&byte) = buf.first() else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    buf.advance(1);
+                    self.state = State::Chunked(next_chunk_state(chunk, byte)?);
+                }
+            }
+        }
+    }
+
+    /// The connection reached EOF: the end of a read-to-close body, an error for any other.
+    pub fn eof(&mut self) -> Result<(), FrameError> {
+        match self.state {
+            State::UntilClose | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(FrameError::Incomplete),
+        }
+    }
+
+    /// The trailer section: header lines up to an empty line, parsed whole once complete.
+    fn trailers(&mut self, buf: &mut BytesMut) -> Result<Decoded, FrameError> {
+        // The common case: no trailers, just the final CRLF.
+        if buf.len() < 2 {
+            return Ok(Decoded::NeedMore);
+        }
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+            self.state = State::Done;
+            return Ok(Decoded::End);
+        }
+        let Some(end) = find_empty_line(buf) else {
+            if buf.len() > MAX_TRAILERS {
+                return Err(FrameError::Trailers("section too large"));
+            }
+            if contains_bare_cr_or_lf(buf) {
+                return Err(FrameError::Trailers("a line not ended by CRLF"));
+            }
+            return Ok(Decoded::NeedMore);
+        };
+        if end > MAX_TRAILERS {
+            return Err(FrameError::Trailers("section too large"));
+        }
+        let section = buf.split_to(end).freeze();
+        if contains_bare_cr_or_lf(&section) {
+            return Err(FrameError::Trailers("a line not ended by CRLF"));
+        }
+        let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let lines = match httparse::parse_headers(&section, &mut parsed) {
+            Ok(httparse::Status::Complete((_, lines))) => lines,
+            _ => return Err(FrameError::Trailers("invalid header line")),
+        };
+        let mut trailers = HeaderMap::with_capacity(lines.len());
+        for h in lines {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| FrameError::Trailers("invalid name"))?;
+            // Framing fields are not allowed as trailers (RFC 9110 §6.5.1).
+            if name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+                || name == header::HOST
+            {
+                return Err(FrameError::Trailers("a framing field"));
+            }
+            let value = HeaderValue::from_maybe_shared(section.slice_ref(h.value))
+                .map_err(|_| FrameError::Trailers("invalid value"))?;
+            trailers.append(name, value);
+        }
+        self.state = State::Done;
+        Ok(Decoded::Trailers(trailers))
+    }
+}
+
+/// One byte of a chunk-size line or of the CRLF after a chunk's data.
+fn next_chunk_state(chunk: Chunk, byte: u8) -> Result<Chunk, FrameError> {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let after_size = |size: u64| -> Chunk {
+        if size == 0 {
+            Chunk::Trailers
+        } else {
+            Chunk::Data(size)
+        }
+    };
+    Ok(match (chunk, byte) {
+        (Chunk::Size(size, digits), b) if hex(b).is_some() => {
+            if digits >= 16 {
+                return Err(FrameError::Chunk("size over 16 hex digits"));
+            }
+            Chunk::Size(size << 4 | u64::from(hex(b).unwrap_or(0)), digits + 1)
+        }
+        (Chunk::Size(_, 0), _) => return Err(FrameError::Chunk("size is not hex")),
+        (Chunk::Size(size, _), b' ' | b'\t') | (Chunk::SizeSpace(size), b' ' | b'\t') => {
+            Chunk::SizeSpace(size)
+        }
+        (Chunk::Size(size, _) | Chunk::SizeSpace(size), b';') => Chunk::Extension(size, 0),
+        (Chunk::Size(size, _) | Chunk::SizeSpace(size) | Chunk::Extension(size, _), b'\r') => {
+            Chunk::SizeLf(size)
+        }
+        (Chunk::Size(..) | Chunk::SizeSpace(_), _) => {
+            return Err(FrameError::Chunk("invalid size line"))
+        }
+        (Chunk::Extension(_, _), b'\n') => {
+            return Err(FrameError::Chunk("extension ended by a bare LF"))
+        }
+        (Chunk::Extension(_, len), _) if usize::from(len) >= MAX_CHUNK_EXTENSION => {
+            return Err(FrameError::Chunk("extension too long"))
+        }
+        (Chunk::Extension(size, len), b) if b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80 => {
+            Chunk::Extension(size, len + 1)
+        }
+        (Chunk::Extension(..), _) => return Err(FrameError::Chunk("control byte in extension")),
+        (Chunk::SizeLf(size), b'\n') => after_size(size),
+        (Chunk::SizeLf(_), _) => return Err(FrameError::Chunk("size line: CR without LF")),
+        (Chunk::DataCr, b'\r') => Chunk::DataLf,
+        (Chunk::DataCr, _) => return Err(FrameError::Chunk("data not followed by CRLF")),
+        (Chunk::DataLf, b'\n') => Chunk::Size(0, 0),
+        (Chunk::DataLf, _) => return Err(FrameError::Chunk("data: CR without LF")),
+        (Chunk::Data(_) | Chunk::Trailers, _) => {
+            return Err(FrameError::Chunk("internal: not a line state"))
+        }
+    })
+}
+
+/// The length up to and including the CRLFCRLF that ends a trailer section.
+fn find_empty_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// A CR not followed by LF, or an LF not preceded by CR (an unfinished trailing CR is fine).
+fn contains_bare_cr_or_lf(buf: &[u8]) -> bool {
+    buf.iter().enumerate().any(|(i, &b)| match b {
+        b'\r' => buf.get(i + 1).is_some_and(|&n| n != b'\n'),
+        b'\n' => i == 0 || buf[i - 1] != b'\r',
+        _ => false,
+    })
+}
