@@ -171,45 +171,46 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// Bytes queued for the socket: up to three pieces (a chunk's size line, its data, CRLF).
+/// Bytes queued for the socket, written with one vectored write: the request head (first
+/// frame only), a chunk's size line, its data, and its CRLF (with the terminator if last).
 struct Outgoing {
-    parts: [Bytes; 3],
+    parts: [Bytes; PARTS],
     next: usize,
 }
+
+const PARTS: usize = 4;
 
 impl Outgoing {
     fn empty() -> Outgoing {
         Outgoing {
-            parts: [Bytes::new(), Bytes::new(), Bytes::new()],
-            next: 3,
+            parts: Default::default(),
+            next: 0,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.next >= 3 || self.parts[self.next..].iter().all(Bytes::is_empty)
+        self.parts[self.next.min(PARTS)..].iter().all(Bytes::is_empty)
     }
 
-    fn set(&mut self, a: Bytes, b: Bytes, c: Bytes) {
-        self.parts = [a, b, c];
+    fn clear(&mut self) {
+        self.parts = Default::default();
         self.next = 0;
     }
 
     fn poll_write(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.next < 3 {
+        while self.next < PARTS {
             if self.parts[self.next].is_empty() {
                 self.next += 1;
                 continue;
             }
-            let slices = [
-                io::IoSlice::new(&self.parts[self.next]),
-                io::IoSlice::new(self.parts.get(self.next + 1).map_or(&[][..], |b| &b[..])),
-                io::IoSlice::new(self.parts.get(self.next + 2).map_or(&[][..], |b| &b[..])),
-            ];
+            let slices: [io::IoSlice<'_>; PARTS] = std::array::from_fn(|i| {
+                io::IoSlice::new(self.parts.get(self.next + i).map_or(&[][..], |b| &b[..]))
+            });
             let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            while n > 0 && self.next < 3 {
+            while n > 0 && self.next < PARTS {
                 let part = &mut self.parts[self.next];
                 let take = n.min(part.len());
                 let _ = part.split_to(take);
@@ -325,20 +326,38 @@ async fn exchange<B>(
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
 {
-    // The head goes out through the read buffer's memory (empty between exchanges), so a
-    // request allocates nothing for it once the connection has warmed up.
     conn.buf.clear();
-    encode_head(&mut conn.buf, req, send);
-    conn.io.write_all(&conn.buf).await?;
-    conn.buf.clear();
-    progress.head_written = true;
     let mut interim = 0;
     let (mut head, sent_all) = match send {
-        Send::None => (None, true),
+        Send::None => {
+            // The head goes out through the read buffer's memory (empty between exchanges),
+            // so a request allocates nothing for it once the connection has warmed up.
+            encode_head(&mut conn.buf, req, send);
+            progress.head_written = true;
+            conn.io.write_all(&conn.buf).await?;
+            conn.buf.clear();
+            (None, true)
+        }
         Send::Length | Send::Chunked => {
-            match send_body(conn, req.body_mut(), send, head_request, progress, &mut interim)
-                .await?
-            {
+            // The head waits for the body's first frame and goes out with it (one write): a
+            // body that fails at once (an invalid first chunk) sends the upstream nothing.
+            let body = req.body_mut();
+            let first = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+            let first = first.transpose().map_err(H1Error::RequestBody)?;
+            encode_head(&mut conn.buf, req, send);
+            let head = conn.buf.split().freeze();
+            progress.head_written = true;
+            let outcome = send_body(
+                conn,
+                req.body_mut(),
+                (head, first),
+                send,
+                head_request,
+                progress,
+                &mut interim,
+            )
+            .await?;
+            match outcome {
                 BodyOutcome::Sent => (None, true),
                 BodyOutcome::Answered(head) => (Some(head), false),
             }
@@ -390,6 +409,7 @@ async fn read_head(
 async fn send_body<B>(
     conn: &mut Conn,
     body: &mut B,
+    (head, first): (Bytes, Option<Frame<Bytes>>),
     send: Send,
     head_request: bool,
     progress: &mut Progress,
@@ -400,6 +420,20 @@ where
 {
     let mut out = Outgoing::empty();
     let mut body_done = false;
+    out.parts[0] = head;
+    match first {
+        None => {
+            body_done = true;
+            if send == Send::Chunked {
+                out.parts[1] = Bytes::from_static(b"0\r\n\r\n");
+            }
+        }
+        Some(frame) => {
+            if let Ok(data) = frame.into_data() {
+                body_done = queue(&mut out, 1, data, send, body.is_end_stream());
+            }
+        }
+    }
     let mut read_closed = false;
     poll_fn(|cx| loop {
         // Read side: anything the upstream says before the body is all sent.
@@ -442,8 +476,9 @@ where
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1Error::RequestBody(e))),
             Poll::Ready(None) => {
                 body_done = true;
+                out.clear();
                 if send == Send::Chunked {
-                    out.set(Bytes::from_static(b"0\r\n\r\n"), Bytes::new(), Bytes::new());
+                    out.parts[0] = Bytes::from_static(b"0\r\n\r\n");
                 }
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -452,26 +487,30 @@ where
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if data.is_empty() {
-                    continue;
-                }
-                if send == Send::Chunked {
-                    let line = Bytes::from(format!("{:x}\r\n", data.len()));
-                    out.set(line, data, Bytes::from_static(b"\r\n"));
-                } else {
-                    out.set(data, Bytes::new(), Bytes::new());
-                }
-                if body.is_end_stream() {
-                    body_done = true;
-                    if send == Send::Chunked {
-                        // The last chunk's CRLF and the terminator in the same write.
-                        out.parts[2] = Bytes::from_static(b"\r\n0\r\n\r\n");
-                    }
-                }
+                out.clear();
+                body_done = queue(&mut out, 0, data, send, body.is_end_stream());
             }
         }
     })
     .await
+}
+
+/// Queues one data frame at `out.parts[at..]` (chunk-framed if `send` is chunked, with the
+/// terminator if `last`). Returns `last`.
+fn queue(out: &mut Outgoing, at: usize, data: Bytes, send: Send, last: bool) -> bool {
+    if send == Send::Chunked {
+        if !data.is_empty() {
+            out.parts[at] = Bytes::from(format!("{:x}\r\n", data.len()));
+            out.parts[at + 1] = data;
+            // The last chunk's CRLF and the terminator in the same write.
+            out.parts[at + 2] = Bytes::from_static(if last { b"\r\n0\r\n\r\n" } else { b"\r\n" });
+        } else if last {
+            out.parts[at] = Bytes::from_static(b"0\r\n\r\n");
+        }
+    } else {
+        out.parts[at] = data;
+    }
+    last
 }
 
 /// A response body read straight from its upstream connection.

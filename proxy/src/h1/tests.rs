@@ -478,3 +478,21 @@ async fn a_switch_is_refused_unless_asked_and_carries_early_bytes_when_asked() {
     server.read_exact(&mut ping).await.expect("tunnelled");
     assert_eq!(&ping, b"ping");
 }
+
+#[tokio::test]
+async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
+    let (conn, mut server) = pair().await;
+    let frames: Vec<Result<Frame<Bytes>, RequestBodyError>> = vec![Err(RequestBodyTimeout.into())];
+    let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+    let mut req = request(Method::POST, body);
+    let Err(error) = send(conn, &mut req, false, false).await else {
+        panic!("an error")
+    };
+    assert!(matches!(error.error, H1Error::RequestBody(_)));
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.read_to_end(&mut got))
+        .await
+        .expect("bounded")
+        .expect("read");
+    assert!(got.is_empty(), "the upstream saw {got:?}");
+}
