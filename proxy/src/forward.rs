@@ -516,19 +516,15 @@ async fn send(
             },
         };
         let unsent = match sender {
-            Sender::Http1 { conn, reused } => {
-                match h1::send(conn, &mut req, reused, false).await {
-                    Ok(Exchange::Response(response)) => {
-                        served.upstream = Some(endpoint);
-                        return Ok(response.map(Source::H1));
-                    }
-                    Ok(Exchange::Upgraded(..)) => {
-                        return Err(h1::H1Error::UnexpectedUpgrade.into())
-                    }
-                    Err(error) if error.retryable => req,
-                    Err(error) => return Err(error.error.into()),
+            Sender::Http1 { conn, reused } => match h1::send(conn, &mut req, reused, false).await {
+                Ok(Exchange::Response(response)) => {
+                    served.upstream = Some(endpoint);
+                    return Ok(response.map(Source::H1));
                 }
-            }
+                Ok(Exchange::Upgraded(..)) => return Err(h1::H1Error::UnexpectedUpgrade.into()),
+                Err(error) if error.retryable => req,
+                Err(error) => return Err(error.error.into()),
+            },
             Sender::H2(mut sender) => match sender.try_send_request(req).await {
                 Ok(response) => {
                     served.upstream = Some(endpoint);

@@ -28,7 +28,9 @@ use tokio::net::TcpStream;
 /// First read size of a connection; doubled after each read that fills it, up to
 /// [`MAX_READ`] (hyper's adaptive strategy), so small responses keep small buffers.
 const FIRST_READ: usize = 8 * 1024;
-/// Largest read, so the largest body chunk: 64 KiB (see `upstream::MAX_READ_BUFFER`).
+/// Largest read, so the largest body chunk: hyper's default (~400 KiB) times the streams a
+/// slow client holds adds up (100 stalled h2 streams held ~35 MiB more). A response head is
+/// bounded apart, by [`framing::MAX_HEAD`].
 pub const MAX_READ: usize = 64 * 1024;
 /// Interim (1xx) responses skipped before a final one; more is a misbehaving upstream.
 const MAX_INTERIM: usize = 8;
@@ -91,6 +93,14 @@ impl Conn {
         }
         let mut probe = [0u8; 1];
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Going idle in the pool: a buffer grown by a large response is given back, so idle
+    /// connections hold at most a couple of small reads' worth.
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > 2 * FIRST_READ {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// Reads more into the buffer. `Ok(0)` is EOF.
@@ -189,7 +199,9 @@ impl Outgoing {
     }
 
     fn is_empty(&self) -> bool {
-        self.parts[self.next.min(PARTS)..].iter().all(Bytes::is_empty)
+        self.parts[self.next.min(PARTS)..]
+            .iter()
+            .all(Bytes::is_empty)
     }
 
     fn clear(&mut self) {
@@ -261,8 +273,8 @@ where
     let (head, sent_all) = match result {
         Ok(done) => done,
         Err(error) => {
-            let closed_early = matches!(error, H1Error::Closed)
-                || matches!(&error, H1Error::Io(e) if is_reset(e));
+            let closed_early =
+                matches!(error, H1Error::Closed) || matches!(&error, H1Error::Io(e) if is_reset(e));
             let retryable = reused
                 && closed_early
                 && !progress.response_bytes

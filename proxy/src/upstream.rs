@@ -11,7 +11,7 @@
 //! under pingora) just joins that thread's pool, which is still correct.
 
 use crate::balance::{self, Address, Endpoint};
-use crate::h1::{self, Conn};
+use crate::h1::Conn;
 use crate::idle::RequestBody;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,10 +24,6 @@ use tokio::net::TcpStream;
 
 /// Idle upstream connections older than this are closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest read of an upstream HTTP/1.1 connection, so the largest body chunk it yields:
-/// hyper's default (~400 KiB) times the streams a slow client holds adds up (100 stalled h2
-/// streams held ~35 MiB more). A response head is bounded apart, by `h1::framing::MAX_HEAD`.
-pub const MAX_READ_BUFFER: usize = h1::MAX_READ;
 /// Most idle HTTP/1.1 connections kept per endpoint per thread.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
@@ -52,7 +48,10 @@ pub enum ConnectError {
 /// A connection ready for one request.
 pub enum Sender {
     /// `reused`: it came from the pool (a close under the request may then be retried).
-    Http1 { conn: Conn, reused: bool },
+    Http1 {
+        conn: Conn,
+        reused: bool,
+    },
     H2(http2::SendRequest<RequestBody>),
 }
 
@@ -118,7 +117,8 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
 
 /// Returns an HTTP/1.1 connection whose exchange with `endpoint` completed cleanly to this
 /// thread's pool.
-pub fn checkin(endpoint: &Arc<Endpoint>, conn: Conn) {
+pub fn checkin(endpoint: &Arc<Endpoint>, mut conn: Conn) {
+    conn.shrink();
     let now = Instant::now();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -209,7 +209,10 @@ pub async fn connect(
 }
 
 /// Opens a dedicated HTTP/1.1 connection that may be upgraded (websocket). Never pooled.
-pub async fn connect_upgradable(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, ConnectError> {
+pub async fn connect_upgradable(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Conn, ConnectError> {
     Ok(Conn::new(dial(&endpoint.address, timeout).await?))
 }
 

@@ -80,7 +80,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
                 }
                 return Ok(None);
             }
-            Err(httparse::Error::TooManyHeaders) => return Err(FrameError::Head("too many headers")),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(FrameError::Head("too many headers"))
+            }
             Err(httparse::Error::Status) => return Err(FrameError::Head("invalid status")),
             Err(httparse::Error::Version) => return Err(FrameError::Head("invalid version")),
             Err(_) => return Err(FrameError::Head("invalid header line")),
@@ -125,7 +127,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             // an unknown coding) is a framing this proxy does not speak, and one a peer might
             // read differently.
             if chunked || !value.as_bytes().eq_ignore_ascii_case(b"chunked") {
-                return Err(FrameError::TransferEncoding("only a single chunked is accepted"));
+                return Err(FrameError::TransferEncoding(
+                    "only a single chunked is accepted",
+                ));
             }
             chunked = true;
         } else if name == header::CONNECTION {
@@ -402,7 +406,9 @@ fn next_chunk_state(chunk: Chunk, byte: u8) -> Result<Chunk, FrameError> {
         (Chunk::Extension(_, len), _) if usize::from(len) >= MAX_CHUNK_EXTENSION => {
             return Err(FrameError::Chunk("extension too long"))
         }
-        (Chunk::Extension(size, len), b) if b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80 => {
+        (Chunk::Extension(size, len), b)
+            if b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80 =>
+        {
             Chunk::Extension(size, len + 1)
         }
         (Chunk::Extension(..), _) => return Err(FrameError::Chunk("control byte in extension")),

@@ -173,7 +173,11 @@ fn smuggling_vectors_are_refused() {
         // Byte by byte re-parses the head each time: quadratic, so not for the 64 KiB ones.
         let first = if input.len() > 4096 { 1024 } else { 1 };
         for step in [first, 7, input.len()] {
-            assert_eq!(read(input, false, step), Err(want.clone()), "{name} (step {step})");
+            assert_eq!(
+                read(input, false, step),
+                Err(want.clone()),
+                "{name} (step {step})"
+            );
         }
     }
     // The interim loop is the client's bound, not the parser's: each 100 parses on its own.
@@ -186,19 +190,28 @@ fn an_extension_past_its_cap_is_refused() {
     let mut input = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;".to_vec();
     input.extend(std::iter::repeat_n(b'a', 2000));
     input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
-    assert_eq!(read(&input, false, input.len()), Err(FrameError::Chunk("extension too long")));
+    assert_eq!(
+        read(&input, false, input.len()),
+        Err(FrameError::Chunk("extension too long"))
+    );
 }
 
 #[test]
 fn the_decoder_never_takes_bytes_past_the_frame() {
     let mut buf = BytesMut::from(&b"helloNEXT"[..]);
     let mut d = Decoder::new(Framing::Length(5));
-    assert_eq!(d.decode(&mut buf), Ok(Decoded::Data(Bytes::from_static(b"hello"))));
+    assert_eq!(
+        d.decode(&mut buf),
+        Ok(Decoded::Data(Bytes::from_static(b"hello")))
+    );
     assert_eq!(d.decode(&mut buf), Ok(Decoded::End));
     assert_eq!(&buf[..], b"NEXT");
     let mut buf = BytesMut::from(&b"2\r\nhi\r\n0\r\n\r\nNEXT"[..]);
     let mut d = Decoder::new(Framing::Chunked);
-    assert_eq!(d.decode(&mut buf), Ok(Decoded::Data(Bytes::from_static(b"hi"))));
+    assert_eq!(
+        d.decode(&mut buf),
+        Ok(Decoded::Data(Bytes::from_static(b"hi")))
+    );
     assert_eq!(d.decode(&mut buf), Ok(Decoded::End));
     assert_eq!(&buf[..], b"NEXT");
 }
@@ -217,7 +230,9 @@ fn request(method: Method, body: TestBody) -> Request<TestBody> {
 }
 
 fn empty() -> TestBody {
-    Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(Bytes::new())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// A request body sent in `pieces`, with no declared length (so chunked).
@@ -313,9 +328,14 @@ async fn a_streamed_body_goes_chunked_and_100_continue_is_skipped() {
     let text = String::from_utf8(got).expect("utf8");
     assert!(text.starts_with("POST /p?q=1 HTTP/1.1\r\n"), "{text}");
     assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
-    assert!(text.ends_with("\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"),
+        "{text}"
+    );
     server
-        .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+        .write_all(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        )
         .await
         .expect("write");
     let response = exchange.await.expect("joined");
@@ -356,7 +376,10 @@ async fn an_early_answer_stops_the_upload_and_the_connection_is_not_reused() {
     assert_eq!(response.status(), 413);
     let (body, conn) = collect(response.into_body()).await;
     assert_eq!(body, b"big");
-    assert!(conn.is_none(), "an unfinished upload's connection is closed");
+    assert!(
+        conn.is_none(),
+        "an unfinished upload's connection is closed"
+    );
     drop(tx);
 }
 
@@ -367,7 +390,10 @@ async fn a_request_body_timeout_is_the_clients_error() {
         Ok(Frame::data(Bytes::from_static(b"a"))),
         Err(RequestBodyTimeout.into()),
     ];
-    let mut req = request(Method::POST, StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync());
+    let mut req = request(
+        Method::POST,
+        StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
+    );
     let Err(error) = send(conn, &mut req, true, false).await else {
         panic!("an error")
     };
@@ -411,7 +437,9 @@ async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
     let exchange = tokio::spawn(async move { send(conn, &mut req, false, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     server
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+        .write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        )
         .await
         .expect("write");
     let Err(error) = exchange.await.expect("joined") else {
@@ -420,10 +448,13 @@ async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
     let proxy: crate::error::ProxyError = error.error.into();
     assert_eq!(proxy.status(), StatusCode::BAD_GATEWAY);
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), server.read_to_end(&mut rest))
-        .await
-        .expect("bounded")
-        .expect("read");
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        server.read_to_end(&mut rest),
+    )
+    .await
+    .expect("bounded")
+    .expect("read");
     assert_eq!(n, 0, "the proxy closed the connection");
 }
 
@@ -440,7 +471,11 @@ async fn too_many_interim_responses_are_an_error() {
     let Err(error) = exchange.await.expect("joined") else {
         panic!("an error")
     };
-    assert!(matches!(error.error, H1Error::InterimLoop), "{}", error.error);
+    assert!(
+        matches!(error.error, H1Error::InterimLoop),
+        "{}",
+        error.error
+    );
 }
 
 #[tokio::test]
@@ -490,9 +525,12 @@ async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
     };
     assert!(matches!(error.error, H1Error::RequestBody(_)));
     let mut got = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), server.read_to_end(&mut got))
-        .await
-        .expect("bounded")
-        .expect("read");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        server.read_to_end(&mut got),
+    )
+    .await
+    .expect("bounded")
+    .expect("read");
     assert!(got.is_empty(), "the upstream saw {got:?}");
 }

@@ -3,10 +3,7 @@ use crate::balance::Address;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-async fn pooled_connection(
-    listener: &TcpListener,
-    endpoint: &Arc<Endpoint>,
-) -> (Conn, TcpStream) {
+async fn pooled_connection(listener: &TcpListener, endpoint: &Arc<Endpoint>) -> (Conn, TcpStream) {
     let Ok(Sender::Http1 { conn, .. }) =
         connect(endpoint, Protocol::Http1, Duration::from_secs(5)).await
     else {

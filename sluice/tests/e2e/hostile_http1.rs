@@ -512,3 +512,145 @@ async fn an_idle_h2c_connection_is_closed_but_a_long_stream_is_not_idle() -> any
     assert!(started.elapsed() >= Duration::from_millis(500));
     Ok(())
 }
+
+/// A raw upstream that answers `GET /bad` with `bad` and anything else with a clean 200, on
+/// keep-alive connections; it records, per accepted connection, the paths it was asked for.
+struct RawBackend {
+    addr: SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawBackend {
+    async fn start(bad: &'static [u8]) -> anyhow::Result<RawBackend> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let index = {
+                    let mut log = log.lock().expect("log");
+                    log.push(Vec::new());
+                    log.len() - 1
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                        log.lock().expect("log")[index].push(path.clone());
+                        let reply: &[u8] = if path == "/bad" {
+                            bad
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(RawBackend { addr, seen, task })
+    }
+
+    fn seen(&self) -> Vec<Vec<String>> {
+        self.seen.lock().expect("log").clone()
+    }
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The upstream side of the smuggling vectors (issue 12: the HTTP/1.1 client's framing): a
+/// misframed response head is 502 and a misframed body is cut, the bytes a lenient reader
+/// would take for a second response never reach the client, and the connection that carried
+/// it is never used again.
+#[tokio::test]
+async fn misframed_upstream_responses_are_refused_and_their_connection_dropped(
+) -> anyhow::Result<()> {
+    let cases: [(&str, &'static [u8], Option<u16>); 6] = [
+        (
+            "content-length beside chunked, hiding a second response",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nSMUGGLED",
+            Some(502),
+        ),
+        (
+            "two differing content-lengths",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 8\r\n\r\nxSMUGGLED",
+            Some(502),
+        ),
+        (
+            "obs-fold",
+            b"HTTP/1.1 200 OK\r\nx-a: b\r\n c\r\ncontent-length: 0\r\n\r\n",
+            Some(502),
+        ),
+        (
+            "a coding other than chunked",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            Some(502),
+        ),
+        (
+            "a negative chunk size",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n-1\r\nSMUGGLED\r\n0\r\n\r\n",
+            None,
+        ),
+        (
+            "a chunk size line ended by a bare LF",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n8\nSMUGGLED\r\n0\r\n\r\n",
+            None,
+        ),
+    ];
+    for (name, bad, want) in cases {
+        let backend = RawBackend::start(bad).await?;
+        let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
+        gw.wait_ingress_ready("ns", "h").await?;
+        let request = format!("GET /bad HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+        let bytes = until_closed(gw.http, request.as_bytes()).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("SMUGGLED"), "{name}: {text}");
+        match want {
+            Some(status) => assert_eq!(statuses(&bytes), vec![status], "{name}: {text}"),
+            // The head was already accepted when the bad chunk came: the client's response is
+            // cut (hyper may not even have flushed its head), never completed.
+            None => {
+                let got = statuses(&bytes);
+                assert!(got.is_empty() || got == vec![200], "{name}: {text}");
+                assert!(!text.ends_with("0\r\n\r\n"), "{name}: completed: {text}");
+            }
+        }
+        // Later requests go out on other connections; the bad one carried its only request.
+        for _ in 0..3 {
+            let ok = format!("GET /ok HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+            assert_eq!(
+                statuses(&until_closed(gw.http, ok.as_bytes()).await?),
+                vec![200]
+            );
+        }
+        let seen = backend.seen();
+        let bad_connection = seen
+            .iter()
+            .find(|paths| paths.first().is_some_and(|p| p == "/bad"))
+            .expect("the bad request reached the backend");
+        assert_eq!(
+            bad_connection,
+            &vec!["/bad".to_string()],
+            "{name}: {seen:?}"
+        );
+    }
+    Ok(())
+}
