@@ -78,7 +78,9 @@ fn ok(status: u16, body: &[u8], reusable: bool) -> Result<Read, FrameError> {
 
 #[test]
 fn well_framed_responses_decode_and_are_reusable() {
-    let cases: &[(&str, &[u8], bool, Result<Read, FrameError>)] = &[
+    /// Name, bytes, whether the request was HEAD, and the outcome.
+    type Case<'a> = (&'a str, &'a [u8], bool, Result<Read, FrameError>);
+    let cases: &[Case] = &[
         ("content length", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, ok(200, b"hello", true)),
         ("no body", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", false, ok(200, b"", true)),
         ("same length twice", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nhi", false, ok(200, b"hi", true)),
