@@ -634,6 +634,31 @@ mod tests {
     }
 
     #[test]
+    fn server_timing_is_on_by_default_and_turns_off() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["sluice", "proxy", "--xds", "c:18000"]
+                    .iter()
+                    .chain(extra)
+                    .copied(),
+            )
+            .expect("parses");
+            let Command::Proxy(proxy) = cli.command else {
+                panic!("not proxy");
+            };
+            proxy.gateway.server_timing
+        };
+        assert!(parse(&[]));
+        assert!(!parse(&["--server-timing=false"]));
+        assert!(!parse(&["--server-timing", "off"]));
+        assert!(parse(&["--server-timing=true"]));
+        assert!(
+            Cli::try_parse_from(["sluice", "proxy", "--xds", "c", "--server-timing=maybe"])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn admin_defaults_to_loopback_and_probes_get_their_own_port() {
         let cli = Cli::try_parse_from(["sluice", "run", "--config", "d"]).expect("parses");
         let Command::Run(run) = cli.command else {

@@ -107,8 +107,7 @@ fn autoscaler_config(
 fn set_revision(setup: &mut Setup, revision: &sluice_controller::object::Revision) {
     setup.annotations = revision.metadata.annotations.clone();
     setup.container_concurrency =
-        u32::try_from(revision.spec.container_concurrency.unwrap_or(0).max(0))
-            .unwrap_or(u32::MAX);
+        u32::try_from(revision.spec.container_concurrency.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
 }
 
 /// The second run: the base with what `path` holds (a ConfigMap, a Revision, or one of each)
@@ -163,8 +162,10 @@ fn base_label(args: &SimulateArgs) -> String {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
 }
 
 /// Every object a manifest file holds; a parse problem is an error.

@@ -403,7 +403,11 @@ fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
     const BOTTOM: f64 = 60.0;
     let compare = runs.len() > 1;
     // A comparison's legend takes one line per run.
-    let top: f64 = if compare { 56.0 + 18.0 * runs.len() as f64 } else { 56.0 };
+    let top: f64 = if compare {
+        56.0 + 18.0 * runs.len() as f64
+    } else {
+        56.0
+    };
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - top - BOTTOM;
     let all_rows = || runs.iter().flat_map(|run| run.rows.iter());

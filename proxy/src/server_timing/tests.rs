@@ -64,7 +64,10 @@ fn entries_go_after_an_upstreams_own() {
 
     let mut headers = HeaderMap::new();
     headers.append(&SERVER_TIMING, HeaderValue::from_static("db;dur=53"));
-    headers.append(&SERVER_TIMING, HeaderValue::from_static("cache;desc=\"hit\""));
+    headers.append(
+        &SERVER_TIMING,
+        HeaderValue::from_static("cache;desc=\"hit\""),
+    );
     held(5_000, Some(4_000)).append_to(&mut headers);
     let all: Vec<_> = headers.get_all(&SERVER_TIMING).iter().collect();
     assert_eq!(

@@ -466,7 +466,13 @@ fn compare_svg_has_both_decision_lines_and_a_legend_naming_each_config() {
     );
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(svg.trim_end().ends_with("</svg>"));
-    for class in ["concurrency", "desired-a", "desired-b", "stable-a", "stable-b"] {
+    for class in [
+        "concurrency",
+        "desired-a",
+        "desired-b",
+        "stable-a",
+        "stable-b",
+    ] {
         assert_eq!(
             svg.matches(&format!("<polyline class=\"{class}\"")).count(),
             1,
