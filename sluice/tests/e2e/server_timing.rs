@@ -1,5 +1,5 @@
-//! `Server-Timing` on responses that waited in the activator: present (HTTP/1.1 and h2c) with
-//! the time held, a `cold-start` entry when a local revision was started from zero for the
+//! `Server-Timing` on responses that waited in the activator: present (HTTP/1.1 and h2c, and
+//! on a 504 after the hold timeout) with the time held, a `cold-start` entry when a local revision was started from zero for the
 //! request, appended after the upstream's own, absent on direct responses and when turned off.
 
 use crate::support::*;
@@ -128,6 +128,23 @@ async fn server_timing_off_adds_nothing_to_held_responses() -> anyhow::Result<()
     assert_eq!(held, Some(2.0));
     assert!(timing_lines(&h1).is_empty(), "{:?}", timing_lines(&h1));
     assert_eq!(timing_lines(&h2), [UPSTREAM_TIMING]);
+    Ok(())
+}
+
+/// A request that waited in vain still tells how long: the 504 carries the time held.
+#[tokio::test]
+async fn a_hold_timeout_tells_the_time_held() -> anyhow::Result<()> {
+    let gw = Gateway::start_with(&manifests(&[]), &["--hold-timeout", "300ms"]).await?;
+    gw.wait_ingress_ready("ns", "late").await?;
+    let r = http1_request(gw.http, "GET", HOST, "/", &[], None).await?;
+    assert_eq!(r.status, 504, "{}", r.text());
+    let lines = timing_lines(&r);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let held = dur(&lines[0], "activator").expect("an activator entry");
+    assert!(
+        (300.0..WAIT.as_millis() as f64).contains(&held),
+        "{lines:?}"
+    );
     Ok(())
 }
 
