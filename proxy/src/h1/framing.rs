@@ -72,7 +72,10 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     let (len, status, minor, count) = {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
-        let len = match response.parse(buf) {
+        // Only the first MAX_HEAD bytes are ever parsed: a head not complete within them is
+        // refused the same way however the bytes arrived.
+        let window = &buf[..buf.len().min(MAX_HEAD)];
+        let len = match response.parse(window) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if buf.len() >= MAX_HEAD {
@@ -87,9 +90,6 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             Err(httparse::Error::Version) => return Err(FrameError::Head("invalid version")),
             Err(_) => return Err(FrameError::Head("invalid header line")),
         };
-        if len > MAX_HEAD {
-            return Err(FrameError::HeadTooLarge);
-        }
         let base = buf.as_ptr() as usize;
         let count = response.headers.len();
         for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
