@@ -110,6 +110,9 @@ pub struct RevisionView {
     /// `concurrency` or `rps`; absent for a Revision the autoscaler does not track.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<&'static str>,
+    /// Wall clock of the history's second 0, milliseconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_unix_ms: Option<u64>,
     pub panicking: bool,
     pub points: Vec<Point>,
     pub decisions: Vec<DecisionView>,
@@ -243,9 +246,15 @@ fn revision_view(
     status: Option<&ObjectStatus>,
     history: Option<RevisionHistory>,
 ) -> RevisionView {
-    let (metric, panicking, points, decisions) = match history {
-        Some(h) => (Some(h.metric), h.panicking, h.points, h.decisions),
-        None => (None, false, Vec::new(), Vec::new()),
+    let (metric, origin_unix_ms, panicking, points, decisions) = match history {
+        Some(h) => (
+            Some(h.metric),
+            Some(h.origin_unix_ms),
+            h.panicking,
+            h.points,
+            h.decisions,
+        ),
+        None => (None, None, false, Vec::new(), Vec::new()),
     };
     RevisionView {
         id,
@@ -253,6 +262,7 @@ fn revision_view(
         desired_scale: status.and_then(|s| s.status.desired_scale),
         actual_scale: status.and_then(|s| s.status.actual_scale),
         metric,
+        origin_unix_ms,
         panicking,
         points,
         decisions,

@@ -79,6 +79,10 @@ fn the_overview_shows_routes_ingresses_and_revisions_with_their_history() {
     assert_eq!(revision["id"], "ns/hello-1");
     assert_eq!(revision["metric"], "concurrency");
     assert_eq!(
+        revision["origin_unix_ms"], 0,
+        "the page places points by it"
+    );
+    assert_eq!(
         revision["decisions"][0]["text"], "autoscaling starts at 0",
         "{revision}"
     );

@@ -20,4 +20,5 @@ mod protocols;
 mod routing;
 mod support;
 mod tls;
+mod ui;
 mod xds_hostile;
