@@ -26,7 +26,9 @@
 //! - [`hub`] is the one writer: sources edit through it, it publishes to the xDS cache, and it
 //!   hears the proxies ([`sluice_xds::server::SessionEvents`]).
 //! - [`load`] sums the proxies' load reports; [`scaling`] runs the KPA ([`autoscaler`], pure)
-//!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them.
+//!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them; it records what
+//!   it saw and did in the bounded [`history`], which [`overview`] joins with the store and the
+//!   statuses for the admin port's `/ui`.
 //! - [`kubernetes`] is the API server as a source (watchers into the same store), the status
 //!   and scale writers, and leader election.
 //!
