@@ -45,6 +45,9 @@ pub struct Point {
     pub concurrency: f64,
     /// Arrivals per second.
     pub requests: f64,
+    /// Requests waiting in the activators when the proxies last reported (inside
+    /// `concurrency`).
+    pub held: u32,
     /// Ready instances.
     pub ready: u32,
     /// The replicas the autoscaler asks for (what the scaler converges on).
@@ -199,6 +202,7 @@ impl History {
             second: second.saturating_sub(track.origin),
             concurrency: sample.concurrency,
             requests: sample.requests,
+            held: sample.held,
             ready,
             desired: track.desired,
             panicking: track.panicking,
@@ -208,6 +212,7 @@ impl History {
             Some(last) if last.second == point.second => {
                 last.concurrency += point.concurrency;
                 last.requests += point.requests;
+                last.held = last.held.max(point.held);
                 last.ready = ready;
             }
             _ => {

@@ -5,6 +5,7 @@ fn sample(concurrency: f64) -> Sample {
     Sample {
         concurrency,
         requests: concurrency * 10.0,
+        held: 0,
     }
 }
 

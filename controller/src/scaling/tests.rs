@@ -191,6 +191,7 @@ async fn the_exported_trace_replays_to_the_decisions_the_loop_made() {
                 revision: "ns/web-1".to_string(),
                 concurrency,
                 requests: concurrency * 3.0,
+                held: 0,
             })
             .into_iter()
             .collect();

@@ -219,3 +219,44 @@ async fn live_view_follows_a_revision_from_zero_to_n_and_back() -> anyhow::Resul
     }
     Ok(())
 }
+
+/// Requests held by the activator show in the history as `held` (the page's "buffered"), from
+/// the proxies' load reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_requests_show_in_the_history() -> anyhow::Result<()> {
+    // An instance that never listens: requests for it wait (until --hold-timeout).
+    let manifests = autoscaler_config("")
+        + "apiVersion: sluice.dev/v1alpha1\nkind: Revision\nmetadata:\n  name: stuck\n  namespace: ns\n  annotations: {autoscaling.knative.dev/initial-scale: \"0\"}\nspec:\n  process: {command: [\"/bin/sleep\", \"60\"]}\n---\n"
+        + "apiVersion: sluice.dev/v1alpha1\nkind: Route\nmetadata: {name: stuck, namespace: ns}\nspec:\n  hosts: [stuck.example.com]\n  traffic: [{revision: stuck, percent: 100}]\n---\n";
+    let gw = Gateway::start(&manifests).await?;
+    gw.wait_status("Route", "ns", "stuck", is_ready).await?;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let addr = gw.http;
+        waiting.push(tokio::spawn(async move {
+            let mut c = H1Client::connect(addr)
+                .await?
+                .with_timeout(Duration::from_secs(20));
+            c.send("GET", "stuck.example.com", "/", &[], None).await
+        }));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let held = loop {
+        let r = gw.admin_get("/ui/data").await?;
+        let data: Value = serde_json::from_slice(&r.body)?;
+        let held = data["revisions"]
+            .as_array()
+            .and_then(|revisions| revisions.iter().find(|r| r["id"] == "ns/stuck"))
+            .and_then(|r| r["points"].as_array())
+            .and_then(|points| points.iter().filter_map(|p| p["held"].as_u64()).max());
+        if held == Some(3) || std::time::Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for w in waiting {
+        w.abort();
+    }
+    assert_eq!(held, Some(3), "three requests wait for an instance");
+    Ok(())
+}
