@@ -293,7 +293,8 @@ def h1_conc(env, key, conns):
     if short:
         return {"title": title, "kind": "pending", "results": {}, "what": "", "md": [f"Not measured: {short}."]}
     base = env.data.get("h1-0b", {}).get("results")
-    loads = {"": conns} if base else {" c=32": CONNS, f" c={conns}": conns}
+    base_here = not base  # h1-0b did not run (or failed): measure c=32 here, side by side
+    loads = {" c=32": CONNS, f" c={conns}": conns} if base_here else {"": conns}
 
     def load(t, duration=None):
         return wrk(env, t, duration or env.duration, getattr(t, "conns", conns))
@@ -303,12 +304,12 @@ def h1_conc(env, key, conns):
             t.check()
         targets = [variant(t, t.name + suffix, conns=c) for t in st.targets for suffix, c in loads.items()]
         results = alternate(env, key, targets, st.backend, load, warmup=lambda t: load_with(t, load, env.warmup))
-    if base:
+    if not base_here:
         here = results
     else:
         base = {n[:-len(" c=32")]: r for n, r in results.items() if n.endswith(" c=32")}
         here = {n[:-len(f" c={conns}")]: r for n, r in results.items() if n.endswith(f" c={conns}")}
-    if "h1-0b" in env.data:
+    if not base_here:
         md = closed_table(results)
     else:
         md = ["**c=32**", ""] + closed_table({n: r for n, r in results.items() if n.endswith(" c=32")})
@@ -325,7 +326,7 @@ def h1_conc(env, key, conns):
                   f"{'–' if growth[kind] is None else f'{growth[kind]:+.1f}%'} | "
                   f"{'–' if r is None else f'{r:.2f}%'} |")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    md += ["", ("The c=32 figures are `h1-0b`'s, from this run. " if "h1-0b" in env.data else
+    md += ["", ("The c=32 figures are `h1-0b`'s, from this run. " if not base_here else
                 "The c=32 figures were measured here, alternating with the high-concurrency runs on the same "
                 "processes (`h1-0b` did not run). ")
            + f"The goal (issue 12, goal 3): sluice's CPU per request at c={conns:,} within 5% of its c=32 figure. "
@@ -577,8 +578,8 @@ def reload_table(results, rate):
               "a non-2xx answer, failed on the socket (e.g. a keep-alive connection closed under a request by a "
               "retiring worker; the generator does not retry) or timed out (5 s). *CPU*: every process of the "
               "proxy, the retired workers too (utime + stime of the master, of its live children and of the "
-              "children it reaped). *Extra CPU per change* = (CPU % reloading − CPU % steady) × 200 ms: the "
-              "cost of one change, the same request rate on both sides. *Took effect*: changes whose new backend "
+              "children it reaped). *Extra CPU per change* = (CPU-µs/req reloading − steady) × requests of the "
+              "reloading run ÷ its changes: what one change cost beyond serving the requests. *Took effect*: changes whose new backend "
               "answered a fresh connection before the next change (those polls, a few per change, are not in the "
               "load's counts). *Peak processes*: the most processes of the proxy alive at once. *Share to B*: "
               "requests the load got from backend B (≈ 50% when every change applies at once to every "
@@ -597,10 +598,13 @@ def reload_pairs(results):
 
 
 def extra_cpu_per_change(steady, reloading):
-    cs, cr = med(steady, "cpu_pct"), med(reloading, "cpu_pct")
-    if cs is None or cr is None:
+    """CPU-ms per change: the reloading run's CPU beyond what its requests cost in the steady run,
+    ÷ its changes (medians; robust to the two runs serving somewhat different request counts)."""
+    cs, cr = med(steady, "cpu_us"), med(reloading, "cpu_us")
+    n, changes = med(reloading, "requests"), med(reloading, "changes")
+    if None in (cs, cr, n) or not changes:
         return None
-    return (cr - cs) / 100 * RELOAD_PERIOD * 1000
+    return (cr - cs) * n / changes / 1000
 
 
 def upstream_reuse(env):
