@@ -421,7 +421,6 @@ class Reloader:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.target.reload_i = self.i
 
     def summary(self):
         d = sorted(self.delays)
@@ -495,7 +494,9 @@ def reloads(env):
             h = st.add(start_haproxy(env, a, Setup(), master_worker=True, frontend_extra=_haproxy_header(0)))
             for t in (s, n, h):
                 t.check()
-                t.reload_i = 0
+            # The last change number per proxy: the next reloading run goes on from there, so
+            # every change differs from the config in force (variants are copies of the target).
+            last = {t.kind: 0 for t in (s, n, h)}
             appliers = reload_appliers(env, a, b, (s, n, h))
             targets = []
             for t in (s, n, h):
@@ -506,16 +507,10 @@ def reloads(env):
                 a0, b0 = a.stats(), b.stats()
                 apply = getattr(t, "reload_apply", None)
                 if apply and duration is None:
-                    with Reloader(t, apply, bodies, t.reload_i) as r:
+                    with Reloader(t, apply, bodies, last[t.kind]) as r:
                         res = loadgen(env, t, env.duration, CONNS, rate=rate)
                     res.update(r.summary())
-                    # The variant is a copy: carry the change counter back to the running target.
-                    for orig in (s, n, h):
-                        if orig.kind == t.kind:
-                            orig.reload_i = r.i
-                    for v in targets:
-                        if v.kind == t.kind:
-                            v.reload_i = r.i
+                    last[t.kind] = r.i
                 else:
                     res = loadgen(env, t, duration or env.duration, CONNS, rate=rate)
                 a1, b1 = a.stats(), b.stats()
