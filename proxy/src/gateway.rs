@@ -50,6 +50,9 @@ pub struct Settings {
     /// What a downstream client may push: head size, header count, URI length, connections,
     /// head and idle timeouts.
     pub downstream: crate::downstream::DownstreamLimits,
+    /// Responses that waited in the activator carry `Server-Timing` (see
+    /// [`crate::server_timing`]).
+    pub server_timing: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             stream_idle_timeout: Duration::from_secs(300),
             websocket_idle_timeout: Duration::from_secs(300),
             downstream: crate::downstream::DownstreamLimits::default(),
+            server_timing: true,
         }
     }
 }
@@ -250,6 +254,17 @@ impl DataPlane for Gateway {
                     revision: id.clone(),
                     concurrency: sample.concurrency,
                     requests: sample.requests,
+                    // The queue keeps its length in an atomic already: one load per Revision
+                    // per second, nothing on the request path.
+                    held: catalog
+                        .backend(id)
+                        .and_then(|b| match &b.kind {
+                            crate::backend::BackendKind::Upstream(u) => {
+                                u32::try_from(u.queue.waiting()).ok()
+                            }
+                            crate::backend::BackendKind::Responder(_) => None,
+                        })
+                        .unwrap_or(0),
                 })
             })
             .collect();
@@ -273,6 +288,7 @@ impl DataPlane for Gateway {
                         revision: revision.to_string(),
                         concurrency: 1.0,
                         requests: 1.0,
+                        held: 0,
                     }
                 })
                 .collect(),

@@ -18,6 +18,8 @@ mod lifecycle;
 mod passive_health;
 mod protocols;
 mod routing;
+mod server_timing;
 mod support;
 mod tls;
+mod ui;
 mod xds_hostile;
