@@ -251,6 +251,21 @@ impl Hub {
         self.lock().board.list()
     }
 
+    /// `/ui/data`: Routes, KIngresses and Revisions with `history` ([`crate::overview`]).
+    pub fn overview(
+        &self,
+        history: Vec<crate::history::RevisionHistory>,
+        now_unix_ms: u64,
+    ) -> crate::overview::Overview {
+        let inner = self.lock();
+        crate::overview::overview(
+            inner.controller.store(),
+            &inner.board.list(),
+            history,
+            now_unix_ms,
+        )
+    }
+
     /// The Revisions to autoscale, each with its ready endpoints as translation sees them.
     pub fn scaling_targets(&self) -> Vec<(ScalingTarget, usize)> {
         let inner = self.lock();

@@ -26,7 +26,9 @@
 //! - [`hub`] is the one writer: sources edit through it, it publishes to the xDS cache, and it
 //!   hears the proxies ([`sluice_xds::server::SessionEvents`]).
 //! - [`load`] sums the proxies' load reports; [`scaling`] runs the KPA ([`autoscaler`], pure)
-//!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them.
+//!   on them and drives the [`scaler`]s, [`local::LocalProcesses`] among them; it records what
+//!   it saw and did in the bounded [`history`], which [`overview`] joins with the store and the
+//!   statuses for the admin port's `/ui`.
 //! - [`kubernetes`] is the API server as a source (watchers into the same store), the status
 //!   and scale writers, and leader election.
 //!
@@ -39,6 +41,7 @@ pub mod controller;
 pub mod crd;
 pub mod generated;
 pub mod hash;
+pub mod history;
 pub mod hub;
 pub mod ingress;
 pub mod kubernetes;
@@ -46,6 +49,7 @@ pub mod load;
 pub mod local;
 pub mod manifest;
 pub mod object;
+pub mod overview;
 pub mod plane;
 pub mod rbac;
 pub mod revision;

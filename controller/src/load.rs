@@ -24,6 +24,9 @@ pub struct Sample {
     pub concurrency: f64,
     /// Arrivals per second.
     pub requests: f64,
+    /// Requests waiting in the activators when the proxies last reported (inside
+    /// `concurrency`); for `/ui` only.
+    pub held: u32,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,7 @@ impl LoadAggregator {
                 let sum = total.entry(revision.clone()).or_default();
                 sum.concurrency += sample.concurrency;
                 sum.requests += sample.requests;
+                sum.held = sum.held.saturating_add(sample.held);
             }
         }
         total
@@ -116,6 +120,14 @@ fn merge(reports: &[LoadReport]) -> BTreeMap<String, Sample> {
     }
     for sample in merged.values_mut() {
         sample.requests /= seconds.max(f64::EPSILON);
+    }
+    // Held is a count at report time: the newest report's (a Revision it leaves out had none).
+    if let Some(newest) = reports.last() {
+        for load in &newest.revisions {
+            if let Some(sample) = merged.get_mut(&load.revision) {
+                sample.held = load.held;
+            }
+        }
     }
     merged
 }

@@ -2,6 +2,7 @@
 //! process scaler, run until shutdown. Transports (in-process, gRPC) reach it through
 //! [`ControlPlane::streams`].
 
+use crate::history::History;
 use crate::hub::{Hub, HubMetrics};
 use crate::kubernetes::Kubernetes;
 use crate::local::{EndpointPublisher, LocalProcesses};
@@ -23,6 +24,7 @@ pub struct ControlPlane {
     hub: Arc<Hub>,
     processes: Arc<LocalProcesses>,
     autoscaler: Autoscaler,
+    history: Arc<History>,
     source: Source,
     /// True once every source has been read and published.
     loaded: watch::Sender<bool>,
@@ -45,19 +47,24 @@ enum Source {
 }
 
 impl ControlPlane {
+    /// `history_window`: how much of each Revision's autoscaler history to keep
+    /// ([`crate::history`]).
     pub fn new(
         config: TranslateConfig,
         objects: Objects,
         registry: &prometheus::Registry,
+        history_window: Duration,
     ) -> prometheus::Result<ControlPlane> {
         let hub = Hub::new(config, HubMetrics::new(registry)?);
         let publisher: Arc<dyn EndpointPublisher> = hub.clone();
         let processes = LocalProcesses::new(publisher);
+        let history = Arc::new(History::new(history_window));
         let mut autoscaler = Autoscaler::new(
             hub.clone(),
             processes.clone(),
             RevisionMetrics::new(registry)?,
-        );
+        )
+        .with_history(history.clone());
         let source = match objects {
             Objects::Manifests(dir) => Source::Manifests(ManifestSource::new(dir, hub.clone())),
             Objects::Kubernetes(kubernetes) => {
@@ -72,6 +79,7 @@ impl ControlPlane {
             hub,
             processes,
             autoscaler,
+            history,
             source,
             loaded: watch::Sender::new(false),
         })
@@ -87,6 +95,11 @@ impl ControlPlane {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// What the autoscaler saw and decided per Revision (for `/ui` and `trace.csv`).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// True once every source has been read and published.

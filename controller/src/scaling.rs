@@ -16,6 +16,7 @@
 use crate::autoscaler::{
     decide, reconcile, DeciderState, Decision, PaState, RevisionScaling, Windows,
 };
+use crate::history::{Decided, History};
 use crate::hub::Hub;
 use crate::load::Sample;
 use crate::local::LocalProcesses;
@@ -24,13 +25,14 @@ use crate::scaler::{ObservedService, Scaler};
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-/// Decisions happen every second sample (Knative's 2 s tick).
+/// A Revision decides at every second sample after its state was created (Knative's 2 s
+/// tick, a ticker per Revision), as `simulate` does from its second 0.
 const DECIDE_EVERY: u64 = 2;
 
 /// Per-Revision autoscaler gauges.
@@ -109,9 +111,8 @@ impl RevisionMetrics {
 
 #[derive(Clone, Copy)]
 enum Step {
-    Tick {
-        decide: bool,
-    },
+    /// The once-a-second sample.
+    Tick,
     /// Requests arrived for Revisions with no instance.
     Poke,
 }
@@ -121,15 +122,19 @@ struct RevisionState {
     decider: DeciderState,
     windows: Windows,
     pa: PaState,
+    /// The whole second it was created at: its decisions come at even seconds after it.
+    born: u64,
 }
 
 impl RevisionState {
-    fn new(spec: &RevisionScaling, ready: u32, now: Duration) -> Self {
+    fn new(spec: &RevisionScaling, ready: u32, second: u64) -> Self {
+        let now = Duration::from_secs(second);
         RevisionState {
             spec: spec.clone(),
             decider: DeciderState::new(spec, ready, now),
             windows: Windows::new(spec),
             pa: PaState::new(spec, now),
+            born: second,
         }
     }
 }
@@ -143,6 +148,8 @@ pub struct Autoscaler {
     /// The Lease (Kubernetes mode): its holder's decisions are the ones written.
     leader: Option<watch::Receiver<bool>>,
     metrics: RevisionMetrics,
+    /// What the loop saw and decided, for `/ui` and `trace.csv`.
+    history: Arc<History>,
 }
 
 impl Autoscaler {
@@ -154,7 +161,18 @@ impl Autoscaler {
             cluster: None,
             leader: None,
             metrics,
+            history: Arc::new(History::new(crate::history::DEFAULT_WINDOW)),
         }
+    }
+
+    /// Records into `history` (bounded by its window) instead of a default one.
+    pub fn with_history(mut self, history: Arc<History>) -> Self {
+        self.history = history;
+        self
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// Starts afresh whenever this replica takes the Lease. A standby controller hears no
@@ -188,15 +206,11 @@ impl Autoscaler {
         let origin = Instant::now();
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks: u64 = 0;
         let mut states = HashMap::new();
         let mut leader = self.leader.clone();
         loop {
             let step = tokio::select! {
-                _ = tick.tick() => {
-                    ticks += 1;
-                    Step::Tick { decide: ticks.is_multiple_of(DECIDE_EVERY) }
-                }
+                _ = tick.tick() => Step::Tick,
                 _ = self.hub.poke_notify().notified() => Step::Poke,
                 _ = shutdown.changed() => return,
             };
@@ -205,9 +219,19 @@ impl Autoscaler {
                 if leader.has_changed().unwrap_or(false) && *leader.borrow_and_update() {
                     debug!("took the lease: autoscaler state starts afresh");
                     states.clear();
+                    self.history.clear();
                 }
             }
-            self.step(&mut states, origin.elapsed(), step).await;
+            // Ticks run on whole seconds (a tick fires a few µs after its second starts;
+            // successive ticks are at least a second apart, so they never share one), which
+            // is the clock `simulate` replays on; a poke keeps its fraction, so it falls in
+            // the bucket of the tick before it and never precedes it.
+            let elapsed = origin.elapsed();
+            let now = match step {
+                Step::Tick => Duration::from_secs(elapsed.as_secs()),
+                Step::Poke => elapsed,
+            };
+            self.step(&mut states, now, step).await;
         }
     }
 
@@ -240,8 +264,12 @@ impl Autoscaler {
         };
         let targets = self.hub.scaling_targets();
         states.retain(|id, _| targets.iter().any(|(t, _)| &t.id == id));
+        self.history
+            .retain(|id| targets.iter().any(|(t, _)| t.id == id));
+        let second = now.as_secs();
+        let wall = SystemTime::now();
         let samples: BTreeMap<String, Sample> = match step {
-            Step::Tick { .. } => {
+            Step::Tick => {
                 let (samples, proxies) = self.hub.collect_load(Instant::now());
                 self.metrics
                     .reporting
@@ -264,14 +292,25 @@ impl Autoscaler {
             let Some((ready, running)) = self.counts(target, *endpoints) else {
                 continue;
             };
-            let state = states
-                .entry(target.id.clone())
-                .or_insert_with(|| RevisionState::new(spec, ready, now));
-            if &state.spec != spec {
-                *state = RevisionState::new(spec, ready, now);
+            if states.get(&target.id).is_none_or(|s| &s.spec != spec) {
+                let state = RevisionState::new(spec, ready, second);
+                self.history.start(
+                    &target.id,
+                    spec.metric,
+                    second,
+                    wall,
+                    state.pa.replicas.unwrap_or(1),
+                );
+                states.insert(target.id.clone(), state);
             }
+            let Some(state) = states.get_mut(&target.id) else {
+                continue;
+            };
             let deciding = match step {
-                Step::Tick { decide } => decide,
+                Step::Tick => {
+                    let age = second - state.born.min(second);
+                    age > 0 && age.is_multiple_of(DECIDE_EVERY)
+                }
                 Step::Poke => {
                     if !samples.contains_key(&target.id) || running != 0 {
                         continue;
@@ -283,6 +322,7 @@ impl Autoscaler {
             state
                 .windows
                 .record(now, sample.concurrency, sample.requests);
+            self.history.record(&target.id, second, sample, ready);
             if !deciding {
                 continue;
             }
@@ -310,6 +350,16 @@ impl Autoscaler {
                     scaled.err().map(|e| e.to_string()),
                 );
             }
+            self.history.decided(
+                &target.id,
+                second,
+                wall,
+                Decided {
+                    desired: state.pa.replicas.unwrap_or(1),
+                    panicking: decision.panicking,
+                    poked: matches!(step, Step::Poke),
+                },
+            );
             let desired = state.pa.desired_scale.unwrap_or(decision.desired);
             self.metrics.record(&target.id, desired, ready, &decision);
             self.hub

@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` always, plus the paths its owner registers. A proxy registers
 //! `/ready`, `/metrics` and `/config` ([`AdminApp::for_gateway`]); the binary adds the
-//! controller's `/status` in `sluice run`, and a controller alone registers its own.
+//! controller's `/status`, `/ui` and `/revisions/...` in `sluice run`, and a controller alone
+//! registers its own. Exact paths first, then prefixes (whose handlers get the whole path);
+//! the probe listener gets neither prefixes nor anything but the probe paths.
 
 use crate::body::ResponseBody;
 use crate::gateway::Gateway;
@@ -72,12 +74,17 @@ impl AdminResponse {
 
 pub type Handler = Arc<dyn Fn() -> AdminResponse + Send + Sync>;
 
+/// A handler for every path under a prefix; it gets the whole path.
+pub type PrefixHandler = Arc<dyn Fn(&str) -> AdminResponse + Send + Sync>;
+
 /// What the probe listener serves besides `/healthz`.
 const PROBE_PATHS: [&str; 2] = ["/ready", "/metrics"];
 
 #[derive(Default)]
 pub struct AdminApp {
     routes: BTreeMap<&'static str, Handler>,
+    /// Tried in order after the exact paths.
+    prefixes: Vec<(&'static str, PrefixHandler)>,
 }
 
 impl AdminApp {
@@ -92,6 +99,17 @@ impl AdminApp {
         handler: impl Fn() -> AdminResponse + Send + Sync + 'static,
     ) -> Self {
         self.routes.insert(path, Arc::new(handler));
+        self
+    }
+
+    /// Serves GET of every path starting with `prefix` (say `/revisions/`) with `handler`,
+    /// when no exact path matches.
+    pub fn prefix(
+        mut self,
+        prefix: &'static str,
+        handler: impl Fn(&str) -> AdminResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.prefixes.push((prefix, Arc::new(handler)));
         self
     }
 
@@ -140,7 +158,10 @@ impl AdminApp {
             "/healthz" => AdminResponse::text(StatusCode::OK, "ok\n"),
             path => match self.routes.get(path) {
                 Some(handler) => handler(),
-                None => AdminResponse::text(StatusCode::NOT_FOUND, "not found\n"),
+                None => match self.prefixes.iter().find(|(p, _)| path.starts_with(p)) {
+                    Some((_, handler)) => handler(path),
+                    None => AdminResponse::text(StatusCode::NOT_FOUND, "not found\n"),
+                },
             },
         };
         into_response(answer)

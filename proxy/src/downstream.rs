@@ -123,6 +123,10 @@ fn check_transfer_encoding(values: header::GetAll<'_, HeaderValue>) -> Result<()
 /// `header_read_timeout` starts only once it serves the connection, after our protocol sniff,
 /// and h2 has none: this covers accept → sniff → (h2c preface) → first head in one deadline.
 ///
+/// It also hands over the bytes the sniff read: they come first, with whatever the socket has
+/// in the same read. Pingora's peek gives them back as a read of their own, after which hyper,
+/// asking for a full 8 KiB again, grows its read buffer to 16 KiB for the connection's life.
+///
 /// Once the first request reaches the service (`head_seen`), the timer is dropped and every
 /// poll is a pass-through plus one `Option` check (hyper polls the IO per read and write; see
 /// `server.rs` on why that cost matters).
@@ -131,15 +135,31 @@ pub struct HeadTimer<S> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Its `head_seen` is set by the service at each request.
     conn: Arc<ConnInfo>,
+    /// What the sniff read, from `sniffed_at` to `sniffed_len` still to hand over (always
+    /// before the first head is complete, so only while `deadline` is set).
+    sniffed: [u8; SNIFF_LEN],
+    sniffed_at: u8,
+    sniffed_len: u8,
 }
 
+/// Bytes read to tell h2c prior knowledge from HTTP/1.1 (see `server.rs`).
+pub const SNIFF_LEN: usize = 4;
+
 impl<S> HeadTimer<S> {
-    /// `deadline` is the sleep already used for the sniff (one allocation per connection).
-    pub fn new(inner: S, deadline: Pin<Box<Sleep>>, conn: Arc<ConnInfo>) -> Self {
+    /// `deadline` is the sleep already used for the sniff (one allocation per connection);
+    /// `sniffed` the bytes the sniff read (empty when ALPN decided).
+    pub fn new(inner: S, deadline: Pin<Box<Sleep>>, conn: Arc<ConnInfo>, sniffed: &[u8]) -> Self {
+        let mut buf = [0u8; SNIFF_LEN];
+        let len = sniffed.len().min(SNIFF_LEN);
+        buf[..len].copy_from_slice(&sniffed[..len]);
         HeadTimer {
             inner,
             deadline: Some(deadline),
             conn,
+            sniffed: buf,
+            sniffed_at: 0,
+            // At most SNIFF_LEN (4).
+            sniffed_len: len as u8,
         }
     }
 }
@@ -151,18 +171,32 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadTimer<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Some(deadline) = &mut this.deadline {
-            if this.conn.head_seen.load(Ordering::Relaxed) {
-                this.deadline = None;
-            } else if poll.is_pending() && deadline.as_mut().poll(cx).is_ready() {
-                // hyper and h2 close the connection on a read error; nothing is answered, as
-                // nginx does on client_header_timeout.
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "request head not received within the header read timeout",
-                )));
+        let Some(deadline) = &mut this.deadline else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        if this.sniffed_at < this.sniffed_len {
+            let rest = &this.sniffed[usize::from(this.sniffed_at)..usize::from(this.sniffed_len)];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            // n ≤ SNIFF_LEN.
+            this.sniffed_at += n as u8;
+            // The socket's bytes too, in the same read. Pending, the end or an error is left
+            // for the next read (a socket reports its end again; a reset then reads as one).
+            if buf.remaining() > 0 {
+                let _ = Pin::new(&mut this.inner).poll_read(cx, buf);
             }
+            return Poll::Ready(Ok(()));
+        }
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.conn.head_seen.load(Ordering::Relaxed) {
+            this.deadline = None;
+        } else if poll.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+            // hyper and h2 close the connection on a read error; nothing is answered, as
+            // nginx does on client_header_timeout.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received within the header read timeout",
+            )));
         }
         poll
     }

@@ -173,7 +173,10 @@ async fn forward(
         (protocol == Protocol::H2c && !stream_idle.is_zero() && !req.body().is_end_stream())
             .then(|| Arc::new(AtomicBool::new(false)));
     let req = req.map(|body| RequestBody::new(body, stream_idle, body_timed_out.clone()));
-    let sending = send(gateway, upstream, &mut selection, req, served);
+    // Boxed: an async fn's future is as large as its largest state, and this one is the
+    // largest by far. Inline, every connection (hyper keeps room for a request's future for
+    // the connection's life) and every request waiting in the activator would carry it.
+    let sending = Box::pin(send(gateway, upstream, &mut selection, req, served));
     let sent = match head_deadline {
         None => sending.await,
         Some(at) => tokio::time::timeout_at(at, sending)

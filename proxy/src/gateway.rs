@@ -254,6 +254,17 @@ impl DataPlane for Gateway {
                     revision: id.clone(),
                     concurrency: sample.concurrency,
                     requests: sample.requests,
+                    // The queue keeps its length in an atomic already: one load per Revision
+                    // per second, nothing on the request path.
+                    held: catalog
+                        .backend(id)
+                        .and_then(|b| match &b.kind {
+                            crate::backend::BackendKind::Upstream(u) => {
+                                u32::try_from(u.queue.waiting()).ok()
+                            }
+                            crate::backend::BackendKind::Responder(_) => None,
+                        })
+                        .unwrap_or(0),
                 })
             })
             .collect();
@@ -277,6 +288,7 @@ impl DataPlane for Gateway {
                         revision: revision.to_string(),
                         concurrency: 1.0,
                         requests: 1.0,
+                        held: 0,
                     }
                 })
                 .collect(),

@@ -7,7 +7,7 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
-use crate::downstream::{Counted, HeadTimer, Streams};
+use crate::downstream::{Counted, HeadTimer, Streams, SNIFF_LEN};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::WriteStall;
@@ -32,6 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
@@ -61,16 +62,16 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 
 /// Frees a listener's connection slot when the connection ends.
-struct ListenerSlot<'a>(&'a AtomicUsize);
+struct ListenerSlot(Arc<HttpApp>);
 
-impl Drop for ListenerSlot<'_> {
+impl Drop for ListenerSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0...`). No HTTP/1.1 method is `PRI`.
-const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+const H2_PREFACE_START: &[u8; SNIFF_LEN] = b"PRI ";
 
 impl HttpApp {
     pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
@@ -154,7 +155,7 @@ impl HttpApp {
 impl ServerApp for HttpApp {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let limits = &self.gateway.settings.downstream;
@@ -167,27 +168,51 @@ impl ServerApp for HttpApp {
             debug!(listener = ?self.listener, "connection refused: at --max-connections");
             return None;
         }
-        let _slot = ListenerSlot(&self.open);
-        let _open = OpenConnection::new(self.gateway.open_connections.clone());
+        let slot = ListenerSlot(self.clone());
+        let open = OpenConnection::new(self.gateway.open_connections.clone());
+        // Pingora's task for a connection keeps room for its accept and TLS-handshake futures
+        // (and ours, boxed) for the connection's whole life: several KB per idle connection.
+        // A task of our own holds only what serving needs; Pingora's ends here. Same thread:
+        // the runtime is the worker's current-thread one (the upstream pool relies on it).
+        tokio::spawn(
+            self.clone()
+                .connection(stream, shutdown.clone(), (slot, open)),
+        );
+        None
+    }
+}
+
+impl HttpApp {
+    /// Serves one accepted connection until it closes (or drains at shutdown); `_guards`
+    /// count it open until then.
+    async fn connection(
+        self: Arc<Self>,
+        mut stream: Stream,
+        shutdown: ShutdownWatch,
+        _guards: (ListenerSlot, OpenConnection),
+    ) {
+        let limits = &self.gateway.settings.downstream;
         // One deadline from accept for the sniff and the first request head (see HeadTimer).
         let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
-        let h2 = match stream.selected_alpn_proto() {
-            Some(ALPN::H2) => true,
-            Some(_) => false,
+        // The sniff reads (not peeks: see `HeadTimer`) the first bytes, which `HeadTimer`
+        // then hands to hyper or h2 first.
+        let mut sniffed = [0u8; SNIFF_LEN];
+        let (h2, sniffed_len) = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => (true, 0),
+            Some(_) => (false, 0),
             None => {
-                let mut start = [0u8; 4];
                 // A connection that has sent nothing yet has no request to finish: at
                 // shutdown it is closed at once, not waited for until the grace ends.
                 let mut stopping = shutdown.clone();
                 tokio::select! {
-                    peeked = stream.try_peek(&mut start) => match peeked {
-                        Ok(peeked) => peeked && &start == H2_PREFACE_START,
+                    read = stream.read_exact(&mut sniffed) => match read {
+                        Ok(_) => (&sniffed == H2_PREFACE_START, SNIFF_LEN),
                         // The client went away before sending four bytes.
-                        Err(_) => return None,
+                        Err(_) => return,
                     },
                     // Fewer than four bytes within the header read timeout.
-                    _ = deadline.as_mut() => return None,
-                    _ = stopping.wait_for(|stop| *stop) => return None,
+                    _ = deadline.as_mut() => return,
+                    _ = stopping.wait_for(|stop| *stop) => return,
                 }
             }
         };
@@ -207,9 +232,14 @@ impl ServerApp for HttpApp {
         // A client that stops reading blocks our writes; after the stream idle timeout the
         // connection fails, dropping its streams (and their slots and upstream connections).
         let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
-        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone()));
+        let io = TokioIo::new(HeadTimer::new(
+            stream,
+            deadline,
+            conn.clone(),
+            &sniffed[..sniffed_len],
+        ));
         let gateway = self.gateway.clone();
-        let mut shutdown = shutdown.clone();
+        let mut shutdown = shutdown;
         if h2 {
             let streams = Streams::new();
             let counting = streams.clone();
@@ -250,7 +280,6 @@ impl ServerApp for HttpApp {
             )
             .await;
         }
-        None
     }
 }
 

@@ -412,6 +412,11 @@ pub struct ControlArgs {
         default_value = "sluice-internal.sluice-system.svc.cluster.local"
     )]
     pub private_lb_domain: String,
+    /// How much of each Revision's autoscaler history to keep (one point per second, 40
+    /// bytes each, plus the last 64 decisions): served as `/ui` and
+    /// `/revisions/{ns}/{name}/trace.csv` on the admin port. 0 keeps none.
+    #[arg(long, env = "SLUICE_HISTORY_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub history_window: Duration,
 }
 
 /// How the xDS port authenticates (the controller needs at least one of a token or mTLS; a

@@ -55,6 +55,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
          \x20 time curl -s -H 'Host: sleepy.example.com' http://{http}/\n\
          \x20 # ...and back to zero about 25 s after the last request (stable window + grace)\n\
          \x20 curl -s http://{admin}/metrics | grep 'sluice_revision_actual_scale'\n\
+         \x20 # watch it live (rps, in flight, desired vs ready, panic, decisions): open http://{admin}/ui\n\
+         \x20 # replay its traffic with other settings\n\
+         \x20 curl -s http://{admin}/revisions/demo/sleepy/trace.csv > t.csv; sluice autoscaler simulate --trace t.csv\n\
          \n\
          \x20 # the built-in synthetic responder\n\
          \x20 curl -s -H 'Host: synthetic.example.com' http://{http}/\n\
@@ -101,6 +104,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             system_namespace: "knative-serving".into(),
             public_lb_domain: "sluice.sluice-system.svc.cluster.local".into(),
             private_lb_domain: "sluice-internal.sluice-system.svc.cluster.local".into(),
+            history_window: sluice_controller::history::DEFAULT_WINDOW,
         },
     };
     crate::run(&run)

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod generate;
 pub mod responder;
 pub mod simulate;
+pub mod ui;
 
 use anyhow::Context;
 use cli::{
@@ -86,6 +87,7 @@ impl ControlThread {
                 translate_config(control),
                 objects,
                 prometheus::default_registry(),
+                control.history_window,
             )
             .context("registering control-plane metrics")?,
         );
@@ -329,6 +331,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let hub = control.plane.hub().clone();
     let admin = AdminApp::for_gateway(gateway.clone())
         .route("/status", move || AdminResponse::json(&hub.statuses()));
+    let admin = ui::routes(
+        admin,
+        control.plane.hub().clone(),
+        control.plane.history().clone(),
+    );
     let node = Node {
         id: "in-process".to_string(),
         ..Node::default()
@@ -387,6 +394,11 @@ pub fn run_controller(args: &ControllerArgs) -> anyhow::Result<()> {
         })
         .route("/metrics", AdminResponse::metrics)
         .route("/status", move || AdminResponse::json(&hub.statuses()));
+    admin = ui::routes(
+        admin,
+        control.plane.hub().clone(),
+        control.plane.history().clone(),
+    );
     if let Some(kubernetes) = control.plane.kubernetes() {
         // 200 only on the Lease holder, the one replica that serves proxies.
         let leader = kubernetes.leader();

@@ -10,6 +10,9 @@ pub struct RevisionLoad {
     pub concurrency: f64,
     /// Arrivals in the interval.
     pub requests: f64,
+    /// Requests waiting in the activator's queue when the report was taken (counted in
+    /// `concurrency` too); shown on `/ui`, not used for scaling.
+    pub held: u32,
 }
 
 /// One proxy's report for one interval (about a second). Revisions without traffic in the

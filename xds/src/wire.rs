@@ -435,6 +435,7 @@ impl From<RevisionLoad> for pb::RevisionLoad {
             revision: r.revision,
             concurrency: r.concurrency,
             requests: r.requests,
+            held: r.held,
         }
     }
 }
@@ -445,6 +446,7 @@ impl From<pb::RevisionLoad> for RevisionLoad {
             revision: r.revision,
             concurrency: r.concurrency,
             requests: r.requests,
+            held: r.held,
         }
     }
 }

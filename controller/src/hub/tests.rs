@@ -189,6 +189,7 @@ async fn proxies_load_is_summed_and_pokes_are_collected() {
             revision: "ns/r".to_string(),
             concurrency: c,
             requests: c,
+            held: 0,
         }],
     };
     hub.connected(1, &node("p1"), &peer());
@@ -207,6 +208,7 @@ async fn proxies_load_is_summed_and_pokes_are_collected() {
             revision: "ns/r".to_string(),
             concurrency: 1.0,
             requests: 1.0,
+            held: 0,
         }],
     };
     hub.poke(1, poke.clone());

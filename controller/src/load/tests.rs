@@ -1,6 +1,35 @@
 use super::*;
 use sluice_xds::load::RevisionLoad;
 
+#[test]
+fn held_requests_are_the_newest_report_s_summed_over_proxies() {
+    let now = Instant::now();
+    let mut aggregator = LoadAggregator::default();
+    let held = |interval_ms: u64, revision: &str, held: u32| LoadReport {
+        interval_ms,
+        revisions: vec![RevisionLoad {
+            revision: revision.to_string(),
+            concurrency: 1.0,
+            requests: 1.0,
+            held,
+        }],
+    };
+    // Proxy 1 reported twice since the last collect: its newest count holds.
+    aggregator.report(1, held(500, "ns/a", 7), now);
+    aggregator.report(1, held(500, "ns/a", 2), now);
+    aggregator.report(2, held(1000, "ns/a", 3), now);
+    assert_eq!(aggregator.collect(now)["ns/a"].held, 5);
+    // A Revision the newest report leaves out had nothing waiting.
+    aggregator.report(1, held(500, "ns/a", 4), now);
+    aggregator.report(1, held(500, "ns/b", 1), now);
+    let sums = aggregator.collect(now);
+    assert_eq!(
+        sums["ns/a"].held, 3,
+        "proxy 1 none, proxy 2 late: its last 3"
+    );
+    assert_eq!(sums["ns/b"].held, 1);
+}
+
 fn report(interval_ms: u64, loads: &[(&str, f64, f64)]) -> LoadReport {
     LoadReport {
         interval_ms,
@@ -10,6 +39,7 @@ fn report(interval_ms: u64, loads: &[(&str, f64, f64)]) -> LoadReport {
                 revision: revision.to_string(),
                 concurrency: *concurrency,
                 requests: *requests,
+                held: 0,
             })
             .collect(),
     }
@@ -129,14 +159,16 @@ async fn revisions_are_summed_separately() {
         sums["ns/a"],
         Sample {
             concurrency: 1.0,
-            requests: 1.0
+            requests: 1.0,
+            held: 0
         }
     );
     assert_eq!(
         sums["ns/b"],
         Sample {
             concurrency: 5.0,
-            requests: 5.0
+            requests: 5.0,
+            held: 0
         }
     );
     assert_eq!(aggregator.proxies(), 2);

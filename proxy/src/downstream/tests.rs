@@ -181,7 +181,7 @@ fn conn() -> Arc<ConnInfo> {
 async fn head_timer_fails_a_read_that_outlasts_the_deadline() {
     let (client, server) = tokio::io::duplex(64);
     let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
-    let mut io = HeadTimer::new(server, deadline, conn());
+    let mut io = HeadTimer::new(server, deadline, conn(), &[]);
     let mut buf = [0u8; 8];
     let error = io.read(&mut buf).await.expect_err("times out");
     assert_eq!(error.kind(), io::ErrorKind::TimedOut);
@@ -193,7 +193,7 @@ async fn head_timer_is_off_once_a_head_was_seen() {
     let (mut client, server) = tokio::io::duplex(64);
     let conn = conn();
     let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
-    let mut io = HeadTimer::new(server, deadline, conn.clone());
+    let mut io = HeadTimer::new(server, deadline, conn.clone(), &[]);
     client.write_all(b"GET").await.expect("write");
     let mut buf = [0u8; 8];
     assert_eq!(
@@ -208,6 +208,33 @@ async fn head_timer_is_off_once_a_head_was_seen() {
     });
     assert_eq!(io.read(&mut buf).await.expect("no deadline any more"), 1);
     drop(later.await);
+}
+
+#[tokio::test]
+async fn head_timer_hands_over_the_sniffed_bytes_with_the_sockets_in_one_read() {
+    let (mut client, server) = tokio::io::duplex(64);
+    let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
+    let mut io = HeadTimer::new(server, deadline, conn(), b"GET ");
+    client.write_all(b"/ HTTP/1.1\r\n").await.expect("write");
+    let mut buf = [0u8; 64];
+    let n = io.read(&mut buf).await.expect("read");
+    assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n");
+    // A read smaller than what the sniff holds gets it in parts, in order.
+    let (mut client, server) = tokio::io::duplex(64);
+    let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
+    let mut io = HeadTimer::new(server, deadline, conn(), b"PRI ");
+    let mut small = [0u8; 3];
+    assert_eq!(io.read(&mut small).await.expect("read"), 3);
+    assert_eq!(&small, b"PRI");
+    client.write_all(b"* HTTP/2.0").await.expect("write");
+    let n = io.read(&mut buf).await.expect("read");
+    assert_eq!(&buf[..n], b" * HTTP/2.0");
+    // With nothing more from the socket, the sniffed bytes alone are a read.
+    let (_client, server) = tokio::io::duplex(64);
+    let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(5)));
+    let mut io = HeadTimer::new(server, deadline, conn(), b"GET ");
+    assert_eq!(io.read(&mut buf).await.expect("read"), 4);
+    assert_eq!(&buf[..4], b"GET ");
 }
 
 #[tokio::test(start_paused = true)]

@@ -371,6 +371,28 @@ async fn autoscaling_follows_the_load_summed_over_proxies() -> anyhow::Result<()
     // One proxy's 2 in flight would ask for 2 instances.
     let desired = wait_metric(&controller, DESIRED, |v| v >= 4.0, Duration::from_secs(15)).await?;
     assert!(desired <= 10.0, "max-scale: {desired}");
+    // The controller's admin port shows the same in /ui's data and trace.csv.
+    let data: serde_json::Value =
+        serde_json::from_slice(&controller.admin_get("/ui/data").await?.body)?;
+    let busy = data["revisions"]
+        .as_array()
+        .and_then(|revisions| revisions.iter().find(|r| r["id"] == "ns/busy"))
+        .context("ns/busy on /ui/data")?;
+    let points = busy["points"].as_array().context("points")?;
+    assert!(
+        points
+            .iter()
+            .any(|p| p["concurrency"].as_f64() >= Some(5.0)),
+        "{busy}"
+    );
+    assert!(
+        points.iter().any(|p| p["desired"].as_u64() >= Some(4)),
+        "{busy}"
+    );
+    let trace = controller.admin_get("/revisions/ns/busy/trace.csv").await?;
+    assert_eq!(trace.status, 200);
+    let page = controller.admin_get("/ui").await?;
+    assert!(page.text().contains("<title>sluice"), "the page is served");
     load.finish(&[]).await
 }
 

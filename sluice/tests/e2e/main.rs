@@ -21,4 +21,5 @@ mod routing;
 mod server_timing;
 mod support;
 mod tls;
+mod ui;
 mod xds_hostile;

@@ -52,6 +52,7 @@ impl FakePlane {
                 revision: revision.to_string(),
                 concurrency: 1.0,
                 requests: 1.0,
+                held: 0,
             });
         self.notify.notify_one();
     }
@@ -68,6 +69,7 @@ impl FakePlane {
                 revision: "ns/rev".into(),
                 concurrency: f64::from(n),
                 requests: 0.0,
+                held: 0,
             }],
         }
     }

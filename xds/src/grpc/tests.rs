@@ -210,6 +210,7 @@ async fn token_client_and_server_exchange_messages_both_ways() {
                 revision: "default/hello-00001".into(),
                 concurrency: 2.5,
                 requests: 7.0,
+                held: 0,
             }],
         }),
         ProxyMessage::Poke(Poke {
@@ -217,6 +218,7 @@ async fn token_client_and_server_exchange_messages_both_ways() {
                 revision: "default/cold".into(),
                 concurrency: 1.0,
                 requests: 1.0,
+                held: 0,
             }],
         }),
     ];

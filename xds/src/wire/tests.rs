@@ -526,6 +526,7 @@ fn load_reports_and_pokes_round_trip_inside_proxy_messages() {
         revision: revision.into(),
         concurrency,
         requests,
+        held: 3,
     };
     let messages = [
         ProxyMessage::Load(LoadReport {
