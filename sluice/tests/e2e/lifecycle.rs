@@ -64,12 +64,21 @@ async fn files_created_changed_and_deleted_apply_live() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        http1_request(gw.http, "GET", "live.example.com", "/", &[], None)
+    // The status goes when the controller drops the object; the proxy swaps its router a
+    // moment later (nothing waits for proxies on a removal), so the 404 is awaited too.
+    loop {
+        let status = http1_request(gw.http, "GET", "live.example.com", "/", &[], None)
             .await?
-            .status,
-        404
-    );
+            .status;
+        if status == 404 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "deleted ingress still routed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 
