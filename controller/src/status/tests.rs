@@ -842,3 +842,24 @@ fn set_scale_detects_a_change_of_either_field() {
         assert_eq!(scale(&board, "r"), (d1, shown_actual), "{label}");
     }
 }
+
+/// The wait list (what [`StatusBoard::applied`] walks) holds only translations still waiting
+/// for the data plane: not failed ones, not Revisions, not ones already ready.
+#[test]
+fn only_translations_awaiting_the_data_plane_wait() {
+    let mut board = StatusBoard::default();
+    board.update(1, set(vec![translated("ready", 1, STATUS_TRUE)]), "t1");
+    board.applied(1, "t2");
+    assert!(board.waiting.is_empty(), "applied: nothing waits");
+    let changes = set(vec![
+        translated("ready", 1, STATUS_TRUE),
+        translated("failed", 1, STATUS_FALSE),
+        revision_status("rev"),
+        translated("new", 1, STATUS_TRUE),
+    ]);
+    board.update(2, changes, "t3");
+    let waiting: Vec<&str> = board.waiting.iter().map(|(_, k)| k.2.as_str()).collect();
+    assert_eq!(waiting, ["new"]);
+    board.applied(2, "t4");
+    assert!(board.waiting.is_empty());
+}

@@ -661,6 +661,11 @@ fn a_decision_reports_changes() {
     assert!(d.changed);
     let d = s.scale(5.0, 5.0, at(10));
     assert!(!d.changed);
+    // TBC 0: the capacity is always 0, which is not negative, so only the scale informs.
+    let mut s = Scaler::new(spec(10.0, 0.0));
+    assert!(s.scale(5.0, 0.0, at(2)).changed, "first decision");
+    let d = s.scale(5.0, 0.0, at(4));
+    assert_eq!((d.desired, d.excess_burst_capacity, d.changed), (1, 0.0, false));
 }
 
 #[test]
