@@ -223,7 +223,10 @@ fn slots_moving_between_threads_never_exceed_the_limit() {
         queued.load(Ordering::SeqCst) > 0,
         "producers outran consumers at least once, so slots went through the wait line"
     );
-    assert!(eps.iter().all(|e| in_flight(e) == 0), "every slot came back");
+    assert!(
+        eps.iter().all(|e| in_flight(e) == 0),
+        "every slot came back"
+    );
     assert_eq!(q.waiting(), 0);
 }
 
@@ -249,7 +252,10 @@ fn stats_average_concurrency_over_the_interval() {
     let at = |ms| stats.clock.set_ms(ms);
     // An empty interval reports the concurrency of the moment.
     let start = stats.take();
-    assert_eq!((start.concurrency, start.requests, start.current), (0.0, 0.0, 0));
+    assert_eq!(
+        (start.concurrency, start.requests, start.current),
+        (0.0, 0.0, 0)
+    );
 
     // 0–250 ms one request, 250–500 ms two, 500–1000 ms one: (250 + 500 + 500) / 1000.
     let a = stats.arrive();
@@ -271,19 +277,28 @@ fn stats_average_concurrency_over_the_interval() {
     // `b` stays in flight for the whole next second, then half of the one after.
     at(2000);
     let second = stats.take();
-    assert_eq!((second.concurrency, second.requests, second.current), (1.0, 0.0, 1));
+    assert_eq!(
+        (second.concurrency, second.requests, second.current),
+        (1.0, 0.0, 1)
+    );
     at(2500);
     drop(b);
     at(3000);
     let third = stats.take();
-    assert_eq!((third.concurrency, third.requests, third.current), (0.5, 0.0, 0));
+    assert_eq!(
+        (third.concurrency, third.requests, third.current),
+        (0.5, 0.0, 0)
+    );
     at(4000);
     assert_eq!(stats.take().concurrency, 0.0);
 
     // Twice at the same instant: no interval, so the concurrency of the moment.
     let c = stats.arrive();
     let instant = stats.take();
-    assert_eq!((instant.concurrency, instant.requests, instant.current), (1.0, 1.0, 1));
+    assert_eq!(
+        (instant.concurrency, instant.requests, instant.current),
+        (1.0, 1.0, 1)
+    );
 
     // A poke counted one request at concurrency 1 already: the next sample subtracts it from
     // both, never going below zero. Here 1 in flight for 500 of 1000 ms (0.5) and two
@@ -295,7 +310,10 @@ fn stats_average_concurrency_over_the_interval() {
     stats.poked.store(1, Ordering::SeqCst);
     at(5000);
     let poked = stats.take();
-    assert_eq!((poked.concurrency, poked.requests, poked.current), (0.0, 1.0, 0));
+    assert_eq!(
+        (poked.concurrency, poked.requests, poked.current),
+        (0.0, 1.0, 0)
+    );
     assert_eq!(stats.poked.load(Ordering::SeqCst), 0, "read and reset");
 }
 
