@@ -40,7 +40,7 @@ pub mod simulate;
 pub use config::{AutoscalerConfig, InvalidAnnotation, InvalidAutoscalerConfig, RevisionScaling};
 pub use decider::{decide, DeciderState, Decision, Windows};
 pub use scaler::{reconcile, should_poke, ActivationState, PaState, ScaleAction};
-pub use simulate::{parse_trace, simulate, InvalidTrace, SimRow, TracePoint};
+pub use simulate::{parse_trace, simulate, InvalidTrace, Run, SimRow, TracePoint};
 
 /// Knative's decision tick: the autoscaler decides once every two seconds per revision.
 pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);

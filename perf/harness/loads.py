@@ -113,6 +113,7 @@ def loadgen(env, target, duration, connections, rate=None, proto="h1", streams=1
     lat = r["latency_us"]
     return {"requests": r["completed_all"], "counted": r["requests"], "rps": r["rps"], "errors": r["errors"],
             "unsent": r["unsent"], "first_error": r["first_error"], "target_rate": r["target_rate"],
+            "bad_status": r.get("bad_status", 0), "timeouts": r.get("timeouts", 0),
             "p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "p999": lat["p999"], "max": lat["max"],
             "mean": lat["mean"], "lateness_p99": r["lateness_us"]["p99"], "queued": r.get("queued", 0),
             "cdf": r["cdf"]}

@@ -54,6 +54,26 @@ def cpu_ticks(pids):
     return user, system
 
 
+def tree_cpu_ticks(pid):
+    """(user, sys) clock ticks of process `pid` and all its children, the ones that exited too.
+
+    A child that has exited and been reaped moves its ticks into the parent's cutime/cstime
+    (fields 13 and 14 of /proc/PID/stat), so the sum over the parent's own ticks, its reaped
+    children's and its live children's counts every worker a reload started and retired. The
+    difference of two calls is the whole proxy's CPU in between (nginx's master reaps its old
+    workers; HAProxy's master-worker mode likewise).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0, 0
+    user = int(fields[11]) + int(fields[13])
+    system = int(fields[12]) + int(fields[14])
+    u, s = cpu_ticks(child_pids(pid))
+    return user + u, system + s
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -82,6 +102,18 @@ def peak_rss_kib(pid):
 def child_pids(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
+
+
+def children_fast(pid):
+    """Children of `pid`'s main thread from /proc (no subprocess, for sampling every 200 ms while
+    the load runs on the same CPU); falls back to pgrep."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    except OSError:
+        return child_pids(pid)
 
 
 def http_get(port, path="/", host=None, timeout=5.0):

@@ -11,18 +11,20 @@ and append `Scenario("key", my_scenario)` to SCENARIOS. `perf/run --only key` ru
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 
 from . import svg
-from .core import Stack, alternate, measure, med, median_cdf, total, variant
+from .core import Stack, alternate, measure, med, median_cdf, total, values, variant
 from .loads import h2load, h2load_burst, h2load_tls, loadgen, wrk
-from .procs import CLK_TCK, cpu_ticks, free_port, peak_rss_kib, stop, wait_port
+from .procs import CLK_TCK, children_fast, cpu_ticks, free_port, http_get, peak_rss_kib, stop, wait_port
 from .tables import closed_table, fmt, open_table, ratio, reuse, with_spread
-from .targets import (BENCH_HOST, CLIENT_CPU, PROXY_CPU, Setup, make_certificate, sluice_ingress, start_haproxy, start_nginx, start_sluice,
-                      write_atomic)
+from .targets import (BENCH_HOST, CLIENT_CPU, PROXY_CPU, Backend, Setup, haproxy_conf, make_certificate, nginx_conf,
+                      sluice_ingress, sluice_service, start_haproxy, start_nginx, start_sluice, write_atomic)
 
 CONNS = 32  # requests in flight in every scenario: 32 HTTP/1.1 connections, or 4 h2 connections × 8 streams
 
@@ -271,12 +273,341 @@ def route_churn(env):
             "errors": errors}
 
 
+# --- concurrency: c=256 and c=1024 against c=32 -----------------------------------------------
+
+def fd_headroom(conns):
+    """None if this process (and so every target it starts) may open enough descriptors for
+    `conns` client connections plus as many upstream ones, else why not."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * conns + 256
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return f"RLIMIT_NOFILE is {soft}, below the {need} descriptors c={conns} needs (raise `ulimit -n`)"
+    return None
+
+
+def h1_conc(env, key, conns):
+    """HTTP/1.1 0 B closed loop at `conns` connections, against the c=32 figure (h1-0b's in the
+    same run, or measured here side by side when h1-0b did not run)."""
+    title = f"HTTP/1.1 keep-alive, 0 B, closed loop at c={conns:,}"
+    short = fd_headroom(conns)
+    if short:
+        return {"title": title, "kind": "pending", "results": {}, "what": "", "md": [f"Not measured: {short}."]}
+    base = env.data.get("h1-0b", {}).get("results")
+    base_here = not base  # h1-0b did not run (or failed): measure c=32 here, side by side
+    loads = {" c=32": CONNS, f" c={conns}": conns} if base_here else {"": conns}
+
+    def load(t, duration=None):
+        return wrk(env, t, duration or env.duration, getattr(t, "conns", conns))
+
+    with Stack(env, Setup()) as st:
+        for t in st.targets:
+            t.check()
+        targets = [variant(t, t.name + suffix, conns=c) for t in st.targets for suffix, c in loads.items()]
+        results = alternate(env, key, targets, st.backend, load, warmup=lambda t: load_with(t, load, env.warmup))
+    if not base_here:
+        here = results
+    else:
+        base = {n[:-len(" c=32")]: r for n, r in results.items() if n.endswith(" c=32")}
+        here = {n[:-len(f" c={conns}")]: r for n, r in results.items() if n.endswith(f" c={conns}")}
+    if not base_here:
+        md = closed_table(results)
+    else:
+        md = ["**c=32**", ""] + closed_table({n: r for n, r in results.items() if n.endswith(" c=32")})
+        md += ["", f"**c={conns:,}**", ""] + closed_table(
+            {n: r for n, r in results.items() if n.endswith(f" c={conns}")})
+    growth = {}
+    md += ["", f"| proxy | CPU-µs/req at c=32 | CPU-µs/req at c={conns:,} | change | upstream reuse at c={conns:,} |",
+           "|---|---|---|---|---|"]
+    for kind in ("sluice", "nginx", "haproxy"):
+        c32, cn = med(base.get(kind, []), "cpu_us"), med(here.get(kind, []), "cpu_us")
+        growth[kind] = None if not c32 or not cn else (cn / c32 - 1) * 100
+        r = reuse(here.get(kind, []))
+        md.append(f"| {kind} | {fmt(c32, 2)} | {fmt(cn, 2)} | "
+                  f"{'–' if growth[kind] is None else f'{growth[kind]:+.1f}%'} | "
+                  f"{'–' if r is None else f'{r:.2f}%'} |")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    md += ["", ("The c=32 figures are `h1-0b`'s, from this run. " if not base_here else
+                "The c=32 figures were measured here, alternating with the high-concurrency runs on the same "
+                "processes (`h1-0b` did not run). ")
+           + f"The goal (issue 12, goal 3): sluice's CPU per request at c={conns:,} within 5% of its c=32 figure. "
+           f"Limits: `RLIMIT_NOFILE` {soft}/{hard} (soft/hard) for the harness and everything it starts; nginx "
+           "`worker_connections 8192`, `worker_rlimit_nofile 16384`, `listen … backlog=4096`, upstream `keepalive "
+           "1024`; HAProxy global `maxconn 8192`, frontend `maxconn 4096`; sluice `--max-connections` 10,000 "
+           "(default); the backend accepts without limit; `net.core.somaxconn` "
+           f"{_sysctl('net/core/somaxconn')}. Each measured run opens its {conns:,} connections anew; the accepts "
+           "are part of its CPU."]
+    return {"title": title, "kind": "closed",
+            "what": f"`wrk -t1 -c{conns}` (closed loop, keep-alive, 0 B) through each proxy: {conns:,} connections, "
+                    f"{conns:,} requests in flight. Does a proxy's CPU per request stay flat as connections grow "
+                    "(the pool lookup and idle lists O(1))?",
+            "md": md, "results": results, "growth": growth, "conns": conns,
+            "base_cpu": {k: med(base.get(k, []), "cpu_us") for k in ("sluice", "nginx", "haproxy")},
+            "cpu": {k: med(here.get(k, []), "cpu_us") for k in ("sluice", "nginx", "haproxy")}}
+
+
+def _sysctl(path):
+    try:
+        return open(f"/proc/sys/{path}").read().strip()
+    except OSError:
+        return "unknown"
+
+
+def h1_c256(env):
+    return h1_conc(env, "h1-c256", 256)
+
+
+def h1_c1024(env):
+    return h1_conc(env, "h1-c1024", 1024)
+
+
+# --- reloads: a route change every 200 ms under load, sluice vs nginx vs HAProxy ---------------
+
+RELOAD_PERIOD = 0.2
+RELOAD_FRACTION = 0.5  # of nginx's closed-loop maximum: the open-loop rate of both runs
+
+
+class Reloader:
+    """While active: every RELOAD_PERIOD s, `apply(i)` rewrites the target's config to change i
+    (odd i routes to backend B, even i to A, with a header carrying i) and triggers its reload;
+    then fresh connections poll the target until its answer comes from the new backend (or the
+    next change is due). Records how many changes were seen and after how long, and the most
+    processes the proxy had at once (nginx and HAProxy start a new worker per reload and retire
+    the old one when its connections are done)."""
+
+    def __init__(self, target, apply, bodies, start_i):
+        self.target, self.apply, self.bodies = target, apply, bodies
+        self.i = start_i
+        self.changes = self.seen = self.samples = self.sample_errors = 0
+        self.delays = []
+        self.peak_procs = 0
+        self.first_sample_error = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _procs(self):
+        root = self.target.cpu_root
+        return 1 + len(children_fast(root)) if root else 1
+
+    def _run(self):
+        next_at = time.time()
+        while not self._stop.is_set():
+            self.i += 1
+            want = self.bodies[self.i % 2]
+            t0 = time.time()
+            self.apply(self.i)
+            self.changes += 1
+            next_at += RELOAD_PERIOD
+            while not self._stop.is_set() and time.time() < next_at - 0.005:
+                try:
+                    status, body = http_get(self.target.port, "/", self.target.host, timeout=1.0)
+                    self.samples += 1
+                    if status == 200 and body == want:
+                        self.seen += 1
+                        self.delays.append((time.time() - t0) * 1000)
+                        break
+                except OSError as e:
+                    self.sample_errors += 1
+                    self.first_sample_error = self.first_sample_error or str(e)
+                self.peak_procs = max(self.peak_procs, self._procs())
+                self._stop.wait(0.005)
+            self.peak_procs = max(self.peak_procs, self._procs())
+            self._stop.wait(max(0.0, next_at - time.time()))
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self):
+        d = sorted(self.delays)
+        return {"changes": self.changes, "seen": self.seen, "samples": self.samples,
+                "sample_errors": self.sample_errors, "first_sample_error": self.first_sample_error,
+                "effect_ms_p50": d[len(d) // 2] if d else None, "effect_ms_max": d[-1] if d else None,
+                "peak_procs": self.peak_procs}
+
+
+def _reload_route(i):
+    """sluice's KIngress for change i: 100% to backend B (odd i) or A (even), a header naming i."""
+    b = 100 if i % 2 else 0
+    return sluice_ingress("bench", [BENCH_HOST], [("bench", 100 - b), ("bench-b", b)],
+                          headers={"x-perf-rev": str(i)})
+
+
+def reload_appliers(env, a, b, targets):
+    """{target name: apply(i)}: how each proxy takes change i (a config rewrite and its reload)."""
+    appliers = {}
+    for t in targets:
+        if t.kind == "sluice":
+            path = os.path.join(t.conf_dir, "route.yaml")
+            # The manifest directory is watched (inotify); an atomic rename is one new snapshot.
+            appliers[t.name] = lambda i, path=path: write_atomic(path, _reload_route(i))
+        elif t.kind == "nginx":
+            port, h2c_port, tls_port = t.nginx_args
+
+            def apply(i, t=t, port=port, h2c_port=h2c_port):
+                be = b if i % 2 else a
+                write_atomic(t.conf_path, nginx_conf(env.workdir, port, h2c_port, be.port, Setup(),
+                                                     proxy_extra=_nginx_header(i)))
+                # What `nginx -s reload` does after reading the pid file: SIGHUP to the master,
+                # which re-reads the config, starts new workers and gracefully retires the old ones.
+                # Sent directly so no extra nginx process parses the config on the load's CPU.
+                os.kill(t.cpu_root, signal.SIGHUP)
+            appliers[t.name] = apply
+        elif t.kind == "haproxy":
+            port, h2c_port, map_file, tls_port, sock = t.haproxy_args
+
+            def apply(i, t=t, port=port, h2c_port=h2c_port, map_file=map_file, sock=sock):
+                be = b if i % 2 else a
+                write_atomic(t.conf_path, haproxy_conf(env.workdir, port, h2c_port, be.port, Setup(), map_file,
+                                                       stats_socket=sock, frontend_extra=_haproxy_header(i)))
+                # Master-worker reload: the master re-executes itself, parses the config, starts a
+                # new worker (listeners handed over through the stats socket) and soft-stops the old.
+                os.kill(t.cpu_root, signal.SIGUSR2)
+            appliers[t.name] = apply
+    return appliers
+
+
+def _nginx_header(i):
+    return f'\n      proxy_set_header x-perf-rev "{i}";'
+
+
+def _haproxy_header(i):
+    return f"\n  http-request set-header x-perf-rev {i}"
+
+
+def reloads(env):
+    rate = RELOAD_FRACTION * nginx_max(env)
+    title = "Reloads: a route change every 200 ms under load"
+    with Stack(env, Setup(), kinds=(), with_direct=False) as st:
+        a = st.backend
+        b = Backend(env, 1)
+        try:
+            bodies = (b"", b"a")  # backend A answers 0 bytes, B one byte: the body says which answered
+            s = st.add(start_sluice(env, a, Setup(), files={
+                "route.yaml": _reload_route(0),
+                "services-b.yaml": sluice_service("bench-b", b.port, "h1")}))
+            n = st.add(start_nginx(env, a, Setup(), proxy_extra=_nginx_header(0)))
+            h = st.add(start_haproxy(env, a, Setup(), master_worker=True, frontend_extra=_haproxy_header(0)))
+            for t in (s, n, h):
+                t.check()
+            # The last change number per proxy: the next reloading run goes on from there, so
+            # every change differs from the config in force (variants are copies of the target).
+            last = {t.kind: 0 for t in (s, n, h)}
+            appliers = reload_appliers(env, a, b, (s, n, h))
+            targets = []
+            for t in (s, n, h):
+                targets += [variant(t, f"{t.kind}, steady"),
+                            variant(t, f"{t.kind}, reload every 200 ms", reload_apply=appliers[t.name])]
+
+            def load(t, duration=None):
+                a0, b0 = a.stats(), b.stats()
+                apply = getattr(t, "reload_apply", None)
+                if apply and duration is None:
+                    with Reloader(t, apply, bodies, last[t.kind]) as r:
+                        res = loadgen(env, t, env.duration, CONNS, rate=rate)
+                    res.update(r.summary())
+                    last[t.kind] = r.i
+                else:
+                    res = loadgen(env, t, duration or env.duration, CONNS, rate=rate)
+                a1, b1 = a.stats(), b.stats()
+                # Each stats call is one backend connection of its own: two per backend here.
+                res["backend_conns"] = (a1[0] - a0[0] - 1) + (b1[0] - b0[0] - 1)
+                res["backend_reqs"] = (a1[1] - a0[1]) + (b1[1] - b0[1])
+                res["b_share"] = (b1[1] - b0[1]) / res["backend_reqs"] if res["backend_reqs"] else None
+                return res
+
+            # backend=None: `load` counts both backends itself.
+            results = alternate(env, "reload", targets, None, load, warmup=lambda t: load(t, env.warmup))
+        finally:
+            b.stop()
+    md = reload_table(results, rate)
+    return {"title": title, "kind": "reload", "results": results, "rate": rate,
+            "what": f"An open loop at a fixed {RELOAD_FRACTION:.0%} of nginx's maximum ({rate:,.0f} req/s, "
+                    f"`sluice-testkit-load --rate`, {CONNS} keep-alive connections) for {env.duration:g} s, once "
+                    "steady and once with the route changed every 200 ms, for each proxy in alternating rounds. "
+                    "Each change flips the route between two backends (A answers 0 bytes, B 1 byte) and sets a "
+                    "request header to the change's number: sluice gets its KIngress file rewritten (atomic rename "
+                    "in its watched manifest directory: a split 100/0 ↔ 0/100 between two Services and an "
+                    "`appendHeaders` value), nginx a rewritten config and SIGHUP to its master (what `nginx -s "
+                    "reload` sends), HAProxy (`-W` master-worker, listeners passed over its stats socket) a "
+                    "rewritten config and SIGUSR2. After each change the harness polls on fresh connections until "
+                    "the answer comes from the new backend: a change *took effect* when that happened before the "
+                    "next one.",
+            "md": md}
+
+
+def reload_table(results, rate):
+    lines = [f"Offered load: **{rate:,.0f} req/s** (open loop, latency from the intended send time).", "",
+             "| target | achieved rps | p50 µs | p99 µs | max µs | errors: non-2xx / socket / timeout "
+             "| CPU-µs/req | proxy CPU % | changes | took effect | time to effect p50 / max ms "
+             "| peak processes | share to B | upstream reuse |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        ok = [m for m in runs if "failed" not in m]
+        bad, tmo = total(ok, "bad_status"), total(ok, "timeouts")
+        sock = total(ok, "errors") - bad - tmo
+        failed = len(runs) - len(ok)
+        changes, seen = total(ok, "changes"), total(ok, "seen")
+        r = reuse(ok)
+        share = med(ok, "b_share")
+        lines.append(
+            f"| {name} | {fmt(med(ok, 'rps'), 0)} | {with_spread(ok, 'p50', 0)} | {with_spread(ok, 'p99', 0)} "
+            f"| {with_spread(ok, 'max', 0)} | {bad:.0f} / {sock:.0f} / {tmo:.0f}"
+            f"{f' + {failed} failed run(s)' if failed else ''} | {with_spread(ok, 'cpu_us', 2)} "
+            f"| {fmt(med(ok, 'cpu_pct'), 0)} | {changes:.0f} | "
+            + (f"{seen:.0f} of {changes:.0f}" if changes else "–")
+            + f" | {fmt(med(ok, 'effect_ms_p50'), 1)} / {fmt(max(values(ok, 'effect_ms_max') or [0]) if changes else None, 1)} "
+            f"| {fmt(max(values(ok, 'peak_procs') or [0]) if changes else None, 0)} "
+            f"| {'–' if share is None else f'{share:.0%}'} | {'–' if r is None else f'{r:.2f}%'} |")
+    lines += ["", "| proxy | p99 steady → reloading µs | max steady → reloading µs | errors while reloading "
+                  "| extra CPU per change (ms) |", "|---|---|---|---|---|"]
+    for kind, (st, rl) in reload_pairs(results).items():
+        lines.append(f"| {kind} | {fmt(med(st, 'p99'), 0)} → {fmt(med(rl, 'p99'), 0)} "
+                     f"| {fmt(med(st, 'max'), 0)} → {fmt(med(rl, 'max'), 0)} | {total(rl, 'errors'):.0f} "
+                     f"| {fmt(extra_cpu_per_change(st, rl), 2)} |")
+    lines += ["", "Percentiles and max: median of the rounds (min–max). *errors*: requests of the load that got "
+              "a non-2xx answer, failed on the socket (e.g. a keep-alive connection closed under a request by a "
+              "retiring worker; the generator does not retry) or timed out (5 s). *CPU*: every process of the "
+              "proxy, the retired workers too (utime + stime of the master, of its live children and of the "
+              "children it reaped). *Extra CPU per change* = (CPU-µs/req reloading − steady) × requests of the "
+              "reloading run ÷ its changes: what one change cost beyond serving the requests. *Took effect*: changes whose new backend "
+              "answered a fresh connection before the next change (those polls, a few per change, are not in the "
+              "load's counts). *Peak processes*: the most processes of the proxy alive at once. *Share to B*: "
+              "requests the load got from backend B (≈ 50% when every change applies at once to every "
+              "connection; the steady runs stay where the last change left them)."]
+    return lines
+
+
+def reload_pairs(results):
+    """{kind: (steady runs, reloading runs)}."""
+    out = {}
+    for name, runs in results.items():
+        kind = name.split(",")[0]
+        st, rl = out.get(kind, ([], []))
+        out[kind] = (runs, rl) if "steady" in name else (st, runs)
+    return out
+
+
+def extra_cpu_per_change(steady, reloading):
+    """CPU-ms per change: the reloading run's CPU beyond what its requests cost in the steady run,
+    ÷ its changes (medians; robust to the two runs serving somewhat different request counts)."""
+    cs, cr = med(steady, "cpu_us"), med(reloading, "cpu_us")
+    n, changes = med(reloading, "requests"), med(reloading, "changes")
+    if None in (cs, cr, n) or not changes:
+        return None
+    return (cr - cs) * n / changes / 1000
+
+
 def upstream_reuse(env):
     rows = ["| scenario | proxy | backend connections | backend requests | reuse | sluice_upstream_connections_total Δ |",
             "|---|---|---|---|---|---|"]
     agg = {}
     for key, d in env.data.items():
-        if d.get("kind") not in ("closed", "closed-multi", "open", "hosts", "churn"):
+        if d.get("kind") not in ("closed", "closed-multi", "open", "hosts", "churn", "reload"):
             continue
         for name, runs in d["results"].items():
             kind = name.split()[0].rstrip(",")
@@ -678,6 +1009,9 @@ SCENARIOS = [
     Scenario("h2c", h2c),
     Scenario("grpc", grpc),
     Scenario("hosts-10k", hosts_10k),
+    Scenario("h1-c256", h1_c256),
+    Scenario("h1-c1024", h1_c1024),
+    Scenario("reload", reloads),
     Scenario("route-change", route_churn),
     Scenario("tls", tls),
     Scenario("activator", activator),

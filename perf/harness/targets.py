@@ -11,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from .procs import child_pids, cpu_ticks, free_port, http_get, http_json, rss_kib, stop, wait_port
+from .procs import child_pids, cpu_ticks, free_port, http_get, http_json, rss_kib, stop, tree_cpu_ticks, wait_port
 
 PROXY_CPU = "1"
 CLIENT_CPU = "0"
@@ -86,11 +86,18 @@ class Target:
         self.admin_port = admin_port
         self.startup_s = startup_s
         self.conf_dir = None
+        # The proxy's top process (nginx's master, HAProxy's): CPU is then counted over it and
+        # every child it started, the retired ones too (procs.tree_cpu_ticks), not only the
+        # workers alive at the time of reading.
+        self.cpu_root = None
+        self.conf_path = None
 
     def pids(self):
         return self._pid_fn()
 
     def cpu(self):
+        if self.cpu_root is not None:
+            return tree_cpu_ticks(self.cpu_root)
         return cpu_ticks(self.pids())
 
     def rss_kib(self):
@@ -265,7 +272,9 @@ def _config_name(proxy, setup):
 
 # --- nginx ------------------------------------------------------------------------------------
 
-def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=None):
+def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=None, proxy_extra=""):
+    """`proxy_extra`: more directives for every proxied `location` (the reload scenario's
+    changing header)."""
     if setup.hosts == 1:
         names = [BENCH_HOST]
     else:
@@ -273,7 +282,7 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=
     proxy = """      proxy_pass http://be;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;"""
+      proxy_set_header Host $host;""" + proxy_extra
     servers = "".join(f"""
   server {{
     listen 127.0.0.1:{port};
@@ -287,7 +296,7 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=
         inner = "      grpc_pass grpc://be_h2;" if setup.upstream == "h2c" else proxy
         h2c = f"""
   server {{
-    listen 127.0.0.1:{h2c_port} http2;
+    listen 127.0.0.1:{h2c_port} http2 backlog=4096;
     location / {{
 {inner}
     }}
@@ -327,40 +336,50 @@ http {{
   upstream be {{ server 127.0.0.1:{backend_port}; keepalive 1024; keepalive_requests 1000000; }}
   upstream be_h2 {{ server 127.0.0.1:{backend_port}; keepalive 1024; keepalive_requests 1000000; }}
   server {{
-    listen 127.0.0.1:{port} default_server;
+    listen 127.0.0.1:{port} default_server backlog=4096;
     return 404;
   }}{servers}{h2c}
 }}
 """
 
 
-def start_nginx(env, backend, setup, name="nginx"):
+def start_nginx(env, backend, setup, name="nginx", proxy_extra=""):
     port, h2c_port = free_port(), free_port()
     tls_port = free_port() if setup.tls else None
     conf = os.path.join(env.workdir, f"nginx-{port}.conf")
-    text = nginx_conf(env.workdir, port, h2c_port, backend.port, setup, tls_port, getattr(env, "tls", None))
+    text = nginx_conf(env.workdir, port, h2c_port, backend.port, setup, tls_port, getattr(env, "tls", None),
+                      proxy_extra)
     with open(conf, "w") as f:
         f.write(text)
-    env.configs.setdefault(_config_name("nginx", setup), text)
+    env.configs.setdefault(_config_name("nginx", setup) if not proxy_extra else "nginx (reload scenario)", text)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     argv = ["taskset", "-c", PROXY_CPU, nginx, "-c", conf, "-e", f"{env.workdir}/nginx-error.log"]
     env.log.add("nginx", argv)
     t0 = time.time()
     proc = subprocess.Popen(argv, stdout=_log(env, f"nginx-{port}.log"), stderr=subprocess.STDOUT)
     wait_port(port, timeout=120, proc=proc, log=_logpath(env, f"nginx-{port}.log"))
-    return Target(name, "nginx", port, h2c_port, setup.request_host, lambda: child_pids(proc.pid), [proc],
-                  startup_s=time.time() - t0, tls_port=tls_port)
+    t = Target(name, "nginx", port, h2c_port, setup.request_host, lambda: child_pids(proc.pid), [proc],
+               startup_s=time.time() - t0, tls_port=tls_port)
+    # taskset execs nginx, so proc is the master (daemon off): it parses the config and reaps workers.
+    t.cpu_root, t.conf_path = proc.pid, conf
+    t.nginx_args = (port, h2c_port, tls_port)
+    return t
 
 
 # --- HAProxy ----------------------------------------------------------------------------------
 
-def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file, tls_port=None, tls=None):
+def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file, tls_port=None, tls=None, stats_socket=None,
+                 frontend_extra=""):
+    """`stats_socket`: a path for the master-worker mode's socket with `expose-fd listeners`, so a
+    reload hands the listening sockets to the new worker (HAProxy's seamless reload);
+    `frontend_extra`: more directives for the HTTP frontends (the reload scenario's header)."""
     h2 = " proto h2" if setup.upstream == "h2c" else ""
+    stats = f"\n  stats socket {stats_socket} mode 600 level admin expose-fd listeners" if stats_socket else ""
     h2c = ""
     if setup.hosts == 1:
         h2c = f"""
 frontend fe_h2c
-  bind 127.0.0.1:{h2c_port} proto h2
+  bind 127.0.0.1:{h2c_port} proto h2{frontend_extra}
   default_backend be_up
 """
     if tls_port:
@@ -371,10 +390,11 @@ frontend fe_tls
 """
     return f"""global
   nbthread 1
-  maxconn 4096
+  maxconn 8192{stats}
 
 defaults
   mode http
+  maxconn 4096
   timeout connect 5s
   timeout client 60s
   timeout server 60s
@@ -383,7 +403,7 @@ defaults
   http-reuse always
 
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{frontend_extra}
   use_backend %[req.hdr(host),lower,map({map_file},be_404)]
 {h2c}
 backend be
@@ -397,7 +417,10 @@ backend be_404
 """
 
 
-def start_haproxy(env, backend, setup, name="haproxy"):
+def start_haproxy(env, backend, setup, name="haproxy", master_worker=False, frontend_extra=""):
+    """HAProxy on CPU 1; `master_worker` runs it as `haproxy -W` (a master that re-executes itself
+    on SIGUSR2 and starts a new worker: HAProxy's reload), with a stats socket exposing the
+    listeners so that the new worker takes them over."""
     port, h2c_port = free_port(), free_port()
     tls_port = free_port() if setup.tls else None
     map_file = os.path.join(env.workdir, f"haproxy-{port}.map")
@@ -407,19 +430,25 @@ def start_haproxy(env, backend, setup, name="haproxy"):
         else:
             f.writelines(f"{table_host(i)} be\n" for i in range(setup.hosts))
     conf = os.path.join(env.workdir, f"haproxy-{port}.cfg")
+    stats_socket = os.path.join(env.workdir, f"haproxy-{port}.sock") if master_worker else None
     text = haproxy_conf(env.workdir, port, h2c_port, backend.port, setup, map_file, tls_port,
-                        getattr(env, "tls", None))
+                        getattr(env, "tls", None), stats_socket, frontend_extra)
     with open(conf, "w") as f:
         f.write(text)
-    env.configs.setdefault(_config_name("HAProxy", setup), text)
+    env.configs.setdefault(_config_name("HAProxy", setup) if not master_worker
+                           else "HAProxy (reload scenario: master-worker, `-W`)", text)
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    argv = ["taskset", "-c", PROXY_CPU, haproxy, "-f", conf, "-db"]
+    argv = ["taskset", "-c", PROXY_CPU, haproxy, *(["-W"] if master_worker else []), "-f", conf, "-db"]
     env.log.add("haproxy", argv)
     t0 = time.time()
     proc = subprocess.Popen(argv, stdout=_log(env, f"haproxy-{port}.log"), stderr=subprocess.STDOUT)
     wait_port(port, timeout=120, proc=proc, log=_logpath(env, f"haproxy-{port}.log"))
-    return Target(name, "haproxy", port, h2c_port, setup.request_host, lambda: [proc.pid], [proc],
-                  startup_s=time.time() - t0, tls_port=tls_port)
+    pid_fn = (lambda: child_pids(proc.pid)) if master_worker else (lambda: [proc.pid])
+    t = Target(name, "haproxy", port, h2c_port, setup.request_host, pid_fn, [proc],
+               startup_s=time.time() - t0, tls_port=tls_port)
+    t.cpu_root, t.conf_path = proc.pid, conf
+    t.haproxy_args = (port, h2c_port, map_file, tls_port, stats_socket)
+    return t
 
 
 STARTERS = {"sluice": start_sluice, "nginx": start_nginx, "haproxy": start_haproxy}

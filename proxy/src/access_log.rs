@@ -88,6 +88,8 @@ pub struct Served {
     pub route: Option<Arc<Route>>,
     pub split: usize,
     pub upstream: Option<Arc<Endpoint>>,
+    /// Set only when the request waited in the activator.
+    pub held: Option<crate::server_timing::Held>,
 }
 
 impl AccessLog {

@@ -83,6 +83,9 @@ pub struct Queue {
     /// The length of the wait list (published under the lock; read without it).
     waiting: AtomicUsize,
     next_ticket: AtomicU64,
+    /// When the endpoints last went from none to some ([`now_micros`]; 0: never), so a
+    /// request held through a cold start can tell its `Server-Timing` how long that took.
+    ready_since: AtomicU64,
     metrics: Arc<BackendMetrics>,
     total: Arc<HeldTotal>,
 }
@@ -180,6 +183,7 @@ impl Queue {
             }),
             waiting: AtomicUsize::new(0),
             next_ticket: AtomicU64::new(0),
+            ready_since: AtomicU64::new(0),
             metrics,
             total,
         }
@@ -191,6 +195,17 @@ impl Queue {
 
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// How long ago the endpoints last went from none to some; `None` if they never did.
+    /// Read only by requests that were held (it reads the clock).
+    pub fn ready_for(&self) -> Option<std::time::Duration> {
+        match self.ready_since.load(Ordering::SeqCst) {
+            0 => None,
+            at => Some(std::time::Duration::from_micros(
+                now_micros().saturating_sub(at),
+            )),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueInner> {
@@ -273,6 +288,10 @@ impl Queue {
     /// New endpoints or limits from a router swap; waiters move onto any new capacity.
     pub fn update(self: &Arc<Self>, endpoints: &[Arc<Endpoint>], concurrency: u32) {
         let mut inner = self.lock();
+        if inner.endpoints.is_empty() && !endpoints.is_empty() {
+            // Before the dispatch below: the waiters it admits read it.
+            self.ready_since.store(now_micros(), Ordering::SeqCst);
+        }
         inner.endpoints = endpoints.into();
         inner.concurrency = concurrency;
         self.dispatch(&mut inner);

@@ -15,6 +15,7 @@ use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
+use crate::server_timing::Held;
 use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
@@ -72,7 +73,7 @@ pub async fn handle(
         .map(|log| log.begin(&req, request_host(&req).as_ref(), conn.peer, started));
     let mut served = Served::default();
     let version = req.version();
-    let response = match forward(&gateway, &conn, req, &mut served, started).await {
+    let mut response = match forward(&gateway, &conn, req, &mut served, started).await {
         Ok(response) => response,
         Err(error) => {
             debug!(%error, "request failed");
@@ -88,6 +89,11 @@ pub async fn handle(
             response
         }
     };
+    if let Some(held) = &served.held {
+        if gateway.settings.server_timing {
+            held.append_to(response.headers_mut());
+        }
+    }
     let metrics = match &served.route {
         Some(route) => &route.metrics,
         None => &gateway.metrics.unrouted,
@@ -236,6 +242,9 @@ async fn select(
     let path = req.uri().path();
     let mut counted: Option<Counted> = None;
     let mut deadline: Option<Instant> = None;
+    // Only a request that waits sets these (and reads the clock for them).
+    let mut held_since: Option<Instant> = None;
+    let mut cold = false;
     loop {
         let router = gateway.router();
         let route = router
@@ -289,10 +298,12 @@ async fn select(
             if upstream.endpoint_count() == 0 {
                 // No instance at all: ask the autoscaler to decide now, not at its next tick.
                 gateway.poke(&revision.id, &revision.stats);
+                cold = true;
             }
         }
         let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
         let waiting_since = Instant::now();
+        let first_held = *held_since.get_or_insert(waiting_since);
         // Dropped with this future (client gone, stream reset) or at the deadline, the guard
         // frees the place in line at once.
         let waiting =
@@ -304,11 +315,13 @@ async fn select(
                 })?;
         match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
             Ok(Ok(Admission::Slot(slot))) => {
+                let now = Instant::now();
                 upstream
                     .metrics()
                     .get()
                     .queue_wait
-                    .observe(waiting_since.elapsed().as_secs_f64());
+                    .observe((now - waiting_since).as_secs_f64());
+                served.held = Some(held(upstream, now - first_held, cold));
                 return Ok(Selection {
                     route,
                     split,
@@ -320,6 +333,7 @@ async fn select(
             }
             Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
             Err(_) => {
+                served.held = Some(held(upstream, first_held.elapsed(), cold));
                 return Err(ProxyError::HoldTimeout {
                     backend: backend.id.to_string(),
                     seconds: wait_deadline.duration_since(started).as_secs(),
@@ -327,6 +341,18 @@ async fn select(
             }
         }
     }
+}
+
+/// What a request held for `waited` tells in `Server-Timing`. A `cold` one (its revision had
+/// no instance when it arrived) waited for a first instance from its place in line until the
+/// queue's endpoints last appeared; if they appeared before it queued (a race) or never
+/// came, the whole wait counts.
+fn held(upstream: &Upstream, waited: Duration, cold: bool) -> Held {
+    let cold_start = cold.then(|| match upstream.queue.ready_for() {
+        Some(ago) if ago < waited => waited - ago,
+        _ => waited,
+    });
+    Held { waited, cold_start }
 }
 
 fn is_websocket(req: &Request<Incoming>) -> bool {
@@ -614,7 +640,7 @@ async fn tunnel(
 
 /// Appends `value` to a comma-separated list header, as proxies do for X-Forwarded-*.
 /// One hash lookup when the header is absent (the common case).
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+pub(crate) fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
     match headers.entry(name) {
         header::Entry::Vacant(entry) => {
             entry.insert(value.clone());

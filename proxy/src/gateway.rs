@@ -50,6 +50,9 @@ pub struct Settings {
     /// What a downstream client may push: head size, header count, URI length, connections,
     /// head and idle timeouts.
     pub downstream: crate::downstream::DownstreamLimits,
+    /// Responses that waited in the activator carry `Server-Timing` (see
+    /// [`crate::server_timing`]).
+    pub server_timing: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             stream_idle_timeout: Duration::from_secs(300),
             websocket_idle_timeout: Duration::from_secs(300),
             downstream: crate::downstream::DownstreamLimits::default(),
+            server_timing: true,
         }
     }
 }

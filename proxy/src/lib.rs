@@ -30,5 +30,6 @@ pub mod metrics;
 pub mod responder;
 pub mod router;
 pub mod server;
+pub mod server_timing;
 pub mod tls;
 pub mod upstream;

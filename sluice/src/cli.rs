@@ -113,9 +113,16 @@ pub struct SimulateArgs {
     /// A `config-autoscaler` ConfigMap manifest.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// A second configuration to replay the same trace with: a manifest file holding a
+    /// `config-autoscaler` ConfigMap, a Revision, or both (one YAML stream). What it holds
+    /// replaces `--config` / `--revision` for the second run; the table, the CSV and the plot
+    /// then show both runs.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
     #[arg(long, default_value = "table")]
     pub format: SimulateFormat,
-    /// Write an SVG plot of the trace, the averages and the decisions.
+    /// Write an SVG plot of the trace, the averages and the decisions (with `--compare`: both
+    /// runs' decisions on one plot).
     #[arg(long)]
     pub plot: Option<PathBuf>,
 }
@@ -196,6 +203,13 @@ pub struct GatewayArgs {
     /// backends' worth.
     #[arg(long, env = "SLUICE_MAX_HELD_REQUESTS_TOTAL", default_value_t = 20_000)]
     pub max_held_requests_total: usize,
+    /// Responses that waited in the activator carry `Server-Timing: activator;dur=<ms>`, plus
+    /// `cold-start;dur=<ms>` when the revision had no instance when the request came,
+    /// appended to the upstream's own. `--server-timing=false` for those who must not show
+    /// queue times to clients.
+    #[arg(long, env = "SLUICE_SERVER_TIMING", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub server_timing: bool,
     /// Passive health: consecutive connect failures that eject an endpoint (0: never).
     /// Default: Envoy's outlier detection (`consecutive_5xx`, which counts connect failures).
     #[arg(
@@ -617,6 +631,31 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(run.gateway.streams.h2_max_concurrent_streams, 7);
+    }
+
+    #[test]
+    fn server_timing_is_on_by_default_and_turns_off() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["sluice", "proxy", "--xds", "c:18000"]
+                    .iter()
+                    .chain(extra)
+                    .copied(),
+            )
+            .expect("parses");
+            let Command::Proxy(proxy) = cli.command else {
+                panic!("not proxy");
+            };
+            proxy.gateway.server_timing
+        };
+        assert!(parse(&[]));
+        assert!(!parse(&["--server-timing=false"]));
+        assert!(!parse(&["--server-timing", "off"]));
+        assert!(parse(&["--server-timing=true"]));
+        assert!(
+            Cli::try_parse_from(["sluice", "proxy", "--xds", "c", "--server-timing=maybe"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             hold_timeout: Duration::from_secs(30),
             max_held_requests: 10_000,
             max_held_requests_total: 20_000,
+            // The demo's cold start shows in a browser's devtools.
+            server_timing: true,
             outlier_consecutive_connect_failures: 5,
             outlier_ejection_time: Duration::from_secs(30),
             outlier_max_ejection_percent: 10,

@@ -218,6 +218,7 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
             stream_idle_timeout: args.streams.stream_idle_timeout,
             websocket_idle_timeout: args.streams.websocket_idle_timeout,
             downstream: args.downstream.limits(),
+            server_timing: args.server_timing,
         },
     )
     .with_default_certificate(default_certificate);

@@ -170,7 +170,8 @@ impl Drop for InFlight {
 /// - `initialTimeout=A&timeout=B`: Knative's `timeout` image: wait A ms, send and flush the headers,
 ///   wait B ms, then send the (JSON) body;
 /// - `drip=N&drip_ms=M`: N one-byte chunks (`a`), each after waiting M ms;
-/// - `bytes=N`: a body of N bytes `a` instead of JSON.
+/// - `bytes=N`: a body of N bytes `a` instead of JSON;
+/// - `server_timing=V`: the response carries `Server-Timing: V` (V as written, say `db;dur=53`).
 ///
 /// Unparsable values get 400. Probes are answered as described in [`crate::PROBE_HEADER`].
 #[derive(Debug)]
@@ -327,6 +328,9 @@ async fn respond(
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, content_type);
+    if let Some(timing) = query.server_timing {
+        response.headers_mut().insert("server-timing", timing);
+    }
     response
 }
 
@@ -392,6 +396,7 @@ struct Query {
     bytes: Option<usize>,
     drip: Option<u64>,
     drip_interval: Duration,
+    server_timing: Option<HeaderValue>,
 }
 
 impl Query {
@@ -422,6 +427,11 @@ impl Query {
                 "timeout" => parsed.timeout = Some(millis(key, value)?),
                 "drip" => parsed.drip = Some(number(key, value)?),
                 "drip_ms" => parsed.drip_interval = millis(key, value)?,
+                "server_timing" => {
+                    parsed.server_timing = Some(HeaderValue::from_str(value).map_err(|_| {
+                        format!("query parameter server_timing={value:?}: not header text")
+                    })?);
+                }
                 "bytes" => {
                     let bytes = number(key, value)?;
                     if bytes > MAX_BYTES {

@@ -220,6 +220,103 @@ pub fn render_csv(rows: &[SimRow]) -> String {
     out
 }
 
+/// One simulation run under a name (a config's file name), for comparisons.
+#[derive(Clone, Copy, Debug)]
+pub struct Run<'a> {
+    pub label: &'a str,
+    pub rows: &'a [SimRow],
+}
+
+/// Two runs of the same trace side by side, `A` and `B` columns per quantity; a `*` marks the
+/// ticks where the desired scales differ. Both runs tick on the same seconds (same trace).
+pub fn render_compare_table(a: Run<'_>, b: Run<'_>) -> String {
+    let mut out = format!("A: {}\nB: {}\n", a.label, b.label);
+    out.push_str(
+        "        desired    decided      ready           stable              panic      panic\n",
+    );
+    out.push_str(
+        "second     A    B     A    B     A    B         A         B         A         B    A    B\n",
+    );
+    let yes = |p: bool| if p { "yes" } else { "-" };
+    for (x, y) in a.rows.iter().zip(b.rows) {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>4} {:>4}  {:>4} {:>4}  {:>4} {:>4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>8.3}  {:>3}  {:>3}{}",
+            x.second,
+            x.desired,
+            y.desired,
+            x.decided,
+            y.decided,
+            x.ready,
+            y.ready,
+            x.stable,
+            y.stable,
+            x.panic,
+            y.panic,
+            yes(x.panicking),
+            yes(y.panicking),
+            if x.desired != y.desired { "  *" } else { "" }
+        );
+    }
+    out
+}
+
+/// [`render_csv`]'s columns after a `config` column naming the run, A's rows then B's.
+pub fn render_compare_csv(a: Run<'_>, b: Run<'_>) -> String {
+    let mut out = String::from("config,second,desired,stable,panic,panicking\n");
+    for run in [a, b] {
+        let label = csv_field(run.label);
+        for r in run.rows {
+            let _ = writeln!(
+                out,
+                "{label},{},{},{},{},{}",
+                r.second,
+                r.desired,
+                round_to_digits(6, r.stable),
+                round_to_digits(6, r.panic),
+                r.panicking
+            );
+        }
+    }
+    out
+}
+
+/// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// A run's name short enough for its legend line: the end of a long one (a path's file name
+/// is its end).
+fn legend_label(label: &str) -> String {
+    const MAX: usize = 44;
+    let count = label.chars().count();
+    if count <= MAX {
+        return label.to_string();
+    }
+    let tail: String = label.chars().skip(count - (MAX - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Text for SVG content and attribute values.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A step for about `ticks` axis ticks up to `max`: 1, 2 or 5 times a power of ten.
 fn nice_step(max: f64, ticks: f64) -> f64 {
     let raw = (max / ticks).max(f64::MIN_POSITIVE);
@@ -281,37 +378,61 @@ fn panic_periods(rows: &[SimRow], tick: f64) -> Vec<(f64, f64)> {
 /// A self-contained SVG line chart: the concurrency trace, the stable and panic averages
 /// (left axis), desired and ready pods as step lines (right axis), panic periods shaded.
 pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
+    plot(trace, &[Run { label: "", rows }])
+}
+
+/// Two runs of one trace on one chart: the shared concurrency trace, then per run (its own
+/// colour, named in the legend) the desired pods as a step line, the stable average dashed,
+/// and its panic periods as a band along the top.
+pub fn render_compare_svg(trace: &[TracePoint], a: Run<'_>, b: Run<'_>) -> String {
+    plot(trace, &[a, b])
+}
+
+/// Per compared run: (class suffix, desired colour, average colour, panic band colour).
+const COMPARE_STYLES: [(&str, &str, &str, &str); 2] = [
+    ("a", "#1f77b4", "#6baed6", "#9ecae1"),
+    ("b", "#d62728", "#f28e8e", "#f4b6b6"),
+];
+
+/// One run: [`render_svg`]'s chart. Two: [`render_compare_svg`]'s.
+fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
     const WIDTH: f64 = 960.0;
     const HEIGHT: f64 = 480.0;
     const LEFT: f64 = 70.0;
     const RIGHT: f64 = 70.0;
-    const TOP: f64 = 56.0;
     const BOTTOM: f64 = 60.0;
+    let compare = runs.len() > 1;
+    // A comparison's legend takes one line per run.
+    let top: f64 = if compare {
+        56.0 + 18.0 * runs.len() as f64
+    } else {
+        56.0
+    };
     let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
+    let plot_h = HEIGHT - top - BOTTOM;
+    let all_rows = || runs.iter().flat_map(|run| run.rows.iter());
 
     let last_second = trace
         .iter()
         .map(|p| p.second)
-        .chain(rows.iter().map(|r| r.second))
+        .chain(all_rows().map(|r| r.second))
         .max()
         .unwrap_or(0) as f64;
     let (x_max, x_step) = nice_max(last_second, 10.0);
     let load_max = trace
         .iter()
         .map(|p| p.concurrency)
-        .chain(rows.iter().flat_map(|r| [r.stable, r.panic]))
+        .chain(all_rows().flat_map(|r| [r.stable, r.panic]))
         .fold(0.0, f64::max);
     let (y_max, y_step) = nice_max(load_max, 6.0);
-    let pods_max = rows
-        .iter()
+    let pods_max = all_rows()
         .flat_map(|r| [r.desired.max(0) as f64, r.ready as f64])
         .fold(0.0, f64::max);
     let (p_max, p_step) = nice_max(pods_max.max(1.0), 6.0);
 
     let x = |s: f64| LEFT + s / x_max * plot_w;
-    let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
-    let yp = |v: f64| TOP + plot_h - v / p_max * plot_h;
+    let y = |v: f64| top + plot_h - v / y_max * plot_h;
+    let yp = |v: f64| top + plot_h - v / p_max * plot_h;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -326,25 +447,38 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
         coord(WIDTH),
         coord(HEIGHT)
     );
+    let title = if compare {
+        "KPA simulation: two configs on one trace"
+    } else {
+        "KPA simulation: load, window averages and pods"
+    };
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="20" text-anchor="middle" font-size="15">KPA simulation: load, window averages and pods</text>"#,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="15">{title}</text>"#,
         coord(WIDTH / 2.0)
     );
 
     // Panic periods: from a panicking decision until the next calm one (or one tick past
-    // the last row).
+    // the last row). One run shades the plot; compared runs each get a band along the top.
     let tick = TICK_INTERVAL.as_secs() as f64;
-    for (from, to) in panic_periods(rows, tick) {
-        let to = to.min(x_max);
-        let _ = writeln!(
-            out,
-            r##"<rect class="panic" x="{}" y="{}" width="{}" height="{}" fill="#f4b6b6" fill-opacity="0.5"/>"##,
-            coord(x(from)),
-            coord(TOP),
-            coord(x(to) - x(from)),
-            coord(plot_h)
-        );
+    for (i, run) in runs.iter().enumerate() {
+        let (class, fill, band_y, band_h) = if compare {
+            let (suffix, _, _, band) = COMPARE_STYLES[i % COMPARE_STYLES.len()];
+            (format!("panic-{suffix}"), band, top + 6.0 * i as f64, 6.0)
+        } else {
+            ("panic".to_string(), "#f4b6b6", top, plot_h)
+        };
+        for (from, to) in panic_periods(run.rows, tick) {
+            let to = to.min(x_max);
+            let _ = writeln!(
+                out,
+                r#"<rect class="{class}" x="{}" y="{}" width="{}" height="{}" fill="{fill}" fill-opacity="0.5"/>"#,
+                coord(x(from)),
+                coord(band_y),
+                coord(x(to) - x(from)),
+                coord(band_h)
+            );
+        }
     }
 
     // Grid and axes.
@@ -379,9 +513,9 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
             out,
             r##"<line x1="{x}" y1="{b}" x2="{x}" y2="{b2}" stroke="#333"/><text x="{x}" y="{ty}" text-anchor="middle">{s}</text>"##,
             x = coord(x(s)),
-            b = coord(TOP + plot_h),
-            b2 = coord(TOP + plot_h + 5.0),
-            ty = coord(TOP + plot_h + 20.0),
+            b = coord(top + plot_h),
+            b2 = coord(top + plot_h + 5.0),
+            ty = coord(top + plot_h + 20.0),
             s = label(s)
         );
         s += x_step;
@@ -390,7 +524,7 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
         out,
         r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
         coord(LEFT),
-        coord(TOP),
+        coord(top),
         coord(plot_w),
         coord(plot_h)
     );
@@ -403,13 +537,13 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
     let _ = writeln!(
         out,
         r#"<text x="18" y="{y}" text-anchor="middle" transform="rotate(-90 18 {y})">concurrency</text>"#,
-        y = coord(TOP + plot_h / 2.0)
+        y = coord(top + plot_h / 2.0)
     );
     let _ = writeln!(
         out,
         r#"<text x="{x}" y="{y}" text-anchor="middle" transform="rotate(90 {x} {y})">pods</text>"#,
         x = coord(WIDTH - 18.0),
-        y = coord(TOP + plot_h / 2.0)
+        y = coord(top + plot_h / 2.0)
     );
 
     // Series.
@@ -432,17 +566,12 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
         .map(|p| (x(p.second as f64), y(p.concurrency)))
         .collect();
     polyline(&mut out, "concurrency", "#9e9e9e", "", &trace_pts);
-    let stable_pts: Vec<(f64, f64)> = rows
-        .iter()
-        .map(|r| (x(r.second as f64), y(r.stable)))
-        .collect();
-    polyline(&mut out, "stable", "#1f77b4", "", &stable_pts);
-    let panic_pts: Vec<(f64, f64)> = rows
-        .iter()
-        .map(|r| (x(r.second as f64), y(r.panic)))
-        .collect();
-    polyline(&mut out, "panic", "#ff7f0e", "", &panic_pts);
-    let step = |value: fn(&SimRow) -> f64| -> Vec<(f64, f64)> {
+    let averages = |rows: &[SimRow], value: fn(&SimRow) -> f64| -> Vec<(f64, f64)> {
+        rows.iter()
+            .map(|r| (x(r.second as f64), y(value(r))))
+            .collect()
+    };
+    let step = |rows: &[SimRow], value: fn(&SimRow) -> f64| -> Vec<(f64, f64)> {
         let mut pts = Vec::new();
         for (i, r) in rows.iter().enumerate() {
             let v = yp(value(r));
@@ -456,41 +585,96 @@ pub fn render_svg(trace: &[TracePoint], rows: &[SimRow]) -> String {
         }
         pts
     };
-    polyline(
-        &mut out,
-        "ready",
-        "#98df8a",
-        r#" stroke-dasharray="4 3""#,
-        &step(|r| r.ready as f64),
-    );
-    polyline(
-        &mut out,
-        "desired",
-        "#2ca02c",
-        "",
-        &step(|r| r.desired.max(0) as f64),
-    );
+    let dashed = r#" stroke-dasharray="4 3""#;
+    if let [run] = runs {
+        polyline(
+            &mut out,
+            "stable",
+            "#1f77b4",
+            "",
+            &averages(run.rows, |r| r.stable),
+        );
+        polyline(
+            &mut out,
+            "panic",
+            "#ff7f0e",
+            "",
+            &averages(run.rows, |r| r.panic),
+        );
+        polyline(
+            &mut out,
+            "ready",
+            "#98df8a",
+            dashed,
+            &step(run.rows, |r| r.ready as f64),
+        );
+        polyline(
+            &mut out,
+            "desired",
+            "#2ca02c",
+            "",
+            &step(run.rows, |r| r.desired.max(0) as f64),
+        );
+    } else {
+        for (i, run) in runs.iter().enumerate() {
+            let (suffix, desired, average, _) = COMPARE_STYLES[i % COMPARE_STYLES.len()];
+            polyline(
+                &mut out,
+                &format!("stable-{suffix}"),
+                average,
+                dashed,
+                &averages(run.rows, |r| r.stable),
+            );
+            polyline(
+                &mut out,
+                &format!("desired-{suffix}"),
+                desired,
+                "",
+                &step(run.rows, |r| r.desired.max(0) as f64),
+            );
+        }
+    }
 
     // Legend.
-    let legend = [
-        ("concurrency", "#9e9e9e"),
-        ("stable average", "#1f77b4"),
-        ("panic average", "#ff7f0e"),
-        ("desired pods", "#2ca02c"),
-        ("ready pods", "#98df8a"),
-        ("panic mode", "#f4b6b6"),
-    ];
-    for (i, (name, color)) in legend.iter().enumerate() {
-        let lx = LEFT + 10.0 + i as f64 * 135.0;
-        let ly = 40.0;
+    let swatch = |out: &mut String, lx: f64, ly: f64, color: &str, text: &str| {
         let _ = writeln!(
             out,
-            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{name}</text>"#,
+            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{text}</text>"#,
             coord(lx),
             coord(ly - 2.0),
             coord(lx + 18.0),
             coord(ly + 3.0)
         );
+    };
+    if compare {
+        swatch(&mut out, LEFT + 10.0, 40.0, "#9e9e9e", "concurrency");
+        for (i, run) in runs.iter().enumerate() {
+            let (suffix, desired, average, band) = COMPARE_STYLES[i % COMPARE_STYLES.len()];
+            let ly = 58.0 + 18.0 * i as f64;
+            let name = xml_escape(&legend_label(run.label));
+            let _ = writeln!(
+                out,
+                r#"<text class="legend-{suffix}" x="{}" y="{}" font-weight="bold">{}: {name}</text>"#,
+                coord(LEFT + 10.0),
+                coord(ly + 3.0),
+                suffix.to_ascii_uppercase()
+            );
+            swatch(&mut out, LEFT + 340.0, ly, desired, "desired pods");
+            swatch(&mut out, LEFT + 475.0, ly, average, "stable average");
+            swatch(&mut out, LEFT + 610.0, ly, band, "panic mode");
+        }
+    } else {
+        let legend = [
+            ("concurrency", "#9e9e9e"),
+            ("stable average", "#1f77b4"),
+            ("panic average", "#ff7f0e"),
+            ("desired pods", "#2ca02c"),
+            ("ready pods", "#98df8a"),
+            ("panic mode", "#f4b6b6"),
+        ];
+        for (i, (name, color)) in legend.iter().enumerate() {
+            swatch(&mut out, LEFT + 10.0 + i as f64 * 135.0, 40.0, color, name);
+        }
     }
     out.push_str("</svg>\n");
     out

@@ -111,6 +111,31 @@ fn new_endpoints_release_waiters() {
     assert_eq!(q.waiting(), 0);
 }
 
+/// `ready_for` dates the last change from no endpoints to some: more instances, or the same
+/// ones again, do not move it; a return from zero does.
+#[test]
+fn ready_for_dates_the_last_change_from_no_endpoints_to_some() {
+    let q = queue();
+    assert_eq!(q.ready_for(), None, "never had endpoints");
+    q.update(&[], 0);
+    assert_eq!(q.ready_for(), None);
+    let eps = endpoints(2);
+    q.update(&eps[..1], 0);
+    let first = q.ready_for().expect("endpoints came");
+    std::thread::sleep(Duration::from_millis(20));
+    q.update(&eps, 0);
+    q.update(&eps[..1], 0);
+    let later = q.ready_for().expect("still dated");
+    assert!(
+        later >= first + Duration::from_millis(20),
+        "{first:?} then {later:?}: an added instance is no cold start"
+    );
+    q.update(&[], 0);
+    q.update(&eps, 0);
+    let again = q.ready_for().expect("dated again");
+    assert!(again < later, "{again:?} after {later:?}: back from zero");
+}
+
 #[test]
 fn the_wait_line_is_bounded() {
     let q = queue();

@@ -124,6 +124,132 @@ fn simulate_rejects_a_bad_trace_with_its_line() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn config_autoscaler(target: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: config-autoscaler, namespace: knative-serving}}\ndata:\n  container-concurrency-target-default: \"{target}\"\n")
+}
+
+/// The same trace under target 100 (70 at the 70% utilisation default) and target 50 (35).
+#[test]
+fn simulate_compares_two_configs_in_one_table_csv_and_plot() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    std::fs::write(path("trace.csv"), trace())?;
+    std::fs::write(path("t100.yaml"), config_autoscaler("100"))?;
+    std::fs::write(path("t50.yaml"), config_autoscaler("50"))?;
+    let base = [
+        "--trace".to_string(),
+        path("trace.csv"),
+        "--config".into(),
+        path("t100.yaml"),
+        "--compare".into(),
+        path("t50.yaml"),
+    ];
+    let args = |more: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(more.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>| -> anyhow::Result<String> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = simulate(&args)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+
+    let plot = path("compare.svg");
+    let table = run(args(&["--plot", &plot]))?;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "A: t100.yaml");
+    assert_eq!(lines[1], "B: t50.yaml");
+    let row = |second: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&second))
+            .expect("row")
+    };
+    // 140 / 70 = 2 pods against 140 / 35 = 4, marked as differing.
+    assert_eq!(&row("30")[..3], ["30", "2", "4"]);
+    assert_eq!(row("30").last(), Some(&"*"));
+    // Both idle at zero by the end: the same, unmarked.
+    assert_eq!(&row("180")[..3], ["180", "0", "0"]);
+    assert_ne!(row("180").last(), Some(&"*"));
+
+    let svg = std::fs::read_to_string(&plot)?;
+    for needle in [
+        "<polyline class=\"desired-a\"",
+        "<polyline class=\"desired-b\"",
+        ">A: t100.yaml</text>",
+        ">B: t50.yaml</text>",
+    ] {
+        assert!(svg.contains(needle), "{needle}");
+    }
+
+    let csv = run(args(&["--format", "csv"]))?;
+    assert_eq!(
+        csv.lines().next(),
+        Some("config,second,desired,stable,panic,panicking")
+    );
+    assert!(
+        csv.lines().any(|l| l.starts_with("t100.yaml,30,2,")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l.starts_with("t50.yaml,30,4,")),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 2 * 90);
+    Ok(())
+}
+
+#[test]
+fn simulate_compare_rejects_bad_input_by_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    std::fs::write(path("trace.csv"), trace())?;
+    std::fs::write(
+        path("service.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: ns}\nspec:\n  ports: [{port: 80}]\n",
+    )?;
+    std::fs::write(
+        path("two.yaml"),
+        config_autoscaler("50") + "---\n" + &config_autoscaler("60"),
+    )?;
+    std::fs::write(path("empty.yaml"), "# nothing\n")?;
+    std::fs::write(
+        path("bad-value.yaml"),
+        config_autoscaler("100").replace(
+            "container-concurrency-target-default: \"100\"",
+            "stable-window: \"soon\"",
+        ),
+    )?;
+    let cases = [
+        ("missing.yaml", "reading"),
+        (
+            "service.yaml",
+            "want a config-autoscaler ConfigMap or a Revision, found Service",
+        ),
+        (
+            "two.yaml",
+            "want at most one ConfigMap and one Revision, found 2 and 0",
+        ),
+        ("empty.yaml", "no objects"),
+        ("bad-value.yaml", "stable-window"),
+    ];
+    for (file, want) in cases {
+        let out = simulate(&["--trace", &path("trace.csv"), "--compare", &path(file)])?;
+        assert!(!out.status.success(), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file) && err.contains(want), "{file}: {err}");
+    }
+    Ok(())
+}
+
 fn sluice(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(SLUICE).args(args).output()?;
     anyhow::ensure!(

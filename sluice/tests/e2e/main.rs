@@ -18,6 +18,7 @@ mod lifecycle;
 mod passive_health;
 mod protocols;
 mod routing;
+mod server_timing;
 mod support;
 mod tls;
 mod xds_hostile;

@@ -377,3 +377,137 @@ fn panic_periods_run_until_the_next_calm_tick() {
     assert_eq!(panic_periods(&rows, 2.0), [(2.0, 4.0), (6.0, 10.0)]);
     assert!(panic_periods(&[], 2.0).is_empty());
 }
+
+/// The same steady load under target 70 (Knative's default) and target 35: twice the pods.
+fn two_targets() -> (Vec<TracePoint>, Vec<SimRow>, Vec<SimRow>) {
+    let (spec, config) = defaults();
+    let annotations = BTreeMap::from([(
+        "autoscaling.knative.dev/target".to_string(),
+        "50".to_string(),
+    )]);
+    let halved = RevisionScaling::resolve(&annotations, 0, &config).expect("spec");
+    assert_eq!(halved.target_value, 35.0);
+    let mut trace = Vec::new();
+    load(&mut trace, 1..=60, 140.0);
+    load(&mut trace, 61..=200, 0.0);
+    let a = simulate(&trace, &spec, &config);
+    let b = simulate(&trace, &halved, &config);
+    (trace, a, b)
+}
+
+#[test]
+fn compared_runs_differ_where_their_targets_do() {
+    let (_, a, b) = two_targets();
+    assert_eq!(a.len(), b.len());
+    // 140 / 70 = 2 pods, 140 / 35 = 4 pods, through the load.
+    assert_eq!((at(&a, 30).desired, at(&b, 30).desired), (2, 4));
+    let table = render_compare_table(
+        Run {
+            label: "target-70.yaml",
+            rows: &a,
+        },
+        Run {
+            label: "target-35.yaml",
+            rows: &b,
+        },
+    );
+    let mut lines = table.lines();
+    assert_eq!(lines.next(), Some("A: target-70.yaml"));
+    assert_eq!(lines.next(), Some("B: target-35.yaml"));
+    let row30 = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("30"))
+        .expect("a row for t=30");
+    let fields: Vec<&str> = row30.split_whitespace().collect();
+    // second, desired A B, decided A B, ready A B, ...; `*` marks a differing desired scale.
+    assert_eq!(&fields[..5], ["30", "2", "4", "2", "4"]);
+    assert_eq!(fields.last(), Some(&"*"));
+    // Where both agree (idle at the end, both scaled to zero) there is no mark.
+    let last = table.lines().last().expect("rows");
+    assert!(!last.ends_with('*'), "{last}");
+    // One line per tick after the four header lines.
+    assert_eq!(table.lines().count(), 4 + a.len());
+}
+
+#[test]
+fn compare_csv_names_each_run() {
+    let rows = sample_rows();
+    let csv = render_compare_csv(
+        Run {
+            label: "a.yaml",
+            rows: &rows[..1],
+        },
+        Run {
+            label: "b, \"c\".yaml",
+            rows: &rows[1..],
+        },
+    );
+    assert_eq!(
+        csv,
+        "config,second,desired,stable,panic,panicking\n\
+         a.yaml,2,2,140,140,true\n\
+         \"b, \"\"c\"\".yaml\",4,2,135.333333,93.333333,false\n"
+    );
+}
+
+#[test]
+fn compare_svg_has_both_decision_lines_and_a_legend_naming_each_config() {
+    let (trace, a, b) = two_targets();
+    let svg = render_compare_svg(
+        &trace,
+        Run {
+            label: "target-70.yaml",
+            rows: &a,
+        },
+        Run {
+            label: "target<35>&.yaml",
+            rows: &b,
+        },
+    );
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    for class in [
+        "concurrency",
+        "desired-a",
+        "desired-b",
+        "stable-a",
+        "stable-b",
+    ] {
+        assert_eq!(
+            svg.matches(&format!("<polyline class=\"{class}\"")).count(),
+            1,
+            "{class}"
+        );
+    }
+    let stroke = |class: &str| {
+        let at = svg
+            .find(&format!("<polyline class=\"{class}\""))
+            .expect("line");
+        let rest = &svg[at..];
+        let from = rest.find("stroke=\"").expect("stroke") + 8;
+        rest[from..from + 7].to_string()
+    };
+    assert_ne!(stroke("desired-a"), stroke("desired-b"), "distinct colours");
+    // The lines differ: B's desired line reaches higher (4 pods against 2).
+    let points = |class: &str| {
+        let at = svg
+            .find(&format!("<polyline class=\"{class}\""))
+            .expect("line");
+        let rest = &svg[at..];
+        let from = rest.find("points=\"").expect("points") + 8;
+        let to = from + rest[from..].find('"').expect("end");
+        rest[from..to].to_string()
+    };
+    assert_ne!(points("desired-a"), points("desired-b"));
+    assert!(svg.contains(">A: target-70.yaml</text>"), "{svg}");
+    assert!(svg.contains(">B: target&lt;35&gt;&amp;.yaml</text>"));
+    assert_eq!(svg.matches(">desired pods</text>").count(), 2);
+    // Both panic at the start (2 and 4 pods wanted from 1): one band each along the top.
+    assert_eq!(svg.matches("<rect class=\"panic-a\"").count(), 1);
+    assert_eq!(svg.matches("<rect class=\"panic-b\"").count(), 1);
+    assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    assert!(!svg.contains("href"), "no external references");
+    // A long label keeps its end.
+    assert_eq!(legend_label(&"x".repeat(50)).chars().count(), 44);
+    assert!(legend_label(&format!("{}/b.yaml", "d".repeat(60))).ends_with("/b.yaml"));
+}
