@@ -863,3 +863,35 @@ fn only_translations_awaiting_the_data_plane_wait() {
     board.applied(2, "t4");
     assert!(board.waiting.is_empty());
 }
+
+/// A problem's reason tells an RBAC refusal (403 or "forbidden" in the message) from any other
+/// API error, and replacing one kind's problems leaves the other kinds' alone.
+#[test]
+fn problem_reasons_and_kinds_are_kept_apart() {
+    for (message, want) in [
+        ("secrets is forbidden: 403", REASON_FORBIDDEN),
+        ("secrets is forbidden", REASON_FORBIDDEN),
+        ("Forbidden", REASON_FORBIDDEN),
+        ("HTTP 403", REASON_FORBIDDEN),
+        ("timed out", REASON_API_ERROR),
+    ] {
+        let mut board = StatusBoard::default();
+        board.set_problem("Watch", "v1/secrets", Some(message.to_string()));
+        let listed = board.list();
+        let reason = listed[0]
+            .status
+            .condition(CONDITION_READY)
+            .and_then(|c| c.reason.clone());
+        assert_eq!(reason.as_deref(), Some(want), "{message}");
+    }
+    let mut board = StatusBoard::default();
+    board.set_problem("Watch", "v1/secrets", Some("timed out".into()));
+    let errors: BTreeMap<String, String> = [("ns/a".to_string(), "conflict".to_string())].into();
+    assert!(board.set_problems("StatusWrite", errors));
+    assert!(board.set_problems("StatusWrite", BTreeMap::new()));
+    assert_eq!(
+        names_of(board.list()),
+        ["v1/secrets"],
+        "the watch problem stays"
+    );
+}
