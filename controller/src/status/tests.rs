@@ -899,7 +899,9 @@ fn only_translated_ingresses_and_routes_await_the_load_balancer() {
     let (nc, lb) = (CONDITION_NETWORK_CONFIGURED, CONDITION_LOAD_BALANCER_READY);
     let (ata, ir) = (CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY);
     let (t, f, u) = (STATUS_TRUE, STATUS_FALSE, STATUS_UNKNOWN);
-    let cases: [(&str, &[(&str, &str)], bool); 9] = [
+    // (kind, (condition, status) pairs, want)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: [Case; 9] = [
         ("Ingress", &[(nc, t), (lb, u)], true),
         ("Ingress", &[(nc, f), (lb, u)], false),
         ("Ingress", &[(nc, t), (lb, f)], false),
