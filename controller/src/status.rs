@@ -332,8 +332,8 @@ impl ObjectStatus {
             namespace: String::new(),
             name: file.to_string(),
             generation: 0,
+            // observedGeneration stays 0: a file has no generation.
             status: Status {
-                observed_generation: 0,
                 conditions: vec![
                     Condition::new(CONDITION_READY, STATUS_FALSE).with_reason(reason, message)
                 ],

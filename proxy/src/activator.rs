@@ -348,10 +348,30 @@ impl Drop for Queue {
     }
 }
 
+/// Where [`RevisionStats`] reads the time: microseconds on a monotonic clock.
+pub trait Clock {
+    fn now_micros(&self) -> u64;
+}
+
+/// The process's monotonic clock ([`now_micros`]). Zero-sized, so production statistics carry
+/// no clock state and, monomorphised, each read is the same direct call as without a clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MonotonicClock;
+
+// Production statistics carry no clock state.
+const _: () = assert!(std::mem::size_of::<MonotonicClock>() == 0);
+
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now_micros(&self) -> u64 {
+        now_micros()
+    }
+}
+
 /// Per-Revision request statistics for the autoscaler: concurrency (buffered requests
 /// included) integrated over time, and arrivals. Lock-free; read and reset once a second.
-#[derive(Default)]
-pub struct RevisionStats {
+/// The clock is a type parameter so tests can drive time (see [`RevisionStats::with_clock`]).
+pub struct RevisionStats<C: Clock = MonotonicClock> {
     concurrency: AtomicI64,
     /// Σ concurrency × µs since the last read.
     area: AtomicU64,
@@ -363,6 +383,13 @@ pub struct RevisionStats {
     /// Pokes sent since the last read: each counted one request at concurrency 1 already,
     /// so the next sample subtracts them (as Knative's activator does).
     pub poked: AtomicU64,
+    clock: C,
+}
+
+impl Default for RevisionStats {
+    fn default() -> Self {
+        RevisionStats::with_clock(MonotonicClock)
+    }
 }
 
 /// One second's worth of statistics.
@@ -376,9 +403,24 @@ pub struct Sample {
     pub current: i64,
 }
 
-impl RevisionStats {
+impl<C: Clock> RevisionStats<C> {
+    /// Statistics read on `clock`; the first interval starts at its origin (0), as with
+    /// [`MonotonicClock`].
+    pub fn with_clock(clock: C) -> Self {
+        RevisionStats {
+            concurrency: AtomicI64::new(0),
+            area: AtomicU64::new(0),
+            last_change: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            last_take: AtomicU64::new(0),
+            poke_pending: AtomicBool::new(false),
+            poked: AtomicU64::new(0),
+            clock,
+        }
+    }
+
     fn change(&self, delta: i64) {
-        let now = now_micros();
+        let now = self.clock.now_micros();
         let before = self.concurrency.fetch_add(delta, Ordering::SeqCst);
         let last = self.last_change.swap(now, Ordering::SeqCst);
         let elapsed = now.saturating_sub(last);
@@ -388,7 +430,7 @@ impl RevisionStats {
     }
 
     /// Counts an arrival; the returned guard keeps it in the concurrency until dropped.
-    pub fn arrive(self: &Arc<Self>) -> Counted {
+    pub fn arrive(self: &Arc<Self>) -> Counted<C> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.change(1);
         Counted(self.clone())
@@ -400,7 +442,7 @@ impl RevisionStats {
 
     /// Reads and resets the interval since the previous read.
     pub fn take(&self) -> Sample {
-        let now = now_micros();
+        let now = self.clock.now_micros();
         let current = self.concurrency.load(Ordering::SeqCst);
         let last = self.last_change.swap(now, Ordering::SeqCst);
         let interval = now.saturating_sub(self.last_take.swap(now, Ordering::SeqCst));
@@ -425,9 +467,9 @@ impl RevisionStats {
 
 /// A request counted in its revision's concurrency, from arrival (queue time included) to the
 /// end of its response.
-pub struct Counted(Arc<RevisionStats>);
+pub struct Counted<C: Clock = MonotonicClock>(Arc<RevisionStats<C>>);
 
-impl Drop for Counted {
+impl<C: Clock> Drop for Counted<C> {
     fn drop(&mut self) {
         self.0.change(-1);
     }

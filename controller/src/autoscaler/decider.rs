@@ -102,7 +102,8 @@ pub struct DeciderState {
     pub panic_time: Option<Duration>,
     /// The highest count decided while panicking (never scaled below while panicking).
     pub max_panic_pods: i32,
-    /// The `scale-down-delay` sliding maximum, when a delay is configured.
+    /// The `scale-down-delay` sliding maximum: made by the first decision that applies a delay
+    /// (and made anew when the delay changes), `None` before.
     pub delay_window: Option<MaxWindow>,
     /// The last decided scale; −1 until the first decision.
     pub desired: i32,
@@ -123,7 +124,7 @@ impl DeciderState {
         DeciderState {
             panic_time: (ready_pods > 1).then_some(now),
             max_panic_pods: count(f64::from(ready_pods)),
-            delay_window: delay_window(spec),
+            delay_window: None,
             desired: -1,
             excess_burst_capacity,
         }
@@ -133,10 +134,6 @@ impl DeciderState {
     pub fn panicking(&self) -> bool {
         self.panic_time.is_some()
     }
-}
-
-fn delay_window(spec: &RevisionScaling) -> Option<MaxWindow> {
-    (!spec.scale_down_delay.is_zero()).then(|| MaxWindow::new(spec.scale_down_delay, TICK_INTERVAL))
 }
 
 /// The outcome of one decision.
@@ -202,14 +199,15 @@ pub fn decide_observed(
     let mut desired_stable = count(stable_pods.max(max_scale_down).min(max_scale_up));
     let mut desired_panic = count(panic_pods.max(max_scale_down).min(max_scale_up));
 
+    // Knative raises only when activation-scale > 1; no guard is needed for that: a non-zero
+    // count is at least 1 already (max-scale-up-rate > 1 keeps the up limit >= 2), so 0 and 1
+    // never raise. `<=` for the same reason: raising to an equal count changes nothing.
     let activation = count(f64::from(spec.activation_scale));
-    if activation > 1 {
-        if stable_pods > 0.0 && desired_stable < activation {
-            desired_stable = activation;
-        }
-        if panic_pods > 0.0 && desired_panic < activation {
-            desired_panic = activation;
-        }
+    if stable_pods > 0.0 && desired_stable <= activation {
+        desired_stable = activation;
+    }
+    if panic_pods > 0.0 && desired_panic <= activation {
+        desired_panic = activation;
     }
 
     let over_threshold = panic_pods / rp >= spec.panic_threshold;
@@ -239,10 +237,10 @@ pub fn decide_observed(
         desired = window.current();
     }
 
-    let excess_burst_capacity = if spec.target_burst_capacity == 0.0 {
-        0.0
-    } else if spec.target_burst_capacity > 0.0 {
+    let excess_burst_capacity = if spec.target_burst_capacity > 0.0 {
         (ready * spec.total_value - spec.target_burst_capacity - panic).floor()
+    } else if spec.target_burst_capacity == 0.0 {
+        0.0
     } else {
         -1.0
     };

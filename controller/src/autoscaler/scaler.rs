@@ -151,11 +151,12 @@ pub struct ScaleAction {
     pub requeue_after: Option<Duration>,
 }
 
-/// Knative's `applyBounds`: below `min` → `min`; above a non-zero `max` → `max`.
+/// Knative's `applyBounds`: below `min` → `min`; above a non-zero `max` → `max`. (The
+/// comparisons include equality, where both answers agree, so each has one meaning to test.)
 fn apply_bounds(min: i32, max: i32, x: i32) -> i32 {
-    if x < min {
+    if x <= min {
         min
-    } else if max != 0 && x > max {
+    } else if max != 0 && x >= max {
         max
     } else {
         x
@@ -273,7 +274,8 @@ fn compute_active_condition(
         };
         pa.transition(ActivationState::Inactive { since: now, reason });
     } else if ready < min_ready {
-        if want > 0 || !pa.activation.is_inactive() {
+        // `want` is not 0 here: `>= 0` means "decided" (not −1), as Knative's `want > 0`.
+        if want >= 0 || !pa.activation.is_inactive() {
             pa.transition(ActivationState::Activating { since: now });
         } else {
             pa.transition(ActivationState::Inactive {
@@ -281,7 +283,7 @@ fn compute_active_condition(
                 reason: InactiveReason::NoTraffic,
             });
         }
-    } else if want > 0 || !pa.activation.is_inactive() {
+    } else if want >= 0 || !pa.activation.is_inactive() {
         pa.transition(ActivationState::Active { since: now });
     }
 }

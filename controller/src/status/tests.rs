@@ -842,3 +842,113 @@ fn set_scale_detects_a_change_of_either_field() {
         assert_eq!(scale(&board, "r"), (d1, shown_actual), "{label}");
     }
 }
+
+/// The wait list (what [`StatusBoard::applied`] walks) holds only translations still waiting
+/// for the data plane: not failed ones, not Revisions, not ones already ready.
+#[test]
+fn only_translations_awaiting_the_data_plane_wait() {
+    let mut board = StatusBoard::default();
+    board.update(1, set(vec![translated("ready", 1, STATUS_TRUE)]), "t1");
+    board.applied(1, "t2");
+    assert!(board.waiting.is_empty(), "applied: nothing waits");
+    let changes = || {
+        set(vec![
+            translated("ready", 1, STATUS_TRUE),
+            translated("failed", 1, STATUS_FALSE),
+            revision_status("rev"),
+            translated("new", 1, STATUS_TRUE),
+        ])
+    };
+    board.update(2, changes(), "t3");
+    let waiting: Vec<&str> = board.waiting.iter().map(|(_, k)| k.2.as_str()).collect();
+    assert_eq!(waiting, ["new"]);
+    board.applied(2, "t4");
+    assert!(board.waiting.is_empty());
+    // Resubmitted after 2 was applied, everything counts as served; a refusal then puts back
+    // only a translation that awaits the data plane.
+    board.update(3, changes(), "t5");
+    assert!(board.waiting.is_empty());
+    let refused = BTreeMap::from([
+        refusal("Ingress", "ready", "no"),
+        refusal("Revision", "rev", "no"),
+    ]);
+    board.set_rejections(refused, "t5");
+    let waiting: Vec<&str> = board.waiting.iter().map(|(_, k)| k.2.as_str()).collect();
+    assert_eq!(waiting, ["ready"]);
+    board.set_rejections(BTreeMap::new(), "t6");
+    assert!(board.waiting.is_empty(), "lifted: ready again at once");
+}
+
+/// Only a translated Ingress or Route still waiting for its load balancer awaits one.
+#[test]
+fn only_translated_ingresses_and_routes_await_the_load_balancer() {
+    let object = |kind: &str, conditions: &[(&str, &str)]| {
+        let mut status = Status::default();
+        for (type_, value) in conditions {
+            status.set_condition(Condition::new(type_, value));
+        }
+        ObjectStatus {
+            api_version: String::new(),
+            kind: kind.to_string(),
+            namespace: "ns".to_string(),
+            name: "x".to_string(),
+            generation: 1,
+            status,
+        }
+    };
+    let (nc, lb) = (CONDITION_NETWORK_CONFIGURED, CONDITION_LOAD_BALANCER_READY);
+    let (ata, ir) = (CONDITION_ALL_TRAFFIC_ASSIGNED, CONDITION_INGRESS_READY);
+    let (t, f, u) = (STATUS_TRUE, STATUS_FALSE, STATUS_UNKNOWN);
+    // (kind, (condition, status) pairs, want)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: [Case; 9] = [
+        ("Ingress", &[(nc, t), (lb, u)], true),
+        ("Ingress", &[(nc, f), (lb, u)], false),
+        ("Ingress", &[(nc, t), (lb, f)], false),
+        ("Ingress", &[(nc, t)], false),
+        ("Route", &[(ata, t), (ir, u)], true),
+        ("Route", &[(ata, f), (ir, u)], false),
+        ("Route", &[(ata, t), (ir, t)], false),
+        ("Route", &[(nc, t), (lb, u)], false),
+        ("Revision", &[(nc, t), (lb, u), (ata, t), (ir, u)], false),
+    ];
+    for (kind, conditions, want) in cases {
+        assert_eq!(
+            object(kind, conditions).awaits_load_balancer(),
+            want,
+            "{kind} {conditions:?}"
+        );
+    }
+}
+
+/// A problem's reason tells an RBAC refusal (403 or "forbidden" in the message) from any other
+/// API error, and replacing one kind's problems leaves the other kinds' alone.
+#[test]
+fn problem_reasons_and_kinds_are_kept_apart() {
+    for (message, want) in [
+        ("secrets is forbidden: 403", REASON_FORBIDDEN),
+        ("secrets is forbidden", REASON_FORBIDDEN),
+        ("Forbidden", REASON_FORBIDDEN),
+        ("HTTP 403", REASON_FORBIDDEN),
+        ("timed out", REASON_API_ERROR),
+    ] {
+        let mut board = StatusBoard::default();
+        board.set_problem("Watch", "v1/secrets", Some(message.to_string()));
+        let listed = board.list();
+        let reason = listed[0]
+            .status
+            .condition(CONDITION_READY)
+            .and_then(|c| c.reason.clone());
+        assert_eq!(reason.as_deref(), Some(want), "{message}");
+    }
+    let mut board = StatusBoard::default();
+    board.set_problem("Watch", "v1/secrets", Some("timed out".into()));
+    let errors: BTreeMap<String, String> = [("ns/a".to_string(), "conflict".to_string())].into();
+    assert!(board.set_problems("StatusWrite", errors));
+    assert!(board.set_problems("StatusWrite", BTreeMap::new()));
+    assert_eq!(
+        names_of(board.list()),
+        ["v1/secrets"],
+        "the watch problem stays"
+    );
+}

@@ -173,48 +173,173 @@ fn removed_backends_send_waiters_to_route_again() {
     assert_eq!(q.waiting(), 0);
 }
 
+/// Slots really change threads: producers take them (fast path, or from the wait line when
+/// all are held) and hand them to consumer threads, which drop them; a drop on one thread
+/// dispatches the freed slot to a waiter on another. No endpoint ever holds more than its
+/// limit, no waiter is forgotten (a lost wake-up would trip the timeout), every slot comes
+/// back.
 #[test]
 fn slots_moving_between_threads_never_exceed_the_limit() {
+    const PRODUCERS: usize = 4;
+    const CONSUMERS: usize = 3;
+    const PER_PRODUCER: usize = 1000;
+    const LIMIT: u32 = 2;
     let q = queue();
     let eps = endpoints(2);
-    q.update(&eps, 2);
-    let max = Arc::new(AtomicUsize::new(0));
+    q.update(&eps, LIMIT);
+    let max_seen = AtomicUsize::new(0);
+    let queued = AtomicUsize::new(0);
+    let released = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for _ in 0..4 {
-            let (q, eps, max) = (q.clone(), eps.clone(), max.clone());
+        let mut senders = Vec::new();
+        for _ in 0..CONSUMERS {
+            let (tx, rx) = std::sync::mpsc::channel::<Slot>();
+            senders.push(tx);
+            let released = &released;
             scope.spawn(move || {
-                for _ in 0..2000 {
-                    if let Some(slot) = q.take(&eps, 2, &[]) {
-                        let now = in_flight(slot.endpoint());
-                        max.fetch_max(now, Ordering::SeqCst);
-                    }
+                for slot in rx {
+                    drop(slot);
+                    released.fetch_add(1, Ordering::SeqCst);
                 }
             });
         }
+        for p in 0..PRODUCERS {
+            let senders = senders.clone();
+            let (q, eps, max_seen, queued) = (q.clone(), eps.clone(), &max_seen, &queued);
+            scope.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("runtime");
+                for i in 0..PER_PRODUCER {
+                    let slot = match q.try_admit(&eps, LIMIT, &[]) {
+                        Some(slot) => slot,
+                        None => {
+                            queued.fetch_add(1, Ordering::SeqCst);
+                            let waiting = q.enqueue(usize::MAX).expect("unbounded line");
+                            let admitted = rt
+                                .block_on(async {
+                                    tokio::time::timeout(Duration::from_secs(20), waiting).await
+                                })
+                                .expect("a released slot reaches the waiter (no lost wake-up)");
+                            match admitted {
+                                Ok(Admission::Slot(slot)) => slot,
+                                _ => panic!("the backend stays: every waiter gets a slot"),
+                            }
+                        }
+                    };
+                    max_seen.fetch_max(in_flight(slot.endpoint()), Ordering::SeqCst);
+                    senders[(p + i) % CONSUMERS]
+                        .send(slot)
+                        .expect("consumers outlive producers");
+                }
+            });
+        }
+        // Consumers stop once every producer has dropped its clones of the senders.
+        drop(senders);
     });
-    assert!(max.load(Ordering::SeqCst) <= 2);
-    assert!(eps.iter().all(|e| in_flight(e) == 0));
+    let max_seen = max_seen.load(Ordering::SeqCst);
+    assert!(
+        (1..=LIMIT as usize).contains(&max_seen),
+        "in flight on one endpoint peaked at {max_seen}, limit {LIMIT}"
+    );
+    assert_eq!(released.load(Ordering::SeqCst), PRODUCERS * PER_PRODUCER);
+    assert!(
+        queued.load(Ordering::SeqCst) > 0,
+        "producers outran consumers at least once, so slots went through the wait line"
+    );
+    assert!(
+        eps.iter().all(|e| in_flight(e) == 0),
+        "every slot came back"
+    );
+    assert_eq!(q.waiting(), 0);
+}
+
+/// A clock the test moves by hand, in microseconds.
+#[derive(Default)]
+struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    fn set_ms(&self, ms: u64) {
+        self.0.store(ms * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_micros(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[test]
 fn stats_average_concurrency_over_the_interval() {
-    let stats = Arc::new(RevisionStats::default());
+    let stats = Arc::new(RevisionStats::with_clock(ManualClock::default()));
+    let at = |ms| stats.clock.set_ms(ms);
+    // An empty interval reports the concurrency of the moment.
+    let start = stats.take();
+    assert_eq!(
+        (start.concurrency, start.requests, start.current),
+        (0.0, 0.0, 0)
+    );
+
+    // 0–250 ms one request, 250–500 ms two, 500–1000 ms one: (250 + 500 + 500) / 1000.
     let a = stats.arrive();
+    at(250);
     let b = stats.arrive();
-    let first = stats.take();
-    assert_eq!(first.requests, 2.0);
-    assert_eq!(first.current, 2);
-    // Two requests in flight for the whole of the next interval.
-    let second = stats.take();
-    assert_eq!(second.concurrency, 2.0);
-    assert_eq!(second.requests, 0.0);
+    at(500);
     drop(a);
+    at(1000);
+    let first = stats.take();
+    assert_eq!(
+        first,
+        Sample {
+            concurrency: 1.25,
+            requests: 2.0,
+            current: 1
+        }
+    );
+
+    // `b` stays in flight for the whole next second, then half of the one after.
+    at(2000);
+    let second = stats.take();
+    assert_eq!(
+        (second.concurrency, second.requests, second.current),
+        (1.0, 0.0, 1)
+    );
+    at(2500);
     drop(b);
+    at(3000);
     let third = stats.take();
-    assert!(third.concurrency <= 2.0);
-    assert_eq!(third.current, 0);
-    let fourth = stats.take();
-    assert_eq!(fourth.concurrency, 0.0);
+    assert_eq!(
+        (third.concurrency, third.requests, third.current),
+        (0.5, 0.0, 0)
+    );
+    at(4000);
+    assert_eq!(stats.take().concurrency, 0.0);
+
+    // Twice at the same instant: no interval, so the concurrency of the moment.
+    let c = stats.arrive();
+    let instant = stats.take();
+    assert_eq!(
+        (instant.concurrency, instant.requests, instant.current),
+        (1.0, 1.0, 1)
+    );
+
+    // A poke counted one request at concurrency 1 already: the next sample subtracts it from
+    // both, never going below zero. Here 1 in flight for 500 of 1000 ms (0.5) and two
+    // arrivals that finish at once (2), less one poke: 0 and 1.
+    at(4500);
+    drop(c);
+    drop(stats.arrive());
+    drop(stats.arrive());
+    stats.poked.store(1, Ordering::SeqCst);
+    at(5000);
+    let poked = stats.take();
+    assert_eq!(
+        (poked.concurrency, poked.requests, poked.current),
+        (0.0, 1.0, 0)
+    );
+    assert_eq!(stats.poked.load(Ordering::SeqCst), 0, "read and reset");
 }
 
 #[test]

@@ -132,6 +132,26 @@ fn scale_down_delay_is_skipped_when_unreachable() {
     s.expect(0.0, 0.0, at(2), 0, 0.0);
 }
 
+/// A changed `scale-down-delay` starts a window of the new length: the old maximum is not
+/// held for the old delay.
+#[test]
+fn a_changed_scale_down_delay_starts_a_new_window() {
+    let spec = delay_spec();
+    let mut s = Scaler {
+        state: DeciderState::new(&spec, 0, Duration::ZERO),
+        spec,
+        ready: 0,
+        reachable: true,
+    };
+    s.expect(40.0, 40.0, at(2), 4, 0.0);
+    s.expect(0.0, 0.0, at(20), 4, 0.0);
+    s.spec.scale_down_delay = Duration::from_secs(10);
+    s.expect(0.0, 0.0, at(22), 0, 0.0);
+    s.expect(20.0, 20.0, at(24), 2, 0.0);
+    s.expect(0.0, 0.0, at(26), 2, 0.0);
+    s.expect(0.0, 0.0, at(36), 0, 0.0);
+}
+
 /// Knative `TestAutoscalerScaleDownDelayZero`.
 #[test]
 fn zero_scale_down_delay_scales_down_at_once() {
@@ -661,6 +681,14 @@ fn a_decision_reports_changes() {
     assert!(d.changed);
     let d = s.scale(5.0, 5.0, at(10));
     assert!(!d.changed);
+    // TBC 0: the capacity is always 0, which is not negative, so only the scale informs.
+    let mut s = Scaler::new(spec(10.0, 0.0));
+    assert!(s.scale(5.0, 0.0, at(2)).changed, "first decision");
+    let d = s.scale(5.0, 0.0, at(4));
+    assert_eq!(
+        (d.desired, d.excess_burst_capacity, d.changed),
+        (1, 0.0, false)
+    );
 }
 
 #[test]
@@ -810,6 +838,14 @@ fn activation_scale_raises_only_non_zero_counts() {
             0.0,
             2,
             2,
+        ),
+        (
+            "panic above the activation scale is kept",
+            3,
+            0.0,
+            50.0,
+            2,
+            5,
         ),
     ];
     for (label, activation, stable, panic, ready, want) in cases {

@@ -540,11 +540,21 @@ fn active_condition_follows_want_and_ready() {
             "want {want} ready {ready} from {from:?}"
         );
     }
-    // min-scale 0 and initial-scale 0 before initialisation: always inactive.
+    // min-scale 0 and initial-scale 0 before initialisation: always inactive, and for lack
+    // of traffic, not a timeout (nothing was ever asked to start).
     let spec = spec_with(0, 0);
-    let mut pa = state(activating_);
-    compute_active_condition(&spec, &mut pa, -1, 0, secs(9));
-    assert_eq!(kind(&pa.activation), Kind::Inactive);
+    for want in [-1, 0, 2] {
+        let mut pa = state(activating_);
+        compute_active_condition(&spec, &mut pa, want, 0, secs(9));
+        assert_eq!(
+            pa.activation,
+            ActivationState::Inactive {
+                since: secs(9),
+                reason: InactiveReason::NoTraffic
+            },
+            "want {want}"
+        );
+    }
 }
 
 #[test]
@@ -600,6 +610,14 @@ fn restarted_decider_does_not_clear_the_desired_scale() {
     assert_eq!(action, ScaleAction::default());
     assert_eq!(pa.desired_scale, Some(3));
     assert_eq!(pa.actual_scale, Some(3));
+    // A last decision of 0 is a decision too.
+    pa.desired_scale = Some(0);
+    reconcile(&spec, &config, &mut pa, -1, 0, secs(14));
+    assert_eq!(pa.desired_scale, Some(0));
+    // Only an unknown one is replaced by −1.
+    pa.desired_scale = None;
+    reconcile(&spec, &config, &mut pa, -1, 0, secs(16));
+    assert_eq!(pa.desired_scale, Some(-1));
 }
 
 /// A whole lifecycle with the default config: idle → zero after the stable window plus the
