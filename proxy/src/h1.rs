@@ -160,25 +160,13 @@ fn encode_head<B: Body>(out: &mut BytesMut, req: &Request<B>, send: Send) {
         Send::Length if !req.headers().contains_key(header::CONTENT_LENGTH) => {
             if let Some(n) = req.body().size_hint().exact() {
                 out.put_slice(b"content-length: ");
-                out.put_slice(itoa_u64(n, &mut [0u8; 20]));
+                out.put_slice(itoa::Buffer::new().format(n).as_bytes());
                 out.put_slice(b"\r\n");
             }
         }
         _ => {}
     }
     out.put_slice(b"\r\n");
-}
-
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// Bytes queued for the socket, written with one vectored write: the request head (first

@@ -207,17 +207,22 @@ pub fn render_table(rows: &[SimRow]) -> String {
 pub fn render_csv(rows: &[SimRow]) -> String {
     let mut out = String::from("second,desired,stable,panic,panicking\n");
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{}",
-            r.second,
-            r.desired,
-            round_to_digits(6, r.stable),
-            round_to_digits(6, r.panic),
-            r.panicking
-        );
+        write_csv_row(&mut out, r);
     }
     out
+}
+
+/// One [`SimRow`]'s CSV columns and the line's end.
+fn write_csv_row(out: &mut String, r: &SimRow) {
+    let _ = writeln!(
+        out,
+        "{},{},{},{},{}",
+        r.second,
+        r.desired,
+        round_to_digits(6, r.stable),
+        round_to_digits(6, r.panic),
+        r.panicking
+    );
 }
 
 /// One simulation run under a name (a config's file name), for comparisons.
@@ -267,15 +272,9 @@ pub fn render_compare_csv(a: Run<'_>, b: Run<'_>) -> String {
     for run in [a, b] {
         let label = csv_field(run.label);
         for r in run.rows {
-            let _ = writeln!(
-                out,
-                "{label},{},{},{},{},{}",
-                r.second,
-                r.desired,
-                round_to_digits(6, r.stable),
-                round_to_digits(6, r.panic),
-                r.panicking
-            );
+            out.push_str(&label);
+            out.push(',');
+            write_csv_row(&mut out, r);
         }
     }
     out
