@@ -120,8 +120,13 @@ pub struct UpstreamBody {
     /// granting window would otherwise keep this body, its slot and its upstream exchange
     /// forever; such a body moves to a task that gives all three up once the client has taken
     /// nothing for this long. (An HTTP/1.1 client's blocked writes fail the connection, see
-    /// `idle::WriteStall`.) Only bodies with more than one chunk move: one task each.
+    /// `idle::WriteStall`.) Only bodies still going after their second frame move: one task
+    /// each.
     pipe_idle: Option<Duration>,
+    /// A frame read ahead of hyper, returned next: after a first chunk that does not end the
+    /// body, whatever the upstream has already sent (a gRPC reply's trailers, usually) is read
+    /// at once, so a body that ends there needs no pump.
+    next: Option<PipeItem>,
 }
 
 /// Bounds on a response body: an idle timeout between chunks and an absolute deadline. The
@@ -209,6 +214,7 @@ impl ResponseBody {
             guards: Some(guards),
             timer,
             pipe_idle,
+            next: None,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -242,6 +248,14 @@ impl UpstreamBody {
         // The connection's state is unknown: it closes with the body.
         self.guards = None;
         self.timer = None;
+    }
+
+    /// Whether nothing is left to hand over (nothing read ahead, and the upstream ended).
+    fn is_end_stream(&self) -> bool {
+        match &self.next {
+            None => self.inner.is_end_stream(),
+            Some(next) => next.is_none(),
+        }
     }
 
     fn poll_upstream(
@@ -291,9 +305,12 @@ async fn pump(mut body: UpstreamBody, tx: mpsc::Sender<PipeItem>, idle: Duration
                 }
             }
         };
-        let frame = tokio::select! {
-            frame = std::future::poll_fn(|cx| body.poll_upstream(cx)) => frame,
-            () = tx.closed() => break,
+        let frame = match body.next.take() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                frame = std::future::poll_fn(|cx| body.poll_upstream(cx)) => frame,
+                () = tx.closed() => break,
+            },
         };
         let last = !matches!(frame, Some(Ok(_)));
         permit.send(frame);
@@ -342,14 +359,26 @@ impl Body for ResponseBody {
             }
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => {
+                if let Some(next) = body.next.take() {
+                    return Poll::Ready(next);
+                }
                 let frame = body.poll_upstream(cx);
                 if let (Poll::Ready(Some(Ok(_))), Some(idle)) = (&frame, body.pipe_idle) {
                     if !body.inner.is_end_stream() {
-                        // More chunks to come: the rest goes through the pump.
-                        let (tx, rx) = mpsc::channel(1);
-                        let piped = ResponseBody::Piped(Piped { rx, done: false });
-                        if let ResponseBody::Upstream(body) = std::mem::replace(this, piped) {
-                            tokio::spawn(pump(body, tx, idle));
+                        // Read ahead: a body that ends with what has already arrived is
+                        // handed over from here, with no task (`finish` or `abandon` has
+                        // then given its guards back).
+                        if let Poll::Ready(next) = body.poll_upstream(cx) {
+                            body.next = Some(next);
+                        }
+                        if body.guards.is_some() {
+                            // More to come: the rest goes through the pump.
+                            let (tx, rx) = mpsc::channel(1);
+                            let piped = ResponseBody::Piped(Piped { rx, done: false });
+                            if let ResponseBody::Upstream(body) = std::mem::replace(this, piped)
+                            {
+                                tokio::spawn(pump(body, tx, idle));
+                            }
                         }
                     }
                 }
@@ -371,7 +400,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(body) => body.inner.is_end_stream(),
+            ResponseBody::Upstream(body) => body.is_end_stream(),
             ResponseBody::Logged(logged) => logged.inner.is_end_stream(),
             ResponseBody::Piped(piped) => piped.done,
         }
