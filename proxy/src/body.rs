@@ -15,10 +15,10 @@
 use crate::access_log::Entry;
 use crate::activator::{Counted, Slot};
 use crate::h1::{H1Body, H1Error};
+use crate::h2c::H2Body;
 use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -77,8 +77,8 @@ pub struct Guards {
 pub enum Source {
     /// Our HTTP/1.1 client: read from the connection on this task, pooled again at its end.
     H1(H1Body),
-    /// hyper's h2 client (h2c upstreams).
-    H2(Incoming),
+    /// Our h2c client (`h2c.rs`).
+    H2(H2Body),
 }
 
 impl Source {
@@ -186,8 +186,8 @@ impl BodyTimer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error(transparent)]
-    Upstream(#[from] hyper::Error),
+    #[error("upstream h2: {0}")]
+    H2(#[from] h2::Error),
     #[error(transparent)]
     H1(#[from] H1Error),
     #[error("response body timed out")]

@@ -26,8 +26,9 @@ pub enum ProxyError {
     NoSplit { route: String },
     #[error("upstream connect failed: {0}")]
     Connect(#[from] crate::upstream::ConnectError),
+    /// The h2c exchange failed: a connection or stream error (`h2c.rs`).
     #[error("upstream: {0}")]
-    Upstream(hyper::Error),
+    H2(crate::h2c::H2Error),
     /// The HTTP/1.1 exchange failed: connection error, close before a response, or a
     /// misframed response (`h1::framing`).
     #[error("upstream: {0}")]
@@ -48,28 +49,24 @@ pub enum ProxyError {
     HttpsRedirect(HeaderValue),
 }
 
-impl From<hyper::Error> for ProxyError {
-    /// The client's fault, not the upstream's: its request body idled (408) or failed (400).
-    fn from(error: hyper::Error) -> Self {
-        if crate::idle::is_request_body_timeout(&error) {
-            return ProxyError::RequestBodyTimeout;
-        }
-        // hyper's client reports a failed request body as a user error caused by that body's
-        // own error: here always the downstream connection's (`Incoming`, in `RequestBody`).
-        let body = error.is_user()
-            && std::error::Error::source(&error).is_some_and(|cause| {
-                cause.is::<hyper::Error>() || cause.is::<crate::idle::RequestBodyError>()
-            });
-        if body {
-            ProxyError::DownstreamBody(error)
-        } else {
-            ProxyError::Upstream(error)
+impl From<crate::h2c::H2Error> for ProxyError {
+    /// A failed request body is the client's fault (408 or 400), as for HTTP/1.1 below.
+    fn from(error: crate::h2c::H2Error) -> Self {
+        use crate::idle::RequestBodyError;
+        match error {
+            crate::h2c::H2Error::RequestBody(RequestBodyError::Timeout(_)) => {
+                ProxyError::RequestBodyTimeout
+            }
+            crate::h2c::H2Error::RequestBody(RequestBodyError::Client(e)) => {
+                ProxyError::DownstreamBody(e)
+            }
+            error => ProxyError::H2(error),
         }
     }
 }
 
 impl From<crate::h1::H1Error> for ProxyError {
-    /// A failed request body is the client's fault (408 or 400), as for hyper's errors above.
+    /// A failed request body is the client's fault (408 or 400).
     fn from(error: crate::h1::H1Error) -> Self {
         use crate::idle::RequestBodyError;
         match error {
@@ -100,7 +97,7 @@ impl ProxyError {
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            ProxyError::Upstream(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
+            ProxyError::H2(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
                 StatusCode::BAD_GATEWAY
             }
             // Envoy answers 408 when its stream idle timeout fires on a request body.
@@ -145,7 +142,7 @@ impl ProxyError {
             ProxyError::HoldTimeout { .. } | ProxyError::ResponseTimeout => {
                 "upstream request timeout\n"
             }
-            ProxyError::Upstream(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
+            ProxyError::H2(_) | ProxyError::H1(_) | ProxyError::Unsendable => {
                 "upstream connect error or disconnect/reset before headers\n"
             }
             ProxyError::RequestBodyTimeout => "stream timeout\n",

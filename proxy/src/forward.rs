@@ -14,6 +14,7 @@ use crate::downstream;
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
 use crate::h1::{self, Exchange};
+use crate::h2c;
 use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::server_timing::Held;
@@ -21,10 +22,10 @@ use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -166,13 +167,7 @@ async fn forward(
         .into_iter()
         .chain((!stream_idle.is_zero()).then_some(stream_idle))
         .min();
-    // hyper's h2 client drops a request body's error (it resets the upstream stream, and the
-    // exchange fails as a reset): the body flags its timeout here instead, so it is still 408.
-    // Only h2c exchanges with a body to send pay for the flag.
-    let body_timed_out =
-        (protocol == Protocol::H2c && !stream_idle.is_zero() && !req.body().is_end_stream())
-            .then(|| Arc::new(AtomicBool::new(false)));
-    let req = req.map(|body| RequestBody::new(body, stream_idle, body_timed_out.clone()));
+    let req = req.map(|body| RequestBody::new(body, stream_idle));
     // Boxed: an async fn's future is as large as its largest state, and this one is the
     // largest by far. Inline, every connection (hyper keeps room for a request's future for
     // the connection's life) and every request waiting in the activator would carry it.
@@ -183,14 +178,7 @@ async fn forward(
             .await
             .map_err(|_| ProxyError::ResponseTimeout)?,
     };
-    let response = sent.map_err(|error| match error {
-        ProxyError::Upstream(_)
-            if body_timed_out.is_some_and(|flag| flag.load(Ordering::Relaxed)) =>
-        {
-            ProxyError::RequestBodyTimeout
-        }
-        error => error,
-    })?;
+    let response = sent?;
     let (mut parts, body) = response.into_parts();
     strip_response_hop_by_hop(&mut parts.headers);
     let guards = Guards {
@@ -554,15 +542,14 @@ async fn send(
                 Err(error) if error.retryable => req,
                 Err(error) => return Err(error.error.into()),
             },
-            Sender::H2(mut sender) => match sender.try_send_request(req).await {
+            Sender::H2(mut sender) => match sender.send(req).await {
                 Ok(response) => {
                     served.upstream = Some(endpoint);
                     return Ok(response.map(Source::H2));
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => unsent,
-                    None => return Err(error.into_error().into()),
-                },
+                // The connection could not open a stream: nothing left, try another.
+                Err(Ok(h2c::Unsent(unsent, _))) => unsent,
+                Err(Err(error)) => return Err(error.into()),
             },
         };
         if attempt >= MAX_ATTEMPTS {
@@ -607,7 +594,7 @@ async fn tunnel(
     };
     let downstream = hyper::upgrade::on(&mut req);
     let stream_idle = gateway.settings.stream_idle_timeout;
-    let mut req = req.map(|body| RequestBody::new(body, stream_idle, None));
+    let mut req = req.map(|body| RequestBody::new(body, stream_idle));
     let (response, upstream) = match h1::send(conn, &mut req, false, true).await {
         Err(error) => return Err(error.error.into()),
         Ok(Exchange::Response(response)) => {

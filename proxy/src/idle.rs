@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -147,8 +147,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
 pub struct RequestBody {
     inner: Incoming,
     timer: IdleTimer,
-    /// Set when the timeout fires, for senders that drop the body's error (hyper's h2 client).
-    timed_out: Option<Arc<AtomicBool>>,
 }
 
 /// The client sent no request body byte for the stream idle timeout.
@@ -165,28 +163,12 @@ pub enum RequestBodyError {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, idle: Duration, timed_out: Option<Arc<AtomicBool>>) -> Self {
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
         RequestBody {
             inner,
             timer: IdleTimer::new(idle),
-            timed_out,
         }
     }
-}
-
-/// Whether `error` (from sending a request upstream) came from the client's body idling.
-pub fn is_request_body_timeout(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(e) = source {
-        if e.is::<RequestBodyTimeout>()
-            || e.downcast_ref::<RequestBodyError>()
-                .is_some_and(|e| matches!(e, RequestBodyError::Timeout(_)))
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 impl Body for RequestBody {
@@ -200,9 +182,6 @@ impl Body for RequestBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending if this.timer.expired(cx) => {
-                if let Some(flag) = &this.timed_out {
-                    flag.store(true, Ordering::Relaxed);
-                }
                 Poll::Ready(Some(Err(RequestBodyTimeout.into())))
             }
             Poll::Pending => Poll::Pending,

@@ -25,6 +25,7 @@ pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod h1;
+pub mod h2c;
 pub mod idle;
 pub mod index;
 pub mod metrics;

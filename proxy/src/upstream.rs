@@ -6,15 +6,13 @@
 //! `thread_local!` stack. Checkout pops (O(1)), and the response body returns the connection
 //! when it reaches its end (see `body.rs`). No lock, no task per request or per connection:
 //! nothing watches an idle connection, so checkout checks it (`Conn::is_usable`, no syscall
-//! unless the socket became readable). HTTP/2 (h2c) upstreams keep one multiplexed hyper
-//! sender per endpoint per thread. A connection returned on another thread (never the case
+//! unless the socket became readable). HTTP/2 (h2c) upstreams keep one multiplexed connection
+//! ([`h2c::Sender`]) per endpoint per thread. A connection returned on another thread (never the case
 //! under pingora) just joins that thread's pool, which is still correct.
 
 use crate::balance::{self, Address, Endpoint};
 use crate::h1::Conn;
-use crate::idle::RequestBody;
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use crate::h2c;
 use sluice_xds::Protocol;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,10 +39,10 @@ pub enum ConnectError {
     },
     #[error("resolve {host}: no addresses")]
     NoAddress { host: String },
-    #[error("handshake with {address}: {source}")]
+    #[error("h2 handshake with {address}: {source}")]
     Handshake {
         address: String,
-        source: hyper::Error,
+        source: h2::Error,
     },
 }
 
@@ -55,7 +53,7 @@ pub enum Sender {
         conn: Conn,
         reused: bool,
     },
-    H2(http2::SendRequest<RequestBody>),
+    H2(h2c::Sender),
 }
 
 struct PoolEntry {
@@ -64,7 +62,7 @@ struct PoolEntry {
     /// was thousands of open connections and tens of MiB).
     endpoint: Weak<Endpoint>,
     idle: Vec<(Conn, Instant)>,
-    h2: Option<http2::SendRequest<RequestBody>>,
+    h2: Option<h2c::Sender>,
 }
 
 thread_local! {
@@ -148,7 +146,7 @@ pub fn checkin(endpoint: &Arc<Endpoint>, mut conn: Conn) {
     });
 }
 
-fn remember_h2(endpoint: &Arc<Endpoint>, sender: &http2::SendRequest<RequestBody>) {
+fn remember_h2(endpoint: &Arc<Endpoint>, sender: &h2c::Sender) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         sweep_departed(&mut pool);
@@ -196,15 +194,9 @@ pub async fn connect(
                 address: endpoint.address.to_string(),
                 source,
             };
-            let io = TokioIo::new(stream);
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(io)
+            let sender = h2c::Sender::handshake(stream)
                 .await
                 .map_err(handshake_error)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
             remember_h2(endpoint, &sender);
             Ok(Sender::H2(sender))
         }
