@@ -12,6 +12,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
+use std::mem::MaybeUninit;
 
 /// Largest response head (status line and headers), like Envoy's 60 KiB.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -66,16 +67,23 @@ pub struct Head {
 /// On success the head's bytes are taken off `buf`; the body (or the next head) follows.
 /// `head_request`: the request was HEAD, so no body follows whatever the headers say.
 pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, FrameError> {
-    // Offsets into `buf`, so the values can share one frozen copy of the head (no per-value
-    // allocation), as hyper does.
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    // Offsets into `buf` (below MAX_HEAD, so u32), so the values can share one frozen copy of
+    // the head (no per-value allocation), as hyper does.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let (len, status, minor, count) = {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
+        // Left uninitialised: zeroing 100 headers (3.2 KB) for every response cost more than
+        // parsing a short head.
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
         // Only the first MAX_HEAD bytes are ever parsed: a head not complete within them is
         // refused the same way however the bytes arrived.
         let window = &buf[..buf.len().min(MAX_HEAD)];
-        let len = match response.parse(window) {
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            window,
+            &mut headers,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if buf.len() >= MAX_HEAD {
@@ -92,10 +100,12 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         };
         let base = buf.as_ptr() as usize;
         let count = response.headers.len();
+        // Offsets within the first MAX_HEAD (64 KiB) bytes: they fit in u32.
+        let offset = |p: *const u8, n: usize| ((p as usize - base) as u32, n as u32);
         for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            *span = (name, name + h.name.len(), value, value + h.value.len());
+            let (name, name_len) = offset(h.name.as_ptr(), h.name.len());
+            let (value, value_len) = offset(h.value.as_ptr(), h.value.len());
+            *span = (name, name + name_len, value, value + value_len);
         }
         (
             len,
@@ -112,6 +122,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     let mut close = false;
     let mut keep_alive_token = false;
     for &(ns, ne, vs, ve) in &spans[..count] {
+        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let name =
             HeaderName::from_bytes(&head[ns..ne]).map_err(|_| FrameError::Head("invalid name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
