@@ -646,14 +646,15 @@ pub(crate) fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &He
     }
 }
 
-/// Whether any header needs hop-by-hop treatment. One pass over the names, so the common
-/// request or response with none costs no hash lookups.
+/// Whether any header needs hop-by-hop treatment. One pass over the headers, so the common
+/// request or response with none costs no hash lookups. `te: trailers` is kept as it is (every
+/// gRPC call carries it), so it needs none either.
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
+    headers.iter().any(|(name, value)| {
         name == header::CONNECTION
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
-            || name == header::TE
+            || (name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"))
             || name == header::TRAILER
             || name == KEEP_ALIVE
             || name == PROXY_CONNECTION
@@ -674,10 +675,13 @@ fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     headers.remove(&PROXY_CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
     headers.remove(header::TRAILER);
-    if let Some(te) = headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            headers.remove(header::TE);
-        }
+    // Every line, not just the first: `te: trailers` beside `te: gzip` is not trailers only.
+    if headers
+        .get_all(header::TE)
+        .iter()
+        .any(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.remove(header::TE);
     }
 }
 

@@ -82,6 +82,20 @@ fn te_trailers_and_websocket_handshake_survive() {
     assert_eq!(h.get("connection").expect("connection"), "Upgrade");
 }
 
+/// A gRPC call's `te: trailers` alone takes the fast path (nothing to strip); any other TE, or
+/// a hop-by-hop header beside it, does not.
+#[test]
+fn only_te_trailers_needs_no_stripping() {
+    assert!(!has_hop_by_hop(&map(&[("te", "trailers"), ("x-a", "1")])));
+    assert!(!has_hop_by_hop(&map(&[("te", "Trailers")])));
+    assert!(has_hop_by_hop(&map(&[("te", "gzip")])));
+    assert!(has_hop_by_hop(&map(&[("te", "trailers"), ("te", "gzip")])));
+    assert!(has_hop_by_hop(&map(&[("te", "trailers"), ("keep-alive", "5")])));
+    let mut h = map(&[("te", "trailers"), ("te", "gzip")]);
+    strip_request_hop_by_hop(&mut h, false);
+    assert!(!h.contains_key("te"), "a TE other than trailers goes");
+}
+
 #[test]
 fn response_connection_headers_are_removed() {
     let mut h = map(&[
