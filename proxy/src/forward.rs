@@ -148,7 +148,14 @@ async fn forward(
     };
     let protocol = upstream.protocol;
     let websocket = is_websocket(&req);
-    prepare_request(&mut req, conn, &selection, original_host, websocket);
+    // An h2c upstream gets the host as :authority, which the request target already carries
+    // when the client sent one (h2's :authority, or an absolute-form target) and the route does
+    // not rewrite it: the target is kept then, rather than going through a Host header.
+    let keep_authority = protocol == Protocol::H2c
+        && !websocket
+        && selection.route.rewrite_host.is_none()
+        && req.uri().authority().is_some();
+    prepare_request(&mut req, conn, &selection, original_host, websocket, keep_authority);
     if websocket {
         return Box::pin(tunnel(gateway, selection, req, served)).await;
     }
@@ -375,6 +382,7 @@ fn prepare_request(
     selection: &Selection,
     original_host: Option<HeaderValue>,
     websocket: bool,
+    keep_authority: bool,
 ) {
     // The target's authority was routed on (see `request_host`): the upstream gets it as Host.
     let target_authority = req.uri().authority().is_some();
@@ -420,6 +428,10 @@ fn prepare_request(
         headers.insert(name.clone(), value.clone());
     }
     match (&route.rewrite_host, original_host) {
+        // The target's authority goes upstream as is (see `forward`); a Host beside it does not.
+        _ if keep_authority => {
+            headers.remove(header::HOST);
+        }
         (Some(rewrite), _) => {
             headers.insert(header::HOST, rewrite.clone());
         }
@@ -447,17 +459,28 @@ fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<
         }
         Protocol::H2c => {
             *req.version_mut() = Version::HTTP_2;
-            // :authority comes from the (possibly rewritten) Host; hyper's h2 client needs an
-            // absolute URI.
-            let host = req
-                .headers_mut()
-                .remove(header::HOST)
-                .ok_or(ProxyError::BadRequest("missing host"))?;
-            let authority = Authority::try_from(host.as_bytes())
-                .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+            // :authority comes from the (possibly rewritten) Host, or else is the target's own
+            // (`prepare_request` left no Host then); h2 needs an absolute URI.
+            let authority = match req.headers_mut().remove(header::HOST) {
+                Some(host) => Some(
+                    Authority::try_from(host.as_bytes())
+                        .map_err(|_| ProxyError::BadRequest("invalid host"))?,
+                ),
+                None if req.uri().authority().is_some() => None,
+                None => return Err(ProxyError::BadRequest("missing host")),
+            };
+            // An h2c client's target is usually upstream-ready already: nothing to rebuild.
+            if authority.is_none()
+                && req.uri().scheme() == Some(&Scheme::HTTP)
+                && req.uri().path_and_query().is_some()
+            {
+                return Ok(());
+            }
             let mut parts = std::mem::take(req.uri_mut()).into_parts();
             parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(authority);
+            if authority.is_some() {
+                parts.authority = authority;
+            }
             if parts.path_and_query.is_none() {
                 parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
             }
