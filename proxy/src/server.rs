@@ -245,7 +245,10 @@ impl HttpApp {
             let counting = streams.clone();
             let service = service_fn(move |req| {
                 let stream = counting.open();
-                let response = serve(&gateway, &conn, req);
+                // Boxed: hyper moves each stream's future into a task of its own (and moves it
+                // again on the way), so a small future is copied instead of the whole request
+                // path's state (callgrind: the spawn cost less than half; one allocation).
+                let response = Box::pin(serve(&gateway, &conn, req));
                 async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
             });
             let connection = self.http2.serve_connection(io, service);
