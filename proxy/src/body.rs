@@ -375,8 +375,7 @@ impl Body for ResponseBody {
                             // More to come: the rest goes through the pump.
                             let (tx, rx) = mpsc::channel(1);
                             let piped = ResponseBody::Piped(Piped { rx, done: false });
-                            if let ResponseBody::Upstream(body) = std::mem::replace(this, piped)
-                            {
+                            if let ResponseBody::Upstream(body) = std::mem::replace(this, piped) {
                                 tokio::spawn(pump(body, tx, idle));
                             }
                         }

@@ -155,7 +155,14 @@ async fn forward(
         && !websocket
         && selection.route.rewrite_host.is_none()
         && req.uri().authority().is_some();
-    prepare_request(&mut req, conn, &selection, original_host, websocket, keep_authority);
+    prepare_request(
+        &mut req,
+        conn,
+        &selection,
+        original_host,
+        websocket,
+        keep_authority,
+    );
     if websocket {
         return Box::pin(tunnel(gateway, selection, req, served)).await;
     }

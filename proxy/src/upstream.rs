@@ -40,10 +40,7 @@ pub enum ConnectError {
     #[error("resolve {host}: no addresses")]
     NoAddress { host: String },
     #[error("h2 handshake with {address}: {source}")]
-    Handshake {
-        address: String,
-        source: h2::Error,
-    },
+    Handshake { address: String, source: h2::Error },
 }
 
 /// A connection ready for one request.

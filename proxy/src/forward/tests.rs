@@ -90,7 +90,10 @@ fn only_te_trailers_needs_no_stripping() {
     assert!(!has_hop_by_hop(&map(&[("te", "Trailers")])));
     assert!(has_hop_by_hop(&map(&[("te", "gzip")])));
     assert!(has_hop_by_hop(&map(&[("te", "trailers"), ("te", "gzip")])));
-    assert!(has_hop_by_hop(&map(&[("te", "trailers"), ("keep-alive", "5")])));
+    assert!(has_hop_by_hop(&map(&[
+        ("te", "trailers"),
+        ("keep-alive", "5")
+    ])));
     let mut h = map(&[("te", "trailers"), ("te", "gzip")]);
     strip_request_hop_by_hop(&mut h, false);
     assert!(!h.contains_key("te"), "a TE other than trailers goes");

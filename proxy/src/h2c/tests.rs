@@ -71,7 +71,9 @@ async fn echo_unary(req: Request<RecvStream>, mut respond: h2::server::SendRespo
 }
 
 async fn connect(addr: std::net::SocketAddr) -> Sender {
-    let io = tokio::net::TcpStream::connect(addr).await.expect("connected");
+    let io = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connected");
     tokio::time::timeout(BOUND, Sender::handshake(io))
         .await
         .expect("handshake in time")
