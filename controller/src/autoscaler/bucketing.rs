@@ -74,11 +74,6 @@ impl TimedBuckets {
         }
     }
 
-    /// The window length.
-    pub fn window(&self) -> Duration {
-        self.window
-    }
-
     /// `secs` compared with the window length, exactly (the window may have a fraction).
     fn cmp_window(&self, secs: u64) -> std::cmp::Ordering {
         (u128::from(secs) * 1_000_000_000).cmp(&self.window.as_nanos())

@@ -511,3 +511,347 @@ fn compare_svg_has_both_decision_lines_and_a_legend_naming_each_config() {
     assert_eq!(legend_label(&"x".repeat(50)).chars().count(), 44);
     assert!(legend_label(&format!("{}/b.yaml", "d".repeat(60))).ends_with("/b.yaml"));
 }
+
+/// The value of attribute `name` in one SVG element.
+fn attr<'a>(element: &'a str, name: &str) -> &'a str {
+    let key = format!(" {name}=\"");
+    let from = element
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {element}"))
+        + key.len();
+    let len = element[from..].find('"').expect("closing quote");
+    &element[from..from + len]
+}
+
+fn num(text: &str) -> f64 {
+    text.parse()
+        .unwrap_or_else(|_| panic!("a number: {text:?}"))
+}
+
+/// Every element of the SVG that starts with `prefix`, up to its `>`.
+fn elements<'a>(svg: &'a str, prefix: &str) -> Vec<&'a str> {
+    svg.match_indices(prefix)
+        .map(|(at, _)| {
+            let end = svg[at..].find('>').expect("end of element");
+            &svg[at..=at + end]
+        })
+        .collect()
+}
+
+/// `(x, y, value)` of every axis label anchored `anchor` (`end`: left axis, `start`: right
+/// axis, `middle` at the bottom: time axis).
+fn axis_labels(svg: &str, anchor: &str) -> Vec<(f64, f64, f64)> {
+    let tag = format!(" text-anchor=\"{anchor}\">");
+    svg.lines()
+        .flat_map(|line| line.split("<text ").skip(1))
+        .filter(|t| t.contains(&tag) && !t.contains("transform"))
+        .filter_map(|t| {
+            let value = t.split_once('>')?.1.split_once('<')?.0;
+            // `attr` wants the space that the split removed.
+            let t = format!(" {t}");
+            value
+                .parse::<f64>()
+                .ok()
+                .map(|v| (num(attr(&t, "x")), num(attr(&t, "y")), v))
+        })
+        .collect()
+}
+
+fn polyline(svg: &str, class: &str) -> Vec<(f64, f64)> {
+    let found = elements(svg, &format!("<polyline class=\"{class}\""));
+    assert_eq!(found.len(), 1, "one {class} line");
+    attr(found[0], "points")
+        .split(' ')
+        .map(|p| {
+            let (x, y) = p.split_once(',').expect("x,y");
+            (num(x), num(y))
+        })
+        .collect()
+}
+
+/// The chart's plot frame and its three axes, read back from the SVG alone.
+struct Axes {
+    left: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+    time_max: f64,
+    load_max: f64,
+    pods_max: f64,
+}
+
+impl Axes {
+    /// Reads the frame and the axes, checking that every tick label sits at its value on a
+    /// linear scale from 0 (bottom or left edge) to the largest label (top or right edge), at
+    /// equal steps.
+    fn read(svg: &str) -> Axes {
+        let frame = elements(svg, "<rect x=")
+            .into_iter()
+            .find(|r| r.contains("fill=\"none\""))
+            .expect("the plot frame");
+        let (left, top) = (num(attr(frame, "x")), num(attr(frame, "y")));
+        let (width, height) = (num(attr(frame, "width")), num(attr(frame, "height")));
+        let bottom = top + height;
+        let scale = |labels: &[(f64, f64, f64)], name: &str| -> f64 {
+            assert!(labels.len() >= 2, "{name} axis has ticks");
+            assert_eq!(labels[0].2, 0.0, "{name} axis starts at 0");
+            let max = labels.last().expect("ticks").2;
+            let step = labels[1].2;
+            for (i, l) in labels.iter().enumerate() {
+                assert_close(l.2, step * i as f64, &format!("{name} tick {i}"));
+            }
+            max
+        };
+        let load = axis_labels(svg, "end");
+        let load_max = scale(&load, "load");
+        for &(x, y, v) in &load {
+            assert_close(x, left - 6.0, "load label x");
+            assert_close(y - 4.0, bottom - v / load_max * height, "load label height");
+        }
+        let pods = axis_labels(svg, "start");
+        let pods_max = scale(&pods, "pods");
+        for &(x, y, v) in &pods {
+            assert_close(x, left + width + 6.0, "pods label x");
+            assert_close(y - 4.0, bottom - v / pods_max * height, "pods label height");
+        }
+        let time: Vec<_> = axis_labels(svg, "middle")
+            .into_iter()
+            .filter(|&(_, y, _)| (y - (bottom + 20.0)).abs() < 0.01)
+            .collect();
+        let time_max = scale(&time, "time");
+        for &(x, _, v) in &time {
+            assert_close(x, left + v / time_max * width, "time label x");
+        }
+        Axes {
+            left,
+            top,
+            width,
+            height,
+            time_max,
+            load_max,
+            pods_max,
+        }
+    }
+
+    fn x(&self, second: f64) -> f64 {
+        self.left + second / self.time_max * self.width
+    }
+
+    fn load_y(&self, v: f64) -> f64 {
+        self.top + self.height - v / self.load_max * self.height
+    }
+
+    fn pods_y(&self, v: f64) -> f64 {
+        self.top + self.height - v / self.pods_max * self.height
+    }
+}
+
+/// Coordinates are written to one decimal.
+fn assert_close(got: f64, want: f64, what: &str) {
+    assert!((got - want).abs() <= 0.051, "{what}: {got} vs {want}");
+}
+
+fn assert_points(got: &[(f64, f64)], want: &[(f64, f64)], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_close(g.0, w.0, &format!("{what} point {i} x"));
+        assert_close(g.1, w.1, &format!("{what} point {i} y"));
+    }
+}
+
+/// A pods line holds each decision until the next one, then steps; the last holds one tick
+/// (cut at the axis end).
+fn step_points(axes: &Axes, rows: &[SimRow], value: fn(&SimRow) -> f64) -> Vec<(f64, f64)> {
+    let mut pts = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            pts.push((axes.x(r.second as f64), axes.pods_y(value(&rows[i - 1]))));
+        }
+        pts.push((axes.x(r.second as f64), axes.pods_y(value(r))));
+    }
+    let last = rows.last().expect("rows");
+    pts.push((
+        axes.x((last.second as f64 + 2.0).min(axes.time_max)),
+        axes.pods_y(value(last)),
+    ));
+    pts
+}
+
+/// A short hand-made run: load up to 13, pods up to 3, one panic period from t=4 to t=8 and
+/// one still open at the last row, which ends on the time axis's last tick.
+fn plotted() -> (Vec<TracePoint>, Vec<SimRow>) {
+    let loads = [0.0, 3.0, 7.5, 13.0, 9.0, 4.0, 1.0, 0.0, 2.0, 6.0, 5.0];
+    let trace = loads
+        .iter()
+        .enumerate()
+        .map(|(s, &concurrency)| TracePoint {
+            second: s as u64,
+            concurrency,
+            ready: None,
+        })
+        .collect();
+    let rows = vec![
+        row(2, 1, 1, 1, 1.5, 3.0, false),
+        row(4, 3, 3, 1, 5.0, 10.0, true),
+        row(6, 2, 3, 3, 6.5, 4.5, true),
+        row(8, 0, 2, 2, 4.0, 0.5, false),
+        row(10, 1, 1, 0, 3.5, 5.5, true),
+    ];
+    (trace, rows)
+}
+
+#[test]
+fn every_plotted_point_lands_where_the_chart_axes_say() {
+    let (trace, rows) = plotted();
+    let svg = render_svg(&trace, &rows);
+    let axes = Axes::read(&svg);
+    // The frame leaves room for the title and legend above and the axis labels around it.
+    assert_eq!(
+        (axes.left, axes.top, axes.width, axes.height),
+        (70.0, 56.0, 820.0, 364.0)
+    );
+    // The axes fit the data with round steps: time 0..10, load 0..15, pods 0..3.
+    assert_eq!(
+        (axes.time_max, axes.load_max, axes.pods_max),
+        (10.0, 15.0, 3.0)
+    );
+    let want: Vec<_> = trace
+        .iter()
+        .map(|p| (axes.x(p.second as f64), axes.load_y(p.concurrency)))
+        .collect();
+    assert_points(&polyline(&svg, "concurrency"), &want, "concurrency");
+    for (class, value) in [
+        ("stable", (|r: &SimRow| r.stable) as fn(&SimRow) -> f64),
+        ("panic", |r: &SimRow| r.panic),
+    ] {
+        let want: Vec<_> = rows
+            .iter()
+            .map(|r| (axes.x(r.second as f64), axes.load_y(value(r))))
+            .collect();
+        assert_points(&polyline(&svg, class), &want, class);
+    }
+    let desired = step_points(&axes, &rows, |r| r.desired as f64);
+    assert_points(&polyline(&svg, "desired"), &desired, "desired");
+    let ready = step_points(&axes, &rows, |r| r.ready as f64);
+    assert_points(&polyline(&svg, "ready"), &ready, "ready");
+    // Panic shading spans the plot's height from the panicking decision to the next calm one,
+    // and to the axis end for the period still open.
+    let bands: Vec<_> = elements(&svg, "<rect class=\"panic\"")
+        .iter()
+        .map(|r| {
+            [
+                num(attr(r, "x")),
+                num(attr(r, "y")),
+                num(attr(r, "width")),
+                num(attr(r, "height")),
+            ]
+        })
+        .collect();
+    let want = [
+        [
+            axes.x(4.0),
+            axes.top,
+            axes.x(8.0) - axes.x(4.0),
+            axes.height,
+        ],
+        [axes.x(10.0), axes.top, 0.0, axes.height],
+    ];
+    assert_eq!(bands.len(), want.len(), "{bands:?}");
+    for (got, want) in bands.iter().zip(&want) {
+        for (g, w) in got.iter().zip(want) {
+            assert_close(*g, *w, "panic band");
+        }
+    }
+}
+
+#[test]
+fn compared_runs_share_the_axes_and_each_gets_a_panic_band_along_the_top() {
+    let (trace, rows) = plotted();
+    let mut doubled = rows.clone();
+    for r in &mut doubled {
+        r.desired *= 2;
+        r.stable *= 2.0;
+        r.panicking = !r.panicking;
+    }
+    let svg = render_compare_svg(
+        &trace,
+        Run {
+            label: "a.yaml",
+            rows: &rows,
+        },
+        Run {
+            label: "b.yaml",
+            rows: &doubled,
+        },
+    );
+    let axes = Axes::read(&svg);
+    // Two legend lines push the frame down by 18 each.
+    assert_eq!(
+        (axes.left, axes.top, axes.width, axes.height),
+        (70.0, 92.0, 820.0, 328.0)
+    );
+    // The shared axes fit both runs: B's desired reaches 6.
+    assert_eq!(
+        (axes.time_max, axes.load_max, axes.pods_max),
+        (10.0, 15.0, 6.0)
+    );
+    for (suffix, run) in [("a", &rows), ("b", &doubled)] {
+        let want: Vec<_> = run
+            .iter()
+            .map(|r| (axes.x(r.second as f64), axes.load_y(r.stable)))
+            .collect();
+        assert_points(&polyline(&svg, &format!("stable-{suffix}")), &want, suffix);
+        let want = step_points(&axes, run, |r| r.desired as f64);
+        assert_points(&polyline(&svg, &format!("desired-{suffix}")), &want, suffix);
+    }
+    // A's bands: 4..8 and 10..10; B's (the complement): 2..4 and 8..10, 6 px high, B's below A's.
+    let bands = |suffix: &str| -> Vec<[f64; 4]> {
+        elements(&svg, &format!("<rect class=\"panic-{suffix}\""))
+            .iter()
+            .map(|r| {
+                [
+                    num(attr(r, "x")),
+                    num(attr(r, "y")),
+                    num(attr(r, "width")),
+                    num(attr(r, "height")),
+                ]
+            })
+            .collect()
+    };
+    let band = |from: f64, to: f64, y: f64| [axes.x(from), y, axes.x(to) - axes.x(from), 6.0];
+    for (suffix, want) in [
+        ("a", vec![band(4.0, 8.0, 92.0), band(10.0, 10.0, 92.0)]),
+        ("b", vec![band(2.0, 4.0, 98.0), band(8.0, 10.0, 98.0)]),
+    ] {
+        let got = bands(suffix);
+        assert_eq!(got.len(), want.len(), "{suffix}: {got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            for (a, b) in g.iter().zip(w) {
+                assert_close(*a, *b, &format!("panic band {suffix}"));
+            }
+        }
+    }
+}
+
+/// The rest of the layout (title, legend, colours, grid) is pinned as a whole: review a change
+/// with `cargo insta review`.
+#[test]
+fn chart_layout_is_unchanged() {
+    let (trace, rows) = plotted();
+    insta::assert_snapshot!("single", render_svg(&trace, &rows));
+    let long = format!("{}/target-35.yaml", "configs".repeat(8));
+    insta::assert_snapshot!(
+        "compare",
+        render_compare_svg(
+            &trace,
+            Run {
+                label: "a & <b>.yaml",
+                rows: &rows,
+            },
+            Run {
+                label: &long,
+                rows: &rows[1..],
+            },
+        )
+    );
+}
