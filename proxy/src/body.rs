@@ -26,6 +26,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
+// `Upstream` is what every proxied response uses, so it is the large one on purpose: boxing
+// it would add an allocation to every request to save room on error and responder bodies.
+#[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),

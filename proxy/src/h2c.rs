@@ -183,7 +183,7 @@ impl<B: Body<Data = Bytes, Error = RequestBodyError> + Unpin> Pipe<B> {
                         Some(Err(_)) | None => return Poll::Ready(Err(PipeError::Stream)),
                     }
                 }
-            } else if let Poll::Ready(_) = self.stream.poll_reset(cx) {
+            } else if self.stream.poll_reset(cx).is_ready() {
                 return Poll::Ready(Err(PipeError::Stream));
             }
             let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
