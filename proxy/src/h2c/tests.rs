@@ -204,9 +204,19 @@ async fn reply_that_has_fully_arrived_needs_no_pump() {
     let slot = queue
         .try_admit(std::slice::from_ref(&endpoint), 0, &[])
         .expect("a slot");
-    // Let the trailers reach this side of the connection first (they were written with the
-    // message, so they follow it within the same read or the next).
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A second call on the same connection as a barrier: the server wrote the first reply's
+    // trailers before it read this call, and h2 reads frames in order, so once this reply is
+    // in, the first one's trailers have reached its stream.
+    let Ok(barrier) = tokio::time::timeout(BOUND, sender.send(request(full(b"barrier"))))
+        .await
+        .expect("barrier response in time")
+    else {
+        panic!("a barrier response")
+    };
+    tokio::time::timeout(BOUND, barrier.into_body().collect())
+        .await
+        .expect("barrier body in time")
+        .expect("barrier body");
     let (parts, body) = response.into_parts();
     let guards = Guards {
         slot,
