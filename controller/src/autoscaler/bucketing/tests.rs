@@ -443,7 +443,7 @@ fn empty_only_after_more_than_a_window_of_silence() {
         (500, true),
     ] {
         assert_eq!(b.is_empty(at(now)), empty, "at {now}");
-        assert_eq!(WeightedBuckets::new(at(60), SEC).is_empty(at(now)), true);
+        assert!(WeightedBuckets::new(at(60), SEC).is_empty(at(now)));
     }
     let mut w = WeightedBuckets::new(at(60), SEC);
     w.record(at(100), 1.0);
