@@ -841,7 +841,7 @@ def haproxy_max_conns(n):
     """The most idle client connections (≤ N, in hundreds) HAProxy can be configured for: it refuses
     to start unless RLIMIT_NOFILE covers 2 descriptors per `maxconn` (client and server side) plus
     its own, and this process's hard limit is all it can get."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         return n
     # targets.haproxy_conf sets maxconn to conns + 256; leave HAProxy ~600 more descriptors.
