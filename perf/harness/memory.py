@@ -37,11 +37,11 @@ def wait_http(port, path="/ready", timeout=30.0):
 
 
 class Gateway:
-    """A fresh `sluice run --threads 1` on CPU 1 serving MANIFESTS; `on_argv` sees its command
-    (perf/run's command log)."""
+    """A fresh `sluice run --threads 1` on CPU 1 serving MANIFESTS from a new directory (under
+    WORKDIR if given); `on_argv` sees its command (perf/run's command log)."""
 
-    def __init__(self, bin_dir, manifests, extra_env=None, on_argv=None):
-        self.dir = tempfile.mkdtemp(prefix="sluice-activator-")
+    def __init__(self, bin_dir, manifests, extra_env=None, on_argv=None, workdir=None):
+        self.dir = tempfile.mkdtemp(prefix="sluice-activator-", dir=workdir)
         with open(os.path.join(self.dir, "bench.yaml"), "w") as f:
             f.write(manifests)
         self.http, self.internal, self.admin = free_port(), free_port(), free_port()
@@ -317,14 +317,15 @@ def per_item(n, res):
             "conns": n, "streams": streams2, "h2conns": conns2}
 
 
-def memory(bin_dir, n, streams_per_conn=100, on_argv=None):
+def memory(bin_dir, n, streams_per_conn=100, on_argv=None, workdir=None):
     """Extra RSS per idle keep-alive connection, per HTTP/1.1 connection holding a buffered
     request, per buffered h2c stream and per idle h2c connection, each in a fresh gateway.
 
     Each is measured at half the count and at the full count: the figure is the difference ÷
     the second half, which cancels what the process frees of its start-up in the meantime
     (the allocator returns freed pages to the OS only as it keeps allocating). `per_item`
-    turns the raw figures into bytes per item; `on_argv` sees each command started."""
+    turns the raw figures into bytes per item; `on_argv` sees each command started; the gateways'
+    directories go under WORKDIR if given."""
     raise_nofile(n)
     out = {}
     loop = asyncio.new_event_loop()
@@ -339,7 +340,7 @@ def memory(bin_dir, n, streams_per_conn=100, on_argv=None):
     backend = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     gw = None
     try:
-        gw = Gateway(bin_dir, plain_manifests(backend_port), MEMORY_ENV, on_argv)
+        gw = Gateway(bin_dir, plain_manifests(backend_port), MEMORY_ENV, on_argv, workdir)
         time.sleep(1)
         idle = out["idle"] = idle_rss(loop, gw.http, "plain.example.com", n, pid_rss(gw.proc.pid))
         print(f"idle keep-alive: {idle['base'] / 1024:.1f} -> {idle['half'] / 1024:.1f} -> "
@@ -356,7 +357,7 @@ def memory(bin_dir, n, streams_per_conn=100, on_argv=None):
     manifests = config_autoscaler() + revision(
         "held", ["sh", "-c", "sleep 600"], f", sluice.dev/max-buffered-requests: \"{n * 2}\"", cc=0, timeout=300)
 
-    gw = Gateway(bin_dir, manifests, MEMORY_ENV, on_argv)
+    gw = Gateway(bin_dir, manifests, MEMORY_ENV, on_argv, workdir)
     conns = []
     try:
         time.sleep(1)
@@ -375,7 +376,7 @@ def memory(bin_dir, n, streams_per_conn=100, on_argv=None):
             w.close()
         gw.stop()
 
-    gw = Gateway(bin_dir, manifests, MEMORY_ENV, on_argv)
+    gw = Gateway(bin_dir, manifests, MEMORY_ENV, on_argv, workdir)
     conns = []
     try:
         time.sleep(1)
