@@ -87,6 +87,11 @@ def rss_kib(pids):
     return total
 
 
+def tree_rss_kib(pid):
+    """RSS of process `pid` and its live children (nginx's master and workers), in KiB."""
+    return rss_kib([pid, *children_fast(pid)])
+
+
 def peak_rss_kib(pid):
     """VmHWM (peak RSS) of `pid`, 0 if unknown."""
     try:

@@ -8,6 +8,7 @@ To add a scenario (TLS, activator, ...): write `def my_scenario(env)`, start wha
 and append `Scenario("key", my_scenario)` to SCENARIOS. `perf/run --only key` runs just it.
 """
 
+import asyncio
 import json
 import os
 import re
@@ -18,10 +19,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import memory as mem
 from . import svg
 from .core import Stack, alternate, measure, med, median_cdf, total, values, variant
 from .loads import h2load, h2load_burst, h2load_tls, loadgen, wrk
-from .procs import CLK_TCK, children_fast, cpu_ticks, free_port, http_get, peak_rss_kib, stop, wait_port
+from .procs import (CLK_TCK, children_fast, cpu_ticks, free_port, http_get, peak_rss_kib, stop, tree_rss_kib,
+                    wait_port)
 from .tables import closed_table, fmt, open_table, ratio, reuse, with_spread
 from .targets import (BENCH_HOST, CLIENT_CPU, PROXY_CPU, Backend, Setup, haproxy_conf, make_certificate, nginx_conf,
                       sluice_ingress, sluice_service, start_haproxy, start_nginx, start_sluice, write_atomic)
@@ -834,6 +837,109 @@ def activator(env):
                     "starts is ready.", "md": md, "cold": results}
 
 
+def haproxy_max_conns(n):
+    """The most idle client connections (≤ N, in hundreds) HAProxy can be configured for: it refuses
+    to start unless RLIMIT_NOFILE covers 2 descriptors per `maxconn` (client and server side) plus
+    its own, and this process's hard limit is all it can get."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return n
+    # targets.haproxy_conf sets maxconn to conns + 256; leave HAProxy ~600 more descriptors.
+    return min(n, ((hard - 600) // 2 - 256) // 100 * 100)
+
+
+def memory(env):
+    """Issue 12's goal 2: extra RSS per idle keep-alive connection (sluice, nginx, HAProxy), per
+    HTTP/1.1 connection holding a buffered request and per buffered h2c stream (sluice: the
+    activator holds them; the peers have none). perf/activator's measurement, one implementation."""
+    title = "Memory per connection and per buffered request"
+    if not sluice_has_revisions(env):
+        return {"title": title, "kind": "pending", "results": {}, "what": "",
+                "md": ["Not measured: this sluice build has no Revision/activator support."]}
+    n = 2_000 if env.args.quick else 10_000
+    # Each gateway's manifest directory has a random name; the log shows the command once.
+    log = lambda argv: env.log.add("sluice (memory)", [re.sub(r"sluice-activator-\w+", "sluice-activator-N", a)
+                                                        for a in argv])
+    raw = mem.memory(env.bin_dir, n, on_argv=log, workdir=env.workdir)
+    f = mem.per_item(n, raw)
+    idle = {"sluice": (raw["idle"], n)}
+    peer_failed = {}
+    loop = asyncio.new_event_loop()
+    try:
+        for kind, count in (("nginx", n), ("haproxy", haproxy_max_conns(n))):
+            try:
+                with Stack(env, Setup(conns=count), kinds=(kind,), with_direct=False) as st:
+                    t = st.targets[0]
+                    t.check()
+                    # Every process of the proxy: nginx's master and worker; HAProxy's one.
+                    idle[kind] = (mem.idle_rss(loop, t.port, t.host, count, lambda: tree_rss_kib(t.cpu_root)), count)
+            except Exception as e:  # sluice's figures stand without the peer's
+                peer_failed[kind] = str(e)[:300]
+                print(f"[memory] {kind}: FAILED: {e}", flush=True)
+                continue
+            r, _ = idle[kind]
+            print(f"[memory] {kind} idle keep-alive: {r['base'] / 1024:.1f} -> {r['half'] / 1024:.1f} -> "
+                  f"{r['full'] / 1024:.1f} MiB, {per_conn(r, count):.0f} B per connection ({r['failed']} failed, "
+                  f"{r['closed']} closed by the proxy)", flush=True)
+    finally:
+        loop.close()
+    # A row whose requests failed or whose connections the proxy closed early is not a figure.
+    valid = lambda r: r["failed"] == 0 and r["closed"] == 0
+    figures = {"idle": {"nginx": None, "haproxy": None,
+                        **{k: (per_conn(r, c) if valid(r) else None) for k, (r, c) in idle.items()}},
+               "h1-buffered": {"sluice": f["h1"]}, "h2-stream": {"sluice": f["stream"]}}
+    figures["idle"]["count"] = n
+    figures["h1-buffered"]["count"] = n
+    figures["h2-stream"]["count"] = f["streams"]
+    b = lambda v: "–" if v is None else f"{v:,.0f} B"
+    goal = lambda key, v: "–" if v is None else ("met" if v <= mem.GOAL_BYTES[key] else "**NOT met**")
+    md = ["| per item (extra RSS ÷ count) | sluice | nginx | HAProxy | goal (sluice) | |", "|---|---|---|---|---|---|",
+          f"| idle keep-alive HTTP/1.1 client connection, served one proxied 0 B request | {b(figures['idle']['sluice'])} "
+          f"| {b(figures['idle']['nginx'])} | {b(figures['idle']['haproxy'])} | ≤ 4 KB | "
+          f"{goal('idle', figures['idle']['sluice'])} |",
+          f"| HTTP/1.1 connection holding one buffered request | {b(f['h1'])} | no activator | no activator | ≤ 8 KB | "
+          f"{goal('h1-buffered', f['h1'])} |",
+          f"| buffered h2c stream ({f['h2conns']} connections × {f['streams'] // f['h2conns']}) | {b(f['stream'])} "
+          f"| no activator | no activator | ≤ 2 KB | {goal('h2-stream', f['stream'])} |",
+          f"| idle h2c connection (preface and SETTINGS, no stream) | {b(f['h2conn'])} | – | – | – | |",
+          "", "| idle keep-alive | connections | RSS before | at half | at full (MiB) | failed | closed early |",
+          "|---|---|---|---|---|---|---|"]
+    for kind, (r, c) in idle.items():
+        md.append(f"| {kind} | {c:,} | {r['base'] / 1024:.1f} | {r['half'] / 1024:.1f} | {r['full'] / 1024:.1f} "
+                  f"| {r['failed']} | {r['closed']} |")
+    base1, half1, full1 = raw["h1"]
+    _, _, conns_all, streams_all, _, _ = raw["h2"]
+    md += ["", f"Buffered requests (sluice): {n:,} held HTTP/1.1 requests {base1 / 1024:.1f} → {half1 / 1024:.1f} → "
+               f"{full1 / 1024:.1f} MiB; {f['streams']:,} held h2c streams {conns_all / 1024:.1f} → "
+               f"{streams_all / 1024:.1f} MiB.",
+           "", "**Method.** Each figure is the proxy's RSS (`VmRSS`; nginx: master + worker, HAProxy: its one process) "
+               "once it stopped moving (5 samples 0.2 s apart within 64 KiB), read at half the count and at the full "
+               "count; the figure is the growth over the second half ÷ its count, which cancels start-up memory the "
+               "allocator returns meanwhile (h2c streams: all connections first, then every stream). Idle: each "
+               "connection is served one proxied request (8 in flight at a time, so the upstream pool stays small) "
+               "and then left open; a row with a failed request or a connection the proxy closed before the last "
+               "reading shows no figure. sluice runs fresh for each case (`sluice run --threads 1`, the code of "
+               "`perf/activator --only memory`); nginx and HAProxy run as in the other scenarios with their "
+               "connection limits raised for the count (configs below). The buffered rows are sluice only: nginx and "
+               "HAProxy have no activator to hold requests for a Revision at zero."]
+    for kind, why in peer_failed.items():
+        md += ["", f"{kind}: the measurement failed: `{why}`"]
+    if "haproxy" in idle and idle["haproxy"][1] < n:
+        md += ["", f"HAProxy holds {idle['haproxy'][1]:,} connections, not {n:,}: it refuses to start unless "
+                   "`RLIMIT_NOFILE` covers two descriptors per `maxconn`, and the hard limit here is "
+                   f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}. The figure is per connection either way."]
+    return {"title": title, "kind": "memory", "results": {}, "memory": figures, "md": md,
+            "what": f"Extra RSS per idle keep-alive HTTP/1.1 client connection ({n:,} of them) for sluice, nginx and "
+                    f"HAProxy; per HTTP/1.1 connection holding a buffered request ({n:,}) and per buffered h2c stream "
+                    f"({f['streams']:,}) for sluice, whose activator holds requests for a Revision with no instance "
+                    "ready. Issue 12's goal 2."}
+
+
+def per_conn(r, count):
+    """Bytes per connection from `memory.idle_rss`'s readings: the second half's growth ÷ its count."""
+    return (r["full"] - r["half"]) * 1024 / (count - count // 2)
+
+
 def activator_detail(env):
     """Folds in `perf/activator` (the activator's own figures) when that script exists."""
     script = os.path.join(env.root, "perf", "activator")
@@ -842,6 +948,8 @@ def activator_detail(env):
                 "md": ["`perf/activator` is not present in this tree; nothing to fold in."]}
     out = os.path.join(env.workdir, "ACTIVATOR.md")
     argv = [script, "--no-build", "--out", out, "--rounds", str(env.rounds), "--duration", str(max(2, round(env.duration)))]
+    if env.data.get("memory", {}).get("memory"):
+        argv += ["--only", "activator"]  # the memory scenario measured its part in this run
     if env.args.quick:
         argv += ["--revisions", "3", "--buffered", "2000"]
     env.log.add("perf/activator", argv)
@@ -1015,6 +1123,7 @@ SCENARIOS = [
     Scenario("route-change", route_churn),
     Scenario("tls", tls),
     Scenario("activator", activator),
+    Scenario("memory", memory),
     Scenario("activator-detail", activator_detail),
     Scenario("fleet-detail", fleet_detail),
     Scenario("access-log", access_log),

@@ -43,6 +43,9 @@ class Setup:
     hosts: int = 1
     # Also serve BENCH_HOST over TLS (env.tls holds the certificate files).
     tls: bool = False
+    # Client connections nginx and HAProxy must hold at once, when more than their usual limits
+    # allow (the memory scenario's 10,000 idle connections); 0 keeps the usual limits.
+    conns: int = 0
 
     @property
     def request_host(self):
@@ -267,6 +270,8 @@ def _config_name(proxy, setup):
     """Which generated configs the report shows: one per upstream protocol, and the TLS one."""
     if setup.hosts != 1:
         return None
+    if setup.conns:
+        return f"{proxy} (memory scenario: limits raised for {setup.conns:,} connections)"
     return f"{proxy} (TLS)" if setup.tls else f"{proxy} ({setup.upstream} upstream)"
 
 
@@ -313,12 +318,14 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=
 {proxy}
     }}
   }}"""
+    # worker_connections counts upstream connections and listeners too.
+    worker_conns = max(8192, setup.conns + 1024)
     return f"""worker_processes 1;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile {max(16384, worker_conns + 1024)};
 daemon off;
 pid {workdir}/nginx-{port}.pid;
 error_log {workdir}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {worker_conns}; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
@@ -390,11 +397,11 @@ frontend fe_tls
 """
     return f"""global
   nbthread 1
-  maxconn 8192{stats}
+  maxconn {max(8192, setup.conns + 256)}{stats}
 
 defaults
   mode http
-  maxconn 4096
+  maxconn {max(4096, setup.conns + 256)}
   timeout connect 5s
   timeout client 60s
   timeout server 60s

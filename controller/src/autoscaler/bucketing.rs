@@ -13,6 +13,7 @@
 //! Time is a [`Duration`] since an arbitrary origin; bucket granularity is whole seconds
 //! (anything shorter is treated as one second), as Knative's index arithmetic assumes.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ impl TimedBuckets {
     }
 
     /// `secs` compared with the window length, exactly (the window may have a fraction).
-    fn cmp_window(&self, secs: u64) -> std::cmp::Ordering {
+    fn cmp_window(&self, secs: u64) -> Ordering {
         (u128::from(secs) * 1_000_000_000).cmp(&self.window.as_nanos())
     }
 
@@ -95,7 +96,9 @@ impl TimedBuckets {
         let now = self.truncate(now);
         match self.last_write {
             None => true,
-            Some(last) => now > last && self.cmp_window(now - last).is_gt(),
+            Some(last) => now
+                .checked_sub(last)
+                .is_some_and(|silence| self.cmp_window(silence).is_gt()),
         }
     }
 
@@ -104,34 +107,34 @@ impl TimedBuckets {
     /// whole window after the previous one starts afresh.
     pub fn record(&mut self, now: Duration, value: f64) {
         let bucket_time = self.truncate(now);
-        if self.last_write != Some(bucket_time) {
-            match self.last_write {
-                Some(last) if last > bucket_time && self.cmp_window(last - bucket_time).is_ge() => {
-                    return
+        match self.last_write.map(|last| (last, bucket_time.cmp(&last))) {
+            // The newest bucket again.
+            Some((_, Ordering::Equal)) => {}
+            // An older bucket: kept while still inside the window, and it may move the start.
+            Some((last, Ordering::Less)) => {
+                if self.cmp_window(last - bucket_time).is_ge() {
+                    return;
                 }
-                _ => {}
+                self.first_write =
+                    Some(self.first_write.map_or(bucket_time, |f| f.min(bucket_time)));
             }
-            if self.first_write.is_none_or(|first| first > bucket_time) {
+            // A newer bucket after a gap shorter than the window: the skipped buckets held
+            // values from a window ago, so they are zeroed.
+            Some((last, Ordering::Greater)) if self.cmp_window(bucket_time - last).is_lt() => {
+                let from = last / self.granularity + 1;
+                let to = bucket_time / self.granularity;
+                for i in from..=to {
+                    let idx = (i % self.buckets.len() as u64) as usize;
+                    self.window_total -= self.buckets[idx];
+                    self.buckets[idx] = 0.0;
+                }
+                self.last_write = Some(bucket_time);
+            }
+            // The first write, or one a whole window after the last: start afresh.
+            None | Some((_, Ordering::Greater)) => {
                 self.first_write = Some(bucket_time);
-            }
-            let newer = self.last_write.is_none_or(|last| bucket_time > last);
-            if newer {
-                match self.last_write {
-                    Some(last) if self.cmp_window(bucket_time - last).is_lt() => {
-                        let from = last / self.granularity + 1;
-                        let to = bucket_time / self.granularity;
-                        for i in from..=to {
-                            let idx = (i % self.buckets.len() as u64) as usize;
-                            self.window_total -= self.buckets[idx];
-                            self.buckets[idx] = 0.0;
-                        }
-                    }
-                    _ => {
-                        self.first_write = Some(bucket_time);
-                        self.buckets.iter_mut().for_each(|b| *b = 0.0);
-                        self.window_total = 0.0;
-                    }
-                }
+                self.buckets.iter_mut().for_each(|b| *b = 0.0);
+                self.window_total = 0.0;
                 self.last_write = Some(bucket_time);
             }
         }

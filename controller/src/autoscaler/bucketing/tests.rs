@@ -426,3 +426,73 @@ fn sliding_max_over_time() {
     }
     assert_eq!(MaxWindow::new(Duration::from_secs(5), SEC).current(), 0);
 }
+
+/// `is_empty` turns true only once more than a whole window has passed since the last write,
+/// and never for a read behind it.
+#[test]
+fn empty_only_after_more_than_a_window_of_silence() {
+    let mut b = TimedBuckets::new(at(60), SEC);
+    assert!(b.is_empty(at(0)), "nothing recorded yet");
+    b.record(at(100), 1.0);
+    for (now, empty) in [
+        (90, false), // behind the last write
+        (100, false),
+        (159, false),
+        (160, false), // exactly a window
+        (161, true),
+        (500, true),
+    ] {
+        assert_eq!(b.is_empty(at(now)), empty, "at {now}");
+        assert!(WeightedBuckets::new(at(60), SEC).is_empty(at(now)));
+    }
+    let mut w = WeightedBuckets::new(at(60), SEC);
+    w.record(at(100), 1.0);
+    assert!(!w.is_empty(at(160)) && w.is_empty(at(161)));
+}
+
+/// With 2 s buckets, averages count buckets, not seconds: the divisor is the number of
+/// buckets written, and a trailing gap drops buckets by index.
+#[test]
+fn averages_count_buckets_of_the_granularity() {
+    let mut b = TimedBuckets::new(at(10), at(2));
+    assert_eq!(b.buckets.len(), 5);
+    b.record(at(100), 2.0);
+    b.record(at(103), 4.0); // the bucket of 102
+    b.record(at(104), 6.0);
+    // Three buckets written: 12 / 3.
+    assert_eq!(b.window_average(at(104)), 4.0);
+    assert_eq!(b.window_average(at(105)), 4.0);
+    // Trailing empty buckets are left out of the divisor while the written ones still fit.
+    assert_eq!(b.window_average(at(106)), 4.0);
+    assert_eq!(b.window_average(at(108)), 4.0);
+    // At 110 the ring has wrapped onto the bucket of 100: (4 + 6) over the two still inside.
+    assert_eq!(b.window_average(at(110)), 5.0);
+    assert_eq!(b.window_average(at(112)), 6.0);
+    assert_eq!(b.window_average(at(114)), 0.0);
+    // A record behind the newest moves the start of the window back: four buckets now.
+    b.record(at(98), 8.0);
+    assert_eq!(b.window_average(at(104)), 5.0);
+    // One a whole window behind the newest is dropped.
+    b.record(at(94), 100.0);
+    assert_eq!(b.window_average(at(104)), 5.0);
+}
+
+/// A write after a gap shorter than the window zeroes only the skipped buckets; after a gap of
+/// a whole window the average starts afresh from the new write.
+#[test]
+fn gaps_zero_the_skipped_buckets_and_a_window_of_silence_restarts() {
+    let mut b = TimedBuckets::new(at(10), at(2));
+    for (t, v) in [(100, 1.0), (102, 2.0), (104, 3.0), (106, 4.0), (108, 5.0)] {
+        b.record(at(t), v);
+    }
+    assert_eq!(b.window_average(at(108)), 3.0);
+    // 110 and 112 reuse the buckets of 100 and 102, which held values from a window ago.
+    b.record(at(112), 10.0);
+    assert_eq!(
+        b.window_average(at(112)),
+        (3.0 + 4.0 + 5.0 + 0.0 + 10.0) / 5.0
+    );
+    // Exactly a window later: a fresh start with one bucket.
+    b.record(at(122), 7.0);
+    assert_eq!(b.window_average(at(122)), 7.0);
+}
