@@ -100,6 +100,10 @@ impl Sender {
         B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
     {
         if let Err(error) = poll_fn(|cx| self.send.poll_ready(cx)).await {
+            // A GOAWAY (or a failure) came in: no new stream will open here, though the
+            // connection's task may run on for the streams it still carries. Closed for the
+            // pool now, so the retry (and every later request) opens a new connection.
+            self.closed.store(true, Ordering::Relaxed);
             return Err(Ok(Unsent(req, error)));
         }
         let (parts, body) = req.into_parts();

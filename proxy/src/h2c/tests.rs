@@ -184,6 +184,62 @@ async fn a_closed_connection_gives_the_request_back() {
     }
 }
 
+/// A server going away gracefully (GOAWAY) keeps the connection open for the stream it still
+/// serves, but takes no new one: the request comes back unsent and the connection counts as
+/// closed for the pool at once, so the retry opens a new one.
+#[tokio::test]
+async fn a_connection_going_away_is_closed_for_new_requests_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut conn) = h2::server::handshake(socket).await else {
+            return;
+        };
+        // The first stream is held, unanswered, for the rest of the test.
+        let Some(Ok(held)) = conn.accept().await else {
+            return;
+        };
+        conn.graceful_shutdown();
+        while conn.accept().await.is_some() {}
+        drop(held);
+    });
+    let mut sender = connect(addr).await;
+    let mut first = sender.clone();
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, RequestBodyError>>(1);
+    let open_body = StreamBody::new(tokio_stream_from(rx));
+    let held = tokio::spawn(async move { first.send(request(open_body)).await.is_ok() });
+    // Until the GOAWAY is in, the connection still takes streams.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while poll_fn(|cx| sender.send.poll_ready(cx)).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the GOAWAY reached the client"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !sender.is_closed(),
+        "the connection is still open for its stream"
+    );
+    match tokio::time::timeout(BOUND, sender.send(request(full(b"again"))))
+        .await
+        .expect("answer in time")
+    {
+        Err(Ok(Unsent(..))) => {}
+        Err(Err(e)) => panic!("sent, then failed: {e}"),
+        Ok(_) => panic!("a response from a connection going away"),
+    }
+    assert!(
+        sender.is_closed(),
+        "closed for the pool once it refused a stream"
+    );
+    drop(tx);
+    held.abort();
+}
+
 /// A gRPC reply's trailers arrive with its message: the response body hands both over with
 /// no pump task, and gives its slot back as soon as the upstream has sent everything.
 #[tokio::test]
