@@ -2,9 +2,9 @@
 //! own task.
 //!
 //! hyper's h2 client hands every request over a channel to its connection task, which spawns
-//! a task per request to await the response and sends that back over a oneshot; a callgrind
-//! profile of gRPC unary put that hand-off near a third of sluice's instructions per call.
-//! Here the request's task opens the stream, sends the body and awaits the response head
+//! a task per request to await the response (a gRPC call's body pipe made a second one) and
+//! sends that back over a oneshot; without them a gRPC unary call takes 11% fewer instructions
+//! (callgrind, `perf/RESULTS.md` "h2c and gRPC request path"). Here the request's task opens the stream, sends the body and awaits the response head
 //! itself; the only task is the connection's (h2's `Connection`: socket I/O, flow control,
 //! pings). A request body still streaming when the response head arrives (a client or bidi
 //! gRPC stream) moves to a task of its own then, as hyper does.
