@@ -210,17 +210,16 @@ impl WeightedBuckets {
         };
         let now = t.truncate(now);
         let total = t.buckets.len();
-        let mut count = total;
-        let mut multiplier = self.smoothing;
-        if now > last {
-            let empty = (now - last) / t.granularity;
-            multiplier *= (1.0 - self.smoothing).powf(empty as f64);
-            count = count.saturating_sub(usize::try_from(empty).unwrap_or(usize::MAX));
-        }
-        let start = (last / t.granularity) as usize % total;
+        // The buckets between the last write and `now` hold nothing: they only decay the rest,
+        // and push as many of the oldest out of the window.
+        let empty = now.saturating_sub(last) / t.granularity;
+        let mut multiplier = self.smoothing * (1.0 - self.smoothing).powf(empty as f64);
+        let count = total.saturating_sub(usize::try_from(empty).unwrap_or(usize::MAX));
+        let newest = t.index(last);
         let mut sum = 0.0;
+        // Newest first; `i < count <= total`, so the walk back wraps the ring at most once.
         for i in 0..count {
-            let idx = (start + total - i % total) % total;
+            let idx = (newest + total - i) % total;
             sum += t.buckets[idx] * multiplier;
             multiplier *= 1.0 - self.smoothing;
         }

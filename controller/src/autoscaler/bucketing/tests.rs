@@ -496,3 +496,43 @@ fn gaps_zero_the_skipped_buckets_and_a_window_of_silence_restarts() {
     b.record(at(122), 7.0);
     assert_eq!(b.window_average(at(122)), 7.0);
 }
+
+/// With 2 s buckets, the weighted average decays once per empty *bucket* after the last
+/// write, and the empty buckets push the oldest written ones out of the window.
+#[test]
+fn weighted_average_decays_per_empty_bucket_of_the_granularity() {
+    let mut b = WeightedBuckets::new(at(10), at(2));
+    let a = b.smoothing();
+    assert_eq!(a, smoothing_coefficient(5.0));
+    let d = 1.0 - a;
+    b.record(at(100), 1.0);
+    b.record(at(102), 2.0);
+    b.record(at(104), 3.0);
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() < 1e-12, "{what}: {got} vs {want}");
+    };
+    close(
+        b.window_average(at(104)),
+        a * (3.0 + 2.0 * d + d * d),
+        "at the last write",
+    );
+    close(
+        b.window_average(at(105)),
+        a * (3.0 + 2.0 * d + d * d),
+        "same bucket",
+    );
+    // Two empty buckets (106, 108): two decay steps, and the window still holds all three.
+    close(
+        b.window_average(at(108)),
+        a * d * d * (3.0 + 2.0 * d + d * d),
+        "two empty buckets",
+    );
+    // Three empty buckets: the bucket of 100 has left the window.
+    close(
+        b.window_average(at(110)),
+        a * d * d * d * (3.0 + 2.0 * d),
+        "three empty buckets",
+    );
+    assert_eq!(b.window_average(at(114)), 0.0);
+    assert_eq!(b.window_average(at(116)), 0.0);
+}
