@@ -1343,3 +1343,207 @@ fn only_kpa_class_revisions_are_autoscaled() {
         RevisionScaling::resolve(&ann(&[(CLASS_ANNOTATION, KPA_CLASS)]), 0, &hpa_default).is_ok()
     );
 }
+
+/// Every ConfigMap limit, exactly at its edge (accepted, with the value it becomes) and just
+/// past it (refused, naming the key). Knative's checks are strict or inclusive key by key.
+#[test]
+fn config_map_limits_hold_exactly_at_their_edges() {
+    type Check = fn(&AutoscalerConfig) -> bool;
+    let accepted: Vec<(&str, Pairs, Check)> = vec![
+        (
+            "a percentage of exactly 1 is the legacy fraction 1, not 1%",
+            &[("container-concurrency-target-percentage", "1")],
+            |c| c.container_concurrency_target_fraction == 1.0,
+        ),
+        (
+            "100% is the largest fraction",
+            &[("container-concurrency-target-percentage", "100")],
+            |c| c.container_concurrency_target_fraction == 1.0,
+        ),
+        (
+            "a target concurrency of exactly 0.01",
+            &[
+                ("container-concurrency-target-percentage", "100"),
+                ("container-concurrency-target-default", "0.01"),
+            ],
+            |c| c.container_concurrency_target_default == 0.01,
+        ),
+        (
+            "an RPS target of exactly 0.01",
+            &[("requests-per-second-target-default", "0.01")],
+            |c| c.requests_per_second_target_default == 0.01,
+        ),
+        (
+            "an activator capacity of exactly 1",
+            &[("activator-capacity", "1")],
+            |c| c.activator_capacity == 1.0,
+        ),
+        (
+            "scale rates just above 1",
+            &[
+                ("max-scale-up-rate", "1.001"),
+                ("max-scale-down-rate", "1.001"),
+            ],
+            |c| c.max_scale_up_rate == 1.001 && c.max_scale_down_rate == 1.001,
+        ),
+        (
+            "the shortest stable window",
+            &[("stable-window", "6s")],
+            |c| c.stable_window == Duration::from_secs(6),
+        ),
+        (
+            "the longest stable window",
+            &[("stable-window", "1h")],
+            |c| c.stable_window == Duration::from_secs(3600),
+        ),
+        (
+            "a panic window of 1%",
+            &[("panic-window-percentage", "1")],
+            |c| c.panic_window_percentage == 1.0,
+        ),
+        (
+            "a panic window of 100%",
+            &[("panic-window-percentage", "100")],
+            |c| c.panic_window_percentage == 100.0,
+        ),
+        (
+            "unlimited burst capacity",
+            &[("target-burst-capacity", "-1")],
+            |c| c.target_burst_capacity == -1.0,
+        ),
+        (
+            "no burst capacity",
+            &[("target-burst-capacity", "0")],
+            |c| c.target_burst_capacity == 0.0,
+        ),
+        (
+            "the shortest grace period",
+            &[("scale-to-zero-grace-period", "1ns")],
+            |c| c.scale_to_zero_grace_period == Duration::from_nanos(1),
+        ),
+        (
+            "zero delay and retention",
+            &[
+                ("scale-down-delay", "0s"),
+                ("scale-to-zero-pod-retention-period", "0s"),
+            ],
+            |c| c.scale_down_delay.is_zero() && c.scale_to_zero_pod_retention_period.is_zero(),
+        ),
+        (
+            "initial scale 0 where allowed",
+            &[("initial-scale", "0"), ("allow-zero-initial-scale", "true")],
+            |c| c.initial_scale == 0 && c.allow_zero_initial_scale,
+        ),
+        (
+            "max-scale at the limit, min-scale at max-scale",
+            &[
+                ("max-scale-limit", "10"),
+                ("max-scale", "10"),
+                ("min-scale", "10"),
+            ],
+            |c| (c.min_scale, c.max_scale, c.max_scale_limit) == (10, 10, 10),
+        ),
+        (
+            "any min-scale under an unlimited max-scale",
+            &[("min-scale", "50"), ("max-scale", "0")],
+            |c| (c.min_scale, c.max_scale) == (50, 0),
+        ),
+    ];
+    for (name, pairs, check) in accepted {
+        let config = AutoscalerConfig::from_data(&data(pairs))
+            .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
+        assert!(check(&config), "{name}: {config:?}");
+    }
+    let refused: Vec<(&str, Pairs, &str)> = vec![
+        (
+            "a target concurrency just under 0.01",
+            &[
+                ("container-concurrency-target-percentage", "100"),
+                ("container-concurrency-target-default", "0.0099"),
+            ],
+            "container-concurrency-target-percentage",
+        ),
+        (
+            "an RPS target just under 0.01",
+            &[("requests-per-second-target-default", "0.0099")],
+            "requests-per-second-target-default",
+        ),
+        (
+            "an activator capacity under 1",
+            &[("activator-capacity", "0.999")],
+            "activator-capacity",
+        ),
+        (
+            "a scale-down rate of 1",
+            &[("max-scale-down-rate", "1")],
+            "max-scale-down-rate",
+        ),
+        (
+            "a stable window under 6s",
+            &[("stable-window", "5s")],
+            "stable-window",
+        ),
+        (
+            "a stable window over 1h",
+            &[("stable-window", "3601s")],
+            "stable-window",
+        ),
+        (
+            "a panic window under 1%",
+            &[("panic-window-percentage", "0.99")],
+            "panic-window-percentage",
+        ),
+        (
+            "a panic window over 100%",
+            &[("panic-window-percentage", "100.01")],
+            "panic-window-percentage",
+        ),
+        (
+            "a burst capacity between -1 and 0",
+            &[("target-burst-capacity", "-0.5")],
+            "target-burst-capacity",
+        ),
+        (
+            "a negative percentage",
+            &[("container-concurrency-target-percentage", "-1")],
+            "container-concurrency-target-percentage",
+        ),
+        (
+            "a zero percentage",
+            &[("container-concurrency-target-percentage", "0")],
+            "container-concurrency-target-percentage",
+        ),
+        (
+            "a negative retention",
+            &[("scale-to-zero-pod-retention-period", "-1ns")],
+            "scale-to-zero-pod-retention-period",
+        ),
+        (
+            "a negative scale-down delay",
+            &[("scale-down-delay", "-1s")],
+            "scale-down-delay",
+        ),
+        ("a negative min-scale", &[("min-scale", "-1")], "min-scale"),
+        (
+            "max-scale 0 (unlimited) under a limit",
+            &[("max-scale-limit", "10"), ("max-scale", "0")],
+            "max-scale",
+        ),
+        (
+            "max-scale over the limit",
+            &[("max-scale-limit", "10"), ("max-scale", "11")],
+            "max-scale",
+        ),
+        (
+            "min-scale over max-scale",
+            &[("max-scale", "10"), ("min-scale", "11")],
+            "min-scale",
+        ),
+    ];
+    for (name, pairs, key) in refused {
+        let err = AutoscalerConfig::from_data(&data(pairs))
+            .expect_err(name)
+            .key();
+        assert_eq!(err, key, "{name}");
+    }
+}
