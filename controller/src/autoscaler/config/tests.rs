@@ -1547,3 +1547,177 @@ fn config_map_limits_hold_exactly_at_their_edges() {
         assert_eq!(err, key, "{name}");
     }
 }
+
+/// Every annotation limit, exactly at its edge (valid) and just past it (invalid, naming the
+/// annotation). `max-scale-limit` is 10 in the cases that name it.
+#[test]
+fn annotation_limits_hold_exactly_at_their_edges() {
+    const UTILIZATION: &str = "autoscaling.knative.dev/target-utilization-percentage";
+    const PANIC_WINDOW: &str = PANIC_WINDOW_PERCENTAGE_ANNOTATION;
+    const PANIC_THRESHOLD: &str = PANIC_THRESHOLD_PERCENTAGE_ANNOTATION;
+    const RETENTION: &str = SCALE_TO_ZERO_POD_RETENTION_ANNOTATION;
+    let limited = with(|c| c.max_scale_limit = 10);
+    let zero_allowed = with(|c| c.allow_zero_initial_scale = true);
+    let defaults = AutoscalerConfig::default();
+    let valid: Vec<(Pairs, &AutoscalerConfig)> = vec![
+        (
+            &[(MIN_SCALE_ANNOTATION, "3"), (MAX_SCALE_ANNOTATION, "3")],
+            &defaults,
+        ),
+        (
+            &[(MIN_SCALE_ANNOTATION, "5"), (MAX_SCALE_ANNOTATION, "0")],
+            &defaults,
+        ),
+        (&[(MAX_SCALE_ANNOTATION, "10")], &limited),
+        (
+            &[
+                (MIN_SCALE_ANNOTATION, "3"),
+                (ACTIVATION_SCALE_ANNOTATION, "3"),
+            ],
+            &defaults,
+        ),
+        (
+            &[
+                (MAX_SCALE_ANNOTATION, "3"),
+                (ACTIVATION_SCALE_ANNOTATION, "3"),
+            ],
+            &defaults,
+        ),
+        (&[(ACTIVATION_SCALE_ANNOTATION, "2")], &defaults),
+        (&[(PANIC_WINDOW, "1")], &defaults),
+        (&[(PANIC_WINDOW, "100")], &defaults),
+        (&[(PANIC_THRESHOLD, "110")], &defaults),
+        (&[(PANIC_THRESHOLD, "1000")], &defaults),
+        (&[(TARGET_ANNOTATION, "0.01")], &defaults),
+        (&[(UTILIZATION, "1")], &defaults),
+        (&[(UTILIZATION, "100")], &defaults),
+        (&[(TARGET_BURST_CAPACITY_ANNOTATION, "-1")], &defaults),
+        (&[(TARGET_BURST_CAPACITY_ANNOTATION, "0")], &defaults),
+        (&[(WINDOW_ANNOTATION, "6s")], &defaults),
+        (&[(WINDOW_ANNOTATION, "1h")], &defaults),
+        (&[(RETENTION, "0s")], &defaults),
+        (&[(RETENTION, "1h")], &defaults),
+        (&[(SCALE_DOWN_DELAY_ANNOTATION, "0s")], &defaults),
+        (&[(SCALE_DOWN_DELAY_ANNOTATION, "1h")], &defaults),
+        (&[(INITIAL_SCALE_ANNOTATION, "2147483647")], &defaults),
+        (&[(INITIAL_SCALE_ANNOTATION, "0")], &zero_allowed),
+        (&[(PROGRESS_DEADLINE_ANNOTATION, "0s")], &defaults),
+        (&[(PROGRESS_DEADLINE_ANNOTATION, "10m")], &defaults),
+    ];
+    for (pairs, config) in valid {
+        if let Err(e) = validate_annotations(&ann(pairs), config) {
+            panic!("{pairs:?}: {e}");
+        }
+    }
+    let invalid: Vec<(Pairs, &AutoscalerConfig, &str)> = vec![
+        (
+            &[(MIN_SCALE_ANNOTATION, "3"), (MAX_SCALE_ANNOTATION, "2")],
+            &defaults,
+            MAX_SCALE_ANNOTATION,
+        ),
+        (
+            &[(MAX_SCALE_ANNOTATION, "11")],
+            &limited,
+            MAX_SCALE_ANNOTATION,
+        ),
+        (
+            &[(MAX_SCALE_ANNOTATION, "0")],
+            &limited,
+            MAX_SCALE_ANNOTATION,
+        ),
+        (
+            &[(ACTIVATION_SCALE_ANNOTATION, "1")],
+            &defaults,
+            ACTIVATION_SCALE_ANNOTATION,
+        ),
+        (
+            &[
+                (MIN_SCALE_ANNOTATION, "3"),
+                (ACTIVATION_SCALE_ANNOTATION, "2"),
+            ],
+            &defaults,
+            ACTIVATION_SCALE_ANNOTATION,
+        ),
+        (
+            &[
+                (MAX_SCALE_ANNOTATION, "3"),
+                (ACTIVATION_SCALE_ANNOTATION, "4"),
+            ],
+            &defaults,
+            ACTIVATION_SCALE_ANNOTATION,
+        ),
+        (&[(PANIC_WINDOW, "0.99")], &defaults, PANIC_WINDOW),
+        (&[(PANIC_WINDOW, "100.01")], &defaults, PANIC_WINDOW),
+        (&[(PANIC_THRESHOLD, "109.9")], &defaults, PANIC_THRESHOLD),
+        (&[(PANIC_THRESHOLD, "1000.1")], &defaults, PANIC_THRESHOLD),
+        (
+            &[(TARGET_ANNOTATION, "0.0099")],
+            &defaults,
+            TARGET_ANNOTATION,
+        ),
+        (&[(UTILIZATION, "0.99")], &defaults, UTILIZATION),
+        (&[(UTILIZATION, "100.01")], &defaults, UTILIZATION),
+        (
+            &[(TARGET_BURST_CAPACITY_ANNOTATION, "-0.5")],
+            &defaults,
+            TARGET_BURST_CAPACITY_ANNOTATION,
+        ),
+        (&[(WINDOW_ANNOTATION, "5s")], &defaults, WINDOW_ANNOTATION),
+        (
+            &[(WINDOW_ANNOTATION, "3601s")],
+            &defaults,
+            WINDOW_ANNOTATION,
+        ),
+        (
+            &[(WINDOW_ANNOTATION, "6500ms")],
+            &defaults,
+            WINDOW_ANNOTATION,
+        ),
+        (&[(RETENTION, "-1s")], &defaults, RETENTION),
+        (&[(RETENTION, "3601s")], &defaults, RETENTION),
+        (
+            &[(SCALE_DOWN_DELAY_ANNOTATION, "-1s")],
+            &defaults,
+            SCALE_DOWN_DELAY_ANNOTATION,
+        ),
+        (
+            &[(SCALE_DOWN_DELAY_ANNOTATION, "3601s")],
+            &defaults,
+            SCALE_DOWN_DELAY_ANNOTATION,
+        ),
+        (
+            &[(SCALE_DOWN_DELAY_ANNOTATION, "1500ms")],
+            &defaults,
+            SCALE_DOWN_DELAY_ANNOTATION,
+        ),
+        (
+            &[(INITIAL_SCALE_ANNOTATION, "-1")],
+            &zero_allowed,
+            INITIAL_SCALE_ANNOTATION,
+        ),
+        (
+            &[(INITIAL_SCALE_ANNOTATION, "0")],
+            &defaults,
+            INITIAL_SCALE_ANNOTATION,
+        ),
+        (
+            &[(INITIAL_SCALE_ANNOTATION, "2147483648")],
+            &defaults,
+            INITIAL_SCALE_ANNOTATION,
+        ),
+        (
+            &[(PROGRESS_DEADLINE_ANNOTATION, "-5s")],
+            &defaults,
+            PROGRESS_DEADLINE_ANNOTATION,
+        ),
+        (
+            &[(PROGRESS_DEADLINE_ANNOTATION, "1500ms")],
+            &defaults,
+            PROGRESS_DEADLINE_ANNOTATION,
+        ),
+    ];
+    for (pairs, config, key) in invalid {
+        let err = validate_annotations(&ann(pairs), config).expect_err(pairs[0].1);
+        assert_eq!(err.key(), key, "{pairs:?}: {err}");
+    }
+}
