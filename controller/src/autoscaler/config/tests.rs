@@ -1721,3 +1721,24 @@ fn annotation_limits_hold_exactly_at_their_edges() {
         assert_eq!(err.key(), key, "{pairs:?}: {err}");
     }
 }
+
+/// A whole-number annotation beyond int32 is out of range, not malformed (Knative's
+/// `getIntGE0` reports the overflow as a range error); a fraction is malformed.
+#[test]
+fn scale_annotations_beyond_int32_are_out_of_range() {
+    let config = AutoscalerConfig::default();
+    for value in ["2147483648", "-2147483649", "99999999999"] {
+        let err =
+            validate_annotations(&ann(&[(MIN_SCALE_ANNOTATION, value)]), &config).expect_err(value);
+        assert!(
+            matches!(err, InvalidAnnotation::OutOfRange { .. }),
+            "{value}: {err:?}"
+        );
+    }
+    let err = validate_annotations(&ann(&[(MAX_SCALE_ANNOTATION, "1.5")]), &config)
+        .expect_err("a fraction");
+    assert!(
+        matches!(err, InvalidAnnotation::Malformed { .. }),
+        "{err:?}"
+    );
+}
