@@ -960,18 +960,13 @@ impl RevisionScaling {
         let min_scale = int(MIN_SCALE_KEYS)?.unwrap_or(config.min_scale);
         let max_scale = int(MAX_SCALE_KEYS)?.unwrap_or(config.max_scale);
         let activation_scale = int(ACTIVATION_SCALE_KEYS)?.unwrap_or(0);
-        // GetInitialScale: an annotation of 0 counts only when the cluster allows it.
-        let initial_scale = match int(INITIAL_SCALE_KEYS)? {
-            Some(0) if !config.allow_zero_initial_scale => config.initial_scale,
-            Some(v) => v,
-            None => config.initial_scale,
-        };
-        let progress_deadline = match lookup(annotations, PROGRESS_DEADLINE_KEYS) {
-            Some((_, v)) if !v.is_empty() => goduration::parse(v)
-                .map(secs)
-                .unwrap_or(DEFAULT_PROGRESS_DEADLINE),
-            _ => DEFAULT_PROGRESS_DEADLINE,
-        };
+        // GetInitialScale. An annotation of 0 without `allow-zero-initial-scale` (which Knative
+        // would ignore here) was already refused by the validation above.
+        let initial_scale = int(INITIAL_SCALE_KEYS)?.unwrap_or(config.initial_scale);
+        // Validated above too: what does not parse is the empty value, which means the default.
+        let progress_deadline = lookup(annotations, PROGRESS_DEADLINE_KEYS)
+            .and_then(|(_, v)| goduration::parse(v))
+            .map_or(DEFAULT_PROGRESS_DEADLINE, secs);
 
         Ok(RevisionScaling {
             metric,
