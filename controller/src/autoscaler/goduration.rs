@@ -82,16 +82,11 @@ pub(crate) fn parse(s: &str) -> Option<i128> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        let mut value = int_part.checked_mul(unit)?;
+        // Go adds the fraction in floating point, truncating (nothing without one). No bound
+        // check is needed between the two: the sum only grows.
+        let value = int_part.checked_mul(unit)? + (fraction as f64 * (unit as f64 / scale)) as u128;
         if value > LIMIT {
             return None;
-        }
-        if fraction > 0 {
-            // Go adds the fraction in floating point, truncating.
-            value += (fraction as f64 * (unit as f64 / scale)) as u128;
-            if value > LIMIT {
-                return None;
-            }
         }
         total += value;
         if total > LIMIT {
