@@ -320,7 +320,7 @@ fn xml_escape(text: &str) -> String {
 fn nice_step(max: f64, ticks: f64) -> f64 {
     let raw = (max / ticks).max(f64::MIN_POSITIVE);
     let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 2.0, 5.0]
         .into_iter()
         .map(|m| m * magnitude)
         .find(|&s| s >= raw)
