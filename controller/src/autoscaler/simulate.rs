@@ -344,14 +344,10 @@ fn coord(v: f64) -> String {
     }
 }
 
-/// Formats an axis label value.
+/// Formats an axis label value: at most three decimals, none trailing (`5`, `0.5`, `0.125`).
 fn label(v: f64) -> String {
-    if v.fract().abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// `(from, to)` seconds of each run of panicking decisions.

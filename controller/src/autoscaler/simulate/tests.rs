@@ -855,3 +855,18 @@ fn chart_layout_is_unchanged() {
         )
     );
 }
+
+#[test]
+fn axis_labels_drop_float_noise_and_trailing_zeros() {
+    for (value, want) in [
+        (0.0, "0"),
+        (5.0, "5"),
+        (100.0, "100"),
+        (0.5, "0.5"),
+        (0.125, "0.125"),
+        (0.1 + 0.2, "0.3"),
+        (2.999_999_999_9, "3"),
+    ] {
+        assert_eq!(label(value), want, "{value}");
+    }
+}
