@@ -344,6 +344,13 @@ fn coord(v: f64) -> String {
     }
 }
 
+/// The tick values `0, step, 2·step, …, max` (`max` is a whole number of steps, from
+/// [`nice_max`]); at most 100 of them, so a degenerate step cannot make an endless axis.
+fn ticks(max: f64, step: f64) -> impl Iterator<Item = f64> {
+    let last = (max / step).round().min(100.0) as u32;
+    (0..=last).map(move |i| f64::from(i) * step)
+}
+
 /// Formats an axis label value: at most three decimals, none trailing (`5`, `0.5`, `0.125`).
 fn label(v: f64) -> String {
     let s = format!("{v:.3}");
@@ -477,8 +484,7 @@ fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
     }
 
     // Grid and axes.
-    let mut v = 0.0;
-    while v <= y_max + 1e-9 {
+    for v in ticks(y_max, y_step) {
         let _ = writeln!(
             out,
             r##"<line x1="{l}" y1="{y}" x2="{r}" y2="{y}" stroke="#e0e0e0"/><text x="{t}" y="{ty}" text-anchor="end">{v}</text>"##,
@@ -489,10 +495,8 @@ fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
             ty = coord(y(v) + 4.0),
             v = label(v)
         );
-        v += y_step;
     }
-    let mut p = 0.0;
-    while p <= p_max + 1e-9 {
+    for p in ticks(p_max, p_step) {
         let _ = writeln!(
             out,
             r#"<text x="{}" y="{}" text-anchor="start">{}</text>"#,
@@ -500,10 +504,8 @@ fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
             coord(yp(p) + 4.0),
             label(p)
         );
-        p += p_step;
     }
-    let mut s = 0.0;
-    while s <= x_max + 1e-9 {
+    for s in ticks(x_max, x_step) {
         let _ = writeln!(
             out,
             r##"<line x1="{x}" y1="{b}" x2="{x}" y2="{b2}" stroke="#333"/><text x="{x}" y="{ty}" text-anchor="middle">{s}</text>"##,
@@ -513,7 +515,6 @@ fn plot(trace: &[TracePoint], runs: &[Run<'_>]) -> String {
             ty = coord(top + plot_h + 20.0),
             s = label(s)
         );
-        s += x_step;
     }
     let _ = writeln!(
         out,

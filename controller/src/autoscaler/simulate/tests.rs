@@ -870,3 +870,18 @@ fn axis_labels_drop_float_noise_and_trailing_zeros() {
         assert_eq!(label(value), want, "{value}");
     }
 }
+
+#[test]
+fn axis_ticks_run_from_zero_to_the_top_and_stay_bounded() {
+    let t: Vec<f64> = ticks(1.0, 0.2).collect();
+    assert_eq!(t.len(), 6);
+    assert_eq!((t[0], t[5]), (0.0, 1.0));
+    assert_eq!(label(t[3]), "0.6");
+    assert_eq!(
+        ticks(400.0, 100.0).collect::<Vec<_>>(),
+        [0.0, 100.0, 200.0, 300.0, 400.0]
+    );
+    // A degenerate step gives a bounded axis, not an endless loop.
+    assert_eq!(ticks(10.0, 0.0).count(), 101);
+    assert_eq!(ticks(0.0, 0.0).count(), 101);
+}
