@@ -885,3 +885,26 @@ fn axis_ticks_run_from_zero_to_the_top_and_stay_bounded() {
     assert_eq!(ticks(10.0, 0.0).count(), 101);
     assert_eq!(ticks(0.0, 0.0).count(), 101);
 }
+
+/// When the trace runs on past the last decision, the pods lines hold that decision for one
+/// tick and stop there, short of the axis end.
+#[test]
+fn the_last_decision_holds_for_one_tick() {
+    let (mut trace, rows) = plotted();
+    load(&mut trace, 11..=15, 1.0);
+    let svg = render_svg(&trace, &rows);
+    let axes = Axes::read(&svg);
+    assert_eq!(axes.time_max, 16.0);
+    let desired = polyline(&svg, "desired");
+    let end = desired.last().expect("points");
+    assert_close(
+        end.0,
+        axes.x(12.0),
+        "the desired line ends one tick after t=10",
+    );
+    assert_points(
+        &desired,
+        &step_points(&axes, &rows, |r| r.desired as f64),
+        "desired",
+    );
+}
