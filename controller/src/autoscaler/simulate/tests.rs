@@ -557,6 +557,14 @@ fn axis_labels(svg: &str, anchor: &str) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
+/// `[x, y, width, height]` of every rectangle that starts with `prefix`.
+fn rects(svg: &str, prefix: &str) -> Vec<[f64; 4]> {
+    elements(svg, prefix)
+        .iter()
+        .map(|r| ["x", "y", "width", "height"].map(|name| num(attr(r, name))))
+        .collect()
+}
+
 fn polyline(svg: &str, class: &str) -> Vec<(f64, f64)> {
     let found = elements(svg, &format!("<polyline class=\"{class}\""));
     assert_eq!(found.len(), 1, "one {class} line");
@@ -633,6 +641,14 @@ impl Axes {
         }
     }
 
+    /// The frame `[left, top, width, height]` and the axes' tops `[time, load, pods]`.
+    fn layout(&self) -> ([f64; 4], [f64; 3]) {
+        (
+            [self.left, self.top, self.width, self.height],
+            [self.time_max, self.load_max, self.pods_max],
+        )
+    }
+
     fn x(&self, second: f64) -> f64 {
         self.left + second / self.time_max * self.width
     }
@@ -706,14 +722,10 @@ fn every_plotted_point_lands_where_the_chart_axes_say() {
     let svg = render_svg(&trace, &rows);
     let axes = Axes::read(&svg);
     // The frame leaves room for the title and legend above and the axis labels around it.
-    assert_eq!(
-        (axes.left, axes.top, axes.width, axes.height),
-        (70.0, 56.0, 820.0, 364.0)
-    );
     // The axes fit the data with round steps: time 0..10, load 0..15, pods 0..3.
     assert_eq!(
-        (axes.time_max, axes.load_max, axes.pods_max),
-        (10.0, 15.0, 3.0)
+        axes.layout(),
+        ([70.0, 56.0, 820.0, 364.0], [10.0, 15.0, 3.0])
     );
     let want: Vec<_> = trace
         .iter()
@@ -736,17 +748,7 @@ fn every_plotted_point_lands_where_the_chart_axes_say() {
     assert_points(&polyline(&svg, "ready"), &ready, "ready");
     // Panic shading spans the plot's height from the panicking decision to the next calm one,
     // and to the axis end for the period still open.
-    let bands: Vec<_> = elements(&svg, "<rect class=\"panic\"")
-        .iter()
-        .map(|r| {
-            [
-                num(attr(r, "x")),
-                num(attr(r, "y")),
-                num(attr(r, "width")),
-                num(attr(r, "height")),
-            ]
-        })
-        .collect();
+    let bands = rects(&svg, "<rect class=\"panic\"");
     let want = [
         [
             axes.x(4.0),
@@ -786,14 +788,10 @@ fn compared_runs_share_the_axes_and_each_gets_a_panic_band_along_the_top() {
     );
     let axes = Axes::read(&svg);
     // Two legend lines push the frame down by 18 each.
-    assert_eq!(
-        (axes.left, axes.top, axes.width, axes.height),
-        (70.0, 92.0, 820.0, 328.0)
-    );
     // The shared axes fit both runs: B's desired reaches 6.
     assert_eq!(
-        (axes.time_max, axes.load_max, axes.pods_max),
-        (10.0, 15.0, 6.0)
+        axes.layout(),
+        ([70.0, 92.0, 820.0, 328.0], [10.0, 15.0, 6.0])
     );
     for (suffix, run) in [("a", &rows), ("b", &doubled)] {
         let want: Vec<_> = run
@@ -805,19 +803,7 @@ fn compared_runs_share_the_axes_and_each_gets_a_panic_band_along_the_top() {
         assert_points(&polyline(&svg, &format!("desired-{suffix}")), &want, suffix);
     }
     // A's bands: 4..8 and 10..10; B's (the complement): 2..4 and 8..10, 6 px high, B's below A's.
-    let bands = |suffix: &str| -> Vec<[f64; 4]> {
-        elements(&svg, &format!("<rect class=\"panic-{suffix}\""))
-            .iter()
-            .map(|r| {
-                [
-                    num(attr(r, "x")),
-                    num(attr(r, "y")),
-                    num(attr(r, "width")),
-                    num(attr(r, "height")),
-                ]
-            })
-            .collect()
-    };
+    let bands = |suffix: &str| rects(&svg, &format!("<rect class=\"panic-{suffix}\""));
     let band = |from: f64, to: f64, y: f64| [axes.x(from), y, axes.x(to) - axes.x(from), 6.0];
     for (suffix, want) in [
         ("a", vec![band(4.0, 8.0, 92.0), band(10.0, 10.0, 92.0)]),
