@@ -49,33 +49,29 @@ pub enum ProxyError {
     HttpsRedirect(HeaderValue),
 }
 
-impl From<crate::h2c::H2Error> for ProxyError {
-    /// A failed request body is the client's fault (408 or 400), as for HTTP/1.1 below.
-    fn from(error: crate::h2c::H2Error) -> Self {
-        use crate::idle::RequestBodyError;
+impl From<crate::idle::RequestBodyError> for ProxyError {
+    /// A failed request body is the client's fault: 408 when it stalled, 400 otherwise.
+    fn from(error: crate::idle::RequestBodyError) -> Self {
         match error {
-            crate::h2c::H2Error::RequestBody(RequestBodyError::Timeout(_)) => {
-                ProxyError::RequestBodyTimeout
-            }
-            crate::h2c::H2Error::RequestBody(RequestBodyError::Client(e)) => {
-                ProxyError::DownstreamBody(e)
-            }
+            crate::idle::RequestBodyError::Timeout(_) => ProxyError::RequestBodyTimeout,
+            crate::idle::RequestBodyError::Client(e) => ProxyError::DownstreamBody(e),
+        }
+    }
+}
+
+impl From<crate::h2c::H2Error> for ProxyError {
+    fn from(error: crate::h2c::H2Error) -> Self {
+        match error {
+            crate::h2c::H2Error::RequestBody(e) => e.into(),
             error => ProxyError::H2(error),
         }
     }
 }
 
 impl From<crate::h1::H1Error> for ProxyError {
-    /// A failed request body is the client's fault (408 or 400).
     fn from(error: crate::h1::H1Error) -> Self {
-        use crate::idle::RequestBodyError;
         match error {
-            crate::h1::H1Error::RequestBody(RequestBodyError::Timeout(_)) => {
-                ProxyError::RequestBodyTimeout
-            }
-            crate::h1::H1Error::RequestBody(RequestBodyError::Client(e)) => {
-                ProxyError::DownstreamBody(e)
-            }
+            crate::h1::H1Error::RequestBody(e) => e.into(),
             error => ProxyError::H1(error),
         }
     }

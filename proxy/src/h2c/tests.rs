@@ -70,6 +70,18 @@ async fn echo_unary(req: Request<RecvStream>, mut respond: h2::server::SendRespo
     let _ = send.send_trailers(grpc_trailers());
 }
 
+/// Sends `req` and expects a response head within [`BOUND`].
+async fn response_to<B>(sender: &mut Sender, req: Request<B>) -> Response<H2Body>
+where
+    B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
+{
+    match tokio::time::timeout(BOUND, sender.send(req)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => panic!("a response"),
+        Err(_) => panic!("no response head in time"),
+    }
+}
+
 async fn connect(addr: std::net::SocketAddr) -> Sender {
     let io = tokio::net::TcpStream::connect(addr)
         .await
@@ -83,12 +95,7 @@ async fn connect(addr: std::net::SocketAddr) -> Sender {
 #[tokio::test]
 async fn unary_call_comes_back_with_its_trailers() {
     let mut sender = connect(server(echo_unary).await).await;
-    let Ok(response) = tokio::time::timeout(BOUND, sender.send(request(full(b"hello"))))
-        .await
-        .expect("response in time")
-    else {
-        panic!("a response")
-    };
+    let response = response_to(&mut sender, request(full(b"hello"))).await;
     assert_eq!(response.status(), 200);
     let collected = tokio::time::timeout(BOUND, response.into_body().collect())
         .await
@@ -120,12 +127,7 @@ async fn request_body_still_streaming_after_the_response_head_keeps_flowing() {
     tx.send(Ok(Frame::data(Bytes::from_static(b"one"))))
         .await
         .expect("queued");
-    let Ok(response) = tokio::time::timeout(BOUND, sender.send(request(body)))
-        .await
-        .expect("response head in time")
-    else {
-        panic!("a response")
-    };
+    let response = response_to(&mut sender, request(body)).await;
     let mut reply = response.into_body();
     let first = tokio::time::timeout(BOUND, reply.frame())
         .await
@@ -245,12 +247,7 @@ async fn a_connection_going_away_is_closed_for_new_requests_at_once() {
 #[tokio::test]
 async fn reply_that_has_fully_arrived_needs_no_pump() {
     let mut sender = connect(server(echo_unary).await).await;
-    let Ok(response) = tokio::time::timeout(BOUND, sender.send(request(full(b"ping"))))
-        .await
-        .expect("response in time")
-    else {
-        panic!("a response")
-    };
+    let response = response_to(&mut sender, request(full(b"ping"))).await;
     let metrics = Metrics::new(prometheus::Registry::new()).expect("fresh registry");
     let queue = Arc::new(Queue::new(
         Arc::new(BackendMetrics::new(&metrics, "ns/grpc")),
@@ -263,12 +260,7 @@ async fn reply_that_has_fully_arrived_needs_no_pump() {
     // A second call on the same connection as a barrier: the server wrote the first reply's
     // trailers before it read this call, and h2 reads frames in order, so once this reply is
     // in, the first one's trailers have reached its stream.
-    let Ok(barrier) = tokio::time::timeout(BOUND, sender.send(request(full(b"barrier"))))
-        .await
-        .expect("barrier response in time")
-    else {
-        panic!("a barrier response")
-    };
+    let barrier = response_to(&mut sender, request(full(b"barrier"))).await;
     tokio::time::timeout(BOUND, barrier.into_body().collect())
         .await
         .expect("barrier body in time")
