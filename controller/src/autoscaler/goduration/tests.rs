@@ -80,7 +80,9 @@ fn agrees_with_go_at_the_int64_limits() {
         ("0.100000000000000000000h", 6 * 60 * S),
         ("0.830103483285477580700h", (49 * 60 + 48) * S + 372_539_827),
         ("1.000000001s", S + 1),
-        // Digits past 2^63 are read and dropped, however many (no overflow anywhere).
+        // Digits past 2^63 are read and dropped, however many (no overflow anywhere): 41
+        // nines would not fit even a u128. As in Go, the float product rounds up to 1 s.
+        ("0.99999999999999999999999999999999999999999s", S),
         ("0.000000000000000000000000000000000000000000001s", 0),
         ("1.00000000000000000000000000000000000000000009h", 3600 * S),
         ("1.0000000001s", S),
