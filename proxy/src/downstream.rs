@@ -8,10 +8,14 @@
 //! dropped, the connection closed after the response: RFC 9112 §6.3). The checks here are the
 //! ones it does not make.
 
+pub mod h1;
+
 use crate::error::ProxyError;
 use crate::forward::ConnInfo;
+use bytes::Bytes;
 use http::{header, HeaderValue, Request, Version};
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -21,6 +25,58 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// A client's request body: read by our HTTP/1.1 server ([`h1`]) or by hyper's h2 server.
+pub enum ClientBody {
+    /// No body (no Content-Length, or 0, and not chunked).
+    Empty,
+    H1(h1::RequestBody),
+    H2(Incoming),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error(transparent)]
+    H1(#[from] h1::BodyError),
+    #[error(transparent)]
+    H2(#[from] hyper::Error),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H1(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(ClientBodyError::from))),
+            ClientBody::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(ClientBodyError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H1(body) => body.is_end_stream(),
+            ClientBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H1(body) => body.size_hint(),
+            ClientBody::H2(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Downstream limits from flags (`--max-request-headers-kb` and the rest).
 #[derive(Clone, Debug)]

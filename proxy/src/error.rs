@@ -39,7 +39,7 @@ pub enum ProxyError {
     /// The client's request body failed while it was being sent on: an invalid chunk, or the
     /// client went away. Its error, not the upstream's.
     #[error("request body: {0}")]
-    DownstreamBody(hyper::Error),
+    DownstreamBody(crate::downstream::ClientBodyError),
     #[error("upstream connections kept closing before the request was sent")]
     Unsendable,
     #[error("revision timeout: no response in time")]

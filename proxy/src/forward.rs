@@ -10,7 +10,7 @@ use crate::access_log::Served;
 use crate::activator::{Admission, Counted, Slot};
 use crate::backend::{Backend, BackendKind, Responder, Upstream};
 use crate::body::{BodyTimer, Guards, ResponseBody, Source};
-use crate::downstream;
+use crate::downstream::{self, ClientBody};
 use crate::error::ProxyError;
 use crate::gateway::{Gateway, OpenConnection};
 use crate::h1::{self, Exchange};
@@ -22,8 +22,6 @@ use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use sluice_xds::{host, Protocol};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -65,7 +63,7 @@ pub struct ConnInfo {
 pub async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     // With the log off this is the only extra work: one branch here and one below.
@@ -126,7 +124,7 @@ struct Selection {
 async fn forward(
     gateway: &Gateway,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     served: &mut Served,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -230,7 +228,7 @@ async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<R
 async fn select(
     gateway: &Gateway,
     conn: &ConnInfo,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     host: Option<&HeaderValue>,
     served: &mut Served,
     started: Instant,
@@ -361,7 +359,7 @@ fn held(upstream: &Upstream, waited: Duration, cold: bool) -> Held {
     Held { waited, cold_start }
 }
 
-fn is_websocket(req: &Request<Incoming>) -> bool {
+fn is_websocket(req: &Request<ClientBody>) -> bool {
     req.version() == Version::HTTP_11
         && req
             .headers()
@@ -384,7 +382,7 @@ fn authority_value(uri: &Uri) -> Option<HeaderValue> {
 
 /// Hop-by-hop removal, forwarding headers, route and split header SETs, host rewrite.
 fn prepare_request(
-    req: &mut Request<Incoming>,
+    req: &mut Request<ClientBody>,
     conn: &ConnInfo,
     selection: &Selection,
     original_host: Option<HeaderValue>,
@@ -451,7 +449,7 @@ fn prepare_request(
 }
 
 /// Puts the request line in the form the upstream protocol needs.
-fn set_upstream_form(req: &mut Request<Incoming>, protocol: Protocol) -> Result<(), ProxyError> {
+fn set_upstream_form(req: &mut Request<ClientBody>, protocol: Protocol) -> Result<(), ProxyError> {
     match protocol {
         Protocol::Http1 => {
             *req.version_mut() = Version::HTTP_11;
@@ -594,7 +592,7 @@ async fn send(
 async fn tunnel(
     gateway: &Gateway,
     mut selection: Selection,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     served: &mut Served,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     *req.version_mut() = Version::HTTP_11;
@@ -622,7 +620,7 @@ async fn tunnel(
         slot,
         counted: selection.counted.take(),
     };
-    let downstream = hyper::upgrade::on(&mut req);
+    let downstream = req.extensions_mut().remove::<downstream::h1::OnUpgrade>();
     let stream_idle = gateway.settings.stream_idle_timeout;
     let mut req = req.map(|body| RequestBody::new(body, stream_idle));
     let (response, upstream) = match h1::send(conn, &mut req, false, true).await {
@@ -642,11 +640,13 @@ async fn tunnel(
     tokio::spawn(async move {
         let _guards = guards;
         let _open = open;
-        if let Ok(down) = downstream.await {
+        let down = match downstream {
+            Some(on) => on.upgraded().await,
+            None => None,
+        };
+        if let Some(down) = down {
             // Envoy applies its stream idle timeout to upgraded streams the same way.
-            if let TunnelEnd::Idle =
-                idle::copy_bidirectional_idle(TokioIo::new(down), upstream, idle).await
-            {
+            if let TunnelEnd::Idle = idle::copy_bidirectional_idle(down, upstream, idle).await {
                 debug!("websocket tunnel idle; closed");
             }
         }

@@ -12,9 +12,9 @@
 //! Timers are armed lazily, on the first `Pending`: a request that never waits allocates none.
 
 use crate::body::BodyTimer;
+use crate::downstream::{ClientBody, ClientBodyError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +145,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
 /// The request body sent upstream: the client's body, ended by an error when the client
 /// sends nothing for the stream idle timeout.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: ClientBody,
     timer: IdleTimer,
 }
 
@@ -157,13 +157,13 @@ pub struct RequestBodyTimeout;
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
     #[error(transparent)]
-    Client(#[from] hyper::Error),
+    Client(#[from] ClientBodyError),
     #[error(transparent)]
     Timeout(#[from] RequestBodyTimeout),
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, idle: Duration) -> Self {
+    pub fn new(inner: ClientBody, idle: Duration) -> Self {
         RequestBody {
             inner,
             timer: IdleTimer::new(idle),

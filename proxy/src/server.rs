@@ -7,14 +7,14 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
-use crate::downstream::{Counted, HeadTimer, Streams, SNIFF_LEN};
+use crate::downstream::{h1, ClientBody, Counted, HeadTimer, Streams, SNIFF_LEN};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::WriteStall;
 use crate::router::Listener;
 use async_trait::async_trait;
 use http::HeaderValue;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pingora::apps::ServerApp;
@@ -36,7 +36,8 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
-/// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1.
+/// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1. HTTP/1.1
+/// is our own server (`downstream::h1`), h2 is hyper's.
 ///
 /// We sniff ourselves rather than use hyper-util's `auto` builder: its per-poll wrapper cost
 /// about 3% of the instructions of a proxied request (callgrind), and Pingora's stream can
@@ -46,20 +47,12 @@ pub struct HttpApp {
     listener: Listener,
     proto: HeaderValue,
     https: bool,
-    http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     /// Connections open on this listener (every address and worker thread of it).
     open: AtomicUsize,
     /// `sluice_downstream_connections_rejected_total` for this listener.
     rejected: prometheus::IntCounter,
 }
-
-/// hyper's own default for `max_headers`: below or at it, its parser keeps the header array on
-/// the stack; setting any value moves it to the heap for every request.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-/// hyper's default read buffer bound (8 KiB + 100 × 4 KiB); only a larger head limit raises it.
-const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 
 /// Frees a listener's connection slot when the connection ends.
 struct ListenerSlot(Arc<HttpApp>);
@@ -76,24 +69,6 @@ const H2_PREFACE_START: &[u8; SNIFF_LEN] = b"PRI ";
 impl HttpApp {
     pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
         let limits = &gateway.settings.downstream;
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            // hyper's timer runs from when a connection starts waiting for a head (after our
-            // sniff, or after the previous response) until that head is complete. The first
-            // head is bounded from accept by `HeadTimer`; what this adds is the keep-alive
-            // idle bound between requests.
-            .header_read_timeout(limits.idle_timeout)
-            // Request line and headers; hyper answers 431 above it, also while still reading.
-            .max_header_size(limits.max_head_bytes);
-        if limits.max_head_bytes > HYPER_DEFAULT_MAX_BUF {
-            http1.max_buf_size(limits.max_head_bytes);
-        }
-        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-            // hyper answers 431 above it.
-            http1.max_headers(limits.max_headers);
-        }
         let settings = &gateway.settings;
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
@@ -143,7 +118,6 @@ impl HttpApp {
             listener,
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             https,
-            http1,
             http2,
             open: AtomicUsize::new(0),
             rejected,
@@ -232,57 +206,52 @@ impl HttpApp {
         // A client that stops reading blocks our writes; after the stream idle timeout the
         // connection fails, dropping its streams (and their slots and upstream connections).
         let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
-        let io = TokioIo::new(HeadTimer::new(
-            stream,
-            deadline,
-            conn.clone(),
-            &sniffed[..sniffed_len],
-        ));
         let gateway = self.gateway.clone();
         let mut shutdown = shutdown;
         if h2 {
+            let io = TokioIo::new(HeadTimer::new(
+                stream,
+                deadline,
+                conn.clone(),
+                &sniffed[..sniffed_len],
+            ));
             let streams = Streams::new();
             let counting = streams.clone();
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let stream = counting.open();
                 // Boxed: hyper moves each stream's future into a task of its own (and moves it
                 // again on the way), so a small future is copied instead of the whole request
                 // path's state (callgrind: the spawn's instructions fell to a quarter, for one
                 // allocation).
-                let response = Box::pin(serve(&gateway, &conn, req));
+                let response = Box::pin(serve(&gateway, &conn, req.map(ClientBody::H2)));
                 async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
             });
             let connection = self.http2.serve_connection(io, service);
             let idle = streams.idle(limits.idle_timeout);
-            let never = || false;
-            serve_until_shutdown(
-                connection,
-                &mut shutdown,
-                idle,
-                |c| c.graceful_shutdown(),
-                never,
-            )
-            .await;
+            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
         } else {
-            let first = conn.clone();
-            let service = service_fn(move |req| {
-                let response = serve(&gateway, &conn, req);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let connection = self.http1.serve_connection(io, service).with_upgrades();
-            // hyper's header_read_timeout is HTTP/1's idle bound (see `HttpApp::new`).
-            let idle = std::future::pending();
-            // hyper's graceful shutdown waits for a head it has begun to read: a connection
-            // that never completed one has nothing to finish and is dropped instead.
-            let silent = || !first.head_seen.load(Ordering::Relaxed);
-            serve_until_shutdown(
-                connection,
-                &mut shutdown,
-                idle,
-                |c| c.graceful_shutdown(),
-                silent,
-            )
-            .await;
+            let phase = h1::Phase::default();
+            let serving = h1::serve(
+                stream,
+                &sniffed[..sniffed_len],
+                deadline,
+                limits,
+                &phase,
+                |req| serve(&gateway, &conn, req),
+            );
+            tokio::pin!(serving);
+            if !*shutdown.borrow() {
+                tokio::select! {
+                    () = serving.as_mut() => return,
+                    _ = shutdown.changed() => {}
+                }
+            }
+            // Shutdown: a connection waiting for a request closes now; one in the middle of
+            // one finishes it, with `connection: close`.
+            if phase.stop() {
+                return;
+            }
+            serving.await;
         }
     }
 }
@@ -291,7 +260,7 @@ impl HttpApp {
 fn serve(
     gateway: &Arc<Gateway>,
     conn: &Arc<ConnInfo>,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<ClientBody>,
 ) -> impl Future<Output = http::Response<crate::body::ResponseBody>> {
     if !conn.head_seen.load(Ordering::Relaxed) {
         conn.head_seen.store(true, Ordering::Relaxed);
@@ -299,15 +268,13 @@ fn serve(
     forward::handle(gateway.clone(), conn.clone(), req)
 }
 
-/// Drives a connection; on shutdown, or once `idle` resolves, asks it to finish gracefully
-/// (h2: GOAWAY) and waits for that. At shutdown, a connection `abandon` says has nothing to
-/// finish is dropped instead, which closes it.
+/// Drives an h2 connection; on shutdown, or once `idle` resolves, asks it to finish
+/// gracefully (GOAWAY) and waits for that.
 async fn serve_until_shutdown<C, O>(
     connection: C,
     shutdown: &mut ShutdownWatch,
     idle: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
-    abandon: impl Fn() -> bool,
 ) where
     C: std::future::Future<Output = O>,
 {
@@ -316,15 +283,8 @@ async fn serve_until_shutdown<C, O>(
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = shutdown.changed() => {}
-            _ = idle => {
-                graceful(connection.as_mut());
-                connection.await;
-                return;
-            }
+            _ = idle => {}
         }
-    }
-    if abandon() {
-        return;
     }
     graceful(connection.as_mut());
     connection.await;
