@@ -1,5 +1,6 @@
 //! The Pingora shell: process, listeners, background tasks and graceful shutdown. HTTP itself is
-//! served by hyper inside [`HttpApp::process_new`] ("Pingora shell, hyper hot path").
+//! served inside [`HttpApp::process_new`], HTTP/1.1 by `downstream::h1` and h2 by hyper
+//! ("Pingora shell, own hot path").
 //!
 //! [`Shell`] hosts whatever a command needs: the HTTP(S) listeners of a proxy, an admin
 //! listener, and background tasks (the xDS client, ...) given as plain futures that watch a

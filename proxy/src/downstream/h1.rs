@@ -920,11 +920,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         if self.io.shutdown().await.is_err() || self.read_closed {
             return;
         }
+        // Read into the thread's buffer: a buffer in this future would widen every
+        // connection's task, lingering or not.
         let drain = async {
             let mut drained = 0;
-            let mut buf = [0u8; 4096];
             while drained < LINGER_BYTES {
-                match self.io.read(&mut buf).await {
+                let read = poll_fn(|cx| {
+                    SCRATCH.with(|scratch| {
+                        let mut scratch = scratch.borrow_mut();
+                        let mut buf = ReadBuf::new(&mut scratch[..]);
+                        Pin::new(&mut self.io)
+                            .poll_read(cx, &mut buf)
+                            .map_ok(|()| buf.filled().len())
+                    })
+                })
+                .await;
+                match read {
                     Ok(0) | Err(_) => return,
                     Ok(n) => drained += n,
                 }

@@ -249,6 +249,16 @@ fn response_framing_is_decided_and_the_headers_say_so() {
         decide(&[("content-length", "7")], 304, false, true, Some(0)),
         (BodyFraming::None, vec!["content-length: 7".into()])
     );
+    // A HEAD answered here states the length of the body it would send; an upstream's empty
+    // HEAD body adds nothing.
+    assert_eq!(
+        decide(&[], 200, true, true, Some(5)),
+        (BodyFraming::None, vec!["content-length: 5".into()])
+    );
+    assert_eq!(
+        decide(&[], 200, true, true, Some(0)),
+        (BodyFraming::None, vec![])
+    );
     assert_eq!(
         decide(&[("content-length", "7")], 204, false, true, Some(0)),
         (BodyFraming::None, vec![])
