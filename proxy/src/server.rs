@@ -207,53 +207,73 @@ impl HttpApp {
         // A client that stops reading blocks our writes; after the stream idle timeout the
         // connection fails, dropping its streams (and their slots and upstream connections).
         let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
-        let gateway = self.gateway.clone();
-        let mut shutdown = shutdown;
+        let sniffed = &sniffed[..sniffed_len];
         if h2 {
-            let io = TokioIo::new(HeadTimer::new(
-                stream,
-                deadline,
-                conn.clone(),
-                &sniffed[..sniffed_len],
-            ));
-            let streams = Streams::new();
-            let counting = streams.clone();
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let stream = counting.open();
-                // Boxed: hyper moves each stream's future into a task of its own (and moves it
-                // again on the way), so a small future is copied instead of the whole request
-                // path's state (callgrind: the spawn's instructions fell to a quarter, for one
-                // allocation).
-                let response = Box::pin(serve(&gateway, &conn, req.map(ClientBody::H2)));
-                async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
-            });
-            let connection = self.http2.serve_connection(io, service);
-            let idle = streams.idle(limits.idle_timeout);
-            serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
+            // Boxed: a task's size is its future's largest state, and hyper's h2 connection
+            // is several KB; inline, every HTTP/1.1 connection's task would carry its room.
+            Box::pin(self.serve_h2(stream, sniffed, deadline, conn, shutdown)).await;
         } else {
-            let phase = h1::Phase::default();
-            let serving = h1::serve(
-                stream,
-                &sniffed[..sniffed_len],
-                deadline,
-                limits,
-                &phase,
-                |req| serve(&gateway, &conn, req),
-            );
-            tokio::pin!(serving);
-            if !*shutdown.borrow() {
-                tokio::select! {
-                    () = serving.as_mut() => return,
-                    _ = shutdown.changed() => {}
-                }
-            }
-            // Shutdown: a connection waiting for a request closes now; one in the middle of
-            // one finishes it, with `connection: close`.
-            if phase.stop() {
-                return;
-            }
-            serving.await;
+            self.serve_h1(stream, sniffed, deadline, conn, shutdown)
+                .await;
         }
+    }
+
+    async fn serve_h1(
+        &self,
+        stream: WriteStall<Stream>,
+        sniffed: &[u8],
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        conn: Arc<ConnInfo>,
+        mut shutdown: ShutdownWatch,
+    ) {
+        let phase = h1::Phase::default();
+        let serving = h1::serve(
+            stream,
+            sniffed,
+            deadline,
+            &self.gateway.settings.downstream,
+            &phase,
+            |req| serve(&self.gateway, &conn, req),
+        );
+        tokio::pin!(serving);
+        if !*shutdown.borrow() {
+            tokio::select! {
+                () = serving.as_mut() => return,
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Shutdown: a connection waiting for a request closes now; one in the middle of one
+        // finishes it, with `connection: close`.
+        if phase.stop() {
+            return;
+        }
+        serving.await;
+    }
+
+    async fn serve_h2(
+        &self,
+        stream: WriteStall<Stream>,
+        sniffed: &[u8],
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        conn: Arc<ConnInfo>,
+        mut shutdown: ShutdownWatch,
+    ) {
+        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone(), sniffed));
+        let streams = Streams::new();
+        let counting = streams.clone();
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let stream = counting.open();
+            // Boxed: hyper moves each stream's future into a task of its own (and moves it
+            // again on the way), so a small future is copied instead of the whole request
+            // path's state (callgrind: the spawn's instructions fell to a quarter, for one
+            // allocation).
+            let response = Box::pin(serve(&gateway, &conn, req.map(ClientBody::H2)));
+            async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
+        });
+        let connection = self.http2.serve_connection(io, service);
+        let idle = streams.idle(self.gateway.settings.downstream.idle_timeout);
+        serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
     }
 }
 
