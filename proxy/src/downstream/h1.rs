@@ -30,7 +30,7 @@ use head::{BodyFraming, HeadError, Parsed, RequestHead};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -49,13 +49,31 @@ const SCRATCH_LEN: usize = 16 * 1024;
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_LEN].into_boxed_slice());
     /// The `Date` value, formatted once per second (as hyper and nginx cache it).
+    /// A buffer for response heads and chunk lines, lent to one connection at a time.
+    static HEAD_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     static DATE: RefCell<(u64, HeaderValue)> =
         const { RefCell::new((0, HeaderValue::from_static(""))) };
 }
 
-/// The response-head buffer a connection keeps between requests: a usual head fits, a larger
-/// one's buffer is freed after its response.
-const KEPT_HEAD_BUFFER: usize = 1024;
+/// The thread keeps a head buffer up to this size; a larger one is freed after its response.
+const KEPT_HEAD_BUFFER: usize = 16 * 1024;
+
+/// Returns a head buffer (emptied) to the thread, which keeps one.
+fn give_back_head_buffer(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > KEPT_HEAD_BUFFER {
+        return;
+    }
+    buffer.clear();
+    HEAD_BUFFER.with(|kept| {
+        // The larger of the two is kept; the other is freed.
+        let current = kept.take();
+        kept.set(if current.capacity() >= buffer.capacity() {
+            current
+        } else {
+            buffer
+        });
+    });
+}
 
 /// A connection's own reads of body bytes: 8 KiB (hyper's), or less when the body is shorter.
 const BODY_READ: usize = 8 * 1024;
@@ -635,8 +653,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             if !parts.headers.contains_key(header::DATE) {
                 parts.headers.insert(header::DATE, date());
             }
-            self.front.clear();
-            head::encode_head(&mut self.front, parts.status, &parts.headers);
+            head::encode_head(self.front(), parts.status, &parts.headers);
             poll_fn(|cx| self.poll_write_out(cx))
                 .await
                 .map_err(|_| Stop::Gone)?;
@@ -668,8 +685,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         if !parts.headers.contains_key(header::DATE) {
             parts.headers.insert(header::DATE, date());
         }
-        self.front.clear();
-        head::encode_head(&mut self.front, parts.status, &parts.headers);
+        head::encode_head(self.front(), parts.status, &parts.headers);
         let mut sent: u64 = 0;
         let mut body_done = framing == BodyFraming::None && body.is_end_stream();
         poll_fn(|cx| loop {
@@ -688,7 +704,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                                     return Poll::Ready(Err(Stop::Gone));
                                 }
                                 if framing == BodyFraming::Chunked {
-                                    head::chunk_size_line(data.len(), &mut self.front);
+                                    head::chunk_size_line(data.len(), self.front());
                                     self.back = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
                                 }
                                 self.data = data;
@@ -698,7 +714,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                         if end {
                             body_done = true;
                             if framing == BodyFraming::Chunked && self.data.is_empty() {
-                                self.front.extend_from_slice(b"0\r\n\r\n");
+                                self.front().extend_from_slice(b"0\r\n\r\n");
                             }
                         }
                         continue;
@@ -706,7 +722,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     Poll::Ready(None) => {
                         body_done = true;
                         if framing == BodyFraming::Chunked {
-                            self.front.extend_from_slice(b"0\r\n\r\n");
+                            self.front().extend_from_slice(b"0\r\n\r\n");
                         }
                         continue;
                     }
@@ -743,10 +759,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             return Err(Stop::Gone);
         }
         drop(body);
-        // A large head's buffer is not kept for the next response.
-        if self.front.capacity() > KEPT_HEAD_BUFFER {
-            self.front = Vec::new();
-        }
         // A body the request path did not read to its end leaves the connection mid-request.
         if feed.is_some_and(|feed| !feed.done) {
             keep_alive = false;
@@ -772,8 +784,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
         if feed.expect_continue {
             if !self.has_output() {
-                self.front.clear();
-                self.front
+                self.front()
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
             match self.poll_write_out(cx) {
@@ -857,6 +868,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
     }
 
+    /// The buffer for heads and chunk lines: the thread's, lent until what is in it has been
+    /// written, so an idle connection keeps none.
+    fn front(&mut self) -> &mut Vec<u8> {
+        if self.front.capacity() == 0 {
+            self.front = HEAD_BUFFER.with(Cell::take);
+        }
+        &mut self.front
+    }
+
     fn has_output(&self) -> bool {
         self.written < self.front.len() + self.data.len() + self.back.len()
     }
@@ -885,7 +905,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         }
         // TLS holds written bytes until a flush; for TCP it is a no-op.
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-        self.front.clear();
+        give_back_head_buffer(std::mem::take(&mut self.front));
         self.data = Bytes::new();
         self.back = b"";
         self.written = 0;
@@ -907,8 +927,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         parts.headers.insert(header::DATE, date());
-        self.front.clear();
-        head::encode_head(&mut self.front, parts.status, &parts.headers);
+        head::encode_head(self.front(), parts.status, &parts.headers);
         self.data = data;
         poll_fn(|cx| self.poll_write_out(cx)).await
     }
