@@ -305,6 +305,8 @@ struct Conn<S> {
     max_headers: usize,
     /// A read returned the end of the stream (or failed).
     read_closed: bool,
+    /// The connection closes with client bytes perhaps still coming: it lingers.
+    unread_input: bool,
 }
 
 /// Why an exchange ended the connection.
@@ -341,6 +343,7 @@ pub async fn serve<S, F, Fut>(
         max_head: limits.max_head_bytes,
         max_headers: limits.max_headers,
         read_closed: false,
+        unread_input: false,
     };
     if !sniffed.is_empty() {
         conn.pending.extend_from_slice(sniffed);
@@ -394,8 +397,15 @@ pub async fn serve<S, F, Fut>(
                 let _ = conn.io.shutdown().await;
                 return;
             }
-            Ok(false) => {
+            // Bytes the client may still be sending (an unread body, a pipelined request)
+            // are drained first; a client that sent nothing more is closed at once, which
+            // frees its connection slot without waiting for it.
+            Ok(false) if conn.unread_input => {
                 conn.linger().await;
+                return;
+            }
+            Ok(false) => {
+                let _ = conn.io.shutdown().await;
                 return;
             }
             Err(Stop::Gone) => return,
@@ -762,7 +772,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
         // A body the request path did not read to its end leaves the connection mid-request.
         if feed.is_some_and(|feed| !feed.done) {
             keep_alive = false;
+            self.unread_input = true;
         }
+        self.unread_input |= !self.pending.is_empty();
         Ok(keep_alive)
     }
 

@@ -285,17 +285,33 @@ async fn request_head_limits_answer_431_and_414() -> anyhow::Result<()> {
 async fn connections_over_the_cap_are_closed_and_a_freed_slot_is_reused() -> anyhow::Result<()> {
     let backend = EchoServer::start("echo").await?;
     let gw = start(&backend, &["--max-connections", "2"]).await?;
-    let mut first = H1Client::connect(gw.http).await?;
-    let mut second = H1Client::connect(gw.http).await?;
-    assert_eq!(first.send("GET", HOST, "/", &[], None).await?.status, 200);
-    assert_eq!(second.send("GET", HOST, "/", &[], None).await?.status, 200);
+    // The harness's readiness check connected too, and holds a slot until the proxy has seen
+    // it close; the listener may accept it together with the two below. So two are open
+    // once both are served.
+    let started = Instant::now();
+    let (mut first, mut second) = loop {
+        let mut first = H1Client::connect(gw.http).await?;
+        let mut second = H1Client::connect(gw.http).await?;
+        let a = first.send("GET", HOST, "/", &[], None).await;
+        let b = second.send("GET", HOST, "/", &[], None).await;
+        if let (Ok(a), Ok(b)) = (&a, &b) {
+            assert_eq!((a.status, b.status), (200, 200));
+            break (first, second);
+        }
+        anyhow::ensure!(
+            started.elapsed() < WAIT,
+            "two connections never served: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let rejected = r#"sluice_downstream_connections_rejected_total{listener="http-external"}"#;
+    let before = metric(&gw, rejected).await?.unwrap_or(0.0);
 
-    // The third is accepted by the kernel, then closed without an answer.
+    // The third is accepted by the kernel, then closed without an answer, and counted.
     let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     let bytes = until_closed(gw.http, request.as_bytes()).await?;
     assert!(bytes.is_empty(), "answered over the cap: {bytes:?}");
-    let rejected = r#"sluice_downstream_connections_rejected_total{listener="http-external"}"#;
-    assert_eq!(metric(&gw, rejected).await?, Some(1.0));
+    assert_eq!(metric(&gw, rejected).await?, Some(before + 1.0));
     // The cap is per listener: the internal one still answers.
     let internal = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
     let bytes = until_closed(gw.internal, internal.as_bytes()).await?;
