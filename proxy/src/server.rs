@@ -237,7 +237,10 @@ impl HttpApp {
         );
         tokio::pin!(serving);
         if !*shutdown.borrow() {
+            // Biased: this runs at every wake-up of the connection, and the connection is
+            // what needs polling (no random start, which cost a thread-local RNG per poll).
             tokio::select! {
+                biased;
                 () = serving.as_mut() => return,
                 _ = shutdown.changed() => {}
             }
@@ -301,7 +304,9 @@ async fn serve_until_shutdown<C, O>(
 {
     tokio::pin!(connection);
     if !*shutdown.borrow() {
+        // Biased, as in `serve_h1`: the connection first, no RNG per wake-up.
         tokio::select! {
+            biased;
             _ = connection.as_mut() => return,
             _ = shutdown.changed() => {}
             _ = idle => {}
