@@ -289,7 +289,7 @@ async fn connections_over_the_cap_are_closed_and_a_freed_slot_is_reused() -> any
     // it close; the listener may accept it together with the two below. So two are open
     // once both are served.
     let started = Instant::now();
-    let (mut first, mut second) = loop {
+    let (mut first, second) = loop {
         let mut first = H1Client::connect(gw.http).await?;
         let mut second = H1Client::connect(gw.http).await?;
         let a = first.send("GET", HOST, "/", &[], None).await;
