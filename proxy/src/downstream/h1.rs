@@ -387,7 +387,8 @@ pub async fn serve<S, F, Fut>(
                 return;
             }
         };
-        match conn.exchange(head, &mut service, phase).await {
+        let started = start(head, &mut service);
+        match conn.exchange(started, phase).await {
             Ok(true) if !phase.stopping() => {
                 head_deadline = Instant::now() + limits.idle_timeout;
             }
@@ -461,6 +462,74 @@ fn date() -> HeaderValue {
         }
         cached.1.clone()
     })
+}
+
+/// A request handed to the request path, and what its exchange needs to know.
+struct Started<Fut> {
+    /// Boxed: the request path's future is large, and an idle connection should not carry
+    /// room for it.
+    responding: Pin<Box<Fut>>,
+    feed: Option<Feed>,
+    upgrade: Option<oneshot::Sender<Upgraded>>,
+    keep_alive: bool,
+    head_request: bool,
+    http11: bool,
+}
+
+/// Builds the request from its head and starts the request path on it. Not part of the
+/// exchange's future: an async fn keeps its arguments for its whole life, and the head
+/// (about 250 bytes) would then widen every connection's task.
+fn start<F, Fut>(head: RequestHead, service: &mut F) -> Started<Fut>
+where
+    F: FnMut(Request<ClientBody>) -> Fut,
+    Fut: Future<Output = Response<ResponseBody>>,
+{
+    let RequestHead {
+        mut request,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = head;
+    let head_request = request.method() == Method::HEAD;
+    let http11 = request.version() == Version::HTTP_11;
+    let upgrade = if http11 && request.headers().contains_key(header::UPGRADE) {
+        let (tx, rx) = oneshot::channel();
+        request
+            .extensions_mut()
+            .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        Some(tx)
+    } else {
+        None
+    };
+    let (body, feed) = match framing {
+        Framing::Length(_) | Framing::Chunked => {
+            let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+            let body = RequestBody {
+                mailbox: mailbox.clone(),
+                remaining: match framing {
+                    Framing::Length(n) => Some(n),
+                    _ => None,
+                },
+                ended: false,
+            };
+            let feed = Feed {
+                mailbox,
+                decoder: Decoder::new(framing),
+                expect_continue,
+                done: false,
+            };
+            (ClientBody::H1(body), Some(feed))
+        }
+        Framing::Empty | Framing::UntilClose => (ClientBody::Empty, None),
+    };
+    Started {
+        responding: Box::pin(service(request.map(|()| body))),
+        feed,
+        upgrade,
+        keep_alive,
+        head_request,
+        http11,
+    }
 }
 
 /// What reading a head gave: a head, or `Ok(None)` for the end of the connection (the client
@@ -587,57 +656,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
 
     /// One request: runs the request path, writes its response, feeds its body. `Ok(true)`:
     /// the connection can take another request; `Ok(false)`: it closes after this response.
-    async fn exchange<F, Fut>(
-        &mut self,
-        head: RequestHead,
-        service: &mut F,
-        phase: &Phase,
-    ) -> Result<bool, Stop>
+    async fn exchange<Fut>(&mut self, started: Started<Fut>, phase: &Phase) -> Result<bool, Stop>
     where
-        F: FnMut(Request<ClientBody>) -> Fut,
         Fut: Future<Output = Response<ResponseBody>>,
     {
-        let RequestHead {
-            mut request,
-            framing,
+        let Started {
+            mut responding,
+            mut feed,
+            upgrade,
             mut keep_alive,
-            expect_continue,
-        } = head;
-        let head_request = request.method() == Method::HEAD;
-        let http11 = request.version() == Version::HTTP_11;
-        let upgrade = if http11 && request.headers().contains_key(header::UPGRADE) {
-            let (tx, rx) = oneshot::channel();
-            request
-                .extensions_mut()
-                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
-            Some(tx)
-        } else {
-            None
-        };
-        let (body, mut feed) = match framing {
-            Framing::Length(_) | Framing::Chunked => {
-                let mailbox = Arc::new(Mutex::new(Mailbox::default()));
-                let body = RequestBody {
-                    mailbox: mailbox.clone(),
-                    remaining: match framing {
-                        Framing::Length(n) => Some(n),
-                        _ => None,
-                    },
-                    ended: false,
-                };
-                let feed = Feed {
-                    mailbox,
-                    decoder: Decoder::new(framing),
-                    expect_continue,
-                    done: false,
-                };
-                (ClientBody::H1(body), Some(feed))
-            }
-            Framing::Empty | Framing::UntilClose => (ClientBody::Empty, None),
-        };
-        // Boxed: the request path's future is large, and an idle connection should not carry
-        // room for it.
-        let mut responding = Box::pin(service(request.map(|()| body)));
+            head_request,
+            http11,
+        } = started;
         let response = poll_fn(|cx| loop {
             if let Poll::Ready(response) = responding.as_mut().poll(cx) {
                 return Poll::Ready(Ok(response));
