@@ -7,8 +7,8 @@
 //! is read into a buffer of the thread's ([`SCRATCH`]) and copied out once complete (one
 //! exact-size copy, which the request's header values then share), and only bytes that must
 //! outlive the read (a head still incomplete, body bytes, a pipelined request) go into a
-//! buffer of the connection's, released once empty. Response heads are encoded per response
-//! and written with the first body bytes in one `writev`.
+//! buffer of the connection's, released once empty. Response heads are encoded into a buffer
+//! of the thread's, lent until written, and leave with the first body bytes in one `writev`.
 //!
 //! Parsing is `httparse` (see [`head`]); the body framing is the upstream client's decoder
 //! (`h1::framing`), which the fuzz target drives. The request body is fed from this loop
@@ -17,7 +17,8 @@
 //!
 //! Timeouts: one deadline for each request head (from accept for the first, the header read
 //! timeout; from the end of the previous response for the next, the idle timeout), checked by
-//! a timer that is re-armed only when it fires, not per request. A client that stops reading
+//! one timer per connection that is re-armed when it fires or when the deadline moves before
+//! it, not per request. A client that stops reading
 //! is cut off by `idle::WriteStall` underneath; a stalled request body by `idle::RequestBody`.
 
 pub mod head;
@@ -48,9 +49,9 @@ const SCRATCH_LEN: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_LEN].into_boxed_slice());
-    /// The `Date` value, formatted once per second (as hyper and nginx cache it).
     /// A buffer for response heads and chunk lines, lent to one connection at a time.
     static HEAD_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The `Date` value, formatted once per second (as hyper and nginx cache it).
     static DATE: RefCell<(u64, HeaderValue)> =
         const { RefCell::new((0, HeaderValue::from_static(""))) };
 }
@@ -148,10 +149,9 @@ impl AsyncWrite for Upgraded {
 pub enum BodyError {
     #[error("invalid request body: {0}")]
     Framing(&'static str),
+    /// The connection ended (closed or failed) before the body did.
     #[error("client closed the connection before the request body's end")]
     Incomplete,
-    #[error("reading the request body: {0}")]
-    Io(#[from] io::Error),
 }
 
 fn framing_error(error: FrameError) -> BodyError {
