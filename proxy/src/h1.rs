@@ -580,14 +580,18 @@ impl H1Body {
     }
 }
 
-/// The upstream side of a tunnel after a 101: bytes the upstream sent after its head first,
-/// then the socket.
-pub struct Upgraded {
-    buf: Bytes,
-    io: TcpStream,
+/// A socket after a 101, either side of a tunnel: the bytes read past the head first, then the
+/// socket. The upstream side is a [`Upgraded`]; the downstream side is
+/// `downstream::h1::Upgraded`.
+pub struct Prefixed<T> {
+    pub(crate) buf: Bytes,
+    pub(crate) io: T,
 }
 
-impl AsyncRead for Upgraded {
+/// The upstream side of a tunnel after a 101.
+pub type Upgraded = Prefixed<TcpStream>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -603,7 +607,7 @@ impl AsyncRead for Upgraded {
     }
 }
 
-impl AsyncWrite for Upgraded {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -26,6 +26,7 @@ pub mod head;
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, DownstreamLimits};
 use crate::h1::framing::{Decoded, Decoder, FrameError, Framing};
+use crate::h1::Prefixed;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use head::{BodyFraming, HeadError, Parsed, RequestHead};
 use http::header::{self, HeaderValue};
@@ -87,12 +88,9 @@ const LINGER: Duration = Duration::from_secs(5);
 /// this bounds the bytes instead).
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// A downstream socket after a 101: the client's bytes read past its head first, then the
-/// socket. `forward::tunnel` gets it through [`OnUpgrade`].
-pub struct Upgraded {
-    buf: Bytes,
-    io: Box<dyn UpgradeIo>,
-}
+/// The downstream side of a tunnel after a 101: the client's bytes read past its head first,
+/// then the socket. `forward::tunnel` gets it through [`OnUpgrade`].
+pub type Upgraded = Prefixed<Box<dyn UpgradeIo>>;
 
 pub trait UpgradeIo: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpgradeIo for T {}
@@ -107,40 +105,6 @@ impl OnUpgrade {
     pub async fn upgraded(self) -> Option<Upgraded> {
         let receiver = self.0.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         receiver.await.ok()
-    }
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.buf.is_empty() {
-            let n = this.buf.len().min(out.remaining());
-            out.put_slice(&this.buf.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
