@@ -25,7 +25,7 @@ pub mod head;
 
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, DownstreamLimits};
-use crate::h1::framing::{Decoded, Decoder, FrameError, Framing};
+use crate::h1::framing::{connection_tokens, Decoded, Decoder, FrameError, Framing};
 use crate::h1::Prefixed;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use head::{BodyFraming, HeadError, Parsed, RequestHead};
@@ -403,12 +403,10 @@ fn refusal(error: HeadError) -> Response<ResponseBody> {
 }
 
 fn says_close(headers: &http::HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| connection_tokens(value.as_bytes()).0)
 }
 
 /// The `Date` header value for now.

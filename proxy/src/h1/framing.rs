@@ -128,7 +128,8 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
             .map_err(|_| FrameError::Head("invalid value"))?;
         if name == header::CONTENT_LENGTH {
-            let n = parse_content_length(value.as_bytes())?;
+            let n = parse_content_length(value.as_bytes())
+                .ok_or(FrameError::ContentLength("not a decimal number"))?;
             if content_length.is_some_and(|old| old != n) {
                 return Err(FrameError::ContentLength("two differing values"));
             }
@@ -144,11 +145,9 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
             }
             chunked = true;
         } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            let (says_close, says_keep_alive) = connection_tokens(value.as_bytes());
+            close |= says_close;
+            keep_alive_token |= says_keep_alive;
         }
         headers.append(name, value);
     }
@@ -189,14 +188,28 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     }))
 }
 
-/// 1*DIGIT, no sign, no list, at most 19 digits (fits `u64`).
-fn parse_content_length(value: &[u8]) -> Result<u64, FrameError> {
+/// A Content-Length value: 1*DIGIT, no sign, no list, at most 19 digits (fits `u64`). Shared
+/// by the upstream client and the downstream server.
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(FrameError::ContentLength("not a decimal number"));
+        return None;
     }
-    Ok(value
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// Whether a `Connection` value lists `close` and `keep-alive` (tokens, any case).
+pub(crate) fn connection_tokens(value: &[u8]) -> (bool, bool) {
+    let (mut close, mut keep_alive) = (false, false);
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+    (close, keep_alive)
 }
 
 /// What [`Decoder::decode`] found in the buffer.

@@ -9,7 +9,7 @@
 //! §6.3). What hyper left to the request path stays there (`downstream::check_request_head`:
 //! other codings 501, `chunked` twice 400, Host rules, the target length).
 
-use crate::h1::framing::Framing;
+use crate::h1::framing::{connection_tokens, parse_content_length, Framing};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -126,7 +126,8 @@ fn parse_into<'b>(
         let value = HeaderValue::from_maybe_shared(share(h.value))
             .map_err(|_| HeadError::Malformed("invalid header value"))?;
         if name == header::CONTENT_LENGTH {
-            let n = content_length_value(value.as_bytes())?;
+            let n = parse_content_length(value.as_bytes())
+                .ok_or(HeadError::Malformed("invalid content-length"))?;
             if content_length.is_some_and(|old| old != n) {
                 return Err(HeadError::Malformed("differing content-length values"));
             }
@@ -139,11 +140,9 @@ fn parse_into<'b>(
             // rest (other codings 501, `chunked` twice 400).
             chunked = last_coding_is_chunked(value.as_bytes());
         } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            let (says_close, says_keep_alive) = connection_tokens(value.as_bytes());
+            close |= says_close;
+            keep_alive_token |= says_keep_alive;
         } else if name == header::EXPECT {
             expect_continue = http11 && value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
@@ -188,16 +187,6 @@ fn parse_into<'b>(
             expect_continue,
         },
     ))
-}
-
-/// 1*DIGIT, no sign, no list, at most 19 digits (fits `u64`).
-fn content_length_value(value: &[u8]) -> Result<u64, HeadError> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(HeadError::Malformed("invalid content-length"));
-    }
-    Ok(value
-        .iter()
-        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 fn last_coding_is_chunked(value: &[u8]) -> bool {
@@ -246,7 +235,7 @@ pub fn response_framing(
         return BodyFraming::None;
     }
     if let Some(value) = headers.get(header::CONTENT_LENGTH) {
-        if let Ok(n) = content_length_value(value.as_bytes()) {
+        if let Some(n) = parse_content_length(value.as_bytes()) {
             return BodyFraming::Length(n);
         }
         headers.remove(header::CONTENT_LENGTH);
