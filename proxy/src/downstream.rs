@@ -2,11 +2,11 @@
 //! transfer codings, Host lines, connections per listener, and how long a connection may take
 //! to send its first request head.
 //!
-//! What hyper already refuses on HTTP/1 is left to it: differing duplicate `Content-Length`
-//! (400), a `Transfer-Encoding` that does not end in `chunked` (400), obs-fold (400), invalid
-//! chunk sizes (the body fails), and `Content-Length` beside `Transfer-Encoding` (the length is
-//! dropped, the connection closed after the response: RFC 9112 §6.3). The checks here are the
-//! ones it does not make.
+//! What the HTTP/1.1 server's parser ([`h1::head`]) already refuses is left to it: differing
+//! duplicate `Content-Length` (400), a `Transfer-Encoding` that does not end in `chunked` (400),
+//! obs-fold (400), invalid chunk sizes (the body fails), and `Content-Length` beside
+//! `Transfer-Encoding` (the length is dropped, the connection closed after the response: RFC
+//! 9112 §6.3). The checks here are the ones it does not make, and apply to h2 as well.
 
 pub mod h1;
 
@@ -125,8 +125,9 @@ pub fn routing_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, ProxyErr
     Ok(crate::forward::request_host(req))
 }
 
-/// Limits hyper does not apply itself, checked before routing: the target's length (414), the
-/// header count on h2 (431; HTTP/1's is hyper's `max_headers`), and transfer codings.
+/// Limits the parsers do not apply, checked before routing: the target's length (414), the
+/// header count on h2 (431; HTTP/1.1's parser refuses past `max_headers` itself), and
+/// transfer codings.
 pub fn check_request_head<B>(
     req: &Request<B>,
     limits: &DownstreamLimits,
@@ -146,7 +147,7 @@ pub fn check_request_head<B>(
     Ok(())
 }
 
-/// hyper has checked that the last coding is `chunked` (else 400). Any other coding in the list
+/// The HTTP/1.1 parser has checked that the last coding is `chunked` (else 400). Any other coding in the list
 /// is one we do not implement: 501 (RFC 9112 §6.1); `chunked` twice is malformed (§7: a sender
 /// MUST NOT apply it more than once): 400.
 fn check_transfer_encoding(values: header::GetAll<'_, HeaderValue>) -> Result<(), ProxyError> {
@@ -175,13 +176,12 @@ fn check_transfer_encoding(values: header::GetAll<'_, HeaderValue>) -> Result<()
     Ok(())
 }
 
-/// A downstream connection's IO with a deadline for its first request head. hyper's own
-/// `header_read_timeout` starts only once it serves the connection, after our protocol sniff,
-/// and h2 has none: this covers accept → sniff → (h2c preface) → first head in one deadline.
+/// An h2 connection's IO with a deadline for its first request head (h2 has none): this covers
+/// accept → sniff → h2c preface → first head in one deadline. (HTTP/1.1 connections get the
+/// same deadline from `h1::serve`.)
 ///
 /// It also hands over the bytes the sniff read: they come first, with whatever the socket has
-/// in the same read. Pingora's peek gives them back as a read of their own, after which hyper,
-/// asking for a full 8 KiB again, grows its read buffer to 16 KiB for the connection's life.
+/// in the same read.
 ///
 /// Once the first request reaches the service (`head_seen`), the timer is dropped and every
 /// poll is a pass-through plus one `Option` check (hyper polls the IO per read and write; see
@@ -288,8 +288,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadTimer<S> {
     }
 }
 
-/// The open streams of one h2 connection, for its idle timeout: HTTP/1's is hyper's
-/// `header_read_timeout` between requests, h2 has none. Idle means no open stream (a
+/// The open streams of one h2 connection, for its idle timeout: HTTP/1.1's is the head
+/// deadline between requests (`h1::serve`), h2 has none. Idle means no open stream (a
 /// long response stream with a quiet client is not idle) for `--idle-timeout`, as nginx's
 /// `keepalive_timeout` and Envoy's `idle_timeout` count it.
 pub struct Streams {

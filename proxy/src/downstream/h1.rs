@@ -4,7 +4,7 @@
 //! Why not hyper's server: hyper keeps an 8 KiB read buffer and an 8 KiB write buffer per
 //! connection for the connection's life, and a boxed slot for a request future, so an idle
 //! keep-alive client cost about 18 KB. Here an idle connection holds no buffer at all: a head
-//! is read into a buffer of the thread's ([`SCRATCH`]) and copied out once complete (one
+//! is read into a buffer of the thread's (`SCRATCH`) and copied out once complete (one
 //! exact-size copy, which the request's header values then share), and only bytes that must
 //! outlive the read (a head still incomplete, body bytes, a pipelined request) go into a
 //! buffer of the connection's, released once empty. Response heads are encoded into a buffer
@@ -500,7 +500,7 @@ type HeadRead = Result<Option<RequestHead>, Result<(), HeadError>>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
     /// Reads until a whole head is here. While nothing has arrived no buffer of the
-    /// connection's is allocated: reads go to the thread's [`SCRATCH`].
+    /// connection's is allocated: reads go to the thread's `SCRATCH`.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<HeadRead> {
         loop {
             if self.pending.is_empty() {
