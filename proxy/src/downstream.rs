@@ -27,8 +27,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// A client's request body: read by our HTTP/1.1 server ([`h1`]) or by hyper's h2 server.
+#[derive(Default)]
 pub enum ClientBody {
     /// No body (no Content-Length, or 0, and not chunked).
+    #[default]
     Empty,
     H1(h1::RequestBody),
     H2(Incoming),

@@ -23,6 +23,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version};
 use sluice_xds::{host, Protocol};
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,51 +61,58 @@ pub struct ConnInfo {
 }
 
 /// Serves one request; never fails (errors become responses).
-pub async fn handle(
+///
+/// Here and below, a request-path function that awaits is a plain function returning an
+/// `async move` block rather than an `async fn`: an async fn's future keeps its arguments twice
+/// (as passed, and as the locals they are moved into), which for the request (264 bytes) made
+/// every held request and every connection's room for one larger.
+pub fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<ConnInfo>,
-    req: Request<ClientBody>,
-) -> Response<ResponseBody> {
-    let started = Instant::now();
-    // With the log off this is the only extra work: one branch here and one below.
-    let mut entry = gateway
-        .access_log
-        .as_ref()
-        .map(|log| log.begin(&req, request_host(&req).as_ref(), conn.peer, started));
-    let mut served = Served::default();
-    let version = req.version();
-    let mut response = match forward(&gateway, &conn, req, &mut served, started).await {
-        Ok(response) => response,
-        Err(error) => {
-            debug!(%error, "request failed");
-            let close = error.closes_connection() && version <= Version::HTTP_11;
-            // Only cluster-local clients see backend names and addresses.
-            let mut response = error.into_response(conn.listener == Listener::Internal);
-            if close {
-                // hyper closes an HTTP/1 connection after a response that says so.
+    mut req: Request<ClientBody>,
+) -> impl Future<Output = Response<ResponseBody>> {
+    async move {
+        let started = Instant::now();
+        // With the log off this is the only extra work: one branch here and one below.
+        let mut entry = gateway
+            .access_log
+            .as_ref()
+            .map(|log| log.begin(&req, request_host(&req).as_ref(), conn.peer, started));
+        let mut served = Served::default();
+        let version = req.version();
+        let mut response = match forward(&gateway, &conn, &mut req, &mut served, started).await {
+            Ok(response) => response,
+            Err(error) => {
+                debug!(%error, "request failed");
+                let close = error.closes_connection() && version <= Version::HTTP_11;
+                // Only cluster-local clients see backend names and addresses.
+                let mut response = error.into_response(conn.listener == Listener::Internal);
+                if close {
+                    // hyper closes an HTTP/1 connection after a response that says so.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            response
+        };
+        if let Some(held) = &served.held {
+            if gateway.settings.server_timing {
+                held.append_to(response.headers_mut());
+            }
         }
-    };
-    if let Some(held) = &served.held {
-        if gateway.settings.server_timing {
-            held.append_to(response.headers_mut());
-        }
-    }
-    let metrics = match &served.route {
-        Some(route) => &route.metrics,
-        None => &gateway.metrics.unrouted,
-    };
-    let status = response.status().as_u16();
-    metrics.record(status, started.elapsed().as_secs_f64());
-    match entry.take() {
-        None => response,
-        Some(mut entry) => {
-            entry.respond(status, served);
-            response.map(|body| body.logged(entry))
+        let metrics = match &served.route {
+            Some(route) => &route.metrics,
+            None => &gateway.metrics.unrouted,
+        };
+        let status = response.status().as_u16();
+        metrics.record(status, started.elapsed().as_secs_f64());
+        match entry.take() {
+            None => response,
+            Some(mut entry) => {
+                entry.respond(status, served);
+                response.map(|body| body.logged(entry))
+            }
         }
     }
 }
@@ -121,87 +129,91 @@ struct Selection {
     deadline: Option<Instant>,
 }
 
-async fn forward(
-    gateway: &Gateway,
-    conn: &ConnInfo,
-    mut req: Request<ClientBody>,
-    served: &mut Served,
+/// `req` stays in `handle`'s future until it is sent (taken, leaving an empty request): a
+/// request waiting in the activator then holds it once, not once per future.
+fn forward<'a>(
+    gateway: &'a Gateway,
+    conn: &'a ConnInfo,
+    req: &'a mut Request<ClientBody>,
+    served: &'a mut Served,
     started: Instant,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    downstream::check_request_head(&req, &gateway.settings.downstream)?;
-    let original_host = downstream::routing_host(&req)?;
-    // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
-    let stream_idle = gateway.settings.stream_idle_timeout;
-    let pipe_idle =
-        (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
-    let mut selection =
-        select(gateway, conn, &req, original_host.as_ref(), served, started).await?;
-    let backend = selection.backend.clone();
-    let upstream = match &backend.kind {
-        BackendKind::Upstream(upstream) => upstream,
-        // Cold paths are boxed so their state does not widen every request's future.
-        BackendKind::Responder(responder) => {
-            return Ok(Box::pin(respond(responder, selection.deadline)).await)
+) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
+    async move {
+        downstream::check_request_head(req, &gateway.settings.downstream)?;
+        let original_host = downstream::routing_host(req)?;
+        // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
+        let stream_idle = gateway.settings.stream_idle_timeout;
+        let pipe_idle =
+            (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
+        let mut selection =
+            select(gateway, conn, req, original_host.as_ref(), served, started).await?;
+        let backend = selection.backend.clone();
+        let upstream = match &backend.kind {
+            BackendKind::Upstream(upstream) => upstream,
+            // Cold paths are boxed so their state does not widen every request's future.
+            BackendKind::Responder(responder) => {
+                return Ok(Box::pin(respond(responder, selection.deadline)).await)
+            }
+        };
+        let protocol = upstream.protocol;
+        let websocket = is_websocket(req);
+        // An h2c upstream gets the host as :authority, which the request target already carries
+        // when the client sent one (h2's :authority, or an absolute-form target) and the route does
+        // not rewrite it: the target is kept then, rather than going through a Host header.
+        let keep_authority = protocol == Protocol::H2c
+            && !websocket
+            && selection.route.rewrite_host.is_none()
+            && req.uri().authority().is_some();
+        prepare_request(
+            req,
+            conn,
+            &selection,
+            original_host,
+            websocket,
+            keep_authority,
+        );
+        if websocket {
+            return Box::pin(tunnel(gateway, selection, std::mem::take(req), served)).await;
         }
-    };
-    let protocol = upstream.protocol;
-    let websocket = is_websocket(&req);
-    // An h2c upstream gets the host as :authority, which the request target already carries
-    // when the client sent one (h2's :authority, or an absolute-form target) and the route does
-    // not rewrite it: the target is kept then, rather than going through a Host header.
-    let keep_authority = protocol == Protocol::H2c
-        && !websocket
-        && selection.route.rewrite_host.is_none()
-        && req.uri().authority().is_some();
-    prepare_request(
-        &mut req,
-        conn,
-        &selection,
-        original_host,
-        websocket,
-        keep_authority,
-    );
-    if websocket {
-        return Box::pin(tunnel(gateway, selection, req, served)).await;
+        set_upstream_form(req, protocol)?;
+        let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
+        let head_deadline = policy
+            .and_then(|p| p.response_start_timeout_seconds)
+            .map(|s| started + Duration::from_secs(s))
+            .into_iter()
+            .chain(selection.deadline)
+            .min();
+        // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
+        let idle = policy
+            .and_then(|p| p.idle_timeout_seconds)
+            .map(Duration::from_secs)
+            .into_iter()
+            .chain((!stream_idle.is_zero()).then_some(stream_idle))
+            .min();
+        let req = std::mem::take(req).map(|body| RequestBody::new(body, stream_idle));
+        // Boxed: an async fn's future is as large as its largest state, and this one is the
+        // largest by far. Inline, every connection (hyper keeps room for a request's future for
+        // the connection's life) and every request waiting in the activator would carry it.
+        let sending = Box::pin(send(gateway, upstream, &mut selection, req, served));
+        let sent = match head_deadline {
+            None => sending.await,
+            Some(at) => tokio::time::timeout_at(at, sending)
+                .await
+                .map_err(|_| ProxyError::ResponseTimeout)?,
+        };
+        let response = sent?;
+        let (mut parts, body) = response.into_parts();
+        strip_response_hop_by_hop(&mut parts.headers);
+        let guards = Guards {
+            slot: selection.slot.take().ok_or(ProxyError::Unsendable)?,
+            counted: selection.counted.take(),
+        };
+        let timer = BodyTimer::new(idle, selection.deadline);
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, guards, timer, pipe_idle),
+        ))
     }
-    set_upstream_form(&mut req, protocol)?;
-    let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
-    let head_deadline = policy
-        .and_then(|p| p.response_start_timeout_seconds)
-        .map(|s| started + Duration::from_secs(s))
-        .into_iter()
-        .chain(selection.deadline)
-        .min();
-    // The Revision's own idle timeout, or the stream idle timeout if shorter (zero: none).
-    let idle = policy
-        .and_then(|p| p.idle_timeout_seconds)
-        .map(Duration::from_secs)
-        .into_iter()
-        .chain((!stream_idle.is_zero()).then_some(stream_idle))
-        .min();
-    let req = req.map(|body| RequestBody::new(body, stream_idle));
-    // Boxed: an async fn's future is as large as its largest state, and this one is the
-    // largest by far. Inline, every connection (hyper keeps room for a request's future for
-    // the connection's life) and every request waiting in the activator would carry it.
-    let sending = Box::pin(send(gateway, upstream, &mut selection, req, served));
-    let sent = match head_deadline {
-        None => sending.await,
-        Some(at) => tokio::time::timeout_at(at, sending)
-            .await
-            .map_err(|_| ProxyError::ResponseTimeout)?,
-    };
-    let response = sent?;
-    let (mut parts, body) = response.into_parts();
-    strip_response_hop_by_hop(&mut parts.headers);
-    let guards = Guards {
-        slot: selection.slot.take().ok_or(ProxyError::Unsendable)?,
-        counted: selection.counted.take(),
-    };
-    let timer = BodyTimer::new(idle, selection.deadline);
-    Ok(Response::from_parts(
-        parts,
-        ResponseBody::upstream(body, guards, timer, pipe_idle),
-    ))
 }
 
 /// The built-in synthetic responder, served in-process.
@@ -225,14 +237,114 @@ async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<R
 /// every instance at its containerConcurrency), the request waits in the backend's queue in
 /// arrival order, bounded in number (503) and time (504); if its backend leaves the config
 /// while it waits, it is routed again.
-async fn select(
+fn select<'a>(
+    gateway: &'a Gateway,
+    conn: &'a ConnInfo,
+    req: &'a Request<ClientBody>,
+    host: Option<&'a HeaderValue>,
+    served: &'a mut Served,
+    started: Instant,
+) -> impl Future<Output = Result<Selection, ProxyError>> + 'a {
+    async move {
+        let mut counted: Option<Counted> = None;
+        let mut deadline: Option<Instant> = None;
+        // Only a request that waits sets these (and reads the clock for them).
+        let mut held_since: Option<Instant> = None;
+        let mut cold = false;
+        loop {
+            let (route, split) = pick_route(gateway, conn, req, host, served)?;
+            let backend = route.splits[split].backend.clone();
+            if let Some(revision) = &backend.revision {
+                if counted.is_none() {
+                    counted = Some(revision.stats.arrive());
+                }
+                deadline
+                    .get_or_insert(started + Duration::from_secs(revision.policy.timeout_seconds));
+            }
+            // The responder needs no slot; everything else takes one if it is free right now.
+            let upstream = match &backend.kind {
+                BackendKind::Responder(_) => {
+                    return Ok(Selection {
+                        route,
+                        split,
+                        backend,
+                        slot: None,
+                        counted,
+                        deadline,
+                    })
+                }
+                BackendKind::Upstream(upstream) => upstream,
+            };
+            if let Some(slot) = upstream.try_admit(&[]) {
+                return Ok(Selection {
+                    route,
+                    split,
+                    backend,
+                    slot: Some(slot),
+                    counted,
+                    deadline,
+                });
+            }
+            if let Some(revision) = &backend.revision {
+                if upstream.endpoint_count() == 0 {
+                    // No instance at all: ask the autoscaler to decide now, not at its next tick.
+                    gateway.poke(&revision.id, &revision.stats);
+                    cold = true;
+                }
+            }
+            let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
+            let waiting_since = Instant::now();
+            let first_held = *held_since.get_or_insert(waiting_since);
+            // Dropped with this future (client gone, stream reset) or at the deadline, the guard
+            // frees the place in line at once.
+            let waiting =
+                upstream
+                    .queue
+                    .enqueue(upstream.max_waiting)
+                    .map_err(|_| ProxyError::Overflow {
+                        backend: backend.id.to_string(),
+                    })?;
+            match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
+                Ok(Ok(Admission::Slot(slot))) => {
+                    let now = Instant::now();
+                    upstream
+                        .metrics()
+                        .get()
+                        .queue_wait
+                        .observe((now - waiting_since).as_secs_f64());
+                    served.held = Some(held(upstream, now - first_held, cold));
+                    return Ok(Selection {
+                        route,
+                        split,
+                        backend,
+                        slot: Some(slot),
+                        counted,
+                        deadline,
+                    });
+                }
+                Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
+                Err(_) => {
+                    served.held = Some(held(upstream, first_held.elapsed(), cold));
+                    return Err(ProxyError::HoldTimeout {
+                        backend: backend.id.to_string(),
+                        seconds: wait_deadline.duration_since(started).as_secs(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Routes the request (again, after its backend left the config while it waited) and picks a
+/// split; records both in `served`. Not part of `select`'s future: the normalized host's
+/// buffer would otherwise sit in every waiting request.
+fn pick_route(
     gateway: &Gateway,
     conn: &ConnInfo,
     req: &Request<ClientBody>,
     host: Option<&HeaderValue>,
     served: &mut Served,
-    started: Instant,
-) -> Result<Selection, ProxyError> {
+) -> Result<(Arc<Route>, usize), ProxyError> {
     let mut buf = [0u8; host::MAX_HOST];
     let host = match host {
         Some(value) => {
@@ -243,108 +355,24 @@ async fn select(
         }
         None => "",
     };
-    let path = req.uri().path();
-    let mut counted: Option<Counted> = None;
-    let mut deadline: Option<Instant> = None;
-    // Only a request that waits sets these (and reads the clock for them).
-    let mut held_since: Option<Instant> = None;
-    let mut cold = false;
-    loop {
-        let router = gateway.router();
-        let route = router
-            .route(conn.listener, host, path, req.headers())
-            .ok_or(ProxyError::NoRoute)?
-            .clone();
-        drop(router);
-        served.route = Some(route.clone());
-        if route.https_redirect && conn.redirects_to_https {
-            let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            return Err(ProxyError::https_redirect(host, path_and_query));
-        }
-        let split = route
-            .pick_split(fastrand::u32(..))
-            .ok_or_else(|| ProxyError::NoSplit {
-                route: route.id.to_string(),
-            })?;
-        served.split = split;
-        let backend = route.splits[split].backend.clone();
-        if let Some(revision) = &backend.revision {
-            if counted.is_none() {
-                counted = Some(revision.stats.arrive());
-            }
-            deadline.get_or_insert(started + Duration::from_secs(revision.policy.timeout_seconds));
-        }
-        // The responder needs no slot; everything else takes one if it is free right now.
-        let upstream = match &backend.kind {
-            BackendKind::Responder(_) => {
-                return Ok(Selection {
-                    route,
-                    split,
-                    backend,
-                    slot: None,
-                    counted,
-                    deadline,
-                })
-            }
-            BackendKind::Upstream(upstream) => upstream,
-        };
-        if let Some(slot) = upstream.try_admit(&[]) {
-            return Ok(Selection {
-                route,
-                split,
-                backend,
-                slot: Some(slot),
-                counted,
-                deadline,
-            });
-        }
-        if let Some(revision) = &backend.revision {
-            if upstream.endpoint_count() == 0 {
-                // No instance at all: ask the autoscaler to decide now, not at its next tick.
-                gateway.poke(&revision.id, &revision.stats);
-                cold = true;
-            }
-        }
-        let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
-        let waiting_since = Instant::now();
-        let first_held = *held_since.get_or_insert(waiting_since);
-        // Dropped with this future (client gone, stream reset) or at the deadline, the guard
-        // frees the place in line at once.
-        let waiting =
-            upstream
-                .queue
-                .enqueue(upstream.max_waiting)
-                .map_err(|_| ProxyError::Overflow {
-                    backend: backend.id.to_string(),
-                })?;
-        match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
-            Ok(Ok(Admission::Slot(slot))) => {
-                let now = Instant::now();
-                upstream
-                    .metrics()
-                    .get()
-                    .queue_wait
-                    .observe((now - waiting_since).as_secs_f64());
-                served.held = Some(held(upstream, now - first_held, cold));
-                return Ok(Selection {
-                    route,
-                    split,
-                    backend,
-                    slot: Some(slot),
-                    counted,
-                    deadline,
-                });
-            }
-            Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
-            Err(_) => {
-                served.held = Some(held(upstream, first_held.elapsed(), cold));
-                return Err(ProxyError::HoldTimeout {
-                    backend: backend.id.to_string(),
-                    seconds: wait_deadline.duration_since(started).as_secs(),
-                });
-            }
-        }
+    let router = gateway.router();
+    let route = router
+        .route(conn.listener, host, req.uri().path(), req.headers())
+        .ok_or(ProxyError::NoRoute)?
+        .clone();
+    drop(router);
+    served.route = Some(route.clone());
+    if route.https_redirect && conn.redirects_to_https {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        return Err(ProxyError::https_redirect(host, path_and_query));
     }
+    let split = route
+        .pick_split(fastrand::u32(..))
+        .ok_or_else(|| ProxyError::NoSplit {
+            route: route.id.to_string(),
+        })?;
+    served.split = split;
+    Ok((route, split))
 }
 
 /// What a request held for `waited` tells in `Server-Timing`. A `cold` one (its revision had

@@ -158,99 +158,97 @@ impl ServerApp for HttpApp {
 }
 
 impl HttpApp {
-    /// Serves one accepted connection until it closes (or drains at shutdown); `_guards`
+    /// Serves one accepted connection until it closes (or drains at shutdown); `guards`
     /// count it open until then.
-    async fn connection(
+    ///
+    /// A plain function returning an `async move` block, not an `async fn`: the task keeps this
+    /// future for the connection's whole life, and an async fn's future keeps its arguments
+    /// twice (as passed, and as the locals they are moved into). HTTP/1.1 is served inline
+    /// for the same reason (a function of its own would keep its arguments twice too).
+    fn connection(
         self: Arc<Self>,
         mut stream: Stream,
-        shutdown: ShutdownWatch,
-        _guards: (ListenerSlot, OpenConnection),
-    ) {
-        let limits = &self.gateway.settings.downstream;
+        mut shutdown: ShutdownWatch,
+        guards: (ListenerSlot, OpenConnection),
+    ) -> impl Future<Output = ()> {
         // One deadline from accept for the sniff and the first request head (see HeadTimer).
-        let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
-        // The sniff reads (not peeks: see `HeadTimer`) the first bytes, which `HeadTimer`
-        // then hands to hyper or h2 first.
-        let mut sniffed = [0u8; SNIFF_LEN];
-        let (h2, sniffed_len) = match stream.selected_alpn_proto() {
-            Some(ALPN::H2) => (true, 0),
-            Some(_) => (false, 0),
-            None => {
-                // A connection that has sent nothing yet has no request to finish: at
-                // shutdown it is closed at once, not waited for until the grace ends.
-                let mut stopping = shutdown.clone();
+        let mut deadline = Box::pin(tokio::time::sleep(
+            self.gateway.settings.downstream.header_read_timeout,
+        ));
+        async move {
+            let _guards = &guards;
+            // The sniff reads (not peeks: see `HeadTimer`) the first bytes, which `HeadTimer`
+            // then hands to hyper or h2 first.
+            let mut sniffed = [0u8; SNIFF_LEN];
+            let (h2, sniffed_len) = match stream.selected_alpn_proto() {
+                Some(ALPN::H2) => (true, 0),
+                Some(_) => (false, 0),
+                None => {
+                    // A connection that has sent nothing yet has no request to finish: at
+                    // shutdown it is closed at once, not waited for until the grace ends.
+                    let mut stopping = shutdown.clone();
+                    tokio::select! {
+                        read = stream.read_exact(&mut sniffed) => match read {
+                            Ok(_) => (&sniffed == H2_PREFACE_START, SNIFF_LEN),
+                            // The client went away before sending four bytes.
+                            Err(_) => return,
+                        },
+                        // Fewer than four bytes within the header read timeout.
+                        _ = deadline.as_mut() => return,
+                        _ = stopping.wait_for(|stop| *stop) => return,
+                    }
+                }
+            };
+            let peer = stream
+                .get_socket_digest()
+                .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).copied());
+            let client_ip = peer.and_then(|a| HeaderValue::from_str(&a.ip().to_string()).ok());
+            let conn = Arc::new(ConnInfo {
+                listener: self.listener,
+                proto: self.proto.clone(),
+                client_ip,
+                redirects_to_https: self.listener == Listener::External && !self.https,
+                trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
+                peer,
+                head_seen: AtomicBool::new(false),
+            });
+            // A client that stops reading blocks our writes; after the stream idle timeout the
+            // connection fails, dropping its streams (and their slots and upstream connections).
+            let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
+            let sniffed = &sniffed[..sniffed_len];
+            if h2 {
+                // Boxed: a task's size is its future's largest state, and hyper's h2
+                // connection is several KB; inline, every HTTP/1.1 connection's task would
+                // carry its room.
+                Box::pin(self.serve_h2(stream, sniffed, deadline, conn, shutdown)).await;
+                return;
+            }
+            let phase = h1::Phase::default();
+            let serving = h1::serve(
+                stream,
+                sniffed,
+                deadline,
+                &self.gateway.settings.downstream,
+                &phase,
+                |req| serve(&self.gateway, &conn, req),
+            );
+            tokio::pin!(serving);
+            if !*shutdown.borrow() {
+                // Biased: this runs at every wake-up of the connection, and the connection is
+                // what needs polling (no random start, which cost a thread-local RNG per poll).
                 tokio::select! {
-                    read = stream.read_exact(&mut sniffed) => match read {
-                        Ok(_) => (&sniffed == H2_PREFACE_START, SNIFF_LEN),
-                        // The client went away before sending four bytes.
-                        Err(_) => return,
-                    },
-                    // Fewer than four bytes within the header read timeout.
-                    _ = deadline.as_mut() => return,
-                    _ = stopping.wait_for(|stop| *stop) => return,
+                    biased;
+                    () = serving.as_mut() => return,
+                    _ = shutdown.changed() => {}
                 }
             }
-        };
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).copied());
-        let client_ip = peer.and_then(|a| HeaderValue::from_str(&a.ip().to_string()).ok());
-        let conn = Arc::new(ConnInfo {
-            listener: self.listener,
-            proto: self.proto.clone(),
-            client_ip,
-            redirects_to_https: self.listener == Listener::External && !self.https,
-            trust_forwarded: self.gateway.settings.xff_trusted_hops > 0,
-            peer,
-            head_seen: AtomicBool::new(false),
-        });
-        // A client that stops reading blocks our writes; after the stream idle timeout the
-        // connection fails, dropping its streams (and their slots and upstream connections).
-        let stream = WriteStall::new(stream, self.gateway.settings.stream_idle_timeout);
-        let sniffed = &sniffed[..sniffed_len];
-        if h2 {
-            // Boxed: a task's size is its future's largest state, and hyper's h2 connection
-            // is several KB; inline, every HTTP/1.1 connection's task would carry its room.
-            Box::pin(self.serve_h2(stream, sniffed, deadline, conn, shutdown)).await;
-        } else {
-            self.serve_h1(stream, sniffed, deadline, conn, shutdown)
-                .await;
-        }
-    }
-
-    async fn serve_h1(
-        &self,
-        stream: WriteStall<Stream>,
-        sniffed: &[u8],
-        deadline: Pin<Box<tokio::time::Sleep>>,
-        conn: Arc<ConnInfo>,
-        mut shutdown: ShutdownWatch,
-    ) {
-        let phase = h1::Phase::default();
-        let serving = h1::serve(
-            stream,
-            sniffed,
-            deadline,
-            &self.gateway.settings.downstream,
-            &phase,
-            |req| serve(&self.gateway, &conn, req),
-        );
-        tokio::pin!(serving);
-        if !*shutdown.borrow() {
-            // Biased: this runs at every wake-up of the connection, and the connection is
-            // what needs polling (no random start, which cost a thread-local RNG per poll).
-            tokio::select! {
-                biased;
-                () = serving.as_mut() => return,
-                _ = shutdown.changed() => {}
+            // Shutdown: a connection waiting for a request closes now; one in the middle of
+            // one finishes it, with `connection: close`.
+            if phase.stop() {
+                return;
             }
+            serving.await;
         }
-        // Shutdown: a connection waiting for a request closes now; one in the middle of one
-        // finishes it, with `connection: close`.
-        if phase.stop() {
-            return;
-        }
-        serving.await;
     }
 
     async fn serve_h2(

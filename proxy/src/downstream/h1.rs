@@ -285,17 +285,22 @@ enum Stop {
 /// Serves HTTP/1.1 on `io` until the client closes, a response closes the connection, the
 /// connection fails, or [`Phase::stop`] finds it between requests. `sniffed`: bytes already
 /// read from it. `first_head`: the deadline for the first request head, from accept.
-pub async fn serve<S, F, Fut>(
+///
+/// A plain function returning an `async move` block, not an `async fn`: the connection's task
+/// carries this future for its whole life, and an async fn's future keeps its arguments twice
+/// (as passed, and as the locals they are moved into).
+pub fn serve<'a, S, F, Fut>(
     io: S,
     sniffed: &[u8],
     first_head: Pin<Box<Sleep>>,
-    limits: &DownstreamLimits,
-    phase: &Phase,
+    limits: &'a DownstreamLimits,
+    phase: &'a Phase,
     mut service: F,
-) where
+) -> impl Future<Output = ()> + 'a
+where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    F: FnMut(Request<ClientBody>) -> Fut,
-    Fut: Future<Output = Response<ResponseBody>>,
+    F: FnMut(Request<ClientBody>) -> Fut + 'a,
+    Fut: Future<Output = Response<ResponseBody>> + 'a,
 {
     let mut conn = Conn {
         io,
@@ -314,73 +319,78 @@ pub async fn serve<S, F, Fut>(
     }
     let mut head_deadline = first_head.deadline();
     let mut timer = first_head;
-    loop {
-        let head = poll_fn(|cx| {
-            phase.idle.store(true, Ordering::Relaxed);
-            if phase.stopping() {
-                return Poll::Ready(Ok(None));
-            }
-            if let Poll::Ready(head) = conn.poll_head(cx) {
-                phase.idle.store(false, Ordering::Relaxed);
-                return Poll::Ready(head);
-            }
-            // The timer is re-armed when it fires, or when the deadline moved before it (the
-            // idle timeout shorter than the first head's): requests move `head_deadline` on
-            // without touching it, so a busy connection costs no timer work per request.
-            if head_deadline < timer.deadline() {
-                timer.as_mut().reset(head_deadline);
-            }
-            while timer.as_mut().poll(cx).is_ready() {
-                if Instant::now() >= head_deadline {
-                    // Closed without an answer, as nginx does on `client_header_timeout`.
+    async move {
+        loop {
+            let read = poll_fn(|cx| {
+                phase.idle.store(true, Ordering::Relaxed);
+                if phase.stopping() {
                     return Poll::Ready(Ok(None));
                 }
-                timer.as_mut().reset(head_deadline);
-            }
-            Poll::Pending
-        })
-        .await;
-        let head = match head {
-            Ok(Some(head)) => head,
-            // The client closed, the read failed, or the head timed out or was stopped.
-            Ok(None) | Err(Ok(())) => return,
-            Err(Err(refused)) => {
-                if conn.respond_alone(refusal(refused)).await.is_ok() {
-                    conn.linger().await;
+                if let Poll::Ready(head) = conn.poll_head(cx) {
+                    phase.idle.store(false, Ordering::Relaxed);
+                    return Poll::Ready(head);
                 }
-                return;
-            }
-        };
-        let started = start(head, &mut service);
-        match conn.exchange(started, phase).await {
-            Ok(true) if !phase.stopping() => {
-                head_deadline = Instant::now() + limits.idle_timeout;
-            }
-            // Stopped after this response's head said keep-alive: close without waiting for
-            // a client that has no reason to close first.
-            Ok(true) => {
-                let _ = conn.io.shutdown().await;
-                return;
-            }
-            // Bytes the client may still be sending (an unread body, a pipelined request)
-            // are drained first; a client that sent nothing more is closed at once, which
-            // frees its connection slot without waiting for it.
-            Ok(false) if conn.unread_input => {
-                conn.linger().await;
-                return;
-            }
-            Ok(false) => {
-                let _ = conn.io.shutdown().await;
-                return;
-            }
-            Err(Stop::Gone) => return,
-            Err(Stop::Upgrade(upgrade)) => {
-                let Conn { io, pending, .. } = conn;
-                let _ = upgrade.send(Upgraded {
-                    buf: pending.freeze(),
-                    io: Box::new(io),
-                });
-                return;
+                // The timer is re-armed when it fires, or when the deadline moved before it (the
+                // idle timeout shorter than the first head's): requests move `head_deadline` on
+                // without touching it, so a busy connection costs no timer work per request.
+                if head_deadline < timer.deadline() {
+                    timer.as_mut().reset(head_deadline);
+                }
+                while timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= head_deadline {
+                        // Closed without an answer, as nginx does on `client_header_timeout`.
+                        return Poll::Ready(Ok(None));
+                    }
+                    timer.as_mut().reset(head_deadline);
+                }
+                Poll::Pending
+            })
+            .await
+            // The head (about 250 bytes) becomes the request at once: kept as a local, it
+            // would widen every connection's task.
+            .map(|head| head.map(|head| start(head, &mut service)));
+            let started = match read {
+                Ok(Some(started)) => started,
+                // The client closed, the read failed, or the head timed out or was stopped.
+                Ok(None) | Err(Ok(())) => return,
+                Err(Err(refused)) => {
+                    // Boxed, as rare: its response would widen every connection's task.
+                    if Box::pin(conn.respond_alone(refusal(refused))).await.is_ok() {
+                        conn.linger().await;
+                    }
+                    return;
+                }
+            };
+            match conn.exchange(started, phase).await {
+                Ok(true) if !phase.stopping() => {
+                    head_deadline = Instant::now() + limits.idle_timeout;
+                }
+                // Stopped after this response's head said keep-alive: close without waiting for
+                // a client that has no reason to close first.
+                Ok(true) => {
+                    let _ = conn.io.shutdown().await;
+                    return;
+                }
+                // Bytes the client may still be sending (an unread body, a pipelined request)
+                // are drained first; a client that sent nothing more is closed at once, which
+                // frees its connection slot without waiting for it.
+                Ok(false) if conn.unread_input => {
+                    conn.linger().await;
+                    return;
+                }
+                Ok(false) => {
+                    let _ = conn.io.shutdown().await;
+                    return;
+                }
+                Err(Stop::Gone) => return,
+                Err(Stop::Upgrade(upgrade)) => {
+                    let Conn { io, pending, .. } = conn;
+                    let _ = upgrade.send(Upgraded {
+                        buf: pending.freeze(),
+                        io: Box::new(io),
+                    });
+                    return;
+                }
             }
         }
     }
@@ -618,9 +628,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
 
     /// One request: runs the request path, writes its response, feeds its body. `Ok(true)`:
     /// the connection can take another request; `Ok(false)`: it closes after this response.
-    async fn exchange<Fut>(&mut self, started: Started<Fut>, phase: &Phase) -> Result<bool, Stop>
+    /// (Destructured outside its future, which then holds each field once.)
+    fn exchange<'a, Fut>(
+        &'a mut self,
+        started: Started<Fut>,
+        phase: &'a Phase,
+    ) -> impl Future<Output = Result<bool, Stop>> + 'a
     where
-        Fut: Future<Output = Response<ResponseBody>>,
+        Fut: Future<Output = Response<ResponseBody>> + 'a,
     {
         let Started {
             mut responding,
@@ -630,144 +645,146 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             head_request,
             http11,
         } = started;
-        let response = poll_fn(|cx| loop {
-            if let Poll::Ready(response) = responding.as_mut().poll(cx) {
-                return Poll::Ready(Ok(response));
+        async move {
+            let response = poll_fn(|cx| loop {
+                if let Poll::Ready(response) = responding.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(response));
+                }
+                let step = match &mut feed {
+                    Some(feed) if !feed.done && !feed.dropped() => self.poll_feed(cx, feed),
+                    // The whole request is in: a read now sees the client leave (the request is
+                    // then dropped, which frees its place in a queue) or a pipelined request.
+                    _ => self.poll_watch(cx).map(Err),
+                };
+                match step {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(stop)) => return Poll::Ready(Err(stop)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await?;
+            drop(responding);
+            let (mut parts, mut body) = response.into_parts();
+            if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                // Only a request that asked to switch gets a 101 through.
+                let upgrade = upgrade.ok_or(Stop::Gone)?;
+                if !parts.headers.contains_key(header::DATE) {
+                    parts.headers.insert(header::DATE, date());
+                }
+                head::encode_head(self.front(), parts.status, &parts.headers);
+                poll_fn(|cx| self.poll_write_out(cx))
+                    .await
+                    .map_err(|_| Stop::Gone)?;
+                return Err(Stop::Upgrade(upgrade));
             }
-            let step = match &mut feed {
-                Some(feed) if !feed.done && !feed.dropped() => self.poll_feed(cx, feed),
-                // The whole request is in: a read now sees the client leave (the request is
-                // then dropped, which frees its place in a queue) or a pipelined request.
-                _ => self.poll_watch(cx).map(Err),
-            };
-            match step {
-                Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(stop)) => return Poll::Ready(Err(stop)),
-                Poll::Pending => return Poll::Pending,
+            // The request path says `connection: close` after a refusal whose body was not read.
+            if phase.stopping() || says_close(&parts.headers) {
+                keep_alive = false;
             }
-        })
-        .await?;
-        drop(responding);
-        let (mut parts, mut body) = response.into_parts();
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            // Only a request that asked to switch gets a 101 through.
-            let upgrade = upgrade.ok_or(Stop::Gone)?;
+            let framing = head::response_framing(
+                &mut parts.headers,
+                parts.status,
+                head_request,
+                http11,
+                body.size_hint().exact(),
+            );
+            if framing == BodyFraming::UntilClose {
+                keep_alive = false;
+            }
+            if !keep_alive {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            } else if !http11 {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+            }
             if !parts.headers.contains_key(header::DATE) {
                 parts.headers.insert(header::DATE, date());
             }
             head::encode_head(self.front(), parts.status, &parts.headers);
-            poll_fn(|cx| self.poll_write_out(cx))
-                .await
-                .map_err(|_| Stop::Gone)?;
-            return Err(Stop::Upgrade(upgrade));
-        }
-        // The request path says `connection: close` after a refusal whose body was not read.
-        if phase.stopping() || says_close(&parts.headers) {
-            keep_alive = false;
-        }
-        let framing = head::response_framing(
-            &mut parts.headers,
-            parts.status,
-            head_request,
-            http11,
-            body.size_hint().exact(),
-        );
-        if framing == BodyFraming::UntilClose {
-            keep_alive = false;
-        }
-        if !keep_alive {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        } else if !http11 {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        }
-        if !parts.headers.contains_key(header::DATE) {
-            parts.headers.insert(header::DATE, date());
-        }
-        head::encode_head(self.front(), parts.status, &parts.headers);
-        let mut sent: u64 = 0;
-        let mut body_done = framing == BodyFraming::None && body.is_end_stream();
-        poll_fn(|cx| loop {
-            // Queue the body's next frame behind what is being written, so the head and the
-            // first bytes (often the whole body) leave in one write.
-            if self.data.is_empty() && !body_done {
-                match Pin::new(&mut body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        let end = body.is_end_stream();
-                        if let Ok(data) = frame.into_data() {
-                            if !data.is_empty() && framing != BodyFraming::None {
-                                sent += data.len() as u64;
-                                if matches!(framing, BodyFraming::Length(n) if sent > n) {
-                                    // More than the length said: the client would take the
-                                    // rest for a response of its own.
-                                    return Poll::Ready(Err(Stop::Gone));
+            let mut sent: u64 = 0;
+            let mut body_done = framing == BodyFraming::None && body.is_end_stream();
+            poll_fn(|cx| loop {
+                // Queue the body's next frame behind what is being written, so the head and the
+                // first bytes (often the whole body) leave in one write.
+                if self.data.is_empty() && !body_done {
+                    match Pin::new(&mut body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            let end = body.is_end_stream();
+                            if let Ok(data) = frame.into_data() {
+                                if !data.is_empty() && framing != BodyFraming::None {
+                                    sent += data.len() as u64;
+                                    if matches!(framing, BodyFraming::Length(n) if sent > n) {
+                                        // More than the length said: the client would take the
+                                        // rest for a response of its own.
+                                        return Poll::Ready(Err(Stop::Gone));
+                                    }
+                                    if framing == BodyFraming::Chunked {
+                                        head::chunk_size_line(data.len(), self.front());
+                                        self.back = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                                    }
+                                    self.data = data;
                                 }
-                                if framing == BodyFraming::Chunked {
-                                    head::chunk_size_line(data.len(), self.front());
-                                    self.back = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                                }
-                                self.data = data;
                             }
+                            // (Trailers are not sent to HTTP/1.1 clients, as hyper does.)
+                            if end {
+                                body_done = true;
+                                if framing == BodyFraming::Chunked && self.data.is_empty() {
+                                    self.front().extend_from_slice(b"0\r\n\r\n");
+                                }
+                            }
+                            continue;
                         }
-                        // (Trailers are not sent to HTTP/1.1 clients, as hyper does.)
-                        if end {
+                        Poll::Ready(None) => {
                             body_done = true;
-                            if framing == BodyFraming::Chunked && self.data.is_empty() {
+                            if framing == BodyFraming::Chunked {
                                 self.front().extend_from_slice(b"0\r\n\r\n");
                             }
+                            continue;
                         }
-                        continue;
-                    }
-                    Poll::Ready(None) => {
-                        body_done = true;
-                        if framing == BodyFraming::Chunked {
-                            self.front().extend_from_slice(b"0\r\n\r\n");
-                        }
-                        continue;
-                    }
-                    // The upstream failed mid-body: the client must not take what it got for
-                    // a whole response, so the connection ends without a last chunk.
-                    Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Stop::Gone)),
-                    Poll::Pending => {}
-                }
-            }
-            if self.has_output() {
-                match self.poll_write_out(cx) {
-                    Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(_)) => return Poll::Ready(Err(Stop::Gone)),
-                    Poll::Pending => {}
-                }
-            } else if body_done {
-                return Poll::Ready(Ok(()));
-            }
-            // Waiting for the body or the socket. The request body may still be on its way
-            // (an upstream that answers before the upload ends).
-            if let Some(feed) = &mut feed {
-                if !feed.done && !feed.dropped() {
-                    match self.poll_feed(cx, feed) {
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(stop)) => return Poll::Ready(Err(stop)),
+                        // The upstream failed mid-body: the client must not take what it got for
+                        // a whole response, so the connection ends without a last chunk.
+                        Poll::Ready(Some(Err(_))) => return Poll::Ready(Err(Stop::Gone)),
                         Poll::Pending => {}
                     }
                 }
+                if self.has_output() {
+                    match self.poll_write_out(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(_)) => return Poll::Ready(Err(Stop::Gone)),
+                        Poll::Pending => {}
+                    }
+                } else if body_done {
+                    return Poll::Ready(Ok(()));
+                }
+                // Waiting for the body or the socket. The request body may still be on its way
+                // (an upstream that answers before the upload ends).
+                if let Some(feed) = &mut feed {
+                    if !feed.done && !feed.dropped() {
+                        match self.poll_feed(cx, feed) {
+                            Poll::Ready(Ok(())) => continue,
+                            Poll::Ready(Err(stop)) => return Poll::Ready(Err(stop)),
+                            Poll::Pending => {}
+                        }
+                    }
+                }
+                return Poll::Pending;
+            })
+            .await?;
+            if matches!(framing, BodyFraming::Length(n) if sent != n) {
+                return Err(Stop::Gone);
             }
-            return Poll::Pending;
-        })
-        .await?;
-        if matches!(framing, BodyFraming::Length(n) if sent != n) {
-            return Err(Stop::Gone);
+            drop(body);
+            // A body the request path did not read to its end leaves the connection mid-request.
+            if feed.is_some_and(|feed| !feed.done) {
+                keep_alive = false;
+                self.unread_input = true;
+            }
+            self.unread_input |= !self.pending.is_empty();
+            Ok(keep_alive)
         }
-        drop(body);
-        // A body the request path did not read to its end leaves the connection mid-request.
-        if feed.is_some_and(|feed| !feed.done) {
-            keep_alive = false;
-            self.unread_input = true;
-        }
-        self.unread_input |= !self.pending.is_empty();
-        Ok(keep_alive)
     }
 
     /// Hands the request body its next frame once it asks. `Ready(Ok)`: a frame was handed
