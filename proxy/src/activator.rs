@@ -17,12 +17,13 @@
 //! later dispatch: with sequentially consistent operations either the enqueuer's reservation
 //! sees the freed slot or the releaser sees `waiting > 0` and dispatches under the lock.
 //!
-//! A slot handed to a waiter travels inside the [`Slot`] guard, so a waiter that vanishes
-//! after the hand-off still releases it. A waiter that vanishes *before* (client gone, h2
-//! stream reset, deadline) leaves the line at once through the [`Waiting`] guard: otherwise
-//! ten thousand aborted requests would keep their places until a slot was handed past each,
-//! and every new request to a cold or saturated revision would get 503 meanwhile. The line is
-//! a `BTreeMap` keyed by arrival ticket, so leaving from the middle costs O(log n).
+//! A slot handed to a waiter is held for it in the queue until its next poll; a waiter that
+//! vanishes after the hand-off passes it on to the next in line. A waiter that vanishes
+//! *before* (client gone, h2 stream reset, deadline) leaves the line at once through the
+//! [`Waiting`] guard: otherwise ten thousand aborted requests would keep their places until a
+//! slot was handed past each, and every new request to a cold or saturated revision would get
+//! 503 meanwhile. The line is a `BTreeMap` keyed by arrival ticket, so leaving from the middle
+//! costs O(log n).
 //!
 //! Two bounds: per backend (the caller's `max_waiting`) and across all backends
 //! ([`HeldTotal`]), so that many revisions each under their own bound cannot together hold
@@ -32,12 +33,12 @@ pub use crate::balance::now_micros;
 use crate::balance::{self, reserve, Endpoint};
 use crate::metrics::BackendMetrics;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
-use tokio::sync::oneshot;
+use std::task::{Context, Poll, Waker};
 
 /// Where a waiting request goes next.
 pub enum Admission {
@@ -92,7 +93,11 @@ pub struct Queue {
 
 struct QueueInner {
     /// Waiters by arrival ticket: the first entry is the longest waiting.
-    waiters: BTreeMap<u64, oneshot::Sender<Admission>>,
+    waiters: BTreeMap<u64, Option<Waker>>,
+    /// Admissions handed out and not yet taken: each waiter takes its own at its next poll.
+    /// (Kept here rather than sent over a channel per waiter: one allocation less for every
+    /// held request.)
+    admitted: HashMap<u64, Admission>,
     endpoints: Box<[Arc<Endpoint>]>,
     concurrency: u32,
 }
@@ -139,8 +144,7 @@ pub struct Overflow;
 pub struct Waiting {
     queue: Arc<Queue>,
     ticket: u64,
-    rx: oneshot::Receiver<Admission>,
-    /// Resolved: the queue removed the entry when it sent.
+    /// Resolved: the admission was taken.
     done: bool,
 }
 
@@ -150,17 +154,23 @@ impl Waiting {
     }
 }
 
-/// The queue let go of the waiter without an admission (it was dropped): route again.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Dropped;
-
 impl Future for Waiting {
-    type Output = Result<Admission, Dropped>;
+    type Output = Admission;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = std::task::ready!(Pin::new(&mut self.rx).poll(cx));
-        self.done = true;
-        Poll::Ready(result.map_err(|_| Dropped))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Admission> {
+        let mut inner = self.queue.lock();
+        if let Some(admission) = inner.admitted.remove(&self.ticket) {
+            drop(inner);
+            self.done = true;
+            return Poll::Ready(admission);
+        }
+        // Still in line: a waiter leaves it only through `admitted` or its own drop.
+        if let Some(waker) = inner.waiters.get_mut(&self.ticket) {
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -169,7 +179,6 @@ impl Drop for Waiting {
         if !self.done {
             self.queue.cancel(self.ticket);
         }
-        // A slot sent after the cancel check travels in `rx` and is released by its own guard.
     }
 }
 
@@ -178,6 +187,7 @@ impl Queue {
         Queue {
             inner: Mutex::new(QueueInner {
                 waiters: BTreeMap::new(),
+                admitted: HashMap::new(),
                 endpoints: Box::default(),
                 concurrency: 0,
             }),
@@ -251,9 +261,8 @@ impl Queue {
         if inner.waiters.len() >= max_waiting || !self.total.try_hold() {
             return Err(Overflow);
         }
-        let (tx, rx) = oneshot::channel();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        inner.waiters.insert(ticket, tx);
+        inner.waiters.insert(ticket, None);
         // The total already counts this one (`try_hold`): publish the length without it.
         let n = inner.waiters.len();
         self.waiting.store(n, Ordering::SeqCst);
@@ -262,16 +271,19 @@ impl Queue {
         Ok(Waiting {
             queue: self.clone(),
             ticket,
-            rx,
             done: false,
         })
     }
 
-    /// A waiter that gave up (deadline, client gone) leaves the line.
-    fn cancel(&self, ticket: u64) {
+    /// A waiter that gave up (deadline, client gone) leaves the line; a slot it was handed
+    /// but never took goes to the next one.
+    fn cancel(self: &Arc<Self>, ticket: u64) {
         let mut inner = self.lock();
         if inner.waiters.remove(&ticket).is_some() {
             self.set_waiting(&inner);
+        } else if let Some(Admission::Slot(slot)) = inner.admitted.remove(&ticket) {
+            slot.release_locked();
+            self.dispatch(&mut inner);
         }
     }
 
@@ -300,30 +312,30 @@ impl Queue {
     /// The backend is gone: every waiter routes again.
     pub fn reroute_all(&self) {
         let mut inner = self.lock();
-        for (_, tx) in std::mem::take(&mut inner.waiters) {
-            let _ = tx.send(Admission::Reroute);
+        for (ticket, waker) in std::mem::take(&mut inner.waiters) {
+            inner.admitted.insert(ticket, Admission::Reroute);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
         inner.endpoints = Box::default();
         self.set_waiting(&inner);
     }
 
     fn dispatch(self: &Arc<Self>, inner: &mut QueueInner) {
-        while let Some(front) = inner.waiters.first_entry() {
-            if front.get().is_closed() {
-                front.remove();
-                continue;
-            }
+        // (A waiter that gave up has left the line already: see `cancel`.)
+        while !inner.waiters.is_empty() {
             let Some(endpoint) = reserve(&inner.endpoints, inner.concurrency, &[]) else {
                 break;
             };
-            let slot = self.slot(endpoint);
-            let Some((_, tx)) = inner.waiters.pop_first() else {
-                slot.release_locked();
+            let Some((ticket, waker)) = inner.waiters.pop_first() else {
                 break;
             };
-            if let Err(Admission::Slot(slot)) = tx.send(Admission::Slot(slot)) {
-                // It gave up in the meantime: the slot is free again.
-                slot.release_locked();
+            inner
+                .admitted
+                .insert(ticket, Admission::Slot(self.slot(endpoint)));
+            if let Some(waker) = waker {
+                waker.wake();
             }
         }
         self.set_waiting(inner);

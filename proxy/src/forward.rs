@@ -141,12 +141,38 @@ fn forward<'a>(
     async move {
         downstream::check_request_head(req, &gateway.settings.downstream)?;
         let original_host = downstream::routing_host(req)?;
+        let selection = select(gateway, conn, req, original_host.as_ref(), served, started).await?;
+        // Boxed: this is the largest part of the request path by far (the exchange). Inline,
+        // every request waiting in the activator, and every connection's room for a request,
+        // would carry it.
+        Box::pin(send_selected(
+            gateway,
+            conn,
+            req,
+            original_host,
+            selection,
+            served,
+            started,
+        ))
+        .await
+    }
+}
+
+/// The request path once an endpoint is reserved: header edits, then the exchange.
+fn send_selected<'a>(
+    gateway: &'a Gateway,
+    conn: &'a ConnInfo,
+    req: &'a mut Request<ClientBody>,
+    original_host: Option<HeaderValue>,
+    mut selection: Selection,
+    served: &'a mut Served,
+    started: Instant,
+) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
+    async move {
         // See `UpstreamBody::pipe_idle`: only an HTTP/2 client can stall one stream of many.
         let stream_idle = gateway.settings.stream_idle_timeout;
         let pipe_idle =
             (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
-        let mut selection =
-            select(gateway, conn, req, original_host.as_ref(), served, started).await?;
         let backend = selection.backend.clone();
         let upstream = match &backend.kind {
             BackendKind::Upstream(upstream) => upstream,
@@ -191,15 +217,13 @@ fn forward<'a>(
             .chain((!stream_idle.is_zero()).then_some(stream_idle))
             .min();
         let req = std::mem::take(req).map(|body| RequestBody::new(body, stream_idle));
-        // Boxed: an async fn's future is as large as its largest state, and this one is the
-        // largest by far. Inline, every connection (hyper keeps room for a request's future for
-        // the connection's life) and every request waiting in the activator would carry it.
-        let sending = Box::pin(send(gateway, upstream, &mut selection, req, served));
         let sent = match head_deadline {
-            None => sending.await,
-            Some(at) => tokio::time::timeout_at(at, sending)
-                .await
-                .map_err(|_| ProxyError::ResponseTimeout)?,
+            None => send(gateway, upstream, &mut selection, req, served).await,
+            Some(at) => {
+                tokio::time::timeout_at(at, send(gateway, upstream, &mut selection, req, served))
+                    .await
+                    .map_err(|_| ProxyError::ResponseTimeout)?
+            }
         };
         let response = sent?;
         let (mut parts, body) = response.into_parts();
@@ -292,9 +316,10 @@ fn select<'a>(
                     cold = true;
                 }
             }
-            let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
+            // (What can be worked out again after the wait is not kept through it: this
+            // future is part of every waiting request.)
             let waiting_since = Instant::now();
-            let first_held = *held_since.get_or_insert(waiting_since);
+            held_since.get_or_insert(waiting_since);
             // Dropped with this future (client gone, stream reset) or at the deadline, the guard
             // frees the place in line at once.
             let waiting =
@@ -304,14 +329,16 @@ fn select<'a>(
                     .map_err(|_| ProxyError::Overflow {
                         backend: backend.id.to_string(),
                     })?;
+            let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
             match Box::pin(tokio::time::timeout_at(wait_deadline, waiting)).await {
-                Ok(Ok(Admission::Slot(slot))) => {
+                Ok(Admission::Slot(slot)) => {
                     let now = Instant::now();
                     upstream
                         .metrics()
                         .get()
                         .queue_wait
                         .observe((now - waiting_since).as_secs_f64());
+                    let first_held = held_since.unwrap_or(waiting_since);
                     served.held = Some(held(upstream, now - first_held, cold));
                     return Ok(Selection {
                         route,
@@ -322,9 +349,11 @@ fn select<'a>(
                         deadline,
                     });
                 }
-                Ok(Ok(Admission::Reroute)) | Ok(Err(_)) => continue,
+                Ok(Admission::Reroute) => continue,
                 Err(_) => {
+                    let first_held = held_since.unwrap_or(waiting_since);
                     served.held = Some(held(upstream, first_held.elapsed(), cold));
+                    let wait_deadline = deadline.unwrap_or(started + gateway.settings.hold_timeout);
                     return Err(ProxyError::HoldTimeout {
                         backend: backend.id.to_string(),
                         seconds: wait_deadline.duration_since(started).as_secs(),
