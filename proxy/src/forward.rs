@@ -66,6 +66,7 @@ pub struct ConnInfo {
 /// `async move` block rather than an `async fn`: an async fn's future keeps its arguments twice
 /// (as passed, and as the locals they are moved into), which for the request (264 bytes) made
 /// every held request and every connection's room for one larger.
+#[allow(clippy::manual_async_fn)]
 pub fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<ConnInfo>,
@@ -131,6 +132,7 @@ struct Selection {
 
 /// `req` stays in `handle`'s future until it is sent (taken, leaving an empty request): a
 /// request waiting in the activator then holds it once, not once per future.
+#[allow(clippy::manual_async_fn)]
 fn forward<'a>(
     gateway: &'a Gateway,
     conn: &'a ConnInfo,
@@ -159,6 +161,7 @@ fn forward<'a>(
 }
 
 /// The request path once an endpoint is reserved: header edits, then the exchange.
+#[allow(clippy::manual_async_fn)]
 fn send_selected<'a>(
     gateway: &'a Gateway,
     conn: &'a ConnInfo,
@@ -261,6 +264,7 @@ async fn respond(responder: &Responder, deadline: Option<Instant>) -> Response<R
 /// every instance at its containerConcurrency), the request waits in the backend's queue in
 /// arrival order, bounded in number (503) and time (504); if its backend leaves the config
 /// while it waits, it is routed again.
+#[allow(clippy::manual_async_fn)]
 fn select<'a>(
     gateway: &'a Gateway,
     conn: &'a ConnInfo,
