@@ -176,6 +176,7 @@ impl HttpApp {
             self.gateway.settings.downstream.header_read_timeout,
         ));
         async move {
+            // Named, so the block owns the guards (dropped when the connection ends).
             let _guards = &guards;
             // The sniff reads (not peeks: see `HeadTimer`) the first bytes, which `HeadTimer`
             // then hands to hyper or h2 first.
