@@ -14,7 +14,8 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
-    /// Log filter, in tracing's EnvFilter syntax.
+    /// Log filter, in tracing's EnvFilter syntax. Release builds stop at `debug`: `trace` is
+    /// compiled out of them (see the workspace's Cargo.toml).
     #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,
     #[command(subcommand)]
