@@ -32,8 +32,7 @@
 pub use crate::balance::now_micros;
 use crate::balance::{self, reserve, Endpoint};
 use crate::metrics::BackendMetrics;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -324,13 +323,11 @@ impl Queue {
 
     fn dispatch(self: &Arc<Self>, inner: &mut QueueInner) {
         // (A waiter that gave up has left the line already: see `cancel`.)
-        while !inner.waiters.is_empty() {
+        while let Some(front) = inner.waiters.first_entry() {
             let Some(endpoint) = reserve(&inner.endpoints, inner.concurrency, &[]) else {
                 break;
             };
-            let Some((ticket, waker)) = inner.waiters.pop_first() else {
-                break;
-            };
+            let (ticket, waker) = front.remove_entry();
             inner
                 .admitted
                 .insert(ticket, Admission::Slot(self.slot(endpoint)));
