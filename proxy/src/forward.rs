@@ -34,6 +34,11 @@ use tracing::debug;
 /// reused connection turned out closed.
 const MAX_ATTEMPTS: usize = 4;
 
+/// How many headers `prepare_request` adds to a request that has none of them
+/// (`X-Forwarded-For`, `-Proto`, `-Host`): the HTTP/1.1 server sizes a request's map for them, so
+/// adding them does not grow it (two grows per request otherwise, about 5% of its instructions).
+pub(crate) const FORWARDING_HEADERS: usize = 3;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

@@ -114,7 +114,7 @@ fn parse_into<'b>(
     let uri = Uri::from_maybe_shared(share(target.as_bytes()))
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
     let http11 = req.version == Some(1);
-    let mut map = HeaderMap::with_capacity(req.headers.len());
+    let mut map = HeaderMap::with_capacity(req.headers.len() + crate::forward::FORWARDING_HEADERS);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut close = false;
