@@ -25,7 +25,7 @@ pub mod head;
 
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, DownstreamLimits};
-use crate::h1::framing::{connection_tokens, Decoded, Decoder, FrameError, Framing};
+use crate::h1::framing::{Decoded, Decoder, FrameError, Framing};
 use crate::h1::Prefixed;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use head::{BodyFraming, HeadError, Parsed, RequestHead};
@@ -412,13 +412,6 @@ fn refusal(error: HeadError) -> Response<ResponseBody> {
     response
 }
 
-fn says_close(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|value| connection_tokens(value.as_bytes()).0)
-}
-
 /// The `Date` header value for now.
 fn date() -> HeaderValue {
     let now = std::time::SystemTime::now();
@@ -461,10 +454,11 @@ where
         framing,
         keep_alive,
         expect_continue,
+        upgrade,
     } = head;
     let head_request = request.method() == Method::HEAD;
     let http11 = request.version() == Version::HTTP_11;
-    let upgrade = if http11 && request.headers().contains_key(header::UPGRADE) {
+    let upgrade = if http11 && upgrade {
         let (tx, rx) = oneshot::channel();
         request
             .extensions_mut()
@@ -665,10 +659,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             .await?;
             drop(responding);
             let (mut parts, mut body) = response.into_parts();
+            let facts = head::ResponseFacts::of(&parts.headers);
             if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                 // Only a request that asked to switch gets a 101 through.
                 let upgrade = upgrade.ok_or(Stop::Gone)?;
-                if !parts.headers.contains_key(header::DATE) {
+                if !facts.date {
                     parts.headers.insert(header::DATE, date());
                 }
                 head::encode_head(self.front(), parts.status, &parts.headers);
@@ -678,11 +673,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 return Err(Stop::Upgrade(upgrade));
             }
             // The request path says `connection: close` after a refusal whose body was not read.
-            if phase.stopping() || says_close(&parts.headers) {
+            if phase.stopping() || facts.close {
                 keep_alive = false;
             }
             let framing = head::response_framing(
                 &mut parts.headers,
+                &facts,
                 parts.status,
                 head_request,
                 http11,
@@ -700,7 +696,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                     .headers
                     .insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
             }
-            if !parts.headers.contains_key(header::DATE) {
+            // The framing and `Connection` edits above add no `Date`.
+            if !facts.date {
                 parts.headers.insert(header::DATE, date());
             }
             head::encode_head(self.front(), parts.status, &parts.headers);

@@ -207,8 +207,10 @@ fn response_framing_is_decided_and_the_headers_say_so() {
                 HeaderValue::from_str(v).expect("value"),
             );
         }
+        let facts = head::ResponseFacts::of(&map);
         let framing = head::response_framing(
             &mut map,
+            &facts,
             StatusCode::from_u16(status).expect("status"),
             head,
             http11,
@@ -262,6 +264,54 @@ fn response_framing_is_decided_and_the_headers_say_so() {
     assert_eq!(
         decide(&[("content-length", "7")], 204, false, true, Some(0)),
         (BodyFraming::None, vec![])
+    );
+    // A length that is not one is dropped, and the body's own length decides.
+    assert_eq!(
+        decide(&[("content-length", "7x")], 200, false, true, None),
+        (
+            BodyFraming::Chunked,
+            vec!["transfer-encoding: chunked".into()]
+        )
+    );
+    assert_eq!(
+        decide(&[("content-length", "7x")], 200, false, true, Some(3)),
+        (BodyFraming::Length(3), vec!["content-length: 3".into()])
+    );
+}
+
+#[test]
+fn response_facts_come_from_every_line() {
+    let mut map = HeaderMap::new();
+    for (n, v) in [
+        ("connection", "keep-alive"),
+        ("content-length", "12"),
+        ("x-other", "1"),
+        ("connection", "upgrade, close"),
+        ("content-length", "13"),
+    ] {
+        map.append(
+            http::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+            HeaderValue::from_static(v),
+        );
+    }
+    let facts = head::ResponseFacts::of(&map);
+    assert!(facts.close, "`close` on the second Connection line counts");
+    assert_eq!(
+        facts.content_length,
+        Some(Some(12)),
+        "the first length, as `get`"
+    );
+    assert!(!facts.date && !facts.transfer_encoding);
+    map.append(header::DATE, HeaderValue::from_static("x"));
+    map.append(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    let facts = head::ResponseFacts::of(&map);
+    assert!(facts.date && facts.transfer_encoding);
+    assert_eq!(
+        head::ResponseFacts::of(&HeaderMap::new()).content_length,
+        None
     );
 }
 
