@@ -26,11 +26,18 @@ fn strip(host: &str) -> &str {
         };
     }
     let host = host.trim_end_matches(trailing);
-    match host.split_once(':') {
-        // One colon followed by digits only: a port. (Anything else is left alone and simply
-        // matches no configured name.)
-        Some((name, port)) if !port.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name.trim_end_matches(trailing)
+    // One colon followed by digits only: a port. (Anything else is left alone and simply
+    // matches no configured name.) Read from the end, so a name without a port (most end in a
+    // letter) costs no search: `split_once(':')` cost about 250 instructions per request.
+    let bytes = host.as_bytes();
+    let port_len = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    match (bytes.len() - port_len).checked_sub(1) {
+        Some(colon) if bytes[colon] == b':' && !bytes[..colon].contains(&b':') => {
+            host[..colon].trim_end_matches(trailing)
         }
         _ => host,
     }
@@ -70,6 +77,10 @@ mod tests {
             ("[::1]:8080", "[::1]"),
             ("[::1]", "[::1]"),
             ("example.com:http", "example.com:http"),
+            ("a:b:80", "a:b:80"),
+            ("example.com:", "example.com"),
+            ("127.0.0.1:80", "127.0.0.1"),
+            ("8080", "8080"),
             ("*.Example.com", "*.example.com"),
             ("", ""),
             ("*", "*"),
@@ -78,6 +89,36 @@ mod tests {
             let mut buf = [0u8; MAX_HOST];
             assert_eq!(normalize(input, &mut buf), Some(want), "{input:?}");
             assert_eq!(normalized(input), want, "{input:?}");
+        }
+    }
+
+    /// The port rule, read from the end, against its plain statement (split at the first colon;
+    /// a port is all digits) on every short name over a small alphabet.
+    #[test]
+    fn the_port_rule_matches_its_statement() {
+        fn by_statement(host: &str) -> &str {
+            let trailing = |c: char| c == '.' || c.is_ascii_whitespace();
+            let host = host
+                .trim_matches(|c: char| c.is_ascii_whitespace())
+                .trim_end_matches(trailing);
+            match host.split_once(':') {
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                    name.trim_end_matches(trailing)
+                }
+                _ => host,
+            }
+        }
+        let alphabet = ['a', '1', ':', '.', ' '];
+        let mut names = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = names
+                .iter()
+                .flat_map(|n| alphabet.iter().map(move |c| format!("{n}{c}")))
+                .collect();
+            for name in &longer {
+                assert_eq!(strip(name), by_statement(name), "{name:?}");
+            }
+            names = longer;
         }
     }
 
