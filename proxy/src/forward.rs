@@ -236,8 +236,13 @@ fn send_selected<'a>(
         let response = sent?;
         let (mut parts, body) = response.into_parts();
         strip_response_hop_by_hop(&mut parts.headers);
+        // `let … else`, not `ok_or(error)?`: that builds the error and drops it (an
+        // out-of-line drop) on every request.
+        let Some(slot) = selection.slot.take() else {
+            return Err(ProxyError::Unsendable);
+        };
         let guards = Guards {
-            slot: selection.slot.take().ok_or(ProxyError::Unsendable)?,
+            slot,
             counted: selection.counted.take(),
         };
         let timer = BodyTimer::new(idle, selection.deadline);
@@ -389,15 +394,18 @@ fn pick_route(
             let raw = value
                 .to_str()
                 .map_err(|_| ProxyError::BadRequest("invalid host"))?;
-            host::normalize(raw, &mut buf).ok_or(ProxyError::BadRequest("invalid host"))?
+            let Some(host) = host::normalize(raw, &mut buf) else {
+                return Err(ProxyError::BadRequest("invalid host"));
+            };
+            host
         }
         None => "",
     };
     let router = gateway.router();
-    let route = router
-        .route(conn.listener, host, req.uri().path(), req.headers())
-        .ok_or(ProxyError::NoRoute)?
-        .clone();
+    let Some(route) = router.route(conn.listener, host, req.uri().path(), req.headers()) else {
+        return Err(ProxyError::NoRoute);
+    };
+    let route = route.clone();
     drop(router);
     served.route = Some(route.clone());
     if route.https_redirect && conn.redirects_to_https {
@@ -577,12 +585,10 @@ async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let endpoint = selection
-            .slot
-            .as_ref()
-            .ok_or(ProxyError::Unsendable)?
-            .endpoint()
-            .clone();
+        let Some(slot) = selection.slot.as_ref() else {
+            return Err(ProxyError::Unsendable);
+        };
+        let endpoint = slot.endpoint().clone();
         let sender = match upstream::checkout(&endpoint, protocol, Instant::now().into_std()) {
             Some(sender) => sender,
             None => match Box::pin(upstream::connect(
