@@ -474,7 +474,7 @@ fn prepare_request(
             .get(&PROBE_HASH)
             .is_some_and(|v| v.as_bytes() == sluice_xds::PROBE_HASH_OVERRIDE.as_bytes())
     });
-    strip_request_hop_by_hop(headers, websocket);
+    let stripped = strip_request_hop_by_hop(headers, websocket);
     if let Some(ip) = &conn.client_ip {
         append_list(headers, &X_FORWARDED_FOR, ip);
     }
@@ -514,8 +514,12 @@ fn prepare_request(
         (Some(rewrite), _) => {
             headers.insert(header::HOST, rewrite.clone());
         }
-        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        (None, Some(host)) if target_authority || !headers.contains_key(header::HOST) => {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header. Else
+        // the host came from the Host header, which is still there unless `Connection` named
+        // it (no lookup otherwise).
+        (None, Some(host))
+            if target_authority || (stripped && !headers.contains_key(header::HOST)) =>
+        {
             headers.insert(header::HOST, host);
         }
         _ => {}
@@ -764,10 +768,10 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
 }
 
 /// Removes hop-by-hop request headers (RFC 9110 §7.6.1), keeping `te: trailers` (gRPC needs
-/// it) and, for websockets, the upgrade handshake.
-fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+/// it) and, for websockets, the upgrade handshake. False when there were none to remove.
+fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) -> bool {
     if !has_hop_by_hop(headers) {
-        return;
+        return false;
     }
     if !websocket {
         remove_connection_listed(headers);
@@ -785,6 +789,7 @@ fn strip_request_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     {
         headers.remove(header::TE);
     }
+    true
 }
 
 fn strip_response_hop_by_hop(headers: &mut HeaderMap) {

@@ -201,6 +201,20 @@ async fn every_connection_line_names_hop_by_hop_headers() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `Connection` may name `Host`, which is then stripped as hop-by-hop; an HTTP/1.1 upstream
+/// still needs one, so the client's host goes up.
+#[tokio::test]
+async fn a_connection_line_naming_host_still_sends_the_host_upstream() -> anyhow::Result<()> {
+    let backend = EchoServer::start("echo").await?;
+    let gw = start(&backend, &[]).await?;
+    let request = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: host, close\r\n\r\n");
+    let bytes = until_closed(gw.http, request.as_bytes()).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(statuses(&bytes), vec![200], "{text}");
+    assert!(text.contains(&format!("\"host\":\"{HOST}\"")), "{text}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn request_head_limits_answer_431_and_414() -> anyhow::Result<()> {
     let backend = EchoServer::start("echo").await?;
