@@ -65,8 +65,9 @@ struct PoolEntry {
 
 /// Hashes a pool key (an endpoint's serial number, assigned by the proxy, never by a client) with
 /// one multiply: SipHash was about 1.5% of an HTTP/1.1 request's instructions (a checkout and a
-/// checkin each hash once). The multiply spreads consecutive keys over the high bits, which the
-/// map's probe groups use.
+/// checkin each hash once), and `index::Fnv` takes eight rounds for the key's bytes. An odd
+/// multiplier keeps consecutive keys apart in the low bits (the bucket) and spreads them over
+/// the top seven (hashbrown's tag byte).
 #[derive(Default, Clone, Copy)]
 struct KeyHasher(u64);
 
