@@ -9,13 +9,13 @@
 //! 9112 §6.3). The checks here are the ones it does not make, and apply to h2 as well.
 
 pub mod h1;
+pub mod h2;
 
 use crate::error::ProxyError;
 use crate::forward::ConnInfo;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Version};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,14 +26,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// A client's request body: read by our HTTP/1.1 server ([`h1`]) or by hyper's h2 server.
+/// A client's request body: read by our HTTP/1.1 server ([`h1`]) or from an h2 stream ([`h2`]).
 #[derive(Default)]
 pub enum ClientBody {
     /// No body (no Content-Length, or 0, and not chunked).
     #[default]
     Empty,
     H1(h1::RequestBody),
-    H2(Incoming),
+    H2(crate::h2c::H2Body),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum ClientBodyError {
     #[error(transparent)]
     H1(#[from] h1::BodyError),
     #[error(transparent)]
-    H2(#[from] hyper::Error),
+    H2(#[from] ::h2::Error),
 }
 
 impl Body for ClientBody {
@@ -186,7 +186,7 @@ fn check_transfer_encoding(values: header::GetAll<'_, HeaderValue>) -> Result<()
 /// in the same read.
 ///
 /// Once the first request reaches the service (`head_seen`), the timer is dropped and every
-/// poll is a pass-through plus one `Option` check (hyper polls the IO per read and write; see
+/// poll is a pass-through plus one `Option` check (h2 polls the IO per read and write; see
 /// `server.rs` on why that cost matters).
 pub struct HeadTimer<S> {
     inner: S,
@@ -249,7 +249,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadTimer<S> {
         if this.conn.head_seen.load(Ordering::Relaxed) {
             this.deadline = None;
         } else if poll.is_pending() && deadline.as_mut().poll(cx).is_ready() {
-            // hyper and h2 close the connection on a read error; nothing is answered, as
+            // h2 closes the connection on a read error; nothing is answered, as
             // nginx does on client_header_timeout.
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -310,8 +310,8 @@ impl Streams {
         })
     }
 
-    /// Counts a stream open until the guard drops: hyper drops the response body when the
-    /// stream ends (finished or reset), and the future before a response exists.
+    /// Counts a stream open until the guard drops: held by the stream's task (`h2.rs`), which
+    /// ends when the stream does (finished or reset).
     pub fn open(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
@@ -343,41 +343,6 @@ impl Drop for StreamGuard {
         let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.last_end_ms.store(ms, Ordering::Relaxed);
         self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An h2 response body that holds its stream's [`StreamGuard`]; otherwise a pass-through.
-pub struct Counted<B> {
-    body: B,
-    _stream: StreamGuard,
-}
-
-impl<B> Counted<B> {
-    pub fn new(body: B, stream: StreamGuard) -> Self {
-        Counted {
-            body,
-            _stream: stream,
-        }
-    }
-}
-
-impl<B: Body + Unpin> Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

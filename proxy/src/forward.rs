@@ -2,7 +2,7 @@
 //! headers, forward over a pooled connection, and stream the response back.
 //!
 //! Rules kept here: the router is loaded once per attempt and never held across `.await`; no
-//! logging at info or above; no allocation on the common path except what hyper does; a 5xx
+//! logging at info or above; no allocation on the common path except what h2 does; a 5xx
 //! from upstream is returned as is (never retried); a failed connect is retried on another
 //! endpoint; a request that never left a reused idle connection is re-sent on another one.
 
@@ -94,7 +94,7 @@ pub fn handle(
                 // Only cluster-local clients see backend names and addresses.
                 let mut response = error.into_response(conn.listener == Listener::Internal);
                 if close {
-                    // hyper closes an HTTP/1 connection after a response that says so.
+                    // The HTTP/1.1 server closes the connection after a response that says so.
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -125,7 +125,8 @@ impl Sender {
             .send
             .send_request(head, end)
             .map_err(|e| Err(H2Error::Protocol(e)))?;
-        let mut pipe = (!end).then(|| Pipe { body, stream });
+        // A failed request body cancels the stream: the client's doing, not the server's.
+        let mut pipe = (!end).then(|| Pipe::new(body, stream, Reason::CANCEL));
         let mut body_error = None;
         let head = poll_fn(|cx| {
             if let Some(p) = &mut pipe {
@@ -152,48 +153,75 @@ impl Sender {
                 let _ = poll_fn(|cx| pipe.poll_send(cx)).await;
             });
         }
-        Ok(head.map(|recv| H2Body {
-            recv,
-            data_done: false,
-        }))
+        // No length: the response is relayed as it comes (as hyper's client did).
+        Ok(head.map(|recv| H2Body::new(recv, None)))
     }
 }
 
-/// A request body on its way into an h2 stream.
-struct Pipe<B> {
+/// A body on its way into an h2 stream: a request's to an upstream (here), a response's to a
+/// client (`downstream::h2`).
+pub(crate) struct Pipe<B> {
     body: B,
     stream: SendStream<Bytes>,
+    /// A chunk read and waiting for the stream to have room, and whether it ends the body.
+    waiting: Option<(Bytes, bool)>,
+    /// The reset sent when the body fails.
+    on_error: Reason,
 }
 
-enum PipeError {
-    Body(RequestBodyError),
+pub(crate) enum PipeError<E> {
+    Body(E),
+    /// Reset by the peer, or the connection is gone.
     Stream,
 }
 
-impl<B: Body<Data = Bytes, Error = RequestBodyError> + Unpin> Pipe<B> {
-    /// Sends the body frame by frame; h2 buffers a chunk and frames it as the peer's window
-    /// opens. The next chunk is read only once the stream has room again, so at most
-    /// [`MAX_SEND_BUFFER`] waits per stream.
-    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError>> {
+impl<B: Body<Data = Bytes> + Unpin> Pipe<B> {
+    pub(crate) fn new(body: B, stream: SendStream<Bytes>, on_error: Reason) -> Pipe<B> {
+        Pipe {
+            body,
+            stream,
+            waiting: None,
+            on_error,
+        }
+    }
+
+    /// Sends the body frame by frame. A chunk is read before any window is asked for (asking
+    /// first would hold connection window for a body with nothing to send, which can stall
+    /// the other streams of a peer that opens its window only once it is used up: hyper
+    /// #4003), and the next one only once the stream has room for it, so at most
+    /// `max_send_buffer_size` waits per stream.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PipeError<B::Error>>> {
         loop {
-            // Room for at least one byte before reading the next chunk.
-            self.stream.reserve_capacity(1);
-            if self.stream.capacity() == 0 {
-                loop {
+            // Registered whatever we wait for next, so a reset wakes this task.
+            if self.stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(Err(PipeError::Stream));
+            }
+            if self.waiting.is_some() {
+                while self.stream.capacity() == 0 {
                     match ready!(self.stream.poll_capacity(cx)) {
                         Some(Ok(0)) => {}
                         Some(Ok(_)) => break,
-                        // Reset by the server, or the connection is gone.
                         Some(Err(_)) | None => return Poll::Ready(Err(PipeError::Stream)),
                     }
                 }
-            } else if self.stream.poll_reset(cx).is_ready() {
-                return Poll::Ready(Err(PipeError::Stream));
+                let Some((data, end)) = self.waiting.take() else {
+                    continue;
+                };
+                if self.stream.send_data(data, end).is_err() {
+                    return Poll::Ready(Err(PipeError::Stream));
+                }
+                if end {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
             }
             let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
-                    self.stream.send_reset(Reason::CANCEL);
+                    self.stream.send_reset(self.on_error);
                     return Poll::Ready(Err(PipeError::Body(e)));
                 }
                 None => {
@@ -205,11 +233,19 @@ impl<B: Body<Data = Bytes, Error = RequestBodyError> + Unpin> Pipe<B> {
             let frame = match frame.into_data() {
                 Ok(data) => {
                     let end = self.body.is_end_stream();
-                    if self.stream.send_data(data, end).is_err() {
-                        return Poll::Ready(Err(PipeError::Stream));
-                    }
-                    if end {
-                        return Poll::Ready(Ok(()));
+                    if data.is_empty() {
+                        // Needs no window.
+                        if self.stream.send_data(data, end).is_err() {
+                            return Poll::Ready(Err(PipeError::Stream));
+                        }
+                        if end {
+                            return Poll::Ready(Ok(()));
+                        }
+                    } else {
+                        // One byte asked for: h2 raises it to the chunk's length when the
+                        // chunk is sent.
+                        self.stream.reserve_capacity(1);
+                        self.waiting = Some((data, end));
                     }
                     continue;
                 }
@@ -225,10 +261,23 @@ impl<B: Body<Data = Bytes, Error = RequestBodyError> + Unpin> Pipe<B> {
     }
 }
 
-/// A response body read from its h2 stream; each chunk read gives its window back.
+/// A body read from an h2 stream (an upstream's response, a client's request); each chunk
+/// read gives its window back.
 pub struct H2Body {
     recv: RecvStream,
     data_done: bool,
+    /// What `Content-Length` says is left to read, when the head had one.
+    remaining: Option<u64>,
+}
+
+impl H2Body {
+    pub fn new(recv: RecvStream, content_length: Option<u64>) -> H2Body {
+        H2Body {
+            recv,
+            data_done: false,
+            remaining: content_length,
+        }
+    }
 }
 
 impl Body for H2Body {
@@ -244,6 +293,9 @@ impl Body for H2Body {
             match ready!(this.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(left) = &mut this.remaining {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 // A server may end a response it has fully sent with a reset (RFC 9113
@@ -267,7 +319,10 @@ impl Body for H2Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        match self.remaining {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Pingora shell: process, listeners, background tasks and graceful shutdown. HTTP itself is
-//! served inside [`HttpApp::process_new`], HTTP/1.1 by `downstream::h1` and h2 by hyper
-//! ("Pingora shell, own hot path").
+//! served inside [`HttpApp::process_new`], HTTP/1.1 by `downstream::h1` and h2 by
+//! `downstream::h2` on the `h2` crate ("Pingora shell, own hot path").
 //!
 //! [`Shell`] hosts whatever a command needs: the HTTP(S) listeners of a proxy, an admin
 //! listener, and background tasks (the xDS client, ...) given as plain futures that watch a
@@ -8,16 +8,13 @@
 //! connection has drained after SIGTERM and returns; the caller decides what happens then.
 
 use crate::admin::AdminApp;
-use crate::downstream::{h1, ClientBody, Counted, HeadTimer, Streams, SNIFF_LEN};
+use crate::downstream::{h1, h2, ClientBody, HeadTimer, Streams, SNIFF_LEN};
 use crate::forward::{self, ConnInfo};
 use crate::gateway::{Gateway, OpenConnection};
 use crate::idle::WriteStall;
 use crate::router::Listener;
 use async_trait::async_trait;
 use http::HeaderValue;
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pingora::apps::ServerApp;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::{Stream, ALPN};
@@ -26,7 +23,6 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::{ServiceHandle, ServiceReadyNotifier};
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -39,7 +35,7 @@ use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1. HTTP/1.1
-/// is our own server (`downstream::h1`), h2 is hyper's.
+/// is our own server (`downstream::h1`), h2 the `h2` crate's (`downstream::h2`).
 ///
 /// We sniff ourselves rather than use hyper-util's `auto` builder: its per-poll wrapper cost
 /// about 3% of the instructions of a proxied request (callgrind), and Pingora's stream can
@@ -49,7 +45,7 @@ pub struct HttpApp {
     listener: Listener,
     proto: HeaderValue,
     https: bool,
-    http2: http2::Builder<TokioExecutor>,
+    h2: h2::Settings,
     /// Connections open on this listener (every address and worker thread of it).
     open: AtomicUsize,
     /// `sluice_downstream_connections_rejected_total` for this listener.
@@ -72,39 +68,36 @@ impl HttpApp {
     pub fn new(gateway: Arc<Gateway>, listener: Listener, https: bool) -> Self {
         let limits = &gateway.settings.downstream;
         let settings = &gateway.settings;
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
+        let h2 = h2::Settings::new(&h2::Limits {
             // Advertised in SETTINGS; h2 answers 431 to a stream whose headers exceed it.
-            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+            max_header_list: u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX),
             // Each stream costs a task, a slot and upstream work: HAProxy's 100, not h2's
             // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
-            .max_concurrent_streams(settings.h2_max_concurrent_streams)
-            // Bounds memory per stream when the client reads slowly (hyper's default is 400 KiB,
-            // so 100 streams could pin 40 MiB per connection).
-            .max_send_buf_size(settings.h2_max_send_buffer)
+            max_concurrent_streams: settings.h2_max_concurrent_streams,
+            // Bounds memory per stream when the client reads slowly (hyper's default was
+            // 400 KiB, so 100 streams could pin 40 MiB per connection).
+            max_send_buffer: settings.h2_max_send_buffer,
             // What we accept from the client before it waits for WINDOW_UPDATE: 64 KiB per
             // stream (the RFC default and Envoy's edge recommendation) and 1 MiB per
             // connection, so one connection buffers at most 1 MiB of request bodies.
-            .initial_stream_window_size(64 * 1024)
-            .initial_connection_window_size(1024 * 1024)
+            stream_window: 64 * 1024,
+            connection_window: 1024 * 1024,
             // Rapid reset (CVE-2023-44487): streams the client opens and resets before we
             // accept them. h2's default, 20, set explicitly: past it, GOAWAY ENHANCE_YOUR_CALM.
-            .max_pending_accept_reset_streams(20)
+            max_pending_accept_resets: 20,
             // The reverse: a client making us reset streams (protocol errors per stream).
-            // hyper's default 1024, kept; past it, GOAWAY.
-            .max_local_error_reset_streams(1024)
+            // h2's and hyper's default 1024, kept; past it, GOAWAY.
+            max_local_error_resets: 1024,
             // CONTINUATION floods and HPACK bombs are bounded by the header list size
-            // (`max_header_list_size` above, `--max-request-headers-kb`): h2 allows only so many
+            // (`max_header_list` above, `--max-request-headers-kb`): h2 allows only so many
             // CONTINUATION frames for it, and stops decoding a block far past it; both end
             // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
             //
-            // Dead or stuck peers: a PING after an idle interval, closed if no ACK comes.
-            .keep_alive_interval(
-                (!settings.h2_keepalive_interval.is_zero())
-                    .then_some(settings.h2_keepalive_interval),
-            )
-            .keep_alive_timeout(settings.h2_keepalive_timeout);
+            // Dead or stuck peers: a PING every interval, closed if no ACK comes in time.
+            keepalive: (!settings.h2_keepalive_interval.is_zero())
+                .then_some(settings.h2_keepalive_interval),
+            keepalive_timeout: settings.h2_keepalive_timeout,
+        });
         let name = match (https, listener) {
             (false, Listener::External) => "http-external",
             (false, Listener::Internal) => "http-internal",
@@ -120,7 +113,7 @@ impl HttpApp {
             listener,
             proto: HeaderValue::from_static(if https { "https" } else { "http" }),
             https,
-            http2,
+            h2,
             open: AtomicUsize::new(0),
             rejected,
         }
@@ -261,22 +254,17 @@ impl HttpApp {
         conn: Arc<ConnInfo>,
         mut shutdown: ShutdownWatch,
     ) {
-        let io = TokioIo::new(HeadTimer::new(stream, deadline, conn.clone(), sniffed));
+        let io = HeadTimer::new(stream, deadline, conn.clone(), sniffed);
         let streams = Streams::new();
-        let counting = streams.clone();
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let stream = counting.open();
-            // Boxed: hyper moves each stream's future into a task of its own (and moves it
-            // again on the way), so a small future is copied instead of the whole request
-            // path's state (callgrind: the spawn's instructions fell to a quarter, for one
-            // allocation).
-            let response = Box::pin(serve(&gateway, &conn, req.map(ClientBody::H2)));
-            async move { Ok::<_, Infallible>(response.await.map(|b| Counted::new(b, stream))) }
-        });
-        let connection = self.http2.serve_connection(io, service);
+        let connection = self
+            .h2
+            .serve(io, streams.clone(), move |req| serve(&gateway, &conn, req));
         let idle = streams.idle(self.gateway.settings.downstream.idle_timeout);
-        serve_until_shutdown(connection, &mut shutdown, idle, |c| c.graceful_shutdown()).await;
+        serve_until_shutdown(connection, &mut shutdown, idle, |c| {
+            c.get_mut().graceful_shutdown();
+        })
+        .await;
     }
 }
 

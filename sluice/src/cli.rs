@@ -351,8 +351,9 @@ pub struct StreamArgs {
     /// edge best practice (64 KiB initial stream window).
     #[arg(long, env = "SLUICE_H2_MAX_SEND_BUFFER_KB", default_value_t = 64)]
     pub h2_max_send_buffer_kb: usize,
-    /// PING an HTTP/2 client connection idle this long, to find dead or stuck peers (0s:
-    /// never). No peer PINGs by default (Envoy's connection_keepalive is opt-in); 60s is ours.
+    /// PING every HTTP/2 client connection this often, busy or not, to find dead or stuck peers
+    /// (0s: never). No peer PINGs by default (Envoy's connection_keepalive is opt-in, with the
+    /// same fixed period); 60s is ours.
     #[arg(long, env = "SLUICE_H2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub h2_keepalive_interval: Duration,
     /// No PING ACK within this closes the connection (gRPC's keepalive timeout and hyper's, 20s).

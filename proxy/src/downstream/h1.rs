@@ -412,8 +412,8 @@ fn refusal(error: HeadError) -> Response<ResponseBody> {
     response
 }
 
-/// The `Date` header value for now.
-fn date() -> HeaderValue {
+/// The `Date` header value for now (both servers').
+pub(super) fn date() -> HeaderValue {
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)

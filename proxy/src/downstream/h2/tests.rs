@@ -1,0 +1,316 @@
+use super::*;
+use http::{Method, StatusCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Every wait in these tests is bounded by this.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn limits() -> Limits {
+    Limits {
+        max_header_list: 16 * 1024,
+        max_concurrent_streams: 100,
+        max_send_buffer: 64 * 1024,
+        stream_window: 64 * 1024,
+        connection_window: 1024 * 1024,
+        max_pending_accept_resets: 20,
+        max_local_error_resets: 1024,
+        keepalive: None,
+        keepalive_timeout: Duration::from_secs(20),
+    }
+}
+
+/// Serves one connection on 127.0.0.1 with `service` and returns an h2 client for it.
+async fn client_of<S, F>(service: S) -> h2::client::SendRequest<Bytes>
+where
+    S: FnMut(Request<ClientBody>) -> F + Unpin + Send + 'static,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accepted");
+        Settings::new(&limits())
+            .serve(socket, Streams::new(), service)
+            .await;
+    });
+    let socket = TcpStream::connect(addr).await.expect("connected");
+    let (send, connection) = h2::client::handshake(socket).await.expect("handshake");
+    tokio::spawn(connection);
+    send
+}
+
+fn get(path: &str) -> Request<()> {
+    Request::builder()
+        .uri(format!("http://h2.example{path}"))
+        .body(())
+        .expect("request")
+}
+
+async fn read_body(body: &mut RecvStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(BOUND, body.data())
+        .await
+        .expect("in time")
+    {
+        let chunk = chunk.expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
+    let mut client = client_of(|_req| async {
+        let mut response = Response::new(ResponseBody::full("hello"));
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
+    })
+    .await;
+    let (response, _) = client.send_request(get("/"), true).expect("sent");
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response");
+    let headers = response.headers();
+    for gone in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ] {
+        assert!(!headers.contains_key(gone), "{gone} in {headers:?}");
+    }
+    assert_eq!(headers["x-kept"], "1");
+    assert_eq!(headers[header::CONTENT_LENGTH], "5");
+    let date = headers[header::DATE].to_str().expect("text");
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    let mut body = response.into_body();
+    assert_eq!(read_body(&mut body).await, b"hello");
+}
+
+#[tokio::test]
+async fn a_date_from_upstream_is_kept() {
+    let mut client = client_of(|_req| async {
+        let mut response = Response::new(ResponseBody::empty());
+        response.headers_mut().insert(
+            header::DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        response
+    })
+    .await;
+    let (response, _) = client.send_request(get("/"), true).expect("sent");
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response");
+    assert_eq!(
+        response.headers().get_all(header::DATE).iter().count(),
+        1,
+        "{:?}",
+        response.headers()
+    );
+    assert_eq!(
+        response.headers()[header::DATE],
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    );
+}
+
+#[tokio::test]
+async fn a_request_body_carries_its_length_to_the_service() {
+    let mut client = client_of(|req: Request<ClientBody>| {
+        let exact = req.body().size_hint().exact();
+        async move {
+            let body = http_body_util::BodyExt::collect(req.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut response = Response::new(ResponseBody::full(body));
+            let told = HeaderValue::from_str(&format!("{exact:?}")).expect("value");
+            response.headers_mut().insert("x-size-hint", told);
+            response
+        }
+    })
+    .await;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("http://h2.example/echo")
+        .header(header::CONTENT_LENGTH, "5")
+        .body(())
+        .expect("request");
+    let (response, mut send) = client.send_request(req, false).expect("sent");
+    send.send_data(Bytes::from_static(b"hello"), true)
+        .expect("body sent");
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response");
+    assert_eq!(response.headers()["x-size-hint"], "Some(5)");
+    let mut body = response.into_body();
+    assert_eq!(read_body(&mut body).await, b"hello");
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_refused_before_the_service() {
+    let called = Arc::new(AtomicUsize::new(0));
+    let calls = called.clone();
+    let mut client = client_of(move |_req| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        async { Response::new(ResponseBody::empty()) }
+    })
+    .await;
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("http://h2.example/")
+        .body(())
+        .expect("request");
+    req.headers_mut()
+        .append(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+    req.headers_mut()
+        .append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+    let (response, mut send) = client.send_request(req, false).expect("sent");
+    let _ = send.send_data(Bytes::from_static(b"x"), true);
+    let error = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect_err("refused");
+    assert_eq!(error.reason(), Some(Reason::PROTOCOL_ERROR), "{error}");
+    // The same length twice is one length.
+    let mut req = get("/");
+    req.headers_mut()
+        .append(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    req.headers_mut()
+        .append(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let (response, _) = client.send_request(req, true).expect("sent");
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(called.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn content_length_reads_one_length_or_refuses() {
+    let mut headers = HeaderMap::new();
+    assert_eq!(content_length(&headers), Ok(None));
+    headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+    assert_eq!(content_length(&headers), Ok(Some(12)));
+    headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+    assert_eq!(content_length(&headers), Ok(Some(12)));
+    headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("13"));
+    assert_eq!(content_length(&headers), Err(()));
+    for bad in ["", "-1", "1 2", "0x10", "18446744073709551616"] {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static(bad));
+        assert_eq!(content_length(&headers), Err(()), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_reset_by_the_client_drops_its_waiting_response() {
+    let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+    let mut dropped_tx = Some(dropped_tx);
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let mut started_tx = Some(started_tx);
+    let mut client = client_of(move |_req| {
+        // Held by the future: its receiver sees it go when the future is dropped.
+        let held = dropped_tx.take();
+        let started = started_tx.take();
+        async move {
+            let _held = held;
+            if let Some(started) = started {
+                let _ = started.send(());
+            }
+            std::future::pending::<()>().await;
+            Response::new(ResponseBody::empty())
+        }
+    })
+    .await;
+    let (response, mut send) = client.send_request(get("/wait"), false).expect("sent");
+    tokio::time::timeout(BOUND, started_rx)
+        .await
+        .expect("in time")
+        .expect("the service ran");
+    send.send_reset(Reason::CANCEL);
+    drop(response);
+    // The sender side is dropped, not sent: the receiver resolves with an error.
+    let gone = tokio::time::timeout(BOUND, dropped_rx)
+        .await
+        .expect("the waiting future was dropped in time");
+    assert!(gone.is_err());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_serves_the_open_stream_then_closes() {
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let mut release_rx = Some(release_rx);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let addr = listener.local_addr().expect("address");
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let mut started_tx = Some(started_tx);
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accepted");
+        let connection = Settings::new(&limits()).serve(socket, Streams::new(), move |_req| {
+            let release = release_rx.take();
+            let started = started_tx.take();
+            async move {
+                if let Some(started) = started {
+                    let _ = started.send(());
+                }
+                if let Some(release) = release {
+                    let _ = release.await;
+                }
+                Response::new(ResponseBody::full("done"))
+            }
+        });
+        tokio::pin!(connection);
+        tokio::select! {
+            () = connection.as_mut() => panic!("closed before the shutdown"),
+            _ = shutdown_rx => {}
+        }
+        connection.as_mut().get_mut().graceful_shutdown();
+        connection.await;
+    });
+    let socket = TcpStream::connect(addr).await.expect("connected");
+    let (mut client, connection) = h2::client::handshake(socket).await.expect("handshake");
+    let client_connection = tokio::spawn(connection);
+    let (response, _) = client.send_request(get("/slow"), true).expect("sent");
+    tokio::time::timeout(BOUND, started_rx)
+        .await
+        .expect("in time")
+        .expect("the service ran");
+    shutdown_tx.send(()).expect("server waiting");
+    // The stream opened before the GOAWAY is still answered.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    release_tx.send(()).expect("service waiting");
+    let response = tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response");
+    let mut body = response.into_body();
+    assert_eq!(read_body(&mut body).await, b"done");
+    drop(client);
+    tokio::time::timeout(BOUND, server)
+        .await
+        .expect("the server's connection ended")
+        .expect("no panic");
+    let _ = tokio::time::timeout(BOUND, client_connection).await;
+}
