@@ -16,6 +16,7 @@ use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, StreamGuard, Streams};
 use crate::h2c::{H2Body, Pipe};
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::{Handshake, SendResponse};
 use h2::{Ping, PingPong, Reason, RecvStream};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -76,9 +77,9 @@ impl Settings {
         }
     }
 
-    /// Serves one connection: the handshake, then every stream, each on a task of its own
-    /// running `service`'s future. `streams` counts the open ones (for the idle timeout).
-    pub fn serve<IO, S, F>(&self, io: IO, streams: Arc<Streams>, service: S) -> Connection<IO, S>
+    /// Serves one connection: the handshake, then every stream, each running `service`'s
+    /// future. `streams` counts the open ones (for the idle timeout).
+    pub fn serve<IO, S, F>(&self, io: IO, streams: Arc<Streams>, service: S) -> Connection<IO, S, F>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
         S: FnMut(Request<ClientBody>) -> F,
@@ -91,12 +92,18 @@ impl Settings {
             close_pending: false,
             streams,
             service,
+            running: FuturesUnordered::new(),
         }
     }
 }
 
 /// One h2 connection, as a future that ends when the connection has closed.
-pub struct Connection<IO, S> {
+///
+/// Its streams run inside it, not on tasks of their own: the connection's task is woken for
+/// their I/O anyway, and a task per stream cost a spawn and a second task's wake-up and poll
+/// for every response (about 1k instructions per h2c request). Each connection is on one
+/// thread either way (every listener thread runs its own runtime).
+pub struct Connection<IO, S, F> {
     state: State<IO>,
     keepalive: Option<(Duration, Duration)>,
     alive: Option<KeepAlive>,
@@ -104,6 +111,7 @@ pub struct Connection<IO, S> {
     close_pending: bool,
     streams: Arc<Streams>,
     service: S,
+    running: FuturesUnordered<Stream<F>>,
 }
 
 enum State<IO> {
@@ -111,7 +119,7 @@ enum State<IO> {
     Serving(h2::server::Connection<IO, Bytes>),
 }
 
-impl<IO, S> Connection<IO, S>
+impl<IO, S, F> Connection<IO, S, F>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -125,7 +133,7 @@ where
     }
 }
 
-impl<IO, S, F> Future for Connection<IO, S>
+impl<IO, S, F> Future for Connection<IO, S, F>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: FnMut(Request<ClientBody>) -> F + Unpin,
@@ -160,23 +168,33 @@ where
             }
         }
         loop {
-            // `None`: the connection has closed; an error closed it.
-            let Some(Ok((req, respond))) = ready!(conn.poll_accept(cx)) else {
-                return Poll::Ready(());
-            };
-            accept(req, respond, &mut this.service, &this.streams);
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    if let Some(stream) = accept(req, respond, &mut this.service, &this.streams) {
+                        this.running.push(stream);
+                    }
+                }
+                // `None`: the connection has closed; an error closed it. Streams still
+                // running have lost their client: dropping them gives up their work.
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
         }
+        // Each stream woken since the last poll (new ones included) runs once; what they
+        // queue is written at the connection's next poll, which h2 wakes it for.
+        while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
+        Poll::Pending
     }
 }
 
-/// Starts one stream: its request goes to `service`, whose response is sent on a task of its
-/// own.
+/// Starts one stream: its request goes to `service`; the stream returned sends the response.
 fn accept<S, F>(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     service: &mut S,
     streams: &Arc<Streams>,
-) where
+) -> Option<Stream<F>>
+where
     S: FnMut(Request<ClientBody>) -> F,
     F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
@@ -184,17 +202,18 @@ fn accept<S, F>(
         // Two lengths that differ: forwarded as they are, an HTTP/1.1 upstream could read
         // either (a smuggling vector). Malformed (RFC 9113 §8.1.1).
         respond.send_reset(Reason::PROTOCOL_ERROR);
-        return;
+        return None;
     };
     let open = streams.open();
     let req = req.map(|recv| ClientBody::H2(H2Body::new(recv, len)));
-    // Boxed: a small future moves into the task, not the request path's whole state.
+    // Boxed: a small future moves into the set of running streams, not the request path's
+    // whole state.
     let response = Box::pin(service(req));
-    tokio::spawn(Stream {
+    Some(Stream {
         respond,
         phase: Phase::Waiting(response),
         _open: open,
-    });
+    })
 }
 
 /// The `Content-Length` of a request, if it has one; `Err` if its values differ or one is not
@@ -214,12 +233,12 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     Ok(len)
 }
 
-/// One stream's task: waits for the response (given up if the client resets the stream), then
+/// One stream: waits for the response (given up if the client resets the stream), then
 /// sends its head and body.
 struct Stream<F> {
     respond: SendResponse<Bytes>,
     phase: Phase<F>,
-    /// Counts the stream open until the task ends.
+    /// Counts the stream open until it ends.
     _open: StreamGuard,
 }
 
