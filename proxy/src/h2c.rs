@@ -188,8 +188,8 @@ impl<B: Body<Data = Bytes> + Unpin> Pipe<B> {
     /// Sends the body frame by frame. A chunk is read before any window is asked for (asking
     /// first would hold connection window for a body with nothing to send, which can stall
     /// the other streams of a peer that opens its window only once it is used up: hyper
-    /// #4003), and the next one only once the stream has room for it, so at most
-    /// `max_send_buffer_size` waits per stream.
+    /// #4003). It is then held until the stream has room, and sent; only then is the next one
+    /// read, so at most `max_send_buffer_size` and one chunk wait per stream.
     pub(crate) fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
@@ -207,14 +207,13 @@ impl<B: Body<Data = Bytes> + Unpin> Pipe<B> {
                         Some(Err(_)) | None => return Poll::Ready(Err(PipeError::Stream)),
                     }
                 }
-                let Some((data, end)) = self.waiting.take() else {
-                    continue;
-                };
-                if self.stream.send_data(data, end).is_err() {
-                    return Poll::Ready(Err(PipeError::Stream));
-                }
-                if end {
-                    return Poll::Ready(Ok(()));
+                if let Some((data, end)) = self.waiting.take() {
+                    if self.stream.send_data(data, end).is_err() {
+                        return Poll::Ready(Err(PipeError::Stream));
+                    }
+                    if end {
+                        return Poll::Ready(Ok(()));
+                    }
                 }
                 continue;
             }

@@ -101,8 +101,9 @@ impl Settings {
 ///
 /// Its streams run inside it, not on tasks of their own: the connection's task is woken for
 /// their I/O anyway, and a task per stream cost a spawn and a second task's wake-up and poll
-/// for every response (about 1k instructions per h2c request). Each connection is on one
-/// thread either way (every listener thread runs its own runtime).
+/// for every response (about 900 instructions of tokio's per h2c request, against about 450
+/// for this set). Each connection is on one thread either way (every listener thread runs its
+/// own runtime).
 pub struct Connection<IO, S, F> {
     state: State<IO>,
     keepalive: Option<(Duration, Duration)>,
@@ -217,14 +218,26 @@ where
 }
 
 /// The `Content-Length` of a request, if it has one; `Err` if its values differ or one is not
-/// a number (h2 itself checks the DATA received against the first).
+/// all digits (h2 itself checks the first so, and the DATA received against it).
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let mut len = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        let n = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or(())?;
+        let digits = value.as_bytes();
+        if digits.is_empty() {
+            return Err(());
+        }
+        // Digits only: `str::parse` would also take a sign (`+5`), which an HTTP/1.1
+        // upstream may read differently.
+        let mut n: u64 = 0;
+        for &b in digits {
+            if !b.is_ascii_digit() {
+                return Err(());
+            }
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(b - b'0')))
+                .ok_or(())?;
+        }
         if len.is_some_and(|l| l != n) {
             return Err(());
         }

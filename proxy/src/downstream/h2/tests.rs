@@ -214,9 +214,12 @@ fn content_length_reads_one_length_or_refuses() {
     assert_eq!(content_length(&headers), Ok(Some(12)));
     headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
     assert_eq!(content_length(&headers), Ok(Some(12)));
+    let mut signed = headers.clone();
+    signed.append(header::CONTENT_LENGTH, HeaderValue::from_static("+12"));
+    assert_eq!(content_length(&signed), Err(()));
     headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("13"));
     assert_eq!(content_length(&headers), Err(()));
-    for bad in ["", "-1", "1 2", "0x10", "18446744073709551616"] {
+    for bad in ["", "-1", "+1", " 1", "1 2", "0x10", "18446744073709551616"] {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static(bad));
         assert_eq!(content_length(&headers), Err(()), "{bad:?}");
