@@ -48,6 +48,18 @@ fn get(path: &str) -> Request<()> {
         .expect("request")
 }
 
+/// Sends `req` with no body and waits for the response head.
+async fn head_of(
+    client: &mut h2::client::SendRequest<Bytes>,
+    req: Request<()>,
+) -> Response<RecvStream> {
+    let (response, _) = client.send_request(req, true).expect("sent");
+    tokio::time::timeout(BOUND, response)
+        .await
+        .expect("in time")
+        .expect("a response")
+}
+
 async fn read_body(body: &mut RecvStream) -> Vec<u8> {
     let mut got = Vec::new();
     while let Some(chunk) = tokio::time::timeout(BOUND, body.data())
@@ -80,11 +92,7 @@ async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
         response
     })
     .await;
-    let (response, _) = client.send_request(get("/"), true).expect("sent");
-    let response = tokio::time::timeout(BOUND, response)
-        .await
-        .expect("in time")
-        .expect("a response");
+    let response = head_of(&mut client, get("/")).await;
     let headers = response.headers();
     for gone in [
         "connection",
@@ -115,11 +123,7 @@ async fn a_date_from_upstream_is_kept() {
         response
     })
     .await;
-    let (response, _) = client.send_request(get("/"), true).expect("sent");
-    let response = tokio::time::timeout(BOUND, response)
-        .await
-        .expect("in time")
-        .expect("a response");
+    let response = head_of(&mut client, get("/")).await;
     assert_eq!(
         response.headers().get_all(header::DATE).iter().count(),
         1,
@@ -197,11 +201,7 @@ async fn differing_content_lengths_are_refused_before_the_service() {
         .append(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     req.headers_mut()
         .append(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    let (response, _) = client.send_request(req, true).expect("sent");
-    let response = tokio::time::timeout(BOUND, response)
-        .await
-        .expect("in time")
-        .expect("a response");
+    let response = head_of(&mut client, req).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(called.load(Ordering::Relaxed), 1);
 }
