@@ -310,8 +310,8 @@ impl Streams {
         })
     }
 
-    /// Counts a stream open until the guard drops: held by the stream's task (`h2.rs`), which
-    /// ends when the stream does (finished or reset).
+    /// Counts a stream open until the guard drops: held by the stream (`h2.rs`), which is
+    /// dropped when it ends (finished or reset) or its connection closes.
     pub fn open(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())

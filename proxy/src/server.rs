@@ -71,7 +71,7 @@ impl HttpApp {
         let h2 = h2::Settings::new(&h2::Limits {
             // Advertised in SETTINGS; h2 answers 431 to a stream whose headers exceed it.
             max_header_list: u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX),
-            // Each stream costs a task, a slot and upstream work: HAProxy's 100, not h2's
+            // Each stream costs its future, a slot and upstream work: HAProxy's 100, not h2's
             // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
             max_concurrent_streams: settings.h2_max_concurrent_streams,
             // Bounds memory per stream when the client reads slowly (hyper's default was
