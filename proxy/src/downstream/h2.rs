@@ -15,6 +15,8 @@
 
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, StreamGuard, Streams};
+use crate::forward::{KEEP_ALIVE, PROXY_CONNECTION};
+use crate::h1::framing::parse_content_length;
 use crate::h2c::{H2Body, Pipe};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -218,26 +220,12 @@ where
 }
 
 /// The `Content-Length` of a request, if it has one; `Err` if its values differ or one is not
-/// all digits (h2 itself checks the first so, and the DATA received against it).
+/// a plain number (h2 itself checks the first so, and the DATA received against it). The same
+/// rule as the HTTP/1.1 server's (`parse_content_length`: digits only, no sign).
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let mut len = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        let digits = value.as_bytes();
-        if digits.is_empty() {
-            return Err(());
-        }
-        // Digits only: `str::parse` would also take a sign (`+5`), which an HTTP/1.1
-        // upstream may read differently.
-        let mut n: u64 = 0;
-        for &b in digits {
-            if !b.is_ascii_digit() {
-                return Err(());
-            }
-            n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(b - b'0')))
-                .ok_or(())?;
-        }
+        let n = parse_content_length(value.as_bytes()).ok_or(())?;
         if len.is_some_and(|l| l != n) {
             return Err(());
         }
@@ -333,8 +321,8 @@ fn prepare_head(headers: &mut HeaderMap) {
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name == header::TE
-            || name == "keep-alive"
-            || name == "proxy-connection"
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
         {
             forbidden = true;
         }
@@ -348,8 +336,8 @@ fn prepare_head(headers: &mut HeaderMap) {
         ] {
             headers.remove(name);
         }
-        headers.remove("keep-alive");
-        headers.remove("proxy-connection");
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
     }
     if !date {
         headers.insert(header::DATE, super::h1::date());
@@ -357,7 +345,7 @@ fn prepare_head(headers: &mut HeaderMap) {
 }
 
 /// Keep-alive PINGs: one every `interval`; no ACK within `timeout` means the client is dead or
-/// stuck. Pinged whether or not the connection is busy (gRPC's keep-alive does the same): a
+/// stuck. Pinged whether or not the connection is busy (as Envoy's keep-alive `interval` is): a
 /// PING a minute costs less than a clock read per frame to know when it was last quiet.
 struct KeepAlive {
     ping: PingPong,
