@@ -9,6 +9,8 @@
 //! pings). A request body still streaming when the response head arrives (a client or bidi
 //! gRPC stream) moves to a task of its own then, as hyper does.
 
+pub mod hpack;
+
 use crate::idle::RequestBodyError;
 use bytes::Bytes;
 use h2::client::SendRequest;
