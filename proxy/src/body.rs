@@ -15,7 +15,7 @@
 use crate::access_log::Entry;
 use crate::activator::{Counted, Slot};
 use crate::h1::{H1Body, H1Error};
-use crate::h2c::H2Body;
+use crate::h2c::{RecvBody, StreamError};
 use crate::upstream;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -82,7 +82,7 @@ pub enum Source {
     /// Our HTTP/1.1 client: read from the connection on this task, pooled again at its end.
     H1(H1Body),
     /// Our h2c client (`h2c.rs`).
-    H2(H2Body),
+    H2(RecvBody),
 }
 
 impl Source {
@@ -190,8 +190,8 @@ impl BodyTimer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("upstream h2: {0}")]
-    H2(#[from] h2::Error),
+    #[error(transparent)]
+    H2(#[from] StreamError),
     #[error(transparent)]
     H1(#[from] H1Error),
     #[error("response body timed out")]

@@ -33,7 +33,7 @@ pub enum ClientBody {
     #[default]
     Empty,
     H1(h1::RequestBody),
-    H2(crate::h2c::H2Body),
+    H2(h2::body::H2Body),
 }
 
 #[derive(Debug, thiserror::Error)]

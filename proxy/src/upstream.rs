@@ -40,8 +40,6 @@ pub enum ConnectError {
     },
     #[error("resolve {host}: no addresses")]
     NoAddress { host: String },
-    #[error("h2 handshake with {address}: {source}")]
-    Handshake { address: String, source: h2::Error },
 }
 
 /// A connection ready for one request.
@@ -214,13 +212,7 @@ pub async fn connect(
             reused: false,
         }),
         Protocol::H2c => {
-            let handshake_error = |source| ConnectError::Handshake {
-                address: endpoint.address.to_string(),
-                source,
-            };
-            let sender = h2c::Sender::handshake(stream)
-                .await
-                .map_err(handshake_error)?;
+            let sender = h2c::Sender::handshake(stream);
             remember_h2(endpoint, &sender);
             Ok(Sender::H2(sender))
         }

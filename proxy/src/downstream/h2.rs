@@ -17,7 +17,6 @@ use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, StreamGuard, Streams};
 use crate::forward::{KEEP_ALIVE, PROXY_CONNECTION};
 use crate::h1::framing::parse_content_length;
-use crate::h2c::{H2Body, Pipe};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::{Handshake, SendResponse};
@@ -32,6 +31,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
+
+pub mod body;
+use body::{H2Body, Pipe};
 
 /// How every h2 connection of a listener is served.
 pub struct Settings {

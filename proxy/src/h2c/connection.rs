@@ -1,0 +1,1278 @@
+//! One upstream HTTP/2 connection: the state its streams and its task share, and the task,
+//! which reads and applies the server's frames and writes what the streams queued.
+//!
+//! Requests encode their frames straight into the shared write buffer and wake the task; the
+//! task hands each stream its head, data and trailers and wakes it. The lock is held only to
+//! move frames in or out, and is never contended in practice: a connection serves the
+//! requests of one thread (`upstream.rs`).
+
+use super::frame::{self, Head};
+use super::hpack;
+use super::StreamError;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use h2::Reason;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, Method, Response, StatusCode};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Receive windows as hyper's client (which this one replaced) set them: 2 MiB per stream and
+/// 5 MiB per connection, so small bodies need no WINDOW_UPDATE at all.
+pub const STREAM_WINDOW: i64 = 2 * 1024 * 1024;
+pub const CONNECTION_WINDOW: i64 = 5 * 1024 * 1024;
+/// The largest response head or trailers we take, decoded (RFC 7541 §4.1 sizes; h2's and
+/// hyper's 16 KiB).
+pub const MAX_HEADER_LIST: usize = 16 * 1024;
+/// A header block may not take more than this on the wire across its CONTINUATION frames
+/// (a CONTINUATION flood is cut here, before any decoding).
+const MAX_HEADER_BLOCK: usize = 4 * MAX_HEADER_LIST;
+/// The dynamic table we let the server's encoder use (the default: no SETTINGS entry).
+const HEADER_TABLE: usize = 4096;
+/// Streams the server allows before its SETTINGS say (hyper's and h2's assumption).
+const INITIAL_MAX_STREAMS: usize = 100;
+/// Streams we reset because the server broke the protocol on them, before we give up on the
+/// connection (h2's default).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Bytes queued for the socket above which request bodies wait (control frames do not; a
+/// server that makes us queue this much of them and reads nothing loses the connection).
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+const WRITE_LIMIT: usize = 1024 * 1024;
+/// Room kept free in the read buffer before each read: one largest frame.
+const READ_ROOM: usize = frame::DEFAULT_MAX_FRAME as usize + frame::HEAD_LEN;
+
+pub struct Shared {
+    state: Mutex<State>,
+    /// Set once the connection takes no new streams (GOAWAY, error, or its end).
+    closed: AtomicBool,
+    /// `Sender` handles alive; at zero, with no streams left, the connection says GOAWAY and ends.
+    senders: AtomicUsize,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves nothing half-done that matters more than
+        // the connection going on: take the state as it is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    pub fn add_sender(&self) {
+        self.senders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drop_sender(&self) {
+        if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.lock().wake_task();
+        }
+    }
+}
+
+/// The half of a stream a handle holds: the request side (its body pipe) or the response side
+/// (the head future, then the body).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Send,
+    Recv,
+}
+
+pub struct State {
+    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
+    next_id: u32,
+    /// Streams open (neither closed nor reset), against the server's MAX_CONCURRENT_STREAMS.
+    open: usize,
+    max_open: usize,
+    peer_initial_window: i64,
+    peer_max_frame: usize,
+    send_window: i64,
+    recv_window: i64,
+    /// Received bytes consumed (or discarded) and not yet given back in a WINDOW_UPDATE.
+    recv_unacked: i64,
+    /// Frames for the socket, taken by the task.
+    write: BytesMut,
+    task: Option<Waker>,
+    /// Requests waiting for a stream to open.
+    waiting: Vec<Waker>,
+    decoder: hpack::Decoder,
+    /// The server changed SETTINGS_HEADER_TABLE_SIZE: our next header block starts with a
+    /// size update (to 0: we never index, RFC 7541 §4.2).
+    table_size_update: bool,
+    /// A header block still expecting CONTINUATION frames.
+    continuation: Option<Partial>,
+    local_error_resets: usize,
+    /// Why the connection takes no new streams (GOAWAY received or sent, or it failed).
+    refusing: Option<StreamError>,
+    /// The connection is over: every stream still open failed with this.
+    failed: Option<StreamError>,
+}
+
+struct Partial {
+    stream: u32,
+    end_stream: bool,
+    block: BytesMut,
+}
+
+struct Stream {
+    /// The response head, until taken.
+    head: Option<Response<()>>,
+    got_head: bool,
+    /// A HEAD request: its response's Content-Length says nothing about DATA.
+    head_request: bool,
+    data: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    /// END_STREAM received.
+    recv_end: bool,
+    /// We sent END_STREAM.
+    send_end: bool,
+    /// What the response's Content-Length leaves to come.
+    remaining: Option<u64>,
+    recv_window: i64,
+    recv_unacked: i64,
+    send_window: i64,
+    /// Reset (by either side) or failed with the connection: nothing more goes either way.
+    error: Option<StreamError>,
+    /// Still counted in `State::open`.
+    counted: bool,
+    recv_waker: Option<Waker>,
+    send_waker: Option<Waker>,
+    send_held: bool,
+    recv_held: bool,
+}
+
+impl Stream {
+    fn done(&self) -> bool {
+        self.error.is_some() || (self.send_end && self.recv_end)
+    }
+}
+
+/// What one `State::frame` call asks of the connection.
+enum Verdict {
+    Go,
+    /// A connection error: GOAWAY with this reason, and the end.
+    Fail(Reason, &'static str),
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            streams: HashMap::default(),
+            next_id: 1,
+            open: 0,
+            max_open: INITIAL_MAX_STREAMS,
+            peer_initial_window: frame::DEFAULT_WINDOW,
+            peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
+            send_window: frame::DEFAULT_WINDOW,
+            recv_window: CONNECTION_WINDOW,
+            recv_unacked: 0,
+            write: BytesMut::with_capacity(4096),
+            task: None,
+            waiting: Vec::new(),
+            decoder: hpack::Decoder::new(HEADER_TABLE),
+            table_size_update: false,
+            continuation: None,
+            local_error_resets: 0,
+            refusing: None,
+            failed: None,
+        }
+    }
+
+    fn wake_task(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
+    }
+
+    /// Opens a stream for `parts` and queues its HEADERS; `Pending` while the server's stream
+    /// limit is reached. `Err`: the connection takes no new streams.
+    pub fn open(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: &request::Parts,
+        end_stream: bool,
+    ) -> Poll<Result<u32, StreamError>> {
+        if let Some(error) = &self.refusing {
+            return Poll::Ready(Err(error.clone()));
+        }
+        if self.open >= self.max_open {
+            self.waiting.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let id = self.next_id;
+        if id > frame::MAX_WINDOW as u32 {
+            self.refusing = Some(StreamError::Closed);
+            return Poll::Ready(Err(StreamError::Closed));
+        }
+        self.next_id += 2;
+        self.open += 1;
+        self.encode_request(id, parts, end_stream);
+        self.streams.insert(
+            id,
+            Stream {
+                head: None,
+                got_head: false,
+                head_request: parts.method == Method::HEAD,
+                data: VecDeque::new(),
+                trailers: None,
+                recv_end: false,
+                send_end: end_stream,
+                remaining: None,
+                recv_window: STREAM_WINDOW,
+                recv_unacked: 0,
+                send_window: self.peer_initial_window,
+                error: None,
+                counted: true,
+                recv_waker: None,
+                send_waker: None,
+                send_held: !end_stream,
+                recv_held: true,
+            },
+        );
+        self.wake_task();
+        Poll::Ready(Ok(id))
+    }
+
+    fn encode_request(&mut self, id: u32, parts: &request::Parts, end_stream: bool) {
+        let start = self.write.len();
+        let flags = if end_stream { frame::END_STREAM } else { 0 };
+        frame::put_head(&mut self.write, 0, frame::HEADERS, flags, id);
+        let block = self.write.len();
+        if std::mem::take(&mut self.table_size_update) {
+            self.write.put_u8(0x20);
+        }
+        let out = &mut self.write;
+        hpack::encode(b":method", parts.method.as_str().as_bytes(), false, out);
+        let scheme = parts.uri.scheme_str().unwrap_or("http");
+        hpack::encode(b":scheme", scheme.as_bytes(), false, out);
+        if let Some(authority) = parts.uri.authority() {
+            hpack::encode(b":authority", authority.as_str().as_bytes(), false, out);
+        }
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        hpack::encode(b":path", path.as_bytes(), false, out);
+        for (name, value) in &parts.headers {
+            if is_connection_specific(name, value) {
+                continue;
+            }
+            hpack::encode(
+                name.as_str().as_bytes(),
+                value.as_bytes(),
+                value.is_sensitive(),
+                out,
+            );
+        }
+        self.finish_block(start, block);
+    }
+
+    fn encode_trailers(&mut self, id: u32, trailers: &HeaderMap) {
+        let start = self.write.len();
+        frame::put_head(&mut self.write, 0, frame::HEADERS, frame::END_STREAM, id);
+        let block = self.write.len();
+        if std::mem::take(&mut self.table_size_update) {
+            self.write.put_u8(0x20);
+        }
+        for (name, value) in trailers {
+            if is_connection_specific(name, value) {
+                continue;
+            }
+            let sensitive = value.is_sensitive();
+            hpack::encode(
+                name.as_str().as_bytes(),
+                value.as_bytes(),
+                sensitive,
+                &mut self.write,
+            );
+        }
+        self.finish_block(start, block);
+    }
+
+    /// Sets the length of the HEADERS frame at `start` whose block begins at `block`, or splits
+    /// the block into CONTINUATION frames when it is larger than the server's frame size.
+    fn finish_block(&mut self, start: usize, block: usize) {
+        let len = self.write.len() - block;
+        if len <= self.peer_max_frame {
+            frame::set_len(&mut self.write, start, len);
+            self.write[start + 4] |= frame::END_HEADERS;
+            return;
+        }
+        let whole = self.write.split_off(block).freeze();
+        let mut chunks = whole.chunks(self.peer_max_frame).peekable();
+        let id = u32::from_be_bytes([
+            self.write[start + 5],
+            self.write[start + 6],
+            self.write[start + 7],
+            self.write[start + 8],
+        ]);
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            let at = if first {
+                start
+            } else {
+                let at = self.write.len();
+                frame::put_head(&mut self.write, 0, frame::CONTINUATION, 0, id);
+                at
+            };
+            first = false;
+            frame::set_len(&mut self.write, at, chunk.len());
+            if last {
+                self.write[at + 4] |= frame::END_HEADERS;
+            }
+            self.write.put_slice(chunk);
+        }
+    }
+
+    fn fail_stream_locally(&mut self, id: u32, reason: Reason, what: &'static str) -> Verdict {
+        frame::put_rst_stream(&mut self.write, id, reason);
+        self.close_stream(id, StreamError::Protocol { reason, what });
+        self.local_error_resets += 1;
+        if self.local_error_resets > MAX_LOCAL_ERROR_RESETS {
+            return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "too many malformed streams");
+        }
+        Verdict::Go
+    }
+
+    /// Ends stream `id` with `error` (unless it already ended): nothing more goes either way.
+    fn close_stream(&mut self, id: u32, error: StreamError) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.error.is_none() && !(stream.send_end && stream.recv_end) {
+            stream.error = Some(error);
+        }
+        wake(&mut stream.recv_waker);
+        wake(&mut stream.send_waker);
+        self.uncount(id);
+    }
+
+    /// Frees stream `id`'s place among the open streams once it is done.
+    fn uncount(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.counted && stream.done() {
+            stream.counted = false;
+            self.open -= 1;
+            for waker in self.waiting.drain(..) {
+                waker.wake();
+            }
+        }
+        if !stream.send_held && !stream.recv_held {
+            self.forget(id);
+        }
+    }
+
+    /// Drops stream `id`'s entry; data it never delivered is given back to the connection
+    /// window.
+    fn forget(&mut self, id: u32) {
+        if let Some(stream) = self.streams.remove(&id) {
+            let unread: usize = stream.data.iter().map(Bytes::len).sum();
+            self.release_connection(unread as i64);
+        }
+        if self.streams.is_empty() {
+            // The task may be waiting for the last stream to end.
+            self.wake_task();
+        }
+    }
+
+    /// A handle let go of its side of stream `id`. A side let go before its end cancels the
+    /// stream (RST_STREAM CANCEL, as h2 does).
+    pub fn release(&mut self, id: u32, side: Side) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match side {
+            Side::Send => stream.send_held = false,
+            Side::Recv => stream.recv_held = false,
+        }
+        let cancel = stream.error.is_none()
+            && match side {
+                Side::Send => !stream.send_end,
+                Side::Recv => !stream.recv_end,
+            };
+        if cancel {
+            frame::put_rst_stream(&mut self.write, id, Reason::CANCEL);
+            self.close_stream(id, StreamError::Cancelled);
+            self.wake_task();
+        } else {
+            self.uncount(id);
+        }
+    }
+
+    pub fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u32,
+    ) -> Poll<Result<Response<()>, StreamError>> {
+        let failed = self.failed.clone();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Err(failed.unwrap_or(StreamError::Closed)));
+        };
+        if let Some(head) = stream.head.take() {
+            return Poll::Ready(Ok(head));
+        }
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Err(error.clone()));
+        }
+        set_waker(&mut stream.recv_waker, cx);
+        Poll::Pending
+    }
+
+    /// The response body's next frame: data in order, then trailers, then the end (or the
+    /// stream's error).
+    pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u32,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, StreamError>>> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Some(Err(self
+                .failed
+                .clone()
+                .unwrap_or(StreamError::Closed))));
+        };
+        if let Some(data) = stream.data.pop_front() {
+            let len = data.len() as i64;
+            stream.recv_unacked += len;
+            if stream.recv_unacked >= STREAM_WINDOW / 2 && !stream.recv_end {
+                let increment = stream.recv_unacked;
+                stream.recv_window += increment;
+                stream.recv_unacked = 0;
+                frame::put_window_update(&mut self.write, id, increment as u32);
+                self.wake_task();
+            }
+            self.release_connection(len);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        if let Some(trailers) = stream.trailers.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        if let Some(error) = &stream.error {
+            // A server may end a response it has fully sent with a reset (RFC 9113 §8.1):
+            // NO_ERROR, or CANCEL as some do; hyper read both as the end.
+            return match error {
+                StreamError::Reset(Reason::NO_ERROR | Reason::CANCEL) => Poll::Ready(None),
+                error => Poll::Ready(Some(Err(error.clone()))),
+            };
+        }
+        if stream.recv_end {
+            return Poll::Ready(None);
+        }
+        set_waker(&mut stream.recv_waker, cx);
+        Poll::Pending
+    }
+
+    pub fn body_ended(&self, id: u32) -> bool {
+        self.streams
+            .get(&id)
+            .is_none_or(|s| s.recv_end && s.data.is_empty() && s.trailers.is_none())
+    }
+
+    /// Sends as much of `data` on stream `id` as the windows allow. `Ready(Ok(()))` once it is
+    /// all sent (with END_STREAM when `end`), `Pending` while waiting for window or room.
+    pub fn poll_send_data(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u32,
+        data: &mut Bytes,
+        end: bool,
+    ) -> Poll<Result<(), StreamError>> {
+        let failed = self.failed.clone();
+        loop {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                return Poll::Ready(Err(failed.unwrap_or(StreamError::Closed)));
+            };
+            if let Some(error) = &stream.error {
+                return Poll::Ready(Err(error.clone()));
+            }
+            if data.is_empty() {
+                if end {
+                    frame::put_data(&mut self.write, id, &[], true);
+                    stream.send_end = true;
+                    self.wake_task();
+                    self.uncount(id);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let room = stream.send_window.min(self.send_window).max(0) as usize;
+            if room == 0 || self.write.len() >= WRITE_HIGH_WATER {
+                set_waker(&mut stream.send_waker, cx);
+                return Poll::Pending;
+            }
+            let n = data.len().min(room).min(self.peer_max_frame);
+            let chunk = data.split_to(n);
+            let last = end && data.is_empty();
+            frame::put_data(&mut self.write, id, &chunk, last);
+            stream.send_window -= n as i64;
+            self.send_window -= n as i64;
+            if last {
+                stream.send_end = true;
+                self.uncount(id);
+            }
+            self.wake_task();
+            if last {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    pub fn send_trailers(&mut self, id: u32, trailers: &HeaderMap) -> Result<(), StreamError> {
+        let failed = self.failed.clone();
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(failed.unwrap_or(StreamError::Closed));
+        };
+        if let Some(error) = &stream.error {
+            return Err(error.clone());
+        }
+        stream.send_end = true;
+        self.encode_trailers(id, trailers);
+        self.uncount(id);
+        self.wake_task();
+        Ok(())
+    }
+
+    /// Resets stream `id` (a request body failed).
+    pub fn cancel(&mut self, id: u32) {
+        if self.streams.get(&id).is_some_and(|s| s.error.is_none()) {
+            frame::put_rst_stream(&mut self.write, id, Reason::CANCEL);
+            self.close_stream(id, StreamError::Cancelled);
+            self.wake_task();
+        }
+    }
+
+    fn release_connection(&mut self, len: i64) {
+        self.recv_unacked += len;
+        if self.recv_unacked >= CONNECTION_WINDOW / 2 {
+            let increment = self.recv_unacked;
+            self.recv_window += increment;
+            self.recv_unacked = 0;
+            frame::put_window_update(&mut self.write, 0, increment as u32);
+            self.wake_task();
+        }
+    }
+
+    /// Applies one frame from the server.
+    fn frame(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if let Some(partial) = &mut self.continuation {
+            if head.kind != frame::CONTINUATION || head.stream != partial.stream {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR, "header block interrupted");
+            }
+            if partial.block.len() + payload.len() > MAX_HEADER_BLOCK {
+                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "header block too large");
+            }
+            partial.block.extend_from_slice(&payload);
+            if !head.has(frame::END_HEADERS) {
+                return Verdict::Go;
+            }
+            let Some(partial) = self.continuation.take() else {
+                return Verdict::Go;
+            };
+            return self.header_block(partial.stream, partial.block.freeze(), partial.end_stream);
+        }
+        match head.kind {
+            frame::DATA => self.data(head, payload),
+            frame::HEADERS => {
+                if head.stream == 0 || head.stream.is_multiple_of(2) {
+                    return Verdict::Fail(
+                        Reason::PROTOCOL_ERROR,
+                        "HEADERS on a stream we did not open",
+                    );
+                }
+                if frame::unpad(&head, &mut payload).is_none() {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
+                }
+                if head.has(frame::PRIORITY_FLAG) {
+                    if payload.len() < 5 {
+                        return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "short HEADERS");
+                    }
+                    payload.advance(5);
+                }
+                let end_stream = head.has(frame::END_STREAM);
+                if head.has(frame::END_HEADERS) {
+                    self.header_block(head.stream, payload, end_stream)
+                } else {
+                    self.continuation = Some(Partial {
+                        stream: head.stream,
+                        end_stream,
+                        block: BytesMut::from(&payload[..]),
+                    });
+                    Verdict::Go
+                }
+            }
+            frame::PRIORITY => {
+                if head.stream == 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0");
+                }
+                if payload.len() != 5 {
+                    return self.fail_stream_locally(
+                        head.stream,
+                        Reason::FRAME_SIZE_ERROR,
+                        "bad PRIORITY",
+                    );
+                }
+                Verdict::Go
+            }
+            frame::RST_STREAM => {
+                if head.stream == 0 || payload.len() != 4 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad RST_STREAM");
+                }
+                if head.stream >= self.next_id {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+                }
+                let reason = Reason::from(payload.get_u32());
+                self.close_stream(head.stream, StreamError::Reset(reason));
+                Verdict::Go
+            }
+            frame::SETTINGS => self.settings(head, payload),
+            frame::PUSH_PROMISE => {
+                Verdict::Fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE with push disabled")
+            }
+            frame::PING => {
+                if head.stream != 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "PING on a stream");
+                }
+                if payload.len() != 8 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad PING");
+                }
+                if !head.has(frame::ACK) {
+                    frame::put_ping_ack(&mut self.write, &payload);
+                }
+                Verdict::Go
+            }
+            frame::GOAWAY => {
+                if head.stream != 0 || payload.len() < 8 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad GOAWAY");
+                }
+                let last = payload.get_u32() & 0x7fff_ffff;
+                let reason = Reason::from(payload.get_u32());
+                self.goaway(last, reason);
+                Verdict::Go
+            }
+            frame::WINDOW_UPDATE => self.window_update(head, payload),
+            frame::CONTINUATION => {
+                Verdict::Fail(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+            }
+            // Unknown frame types are ignored (RFC 9113 §4.1).
+            _ => Verdict::Go,
+        }
+    }
+
+    fn data(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        let id = head.stream;
+        if id == 0 || id.is_multiple_of(2) || id >= self.next_id {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR, "DATA on a stream we did not open");
+        }
+        // The whole frame counts against the windows, padding included.
+        let len = i64::from(head.len);
+        if len > self.recv_window {
+            return Verdict::Fail(
+                Reason::FLOW_CONTROL_ERROR,
+                "DATA past the connection window",
+            );
+        }
+        self.recv_window -= len;
+        if frame::unpad(&head, &mut payload).is_none() {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
+        }
+        let padding = len - payload.len() as i64;
+        let end = head.has(frame::END_STREAM);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            // A stream we already closed: its data goes nowhere.
+            self.release_connection(len);
+            return Verdict::Go;
+        };
+        let problem = if stream.error.is_some() {
+            self.release_connection(len);
+            return Verdict::Go;
+        } else if stream.recv_end {
+            Some((Reason::STREAM_CLOSED, "DATA after END_STREAM"))
+        } else if !stream.got_head {
+            Some((Reason::PROTOCOL_ERROR, "DATA before the response head"))
+        } else if len > stream.recv_window {
+            Some((Reason::FLOW_CONTROL_ERROR, "DATA past the stream window"))
+        } else {
+            let left = match stream.remaining {
+                Some(remaining) => remaining.checked_sub(payload.len() as u64),
+                None => Some(0),
+            };
+            match left {
+                None => Some((Reason::PROTOCOL_ERROR, "DATA past Content-Length")),
+                Some(left) if end && left > 0 => {
+                    Some((Reason::PROTOCOL_ERROR, "DATA short of Content-Length"))
+                }
+                Some(left) => {
+                    if stream.remaining.is_some() {
+                        stream.remaining = Some(left);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some((reason, what)) = problem {
+            self.release_connection(len);
+            return self.fail_stream_locally(id, reason, what);
+        }
+        stream.recv_window -= len;
+        if !payload.is_empty() {
+            stream.data.push_back(payload);
+        }
+        stream.recv_end = end;
+        wake(&mut stream.recv_waker);
+        if padding > 0 {
+            // Padding is never read: its window comes back at once.
+            stream.recv_unacked += padding;
+            self.release_connection(padding);
+        }
+        if end {
+            self.uncount(id);
+        }
+        Verdict::Go
+    }
+
+    fn header_block(&mut self, id: u32, block: Bytes, end_stream: bool) -> Verdict {
+        // Decoded whatever becomes of it: the dynamic table must follow the server's.
+        let mut fields = Fields::default();
+        let decoded = self.decoder.decode(&block, MAX_HEADER_LIST, |name, value| {
+            fields.push(name, value)
+        });
+        let too_large = match decoded {
+            Ok(()) => false,
+            Err(hpack::HpackError::ListTooLarge) => true,
+            Err(_) => return Verdict::Fail(Reason::COMPRESSION_ERROR, "bad header block"),
+        };
+        if id >= self.next_id {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR, "HEADERS on an idle stream");
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            return Verdict::Go;
+        }
+        if stream.recv_end {
+            return self.fail_stream_locally(id, Reason::STREAM_CLOSED, "HEADERS after END_STREAM");
+        }
+        if too_large {
+            return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, "response head too large");
+        }
+        if let Some(what) = fields.malformed {
+            return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, what);
+        }
+        if stream.got_head {
+            // Trailers: they end the stream, and carry no pseudo-header.
+            if !end_stream || fields.status.is_some() {
+                return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, "bad trailers");
+            }
+            if stream.remaining.is_some_and(|left| left > 0) {
+                return self.fail_stream_locally(
+                    id,
+                    Reason::PROTOCOL_ERROR,
+                    "body short of Content-Length",
+                );
+            }
+            stream.trailers = Some(fields.headers);
+            stream.recv_end = true;
+            wake(&mut stream.recv_waker);
+            self.uncount(id);
+            return Verdict::Go;
+        }
+        let Some(status) = fields.status else {
+            return self.fail_stream_locally(
+                id,
+                Reason::PROTOCOL_ERROR,
+                "response without :status",
+            );
+        };
+        if status.is_informational() {
+            // 100 Continue and friends are passed over; 101 has no meaning in HTTP/2.
+            if status == StatusCode::SWITCHING_PROTOCOLS || end_stream {
+                return self.fail_stream_locally(
+                    id,
+                    Reason::PROTOCOL_ERROR,
+                    "bad informational response",
+                );
+            }
+            return Verdict::Go;
+        }
+        // Every Content-Length must be digits and say the same (RFC 9110 §8.6).
+        let mut lengths = fields
+            .headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .map(|value| crate::h1::framing::parse_content_length(value.as_bytes()));
+        let declared = match lengths.next() {
+            None => None,
+            Some(None) => {
+                return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, "bad Content-Length")
+            }
+            Some(first) if lengths.any(|other| other != first) => {
+                return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, "bad Content-Length")
+            }
+            Some(first) => first,
+        };
+        // A HEAD or 304 response's length describes a body it does not carry.
+        let remaining =
+            declared.filter(|_| !stream.head_request && status != StatusCode::NOT_MODIFIED);
+        if end_stream && remaining.is_some_and(|len| len > 0) {
+            return self.fail_stream_locally(
+                id,
+                Reason::PROTOCOL_ERROR,
+                "body short of Content-Length",
+            );
+        }
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.version_mut() = http::Version::HTTP_2;
+        *response.headers_mut() = fields.headers;
+        stream.head = Some(response);
+        stream.got_head = true;
+        stream.remaining = remaining;
+        stream.recv_end = end_stream;
+        wake(&mut stream.recv_waker);
+        if end_stream {
+            self.uncount(id);
+        }
+        Verdict::Go
+    }
+
+    fn settings(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if head.stream != 0 {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR, "SETTINGS on a stream");
+        }
+        if head.has(frame::ACK) {
+            if !payload.is_empty() {
+                return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
+            }
+            return Verdict::Go;
+        }
+        if !payload.len().is_multiple_of(6) {
+            return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad SETTINGS length");
+        }
+        while payload.has_remaining() {
+            let id = payload.get_u16();
+            let value = payload.get_u32();
+            match id {
+                frame::SETTINGS_HEADER_TABLE_SIZE => self.table_size_update = true,
+                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad ENABLE_PUSH");
+                }
+                frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
+                    self.max_open = value as usize;
+                    for waker in self.waiting.drain(..) {
+                        waker.wake();
+                    }
+                }
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    let value = i64::from(value);
+                    if value > frame::MAX_WINDOW {
+                        return Verdict::Fail(
+                            Reason::FLOW_CONTROL_ERROR,
+                            "bad INITIAL_WINDOW_SIZE",
+                        );
+                    }
+                    let delta = value - self.peer_initial_window;
+                    self.peer_initial_window = value;
+                    for stream in self.streams.values_mut() {
+                        stream.send_window += delta;
+                        if stream.send_window > frame::MAX_WINDOW {
+                            return Verdict::Fail(
+                                Reason::FLOW_CONTROL_ERROR,
+                                "stream window overflow",
+                            );
+                        }
+                        if delta > 0 {
+                            wake(&mut stream.send_waker);
+                        }
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME..=0xff_ffff).contains(&value) {
+                        return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
+                    }
+                    self.peer_max_frame = value as usize;
+                }
+                // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (§6.5.2).
+                _ => {}
+            }
+        }
+        frame::put_settings_ack(&mut self.write);
+        Verdict::Go
+    }
+
+    fn window_update(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if payload.len() != 4 {
+            return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
+        }
+        let increment = i64::from(payload.get_u32() & 0x7fff_ffff);
+        if head.stream == 0 {
+            if increment == 0 {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+            }
+            self.send_window += increment;
+            if self.send_window > frame::MAX_WINDOW {
+                return Verdict::Fail(Reason::FLOW_CONTROL_ERROR, "connection window overflow");
+            }
+            for stream in self.streams.values_mut() {
+                wake(&mut stream.send_waker);
+            }
+            return Verdict::Go;
+        }
+        if head.stream >= self.next_id {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
+        }
+        let Some(stream) = self.streams.get_mut(&head.stream) else {
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            return Verdict::Go;
+        }
+        if increment == 0 {
+            return self.fail_stream_locally(
+                head.stream,
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE of 0",
+            );
+        }
+        stream.send_window += increment;
+        if stream.send_window > frame::MAX_WINDOW {
+            return self.fail_stream_locally(
+                head.stream,
+                Reason::FLOW_CONTROL_ERROR,
+                "stream window overflow",
+            );
+        }
+        wake(&mut stream.send_waker);
+        Verdict::Go
+    }
+
+    fn goaway(&mut self, last: u32, reason: Reason) {
+        let error = StreamError::GoAway(reason);
+        self.refuse(error.clone());
+        // Streams past `last` were never processed (RFC 9113 §6.8).
+        let unprocessed: Vec<u32> = self
+            .streams
+            .keys()
+            .filter(|id| **id > last)
+            .copied()
+            .collect();
+        for id in unprocessed {
+            self.close_stream(id, error.clone());
+        }
+    }
+
+    fn refuse(&mut self, error: StreamError) {
+        if self.refusing.is_none() {
+            self.refusing = Some(error);
+        }
+        for waker in self.waiting.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// The connection is over: every stream still going fails with `error`.
+    fn fail_all(&mut self, error: StreamError) {
+        self.refuse(error.clone());
+        if self.failed.is_none() {
+            self.failed = Some(error.clone());
+        }
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.close_stream(id, error.clone());
+        }
+    }
+
+    /// Whether the task's work is done: the server said GOAWAY or the handles are all gone, and
+    /// no stream is left.
+    fn finished(&self, senders: usize) -> bool {
+        self.failed.is_some() || ((self.refusing.is_some() || senders == 0) && self.open == 0)
+    }
+}
+
+/// Stream ids are small distinct integers: one multiply spreads them over the table (a
+/// BTreeMap's node moves cost about 2k instructions per stream, SipHash a few hundred).
+#[derive(Default)]
+struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// Not used (the keys are `u32`), but correct for any input.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        let h = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The table indexes by the low bits and filters by the high ones: both must vary.
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(waker) = waker.take() {
+        waker.wake();
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Headers that mean something only to one HTTP/1.1 connection: never sent in HTTP/2, and
+/// malformed when received (RFC 9113 §8.2.2).
+fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == crate::forward::KEEP_ALIVE
+        || *name == crate::forward::PROXY_CONNECTION
+        || (*name == header::TE && value.as_bytes() != b"trailers")
+}
+
+/// A response head or trailers, as decoded.
+#[derive(Default)]
+struct Fields {
+    status: Option<StatusCode>,
+    headers: HeaderMap,
+    /// The first reason the block is malformed (RFC 9113 §8.1.1).
+    malformed: Option<&'static str>,
+}
+
+impl Fields {
+    fn push(&mut self, name: Bytes, value: Bytes) {
+        if self.malformed.is_some() {
+            return;
+        }
+        if name.first() == Some(&b':') {
+            if &name[..] != b":status" || self.status.is_some() || !self.headers.is_empty() {
+                self.malformed = Some("bad pseudo-header");
+                return;
+            }
+            match StatusCode::from_bytes(&value) {
+                Ok(status) => self.status = Some(status),
+                Err(_) => self.malformed = Some("bad :status"),
+            }
+            return;
+        }
+        if name.iter().any(u8::is_ascii_uppercase) {
+            self.malformed = Some("uppercase header name");
+            return;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&name),
+            HeaderValue::from_maybe_shared(value),
+        ) else {
+            self.malformed = Some("bad header field");
+            return;
+        };
+        if is_connection_specific(&name, &value) {
+            self.malformed = Some("connection-specific header");
+            return;
+        }
+        self.headers.append(name, value);
+    }
+}
+
+/// Starts a connection over `io`: queues our preface, SETTINGS and connection window, and
+/// spawns the task that runs it.
+pub fn start(io: TcpStream) -> Arc<Shared> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new()),
+        closed: AtomicBool::new(false),
+        // The `Sender` the caller makes from this.
+        senders: AtomicUsize::new(1),
+    });
+    {
+        let mut state = shared.lock();
+        let out = &mut state.write;
+        out.put_slice(frame::PREFACE);
+        frame::put_settings(
+            out,
+            &[
+                (frame::SETTINGS_ENABLE_PUSH, 0),
+                (frame::SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW as u32),
+                (frame::SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST as u32),
+            ],
+        );
+        frame::put_window_update(out, 0, (CONNECTION_WINDOW - frame::DEFAULT_WINDOW) as u32);
+    }
+    tokio::spawn(Task::new(shared.clone(), io));
+    shared
+}
+
+/// The connection's task: reads and applies the server's frames, and writes what is queued.
+struct Task {
+    shared: Arc<Shared>,
+    io: TcpStream,
+    read: BytesMut,
+    /// Bytes taken from `State::write`, being written.
+    out: BytesMut,
+    /// No more reading: the connection failed or the server closed its side.
+    read_done: bool,
+}
+
+impl Task {
+    fn new(shared: Arc<Shared>, io: TcpStream) -> Task {
+        Task {
+            shared,
+            io,
+            read: BytesMut::with_capacity(READ_ROOM),
+            out: BytesMut::new(),
+            read_done: false,
+        }
+    }
+
+    /// Reads what the socket has and applies every whole frame in it.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read.capacity() - self.read.len() < READ_ROOM {
+            self.read.reserve(READ_ROOM);
+        }
+        let read = std::pin::pin!(self.io.read_buf(&mut self.read));
+        let failure = match ready!(read.poll(cx)) {
+            Ok(0) => Some(StreamError::Closed),
+            Ok(_) => self.frames().err(),
+            Err(e) => Some(StreamError::Io(Arc::new(e))),
+        };
+        if let Some(error) = failure {
+            self.read_done = true;
+            self.shared.lock().fail_all(error);
+        }
+        Poll::Ready(())
+    }
+
+    fn frames(&mut self) -> Result<(), StreamError> {
+        let mut state = self.shared.lock();
+        while self.read.len() >= frame::HEAD_LEN {
+            let mut raw = [0; frame::HEAD_LEN];
+            raw.copy_from_slice(&self.read[..frame::HEAD_LEN]);
+            let head = Head::parse(&raw);
+            if head.len > frame::DEFAULT_MAX_FRAME {
+                return Err(fail(
+                    &mut state,
+                    Reason::FRAME_SIZE_ERROR,
+                    "frame too large",
+                ));
+            }
+            let total = frame::HEAD_LEN + head.len as usize;
+            if self.read.len() < total {
+                break;
+            }
+            let mut payload = self.read.split_to(total).freeze();
+            payload.advance(frame::HEAD_LEN);
+            if let Verdict::Fail(reason, what) = state.frame(head, payload) {
+                return Err(fail(&mut state, reason, what));
+            }
+        }
+        if state.write.len() > WRITE_LIMIT {
+            return Err(fail(
+                &mut state,
+                Reason::ENHANCE_YOUR_CALM,
+                "server reads nothing",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued. `Ready` when all of it is written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A connection error of ours: GOAWAY with `reason`, and every stream fails.
+fn fail(state: &mut State, reason: Reason, what: &'static str) -> StreamError {
+    frame::put_goaway(&mut state.write, 0, reason);
+    let error = StreamError::Protocol { reason, what };
+    state.fail_all(error.clone());
+    error
+}
+
+impl Future for Task {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            if !this.read_done && this.poll_read(cx).is_ready() {
+                // Read until the socket has nothing more (or the connection is over).
+                continue;
+            }
+            let finished = {
+                let mut state = this.shared.lock();
+                let finished = state.finished(this.shared.senders.load(Ordering::Acquire));
+                if finished && state.failed.is_none() {
+                    // Nothing left to do: say so, politely.
+                    frame::put_goaway(&mut state.write, 0, Reason::NO_ERROR);
+                    state.fail_all(StreamError::Closed);
+                }
+                if state.refusing.is_some() {
+                    this.shared.closed.store(true, Ordering::Relaxed);
+                }
+                // What streams queue meanwhile stays in `State::write`, where its size holds
+                // request bodies back.
+                if this.out.is_empty() {
+                    std::mem::swap(&mut this.out, &mut state.write);
+                }
+                state.task = Some(cx.waker().clone());
+                finished
+            };
+            match this.poll_write(cx) {
+                Poll::Ready(Ok(())) => {
+                    let mut state = this.shared.lock();
+                    if !state.write.is_empty() {
+                        continue;
+                    }
+                    // Room again: wake the bodies that waited for it.
+                    for stream in state.streams.values_mut() {
+                        wake(&mut stream.send_waker);
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    let mut state = this.shared.lock();
+                    state.fail_all(StreamError::Io(Arc::new(e)));
+                    break;
+                }
+                Poll::Pending => {
+                    if finished && this.read_done {
+                        // The socket is gone or the server stopped reading; nothing more will
+                        // be written that anyone needs.
+                        break;
+                    }
+                }
+            }
+            return Poll::Pending;
+        }
+        this.shared.closed.store(true, Ordering::Relaxed);
+        let mut state = this.shared.lock();
+        state.fail_all(StreamError::Closed);
+        state.task = None;
+        Poll::Ready(())
+    }
+}

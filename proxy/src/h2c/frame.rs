@@ -1,0 +1,137 @@
+//! HTTP/2 frames (RFC 9113 §4, §6) as the client reads and writes them: the 9-byte frame head
+//! and the few fixed-layout frames it sends.
+
+use bytes::{BufMut, BytesMut};
+use h2::Reason;
+
+/// What the client sends first (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const HEAD_LEN: usize = 9;
+/// The largest frame either side may send until told otherwise, and all we accept (§4.2).
+pub const DEFAULT_MAX_FRAME: u32 = 16_384;
+/// The largest window or window increment (§6.9.1).
+pub const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// Window sizes before SETTINGS say otherwise (§6.9.2).
+pub const DEFAULT_WINDOW: i64 = 65_535;
+
+pub const DATA: u8 = 0x0;
+pub const HEADERS: u8 = 0x1;
+pub const PRIORITY: u8 = 0x2;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const PUSH_PROMISE: u8 = 0x5;
+pub const PING: u8 = 0x6;
+pub const GOAWAY: u8 = 0x7;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const CONTINUATION: u8 = 0x9;
+
+pub const END_STREAM: u8 = 0x1;
+pub const ACK: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+pub const PADDED: u8 = 0x8;
+pub const PRIORITY_FLAG: u8 = 0x20;
+
+pub const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+pub const SETTINGS_ENABLE_PUSH: u16 = 0x2;
+pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
+pub const SETTINGS_MAX_HEADER_LIST_SIZE: u16 = 0x6;
+
+/// A frame's head: payload length, type, flags and stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub len: u32,
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+}
+
+impl Head {
+    pub fn parse(b: &[u8; HEAD_LEN]) -> Head {
+        Head {
+            len: u32::from_be_bytes([0, b[0], b[1], b[2]]),
+            kind: b[3],
+            flags: b[4],
+            // The reserved bit is ignored on receipt (§4.1).
+            stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+        }
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+pub fn put_head(dst: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
+    let len = len as u32;
+    dst.put_slice(&len.to_be_bytes()[1..]);
+    dst.put_u8(kind);
+    dst.put_u8(flags);
+    dst.put_u32(stream);
+}
+
+/// Rewrites the length of a frame head written earlier at `at`.
+pub fn set_len(dst: &mut BytesMut, at: usize, len: usize) {
+    let len = (len as u32).to_be_bytes();
+    dst[at..at + 3].copy_from_slice(&len[1..]);
+}
+
+/// The payload with its padding removed (§6.1, §6.2), or `None` when the pad length does not
+/// fit the frame (a connection error).
+pub fn unpad(head: &Head, payload: &mut bytes::Bytes) -> Option<()> {
+    if !head.has(PADDED) {
+        return Some(());
+    }
+    let pad = usize::from(*payload.first()?);
+    if pad >= payload.len() {
+        return None;
+    }
+    let end = payload.len() - pad;
+    *payload = payload.slice(1..end);
+    Some(())
+}
+
+pub fn put_settings(dst: &mut BytesMut, settings: &[(u16, u32)]) {
+    put_head(dst, settings.len() * 6, SETTINGS, 0, 0);
+    for (id, value) in settings {
+        dst.put_u16(*id);
+        dst.put_u32(*value);
+    }
+}
+
+pub fn put_settings_ack(dst: &mut BytesMut) {
+    put_head(dst, 0, SETTINGS, ACK, 0);
+}
+
+pub fn put_window_update(dst: &mut BytesMut, stream: u32, increment: u32) {
+    put_head(dst, 4, WINDOW_UPDATE, 0, stream);
+    dst.put_u32(increment);
+}
+
+pub fn put_rst_stream(dst: &mut BytesMut, stream: u32, reason: Reason) {
+    put_head(dst, 4, RST_STREAM, 0, stream);
+    dst.put_u32(reason.into());
+}
+
+pub fn put_ping_ack(dst: &mut BytesMut, payload: &[u8]) {
+    put_head(dst, payload.len(), PING, ACK, 0);
+    dst.put_slice(payload);
+}
+
+pub fn put_goaway(dst: &mut BytesMut, last_stream: u32, reason: Reason) {
+    put_head(dst, 8, GOAWAY, 0, 0);
+    dst.put_u32(last_stream);
+    dst.put_u32(reason.into());
+}
+
+pub fn put_data(dst: &mut BytesMut, stream: u32, data: &[u8], end: bool) {
+    put_head(
+        dst,
+        data.len(),
+        DATA,
+        if end { END_STREAM } else { 0 },
+        stream,
+    );
+    dst.put_slice(data);
+}
