@@ -158,7 +158,7 @@ impl Sender {
             self.shared.lock().poll_head(cx, id)
         })
         .await;
-        let head = match (head, body_error) {
+        let (head, ended) = match (head, body_error) {
             (Ok(head), _) => head,
             (Err(_), Some(e)) => return Err(Err(H2Error::RequestBody(e))),
             (Err(e), None) => return Err(Err(H2Error::Stream(e))),
@@ -169,7 +169,10 @@ impl Sender {
                 let _ = poll_fn(|cx| pipe.poll_send(cx)).await;
             });
         }
-        Ok(head.map(|()| RecvBody { stream: response }))
+        Ok(head.map(|()| RecvBody {
+            stream: response,
+            ended,
+        }))
     }
 }
 
@@ -259,6 +262,9 @@ impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
 /// A response body read from an upstream stream; each chunk read gives its window back.
 pub struct RecvBody {
     stream: StreamRef,
+    /// The body had ended as of the last poll: `is_end_stream` is asked after every frame,
+    /// and answering it from here saves a lock and a lookup each time.
+    ended: bool,
 }
 
 impl std::fmt::Debug for RecvBody {
@@ -277,12 +283,17 @@ impl Body for RecvBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
-        let stream = &self.stream;
-        stream.shared.lock().poll_body(cx, stream.id)
+        let this = self.get_mut();
+        let id = this.stream.id;
+        let frame = this.stream.shared.lock().poll_body(cx, id, &mut this.ended);
+        if let Poll::Ready(None) = frame {
+            this.ended = true;
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.stream.shared.lock().body_ended(self.stream.id)
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {

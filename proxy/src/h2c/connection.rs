@@ -152,6 +152,11 @@ struct Stream {
 }
 
 impl Stream {
+    /// Everything received has been handed over, and nothing more will come.
+    fn body_ended(&self) -> bool {
+        self.recv_end && self.data.is_empty() && self.trailers.is_none()
+    }
+
     fn done(&self) -> bool {
         self.error.is_some() || (self.send_end && self.recv_end)
     }
@@ -409,17 +414,18 @@ impl State {
         }
     }
 
+    /// The response head, and whether the body has already ended (nothing but the head).
     pub fn poll_head(
         &mut self,
         cx: &mut Context<'_>,
         id: u32,
-    ) -> Poll<Result<Response<()>, StreamError>> {
+    ) -> Poll<Result<(Response<()>, bool), StreamError>> {
         let failed = self.failed.clone();
         let Some(stream) = self.streams.get_mut(&id) else {
             return Poll::Ready(Err(failed.unwrap_or(StreamError::Closed)));
         };
         if let Some(head) = stream.head.take() {
-            return Poll::Ready(Ok(head));
+            return Poll::Ready(Ok((head, stream.body_ended())));
         }
         if let Some(error) = &stream.error {
             return Poll::Ready(Err(error.clone()));
@@ -429,11 +435,12 @@ impl State {
     }
 
     /// The response body's next frame: data in order, then trailers, then the end (or the
-    /// stream's error).
+    /// stream's error). `ended` says whether the body has ended with it.
     pub fn poll_body(
         &mut self,
         cx: &mut Context<'_>,
         id: u32,
+        ended: &mut bool,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, StreamError>>> {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Poll::Ready(Some(Err(self
@@ -442,6 +449,7 @@ impl State {
                 .unwrap_or(StreamError::Closed))));
         };
         if let Some(data) = stream.data.pop_front() {
+            *ended = stream.body_ended();
             let len = data.len() as i64;
             stream.recv_unacked += len;
             if stream.recv_unacked >= STREAM_WINDOW / 2 && !stream.recv_end {
@@ -455,6 +463,7 @@ impl State {
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
         }
         if let Some(trailers) = stream.trailers.take() {
+            *ended = true;
             return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
         }
         if let Some(error) = &stream.error {
@@ -470,12 +479,6 @@ impl State {
         }
         set_waker(&mut stream.recv_waker, cx);
         Poll::Pending
-    }
-
-    pub fn body_ended(&self, id: u32) -> bool {
-        self.streams
-            .get(&id)
-            .is_none_or(|s| s.recv_end && s.data.is_empty() && s.trailers.is_none())
     }
 
     /// Sends as much of `data` on stream `id` as the windows allow. `Ready(Ok(()))` once it is
@@ -1038,12 +1041,15 @@ fn set_waker(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
 /// Headers that mean something only to one HTTP/1.1 connection: never sent in HTTP/2, and
 /// malformed when received (RFC 9113 §8.2.2).
 fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || *name == crate::forward::KEEP_ALIVE
-        || *name == crate::forward::PROXY_CONNECTION
-        || (*name == header::TE && value.as_bytes() != b"trailers")
+    // By length first: most names are none of these, and most lengths rule all of them out.
+    match name.as_str().len() {
+        2 => *name == header::TE && value.as_bytes() != b"trailers",
+        7 => *name == header::UPGRADE,
+        10 => *name == header::CONNECTION || *name == crate::forward::KEEP_ALIVE,
+        16 => *name == crate::forward::PROXY_CONNECTION,
+        17 => *name == header::TRANSFER_ENCODING,
+        _ => false,
+    }
 }
 
 /// A response head or trailers, as decoded.

@@ -8,7 +8,7 @@
 
 mod huffman;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,46 +335,74 @@ impl Cursor<'_> {
 /// otherwise "literal without indexing" (or "never indexed" when `sensitive`) with the name as
 /// a static-table index when the name is in the static table, and raw (non-Huffman) strings.
 pub fn encode(name: &[u8], value: &[u8], sensitive: bool, dst: &mut BytesMut) {
+    // The integers go through a stack buffer: `BufMut::put_u8` costs a bounds check and a
+    // copy call per byte, and a field has two or three integers of a byte or two.
+    let mut ints = Integers::default();
     let name_index = static_name_index(name);
     if let Some(first) = name_index {
         if let Some(index) = static_value_index(first, value) {
-            encode_integer(index, 7, 0x80, dst);
+            ints.push(index, 7, 0x80);
+            dst.extend_from_slice(ints.bytes());
             return;
         }
     }
     // §6.2.3 never indexed (0001) keeps intermediaries from indexing it too; §6.2.2 (0000).
     let flags = if sensitive { 0x10 } else { 0x00 };
+    dst.reserve(name.len() + value.len() + 2 * MAX_INTEGER_LEN + 1);
     match name_index {
-        Some(index) => encode_integer(index, 4, flags, dst),
+        Some(index) => ints.push(index, 4, flags),
         None => {
-            dst.put_u8(flags);
-            encode_string(name, dst);
+            ints.push(0, 4, flags);
+            // A raw string literal (§5.2, H = 0).
+            ints.push(name.len(), 7, 0);
+            dst.extend_from_slice(ints.bytes());
+            dst.extend_from_slice(name);
+            ints = Integers::default();
         }
     }
-    encode_string(value, dst);
+    ints.push(value.len(), 7, 0);
+    dst.extend_from_slice(ints.bytes());
+    dst.extend_from_slice(value);
 }
 
-/// A raw string literal (§5.2, H = 0).
-fn encode_string(s: &[u8], dst: &mut BytesMut) {
-    dst.reserve(s.len() + 5);
-    encode_integer(s.len(), 7, 0, dst);
-    dst.extend_from_slice(s);
+/// The most bytes a 64-bit integer takes (§5.1: the prefix byte, then 7 bits per byte).
+const MAX_INTEGER_LEN: usize = 10;
+
+/// Up to two encoded integers, written before the bytes that follow them.
+#[derive(Default)]
+struct Integers {
+    buf: [u8; 2 * MAX_INTEGER_LEN],
+    len: usize,
 }
 
-/// An integer with a `prefix`-bit prefix (§5.1), `flags` in the first byte's other bits.
-fn encode_integer(mut value: usize, prefix: u8, flags: u8, dst: &mut BytesMut) {
-    let mask = (1usize << prefix) - 1;
-    if value < mask {
-        dst.put_u8(flags | value as u8);
-        return;
+impl Integers {
+    /// An integer with a `prefix`-bit prefix (§5.1), `flags` in the first byte's other bits.
+    fn push(&mut self, mut value: usize, prefix: u8, flags: u8) {
+        let mask = (1usize << prefix) - 1;
+        if value < mask {
+            self.put(flags | value as u8);
+            return;
+        }
+        self.put(flags | mask as u8);
+        value -= mask;
+        while value >= 0x80 {
+            self.put(0x80 | (value & 0x7f) as u8);
+            value >>= 7;
+        }
+        self.put(value as u8);
     }
-    dst.put_u8(flags | mask as u8);
-    value -= mask;
-    while value >= 0x80 {
-        dst.put_u8(0x80 | (value & 0x7f) as u8);
-        value >>= 7;
+
+    fn put(&mut self, byte: u8) {
+        // Never full: two integers of at most `MAX_INTEGER_LEN` bytes each.
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
     }
-    dst.put_u8(value as u8);
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// The static table (RFC 7541 Appendix A); HPACK index `i` is `STATIC[i - 1]`.
