@@ -162,6 +162,12 @@ impl Stream {
     }
 }
 
+impl Default for State {
+    fn default() -> State {
+        State::new()
+    }
+}
+
 /// What one `State::frame` call asks of the connection.
 enum Verdict {
     Go,
@@ -170,7 +176,8 @@ enum Verdict {
 }
 
 impl State {
-    fn new() -> State {
+    /// A connection's state before anything is sent (`start` queues the preface).
+    pub fn new() -> State {
         State {
             streams: HashMap::default(),
             next_id: 1,
@@ -191,6 +198,46 @@ impl State {
             refusing: None,
             failed: None,
         }
+    }
+
+    /// Applies every whole frame in `read` (taking it out). `Err`: the connection is over
+    /// (a GOAWAY saying why is queued).
+    pub fn receive(&mut self, read: &mut BytesMut) -> Result<(), StreamError> {
+        while read.len() >= frame::HEAD_LEN {
+            let mut raw = [0; frame::HEAD_LEN];
+            raw.copy_from_slice(&read[..frame::HEAD_LEN]);
+            let head = Head::parse(&raw);
+            if head.len > frame::DEFAULT_MAX_FRAME {
+                return Err(fail(self, Reason::FRAME_SIZE_ERROR, "frame too large"));
+            }
+            let total = frame::HEAD_LEN + head.len as usize;
+            if read.len() < total {
+                break;
+            }
+            let mut payload = read.split_to(total).freeze();
+            payload.advance(frame::HEAD_LEN);
+            if let Verdict::Fail(reason, what) = self.frame(head, payload) {
+                return Err(fail(self, reason, what));
+            }
+        }
+        if self.write.len() > WRITE_LIMIT {
+            return Err(fail(
+                self,
+                Reason::ENHANCE_YOUR_CALM,
+                "server reads nothing",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What is queued for the socket, taken (the fuzz target reads it as the server would).
+    pub fn take_written(&mut self) -> BytesMut {
+        self.write.split()
+    }
+
+    /// No stream left, open or held.
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.open == 0
     }
 
     fn wake_task(&mut self) {
@@ -1164,36 +1211,7 @@ impl Task {
     }
 
     fn frames(&mut self) -> Result<(), StreamError> {
-        let mut state = self.shared.lock();
-        while self.read.len() >= frame::HEAD_LEN {
-            let mut raw = [0; frame::HEAD_LEN];
-            raw.copy_from_slice(&self.read[..frame::HEAD_LEN]);
-            let head = Head::parse(&raw);
-            if head.len > frame::DEFAULT_MAX_FRAME {
-                return Err(fail(
-                    &mut state,
-                    Reason::FRAME_SIZE_ERROR,
-                    "frame too large",
-                ));
-            }
-            let total = frame::HEAD_LEN + head.len as usize;
-            if self.read.len() < total {
-                break;
-            }
-            let mut payload = self.read.split_to(total).freeze();
-            payload.advance(frame::HEAD_LEN);
-            if let Verdict::Fail(reason, what) = state.frame(head, payload) {
-                return Err(fail(&mut state, reason, what));
-            }
-        }
-        if state.write.len() > WRITE_LIMIT {
-            return Err(fail(
-                &mut state,
-                Reason::ENHANCE_YOUR_CALM,
-                "server reads nothing",
-            ));
-        }
-        Ok(())
+        self.shared.lock().receive(&mut self.read)
     }
 
     /// Writes what is queued. `Ready` when all of it is written.

@@ -1,0 +1,130 @@
+//! The h2c client's connection state (`sluice_proxy::h2c::connection`): arbitrary bytes from
+//! the server, fed in arbitrary pieces, against a few open streams (some still sending a
+//! body). Nothing panics; every stream ends up with an answer or an error, never both lost;
+//! what the client writes back is well-framed HTTP/2; and once every handle lets go, no stream
+//! is left behind (the map and the open count are both empty).
+#![no_main]
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request};
+use libfuzzer_sys::fuzz_target;
+use sluice_proxy::h2c::connection::{Side, State};
+use std::task::{Context, Poll, Waker};
+
+/// Checks that `out` is a sequence of whole frames no larger than the default maximum
+/// (which is all the client sends before the server raises it, and the fuzzed server may
+/// not).
+fn well_framed(mut out: &[u8], max_frame: usize) {
+    while !out.is_empty() {
+        assert!(out.len() >= 9, "a frame head cut short");
+        let len = u32::from_be_bytes([0, out[0], out[1], out[2]]) as usize;
+        assert!(len <= max_frame, "a frame of {len} bytes");
+        assert!(out.len() >= 9 + len, "a frame cut short");
+        out = &out[9 + len..];
+    }
+}
+
+struct Exchange {
+    id: u32,
+    /// The body still to send, when the request has one.
+    body: Option<Bytes>,
+    /// A request body's pipe holds the stream's sending side.
+    sends: bool,
+    head_done: bool,
+    body_done: bool,
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [shape, step, rest @ ..] = data else {
+        return;
+    };
+    let step = usize::from(*step % 64) + 1;
+    let mut state = State::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut exchanges = Vec::new();
+    for i in 0..(shape % 4 + 1) {
+        let with_body = shape >> (i + 2) & 1 == 1;
+        let req = Request::builder()
+            .method(if with_body { Method::POST } else { Method::GET })
+            .uri("http://upstream.example/fuzz")
+            .header("x-fuzz", "1")
+            .body(())
+            .expect("a valid request");
+        let (parts, ()) = req.into_parts();
+        match state.open(&mut cx, &parts, !with_body) {
+            Poll::Ready(Ok(id)) => exchanges.push(Exchange {
+                id,
+                body: with_body.then(|| Bytes::from(vec![b'b'; 70_000])),
+                sends: with_body,
+                head_done: false,
+                body_done: false,
+            }),
+            other => panic!(
+                "a fresh connection opens a stream: {:?}",
+                other.map(|r| r.err())
+            ),
+        }
+    }
+    well_framed(&state.take_written(), 16_384);
+    let mut read = BytesMut::new();
+    let mut failed = false;
+    for piece in rest.chunks(step) {
+        read.extend_from_slice(piece);
+        if state.receive(&mut read).is_err() {
+            failed = true;
+        }
+        for ex in &mut exchanges {
+            if let Some(body) = &mut ex.body {
+                match state.poll_send_data(&mut cx, ex.id, body, true) {
+                    Poll::Ready(_) => ex.body = None,
+                    Poll::Pending => {}
+                }
+            }
+            if !ex.head_done {
+                match state.poll_head(&mut cx, ex.id) {
+                    Poll::Ready(Ok((_, ended))) => {
+                        ex.head_done = true;
+                        ex.body_done = ended;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        ex.head_done = true;
+                        ex.body_done = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            while ex.head_done && !ex.body_done {
+                let mut ended = false;
+                match state.poll_body(&mut cx, ex.id, &mut ended) {
+                    Poll::Ready(Some(Ok(_))) => ex.body_done = ended,
+                    Poll::Ready(None | Some(Err(_))) => ex.body_done = true,
+                    Poll::Pending => break,
+                }
+            }
+        }
+        // The server may have raised the frame size; the client never sends above 16 MiB.
+        well_framed(&state.take_written(), 16_777_215);
+        if failed {
+            break;
+        }
+    }
+    if failed {
+        // A failed connection answers every stream still waiting with an error.
+        for ex in &exchanges {
+            if !ex.head_done {
+                assert!(
+                    matches!(state.poll_head(&mut cx, ex.id), Poll::Ready(Err(_))),
+                    "a stream left waiting on a failed connection"
+                );
+            }
+        }
+    }
+    for ex in &exchanges {
+        if ex.sends {
+            state.release(ex.id, Side::Send);
+        }
+        state.release(ex.id, Side::Recv);
+    }
+    assert!(state.is_idle(), "a stream outlived its handles");
+});
