@@ -44,7 +44,10 @@ fn read(input: &[u8], head_request: bool, step: usize) -> Result<Verdict, FrameE
             }
             break head;
         }
-        assert!(buf.len() < sluice_proxy::h1::framing::MAX_HEAD, "a partial head past the cap");
+        assert!(
+            buf.len() < sluice_proxy::h1::framing::MAX_HEAD,
+            "a partial head past the cap"
+        );
         if !feed(&mut buf) {
             return Err(FrameError::Incomplete);
         }
@@ -86,7 +89,10 @@ fn read(input: &[u8], head_request: bool, step: usize) -> Result<Verdict, FrameE
     let reusable = head.keep_alive && !eof && !leftover;
     if reusable {
         assert!(
-            matches!(head.framing, Framing::Empty | Framing::Length(_) | Framing::Chunked),
+            matches!(
+                head.framing,
+                Framing::Empty | Framing::Length(_) | Framing::Chunked
+            ),
             "reusable after a read-to-close body"
         );
         assert!(decoder.is_done());
@@ -107,5 +113,8 @@ fuzz_target!(|data: &[u8]| {
     let step = usize::from(flags >> 1).max(1);
     let whole = read(input, head_request, input.len().max(1));
     let pieces = read(input, head_request, step);
-    assert_eq!(whole, pieces, "the verdict depends on how the bytes were split");
+    assert_eq!(
+        whole, pieces,
+        "the verdict depends on how the bytes were split"
+    );
 });

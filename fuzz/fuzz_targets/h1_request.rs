@@ -59,14 +59,22 @@ fn read(input: &[u8], step: usize) -> (Vec<Request>, Stop) {
                 Ok(Parsed::Partial) => {
                     assert!(buf.len() < MAX_HEAD, "a partial head at the limit");
                     if !feed(&mut buf) {
-                        let stop = if buf.is_empty() { Stop::Clean } else { Stop::Truncated };
+                        let stop = if buf.is_empty() {
+                            Stop::Clean
+                        } else {
+                            Stop::Truncated
+                        };
                         return (requests, stop);
                     }
                 }
                 Err(e) => return (requests, Stop::Refused(e)),
             }
         };
-        assert_ne!(head.framing, Framing::UntilClose, "a request body read to close");
+        assert_ne!(
+            head.framing,
+            Framing::UntilClose,
+            "a request body read to close"
+        );
         let declared = match head.framing {
             Framing::Length(n) => Some(n),
             Framing::Empty => Some(0),
@@ -122,5 +130,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = read(input, input.len().max(1));
     let pieces = read(input, usize::from(step).max(1));
-    assert_eq!(whole, pieces, "what is read depends on how the bytes were split");
+    assert_eq!(
+        whole, pieces,
+        "what is read depends on how the bytes were split"
+    );
 });
