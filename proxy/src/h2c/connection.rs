@@ -1241,10 +1241,9 @@ impl Future for Task {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            if !this.read_done && this.poll_read(cx).is_ready() {
-                // Read until the socket has nothing more (or the connection is over).
-                continue;
-            }
+            // One read, then a write, per turn: a server that keeps sending (PINGs, say) must
+            // not starve the writes that answer it until they pass WRITE_LIMIT.
+            let read = !this.read_done && this.poll_read(cx).is_ready();
             let finished = {
                 let mut state = this.shared.lock();
                 let finished = state.finished(this.shared.senders.load(Ordering::Acquire));
@@ -1264,19 +1263,20 @@ impl Future for Task {
                 state.task = Some(cx.waker().clone());
                 finished
             };
-            match this.poll_write(cx) {
+            let more_to_write = match this.poll_write(cx) {
                 Poll::Ready(Ok(())) => {
                     let mut state = this.shared.lock();
-                    if !state.write.is_empty() {
-                        continue;
+                    let queued = !state.write.is_empty();
+                    if !queued {
+                        // Room again: wake the bodies that waited for it.
+                        for stream in state.streams.values_mut() {
+                            wake(&mut stream.send_waker);
+                        }
+                        if finished {
+                            break;
+                        }
                     }
-                    // Room again: wake the bodies that waited for it.
-                    for stream in state.streams.values_mut() {
-                        wake(&mut stream.send_waker);
-                    }
-                    if finished {
-                        break;
-                    }
+                    queued
                 }
                 Poll::Ready(Err(e)) => {
                     let mut state = this.shared.lock();
@@ -1289,9 +1289,12 @@ impl Future for Task {
                         // be written that anyone needs.
                         break;
                     }
+                    false
                 }
+            };
+            if !read && !more_to_write {
+                return Poll::Pending;
             }
-            return Poll::Pending;
         }
         this.shared.closed.store(true, Ordering::Relaxed);
         let mut state = this.shared.lock();

@@ -510,10 +510,12 @@ async fn a_continuation_flood_ends_the_connection() {
     frame::put_head(&mut out, first.len(), frame::HEADERS, 0, 1);
     out.extend_from_slice(&first);
     server.write(&out).await;
-    // Never END_HEADERS: 16 KiB of filler at a time, past the 64 KiB a block may take.
+    // Never END_HEADERS: 16 KiB of filler at a time, past the 64 KiB a block may take. No more
+    // than that: bytes the client never reads would make its kernel reset the connection, and
+    // the reset can overtake the GOAWAY.
     let filler = vec![0x40; 16_384];
     let mut goaway = None;
-    for _ in 0..8 {
+    for _ in 0..5 {
         let mut cont = bytes::BytesMut::new();
         frame::put_head(&mut cont, filler.len(), frame::CONTINUATION, 0, 1);
         cont.extend_from_slice(&filler);
@@ -611,6 +613,71 @@ async fn pings_are_answered_with_their_payload() {
     let pong = server.until(frame::PING).await;
     assert!(pong.head.has(frame::ACK));
     assert_eq!(&pong.payload[..], b"sluice!!");
+}
+
+/// A server that keeps sending while it reads gets every answer: the client writes between
+/// reads, so its queue of PING acks never grows to WRITE_LIMIT (4 MiB of PINGs here, four times
+/// that limit). The flood comes from another thread, as fast as the client can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_from_a_server_that_reads_is_answered_in_full() {
+    use bytes::Buf;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PINGS: usize = 4 * 1024 * 1024 / (frame::HEAD_LEN + 8);
+    let (_sender, exchange, server) = raw_exchange().await;
+    let RawServer { io, mut buf } = server;
+    let (mut reader, mut writer) = io.into_split();
+    let flood = tokio::spawn(async move {
+        let mut chunk = bytes::BytesMut::new();
+        for _ in 0..1024 {
+            frame::put_head(&mut chunk, 8, frame::PING, 0, 0);
+            chunk.extend_from_slice(b"floodin!");
+        }
+        for _ in 0..PINGS / 1024 {
+            writer.write_all(&chunk).await.expect("the client reads");
+        }
+        writer
+    });
+    let mut acks = 0;
+    loop {
+        while buf.len() >= frame::HEAD_LEN {
+            let mut raw = [0; frame::HEAD_LEN];
+            raw.copy_from_slice(&buf[..frame::HEAD_LEN]);
+            let head = frame::Head::parse(&raw);
+            let total = frame::HEAD_LEN + head.len as usize;
+            if buf.len() < total {
+                break;
+            }
+            assert_ne!(
+                head.kind,
+                frame::GOAWAY,
+                "the client gave up on a reading server"
+            );
+            if head.kind == frame::PING && head.has(frame::ACK) {
+                acks += 1;
+            }
+            buf.advance(total);
+        }
+        if acks == PINGS / 1024 * 1024 {
+            break;
+        }
+        let read = tokio::time::timeout(BOUND, reader.read_buf(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("acks in time: {acks} so far"))
+            .expect("read");
+        assert_ne!(
+            read, 0,
+            "the client closed the connection after {acks} acks"
+        );
+    }
+    let mut writer = flood.await.expect("flood task ran");
+    writer
+        .write_all(&headers_frame(1, &[(":status", "204")], true))
+        .await
+        .expect("written");
+    let response = head_of(exchange)
+        .await
+        .expect("the stream outlived the flood");
+    assert_eq!(response.status(), 204);
 }
 
 /// The server's stream limit holds: a second request waits for the first stream to end.
