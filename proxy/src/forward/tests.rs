@@ -82,6 +82,24 @@ fn te_trailers_and_websocket_handshake_survive() {
     assert_eq!(h.get("connection").expect("connection"), "Upgrade");
 }
 
+/// Each hop-by-hop name is seen alone, and a name of the same length that is none of them is not.
+#[test]
+fn every_hop_by_hop_name_is_seen_and_lookalikes_are_not() {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+    ] {
+        assert!(has_hop_by_hop(&map(&[("x-a", "1"), (name, "v")])), "{name}");
+        let lookalike = "x".repeat(name.len());
+        assert!(!has_hop_by_hop(&map(&[(&lookalike, "v")])), "{lookalike}");
+    }
+    assert!(!has_hop_by_hop(&map(&[("xx", "gzip")])));
+}
+
 /// A gRPC call's `te: trailers` alone takes the fast path (nothing to strip); any other TE, or
 /// a hop-by-hop header beside it, does not.
 #[test]

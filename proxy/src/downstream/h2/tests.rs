@@ -1,5 +1,5 @@
 use super::*;
-use http::{Method, StatusCode};
+use http::{HeaderName, Method, StatusCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -110,6 +110,40 @@ async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
     assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
     let mut body = response.into_body();
     assert_eq!(read_body(&mut body).await, b"hello");
+}
+
+/// Each HTTP/1 connection header alone is found and removed (h2 would refuse the whole response
+/// for it), and a name of the same length that is none of them is kept.
+#[tokio::test]
+async fn each_http1_connection_header_alone_is_removed() {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ] {
+        let lookalike = "x".repeat(name.len());
+        let mut client = client_of(move |_req| {
+            let lookalike = lookalike.clone();
+            async move {
+                let mut response = Response::new(ResponseBody::full("hello"));
+                let headers = response.headers_mut();
+                headers.insert(name, HeaderValue::from_static("close"));
+                headers.insert(
+                    HeaderName::from_bytes(lookalike.as_bytes()).expect("name"),
+                    HeaderValue::from_static("kept"),
+                );
+                response
+            }
+        })
+        .await;
+        let response = head_of(&mut client, get("/")).await;
+        let headers = response.headers();
+        assert!(!headers.contains_key(name), "{name} in {headers:?}");
+        assert_eq!(headers[&"x".repeat(name.len())], "kept");
+    }
 }
 
 #[tokio::test]
