@@ -153,8 +153,10 @@ def goal_rows(env):
         best = min(peers, key=peers.get)
         x = cs / peers[best]
         extra = f"; stretch {'met' if x <= stretch else 'not met'}" if stretch else ""
+        won, compared = rounds_won(r, list(peers))
+        rounds = f"; sluice lowest in {won} of {compared} rounds" if compared else ""
         rows.append((goal, f"sluice {cs:.2f} vs {best} {peers[best]:.2f} CPU-µs/req: **{x:.2f}×** ("
-                     + ", ".join(f"{p} {v:.2f}" for p, v in peers.items()) + f"){extra}", x <= 1.0))
+                     + ", ".join(f"{p} {v:.2f}" for p, v in peers.items()) + f"){extra}{rounds}", x <= 1.0))
     for mkey, goal, limit in MEMORY_GOALS:
         found = next((m["memory"][mkey] for m in d.values() if isinstance(m.get("memory"), dict)
                       and mkey in m["memory"] and m["memory"][mkey].get("sluice") is not None), None)
@@ -190,6 +192,22 @@ def goal_rows(env):
                      sv - dv <= nv - dv))
     rows.append(reload_goal(d.get("reload")))
     return rows
+
+
+def rounds_won(results, peers, key="cpu_us"):
+    """(rounds where sluice's `key` was at most every peer's, rounds where all had a figure).
+    A round runs its targets back to back, so this comparison sees less of the machine's drift
+    than one between medians of rounds taken minutes apart."""
+    runs = results.get("sluice", [])
+    won = compared = 0
+    for i, mine in enumerate(runs):
+        theirs = [results[p][i].get(key) for p in peers if i < len(results.get(p, []))
+                  and "failed" not in results[p][i]]
+        if "failed" in mine or mine.get(key) is None or len(theirs) != len(peers) or None in theirs:
+            continue
+        compared += 1
+        won += mine[key] <= min(theirs)
+    return won, compared
 
 
 def reload_goal(rel):
