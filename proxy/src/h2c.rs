@@ -50,6 +50,17 @@ pub enum StreamError {
     Cancelled,
 }
 
+impl StreamError {
+    /// The server never processed the stream (RFC 9113 §8.7): above its GOAWAY's last stream,
+    /// or refused with REFUSED_STREAM. The request may go again, on another connection.
+    pub fn unprocessed(&self) -> bool {
+        matches!(
+            self,
+            StreamError::GoAway(_) | StreamError::Reset(Reason::REFUSED_STREAM)
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum H2Error {
     #[error(transparent)]
@@ -101,7 +112,8 @@ impl Sender {
     }
 
     /// Sends `req` and returns the response head. `Err(Ok(unsent))`: the connection could not
-    /// take a new stream, nothing was sent. A request body error (the client's) comes back as
+    /// take a new stream, or the server did not process it (GOAWAY, REFUSED_STREAM) before any
+    /// of its body was read, so the request is whole and may go again. A request body error (the client's) comes back as
     /// [`H2Error::RequestBody`] when it ends the exchange before the response head.
     pub async fn send<B>(
         &mut self,
@@ -135,15 +147,23 @@ impl Sender {
             id,
             side: Side::Recv,
         };
-        let mut pipe = (!end).then(|| BodyPipe {
-            body,
-            stream: StreamRef {
+        // A body-less request keeps its (empty) body here, for a retry.
+        let (mut pipe, mut kept) = if end {
+            (None, Some(body))
+        } else {
+            let stream = StreamRef {
                 shared: self.shared.clone(),
                 id,
                 side: Side::Send,
-            },
-            waiting: None,
-        });
+            };
+            let pipe = BodyPipe {
+                body,
+                stream,
+                waiting: None,
+                started: false,
+            };
+            (Some(pipe), None)
+        };
         let mut body_error = None;
         let head = poll_fn(|cx| {
             if let Some(p) = &mut pipe {
@@ -161,7 +181,18 @@ impl Sender {
         let (head, ended) = match (head, body_error) {
             (Ok(head), _) => head,
             (Err(_), Some(e)) => return Err(Err(H2Error::RequestBody(e))),
-            (Err(e), None) => return Err(Err(H2Error::Stream(e))),
+            (Err(e), None) => {
+                if e.unprocessed() {
+                    let body = match pipe {
+                        Some(pipe) if !pipe.started => Some(pipe.body),
+                        _ => kept.take(),
+                    };
+                    if let Some(body) = body {
+                        return Err(Ok(Unsent(Request::from_parts(parts, body), e)));
+                    }
+                }
+                return Err(Err(H2Error::Stream(e)));
+            }
         };
         if let Some(mut pipe) = pipe {
             // The response came first: the body goes on beside it.
@@ -202,6 +233,8 @@ struct BodyPipe<B> {
     stream: StreamRef,
     /// A chunk read and not yet all sent, and whether it ends the body.
     waiting: Option<(Bytes, bool)>,
+    /// The body has been polled for a frame: it is no longer whole, so not sent again.
+    started: bool,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
@@ -225,7 +258,9 @@ impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
                 }
                 continue;
             }
-            let frame = match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let polled = Pin::new(&mut self.body).poll_frame(cx);
+            self.started |= polled.is_ready();
+            let frame = match ready!(polled) {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
                     self.stream.shared.lock().cancel(self.stream.id);

@@ -45,6 +45,10 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// server that makes us queue this much of them and reads nothing loses the connection).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 const WRITE_LIMIT: usize = 1024 * 1024;
+/// DATA smaller than this that arrives behind unread data is copied out of the read buffer:
+/// a slice would keep the whole buffer (16 KiB or more) alive for a few bytes, and a server
+/// sending small frames to a slow reader would pin far more memory than the stream window.
+const COPY_BELOW: usize = 4 * 1024;
 /// Room kept free in the read buffer before each read: one largest frame.
 const READ_ROOM: usize = frame::DEFAULT_MAX_FRAME as usize + frame::HEAD_LEN;
 
@@ -263,7 +267,9 @@ impl State {
         }
         let id = self.next_id;
         if id > frame::MAX_WINDOW as u32 {
-            self.refusing = Some(StreamError::Closed);
+            // Out of stream ids: the task marks the connection closed, so the pool drops it.
+            self.refuse(StreamError::Closed);
+            self.wake_task();
             return Poll::Ready(Err(StreamError::Closed));
         }
         self.next_id += 2;
@@ -308,7 +314,12 @@ impl State {
         let scheme = parts.uri.scheme_str().unwrap_or("http");
         hpack::encode(b":scheme", scheme.as_bytes(), false, out);
         if let Some(authority) = parts.uri.authority() {
-            hpack::encode(b":authority", authority.as_str().as_bytes(), false, out);
+            // Never userinfo (RFC 9113 §8.3.1): an absolute-form target's `user:pw@` stays here.
+            let authority = authority.as_str();
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            hpack::encode(b":authority", host.as_bytes(), false, out);
         }
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         hpack::encode(b":path", path.as_bytes(), false, out);
@@ -443,9 +454,15 @@ impl State {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
+        let mut unread = 0;
         match side {
             Side::Send => stream.send_held = false,
-            Side::Recv => stream.recv_held = false,
+            Side::Recv => {
+                stream.recv_held = false;
+                // Nobody reads it now: the connection window comes back at once, not when the
+                // request body (which may be slow) lets go too.
+                unread = stream.data.drain(..).map(|data| data.len()).sum::<usize>();
+            }
         }
         let cancel = stream.error.is_none()
             && match side {
@@ -458,6 +475,9 @@ impl State {
             self.wake_task();
         } else {
             self.uncount(id);
+        }
+        if unread > 0 {
+            self.release_connection(unread as i64);
         }
     }
 
@@ -513,16 +533,15 @@ impl State {
             *ended = true;
             return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
         }
-        if let Some(error) = &stream.error {
-            // A server may end a response it has fully sent with a reset (RFC 9113 §8.1):
-            // NO_ERROR, or CANCEL as some do; hyper read both as the end.
-            return match error {
-                StreamError::Reset(Reason::NO_ERROR | Reason::CANCEL) => Poll::Ready(None),
-                error => Poll::Ready(Some(Err(error.clone()))),
-            };
-        }
+        // END_STREAM came: the response is whole, whatever reset followed it (RFC 9113 §8.1:
+        // a server may stop a request body it does not need with one).
         if stream.recv_end {
             return Poll::Ready(None);
+        }
+        // A reset before END_STREAM cut the body short, whatever its code (hyper read NO_ERROR
+        // and CANCEL as the end, which passes a truncated response on as a whole one).
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Some(Err(error.clone())));
         }
         set_waker(&mut stream.recv_waker, cx);
         Poll::Pending
@@ -673,8 +692,11 @@ impl State {
                 Verdict::Go
             }
             frame::RST_STREAM => {
-                if head.stream == 0 || payload.len() != 4 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad RST_STREAM");
+                if head.stream == 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0");
+                }
+                if payload.len() != 4 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad RST_STREAM");
                 }
                 if head.stream >= self.next_id {
                     return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream");
@@ -700,8 +722,11 @@ impl State {
                 Verdict::Go
             }
             frame::GOAWAY => {
-                if head.stream != 0 || payload.len() < 8 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad GOAWAY");
+                if head.stream != 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "GOAWAY on a stream");
+                }
+                if payload.len() < 8 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad GOAWAY");
                 }
                 let last = payload.get_u32() & 0x7fff_ffff;
                 let reason = Reason::from(payload.get_u32());
@@ -774,6 +799,11 @@ impl State {
         }
         stream.recv_window -= len;
         if !payload.is_empty() {
+            let payload = if !stream.data.is_empty() && payload.len() < COPY_BELOW {
+                Bytes::copy_from_slice(&payload)
+            } else {
+                payload
+            };
             stream.data.push_back(payload);
         }
         stream.recv_end = end;
@@ -1284,9 +1314,9 @@ impl Future for Task {
                     break;
                 }
                 Poll::Pending => {
-                    if finished && this.read_done {
-                        // The socket is gone or the server stopped reading; nothing more will
-                        // be written that anyone needs.
+                    if finished {
+                        // Nothing left but a GOAWAY or resets, and a server that does not read
+                        // them: waiting would keep the socket and the task forever.
                         break;
                     }
                     false
@@ -1303,3 +1333,6 @@ impl Future for Task {
         Poll::Ready(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -879,10 +879,45 @@ async fn a_complete_response_reset_with_no_error_reads_to_its_end() {
     assert_eq!(&body.to_bytes()[..], b"done");
 }
 
-/// Streams past a GOAWAY's last stream id were never processed: they fail, and the
-/// connection takes no new ones.
+/// A reset before END_STREAM, even NO_ERROR, cuts the body short, with or without a declared
+/// length: the bytes that came are read, then the body fails instead of ending.
 #[tokio::test]
-async fn a_goaway_fails_the_streams_it_did_not_process() {
+async fn a_reset_before_end_stream_fails_the_body() {
+    let with_length: &[(&str, &str)] = &[(":status", "200"), ("content-length", "10")];
+    let without: &[(&str, &str)] = &[(":status", "200")];
+    for (reason, fields) in [
+        (Reason::NO_ERROR, with_length),
+        (Reason::CANCEL, with_length),
+        (Reason::NO_ERROR, without),
+        (Reason::CANCEL, without),
+    ] {
+        let (_sender, exchange, mut server) = raw_exchange().await;
+        let mut out = headers_frame(1, fields, false);
+        frame::put_data(&mut out, 1, b"part", false);
+        frame::put_rst_stream(&mut out, 1, reason);
+        server.write(&out).await;
+        let response = head_of(exchange).await.expect("a head");
+        let mut body = response.into_body();
+        let first = tokio::time::timeout(BOUND, body.frame())
+            .await
+            .expect("data in time")
+            .expect("a frame")
+            .expect("the bytes that came");
+        assert_eq!(first.into_data().ok().as_deref(), Some(&b"part"[..]));
+        let next = tokio::time::timeout(BOUND, body.frame())
+            .await
+            .expect("the end in time");
+        assert!(
+            matches!(next, Some(Err(StreamError::Reset(r))) if r == reason),
+            "{reason:?}: {next:?}"
+        );
+    }
+}
+
+/// Streams past a GOAWAY's last stream id were never processed (RFC 9113 §6.8): a body-less
+/// request comes back unsent, whole, for another connection, and this one takes no new ones.
+#[tokio::test]
+async fn a_goaway_gives_back_the_requests_it_did_not_process() {
     let (sender, exchange, mut server) = raw_exchange().await;
     let mut out = bytes::BytesMut::new();
     frame::put_goaway(&mut out, 0, Reason::NO_ERROR);
@@ -890,8 +925,121 @@ async fn a_goaway_fails_the_streams_it_did_not_process() {
     let error = head_of(exchange)
         .await
         .expect_err("stream 1 was not processed");
+    assert!(error.starts_with("unsent: "), "{error}");
     assert!(error.contains("GOAWAY"), "{error}");
     assert!(sender.is_closed());
+}
+
+/// An absolute-form target's userinfo never reaches the upstream's :authority.
+#[tokio::test]
+async fn userinfo_is_not_sent_in_the_authority() {
+    let addr = server(|req, mut respond| async move {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut response = Response::new(());
+        response.headers_mut().insert(
+            "x-authority",
+            HeaderValue::from_str(&authority).expect("a header value"),
+        );
+        let _ = respond.send_response(response, true);
+    })
+    .await;
+    let mut sender = connect(addr).await;
+    let mut req = request(Full::new(Bytes::new()).map_err(|never| match never {}));
+    *req.uri_mut() = http::Uri::from_static("http://user:secret@upstream.example/echo");
+    let response = response_to(&mut sender, req).await;
+    assert_eq!(response.headers()["x-authority"], "upstream.example");
+}
+
+/// With every handle gone, a connection whose server reads nothing (its socket full of our
+/// request body) ends anyway: its task does not wait forever to write the last frames.
+#[tokio::test]
+async fn a_connection_to_a_server_that_reads_nothing_ends_when_its_handles_do() {
+    let (addr, accept) = RawServer::listen().await;
+    let sender = connect(addr).await;
+    let mut server = accept.await.expect("accepted");
+    // Windows wide open, so only the socket holds the body back.
+    let mut out = bytes::BytesMut::new();
+    frame::put_settings(
+        &mut out,
+        &[(
+            frame::SETTINGS_INITIAL_WINDOW_SIZE,
+            frame::MAX_WINDOW as u32,
+        )],
+    );
+    frame::put_settings_ack(&mut out);
+    frame::put_window_update(
+        &mut out,
+        0,
+        (frame::MAX_WINDOW - frame::DEFAULT_WINDOW) as u32,
+    );
+    server.write(&out).await;
+    let connection = Arc::downgrade(&sender.shared);
+    let mut client = sender.clone();
+    let exchange = tokio::spawn(async move {
+        let body =
+            Full::new(Bytes::from(vec![0u8; 64 * 1024 * 1024])).map_err(|never| match never {});
+        let _ = client.send(request(body)).await;
+    });
+    // The server reads nothing more from here: the body fills both sockets' buffers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    exchange.abort();
+    let _ = exchange.await;
+    drop(sender);
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while connection.upgrade().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection's task still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(server);
+}
+
+/// REFUSED_STREAM also says the stream was never processed (RFC 9113 §8.7): unsent.
+#[tokio::test]
+async fn a_refused_stream_gives_back_its_request() {
+    let (_sender, exchange, mut server) = raw_exchange().await;
+    let mut out = bytes::BytesMut::new();
+    frame::put_rst_stream(&mut out, 1, Reason::REFUSED_STREAM);
+    server.write(&out).await;
+    let error = head_of(exchange).await.expect_err("refused");
+    assert!(error.starts_with("unsent: "), "{error}");
+}
+
+/// A request whose body was already read when its stream was refused cannot go again: it
+/// fails, and is not handed back as unsent. Any other reset before the head fails too.
+#[tokio::test]
+async fn a_refused_stream_whose_body_was_read_fails() {
+    for reason in [Reason::REFUSED_STREAM, Reason::INTERNAL_ERROR] {
+        let (addr, accept) = RawServer::listen().await;
+        let mut sender = connect(addr).await;
+        let mut server = accept.await.expect("accepted");
+        server.settings(&[]).await;
+        let exchange = tokio::spawn(async move {
+            let req =
+                request(Full::new(Bytes::from_static(b"payload")).map_err(|never| match never {}));
+            match sender.send(req).await {
+                Ok(_) => "a response".to_owned(),
+                Err(Ok(Unsent(_, e))) => format!("unsent: {e}"),
+                Err(Err(e)) => format!("failed: {e}"),
+            }
+        });
+        let data = server.until(frame::DATA).await;
+        assert!(data.head.has(frame::END_STREAM));
+        let mut out = bytes::BytesMut::new();
+        frame::put_rst_stream(&mut out, 1, reason);
+        server.write(&out).await;
+        let outcome = tokio::time::timeout(BOUND, exchange)
+            .await
+            .expect("ended in time")
+            .expect("task ran");
+        assert!(outcome.starts_with("failed: "), "{reason:?}: {outcome}");
+    }
 }
 
 /// A response to HEAD may announce a length it does not carry.

@@ -1,0 +1,121 @@
+use super::*;
+use http::Request;
+
+/// Counts its wakes.
+struct Counter(AtomicUsize);
+
+impl std::task::Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Out of stream ids, a connection says so at once: its task is woken to mark it closed, so
+/// the pool drops it and dials anew instead of handing it out to be refused.
+#[test]
+fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
+    let mut state = State::new();
+    state.next_id = frame::MAX_WINDOW as u32 + 2;
+    let task = Arc::new(Counter(AtomicUsize::new(0)));
+    state.task = Some(Waker::from(task.clone()));
+    let mut cx = Context::from_waker(Waker::noop());
+    let (parts, ()) = Request::post("http://upstream.example/")
+        .body(())
+        .expect("a request")
+        .into_parts();
+    assert!(matches!(
+        state.open(&mut cx, &parts, true),
+        Poll::Ready(Err(StreamError::Closed))
+    ));
+    assert!(state.refusing.is_some());
+    assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task was woken");
+    assert!(
+        state.finished(1),
+        "no stream open and refusing: the task closes the connection"
+    );
+}
+
+/// Stream 1 opened on `state`, with its response head (200, no length) received.
+fn stream_with_a_head(state: &mut State) -> u32 {
+    let mut cx = Context::from_waker(Waker::noop());
+    let (parts, ()) = Request::get("http://upstream.example/")
+        .body(())
+        .expect("a request")
+        .into_parts();
+    let Poll::Ready(Ok(id)) = state.open(&mut cx, &parts, true) else {
+        panic!("stream opened");
+    };
+    let mut block = BytesMut::new();
+    hpack::encode(b":status", b"200", false, &mut block);
+    let mut read = BytesMut::new();
+    frame::put_head(
+        &mut read,
+        block.len(),
+        frame::HEADERS,
+        frame::END_HEADERS,
+        id,
+    );
+    read.extend_from_slice(&block);
+    state.receive(&mut read).expect("a good head");
+    assert!(matches!(state.poll_head(&mut cx, id), Poll::Ready(Ok(_))));
+    id
+}
+
+fn data_frame(id: u32, payload: &[u8]) -> BytesMut {
+    let mut out = BytesMut::new();
+    frame::put_head(&mut out, payload.len(), frame::DATA, 0, id);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A small DATA payload queued behind unread data is a copy of its own, not a slice that keeps
+/// the whole read buffer alive; the first one, which a prompt reader takes at once, is a slice.
+#[test]
+fn small_data_behind_unread_data_is_copied_out_of_the_read_buffer() {
+    let mut state = State::new();
+    let id = stream_with_a_head(&mut state);
+    let mut read = BytesMut::with_capacity(64 * 1024);
+    read.extend_from_slice(&data_frame(id, b"first"));
+    read.extend_from_slice(&data_frame(id, b"second"));
+    let buffer = read.as_ptr() as usize..read.as_ptr() as usize + read.capacity();
+    state.receive(&mut read).expect("good frames");
+    let queued = &state.streams[&id].data;
+    assert_eq!(queued.len(), 2);
+    assert!(
+        buffer.contains(&(queued[0].as_ptr() as usize)),
+        "the first is a slice"
+    );
+    assert!(
+        !buffer.contains(&(queued[1].as_ptr() as usize)),
+        "the second is a copy"
+    );
+    assert_eq!(&queued[1][..], b"second");
+}
+
+/// The response side let go while the request side is still held: its unread data's window
+/// goes back to the connection at once, not when the (perhaps slow) request body ends.
+#[test]
+fn letting_go_of_a_response_gives_its_unread_window_back_at_once() {
+    let mut state = State::new();
+    let id = stream_with_a_head(&mut state);
+    state.streams.get_mut(&id).expect("the stream").send_held = true;
+    let chunk = vec![7u8; frame::DEFAULT_MAX_FRAME as usize];
+    let frames = STREAM_WINDOW as usize / chunk.len();
+    for _ in 0..frames {
+        state
+            .receive(&mut data_frame(id, &chunk))
+            .expect("within the window");
+    }
+    let before = state.recv_unacked;
+    state.release(id, Side::Recv);
+    assert_eq!(
+        state.recv_unacked - before,
+        (frames * chunk.len()) as i64,
+        "every unread byte counted as consumed"
+    );
+    assert!(state.streams[&id].data.is_empty());
+    assert!(
+        state.streams.contains_key(&id),
+        "the request side still holds it"
+    );
+}
