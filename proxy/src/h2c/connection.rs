@@ -809,8 +809,15 @@ impl State {
         stream.recv_end = end;
         wake(&mut stream.recv_waker);
         if padding > 0 {
-            // Padding is never read: its window comes back at once.
+            // Padding is never read: its window comes back at once (here, as no read of the
+            // body will pop it).
             stream.recv_unacked += padding;
+            if stream.recv_unacked >= STREAM_WINDOW / 2 && !end {
+                let increment = stream.recv_unacked;
+                stream.recv_window += increment;
+                stream.recv_unacked = 0;
+                frame::put_window_update(&mut self.write, id, increment as u32);
+            }
             self.release_connection(padding);
         }
         if end {

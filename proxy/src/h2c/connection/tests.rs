@@ -119,3 +119,32 @@ fn letting_go_of_a_response_gives_its_unread_window_back_at_once() {
         "the request side still holds it"
     );
 }
+
+/// DATA that is all padding still gives its stream window back (no read of the body ever pops
+/// it): 3 MiB of it, past the 2 MiB stream window, keeps the stream alive.
+#[test]
+fn padding_alone_gives_the_stream_window_back() {
+    let mut state = State::new();
+    let id = stream_with_a_head(&mut state);
+    let mut padded = BytesMut::new();
+    frame::put_head(&mut padded, 256, frame::DATA, frame::PADDED, id);
+    padded.extend_from_slice(&[255; 256]);
+    let frames = 3 * 1024 * 1024 / 256;
+    for _ in 0..frames {
+        let mut read = padded.clone();
+        state.receive(&mut read).expect("within the windows");
+    }
+    let stream = &state.streams[&id];
+    assert!(stream.error.is_none(), "{:?}", stream.error);
+    assert!(stream.data.is_empty(), "padding is not data");
+    let mut written = state.take_written();
+    let mut updates = 0;
+    while written.len() >= frame::HEAD_LEN {
+        let mut raw = [0; frame::HEAD_LEN];
+        raw.copy_from_slice(&written[..frame::HEAD_LEN]);
+        let head = frame::Head::parse(&raw);
+        updates += usize::from(head.kind == frame::WINDOW_UPDATE && head.stream == id);
+        written.advance(frame::HEAD_LEN + head.len as usize);
+    }
+    assert!(updates >= 2, "{updates} stream WINDOW_UPDATEs");
+}
