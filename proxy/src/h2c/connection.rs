@@ -115,6 +115,8 @@ pub struct State {
     table_size_update: bool,
     /// A header block still expecting CONTINUATION frames.
     continuation: Option<Partial>,
+    /// The server's preface (a SETTINGS frame, RFC 9113 §3.4) has come.
+    got_preface: bool,
     local_error_resets: usize,
     /// Why the connection takes no new streams (GOAWAY received or sent, or it failed).
     refusing: Option<StreamError>,
@@ -198,6 +200,7 @@ impl State {
             decoder: hpack::Decoder::new(HEADER_TABLE),
             table_size_update: false,
             continuation: None,
+            got_preface: false,
             local_error_resets: 0,
             refusing: None,
             failed: None,
@@ -262,7 +265,10 @@ impl State {
             return Poll::Ready(Err(error.clone()));
         }
         if self.open >= self.max_open {
-            self.waiting.push(cx.waker().clone());
+            // Once per waiting task: a request polled again while it waits is not queued twice.
+            if !self.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                self.waiting.push(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         let id = self.next_id;
@@ -632,6 +638,12 @@ impl State {
 
     /// Applies one frame from the server.
     fn frame(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if !self.got_preface {
+            if head.kind != frame::SETTINGS || head.has(frame::ACK) {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR, "server preface is not SETTINGS");
+            }
+            self.got_preface = true;
+        }
         if let Some(partial) = &mut self.continuation {
             if head.kind != frame::CONTINUATION || head.stream != partial.stream {
                 return Verdict::Fail(Reason::PROTOCOL_ERROR, "header block interrupted");
@@ -698,7 +710,8 @@ impl State {
                 if payload.len() != 4 {
                     return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad RST_STREAM");
                 }
-                if head.stream >= self.next_id {
+                // Even ids would be the server's own streams, which it may not open (no push).
+                if head.stream >= self.next_id || head.stream.is_multiple_of(2) {
                     return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream");
                 }
                 let reason = Reason::from(payload.get_u32());
@@ -1014,7 +1027,7 @@ impl State {
             }
             return Verdict::Go;
         }
-        if head.stream >= self.next_id {
+        if head.stream >= self.next_id || head.stream.is_multiple_of(2) {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
         }
         let Some(stream) = self.streams.get_mut(&head.stream) else {

@@ -42,6 +42,9 @@ fn stream_with_a_head(state: &mut State) -> u32 {
         .body(())
         .expect("a request")
         .into_parts();
+    let mut preface = BytesMut::new();
+    frame::put_settings(&mut preface, &[]);
+    state.receive(&mut preface).expect("a good preface");
     let Poll::Ready(Ok(id)) = state.open(&mut cx, &parts, true) else {
         panic!("stream opened");
     };
@@ -147,4 +150,63 @@ fn padding_alone_gives_the_stream_window_back() {
         written.advance(frame::HEAD_LEN + head.len as usize);
     }
     assert!(updates >= 2, "{updates} stream WINDOW_UPDATEs");
+}
+
+/// The server's first frame must be SETTINGS (RFC 9113 §3.4); anything else ends the
+/// connection. RST_STREAM and WINDOW_UPDATE on even (server) stream ids, which it may never
+/// open, end it too.
+#[test]
+fn a_server_preface_other_than_settings_and_frames_on_even_streams_end_the_connection() {
+    let mut ping = BytesMut::new();
+    frame::put_head(&mut ping, 8, frame::PING, 0, 0);
+    ping.extend_from_slice(&[0; 8]);
+    let mut state = State::new();
+    assert!(matches!(
+        state.receive(&mut ping.clone()),
+        Err(StreamError::Protocol {
+            reason: Reason::PROTOCOL_ERROR,
+            ..
+        })
+    ));
+    let mut ack_first = BytesMut::new();
+    frame::put_settings_ack(&mut ack_first);
+    assert!(State::new().receive(&mut ack_first).is_err());
+
+    for kind in [frame::RST_STREAM, frame::WINDOW_UPDATE] {
+        let mut state = State::new();
+        let _ = stream_with_a_head(&mut state);
+        state.next_id = 9;
+        let mut bad = BytesMut::new();
+        frame::put_head(&mut bad, 4, kind, 0, 2);
+        bad.extend_from_slice(&1u32.to_be_bytes());
+        assert!(
+            matches!(
+                state.receive(&mut bad),
+                Err(StreamError::Protocol {
+                    reason: Reason::PROTOCOL_ERROR,
+                    ..
+                })
+            ),
+            "frame type {kind}"
+        );
+    }
+}
+
+/// A request polled again while it waits for a stream slot is queued once, not once per poll.
+#[test]
+fn a_request_waiting_for_a_stream_slot_is_queued_once() {
+    let mut state = State::new();
+    let _ = stream_with_a_head(&mut state);
+    state.max_open = 1;
+    let (parts, ()) = Request::get("http://upstream.example/")
+        .body(())
+        .expect("a request")
+        .into_parts();
+    let task = Arc::new(Counter(AtomicUsize::new(0)));
+    let waker = Waker::from(task.clone());
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..3 {
+        assert!(state.open(&mut cx, &parts, true).is_pending());
+    }
+    assert_eq!(state.waiting.len(), 1);
 }
