@@ -38,14 +38,24 @@ where
     F: Fn(Request<RecvStream>, h2::server::SendResponse<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    server_with(h2::server::Builder::new(), reply).await
+}
+
+/// [`server`] with the h2 server's settings given.
+async fn server_with<F, Fut>(builder: h2::server::Builder, reply: F) -> std::net::SocketAddr
+where
+    F: Fn(Request<RecvStream>, h2::server::SendResponse<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
     let addr = listener.local_addr().expect("address");
     let reply = Arc::new(reply);
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             let reply = reply.clone();
+            let builder = builder.clone();
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(socket).await else {
+                let Ok(mut conn) = builder.handshake::<_, Bytes>(socket).await else {
                     return;
                 };
                 while let Some(Ok((req, respond))) = conn.accept().await {
@@ -733,25 +743,12 @@ async fn requests_past_the_servers_stream_limit_wait_for_a_stream_to_end() {
 /// checks every byte against its windows.
 #[tokio::test]
 async fn a_body_larger_than_the_servers_window_waits_for_window() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let Ok((socket, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(mut conn) = h2::server::Builder::new()
-            .initial_window_size(1_000)
-            .initial_connection_window_size(70_000)
-            .max_frame_size(16_384)
-            .handshake::<_, Bytes>(socket)
-            .await
-        else {
-            return;
-        };
-        while let Some(Ok((req, respond))) = conn.accept().await {
-            tokio::spawn(echo_unary(req, respond));
-        }
-    });
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(1_000)
+        .initial_connection_window_size(70_000)
+        .max_frame_size(16_384);
+    let addr = server_with(builder, echo_unary).await;
     let mut sender = connect(addr).await;
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let body = Full::new(Bytes::from(payload.clone())).map_err(|never| match never {});
@@ -766,28 +763,17 @@ async fn a_body_larger_than_the_servers_window_waits_for_window() {
 /// Request headers larger than a frame go out as HEADERS plus CONTINUATION.
 #[tokio::test]
 async fn a_head_larger_than_a_frame_is_split_into_continuations() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let Ok((socket, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(mut conn) = h2::server::Builder::new()
-            .max_header_list_size(256 * 1024)
-            .handshake::<_, Bytes>(socket)
-            .await
-        else {
-            return;
-        };
-        while let Some(Ok((req, mut respond))) = conn.accept().await {
-            let size = req.headers().get("x-big").map_or(0, |v| v.len());
-            let mut response = Response::new(());
-            response
-                .headers_mut()
-                .insert("x-size", HeaderValue::from(size));
-            let _ = respond.send_response(response, true);
-        }
-    });
+    let mut builder = h2::server::Builder::new();
+    builder.max_header_list_size(256 * 1024);
+    let addr = server_with(builder, |req, mut respond| async move {
+        let size = req.headers().get("x-big").map_or(0, |v| v.len());
+        let mut response = Response::new(());
+        response
+            .headers_mut()
+            .insert("x-size", HeaderValue::from(size));
+        let _ = respond.send_response(response, true);
+    })
+    .await;
     let mut sender = connect(addr).await;
     let mut req = request(full(b""));
     let big = "y".repeat(40_000);

@@ -73,6 +73,16 @@ async fn read_body(body: &mut RecvStream) -> Vec<u8> {
     got
 }
 
+/// What HTTP/2 forbids in a response (RFC 9113 §8.2.2).
+const HTTP1_CONNECTION_HEADERS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
 #[tokio::test]
 async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
     let mut client = client_of(|_req| async {
@@ -94,14 +104,7 @@ async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
     .await;
     let response = head_of(&mut client, get("/")).await;
     let headers = response.headers();
-    for gone in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-    ] {
+    for gone in HTTP1_CONNECTION_HEADERS {
         assert!(!headers.contains_key(gone), "{gone} in {headers:?}");
     }
     assert_eq!(headers["x-kept"], "1");
@@ -116,14 +119,7 @@ async fn a_response_gets_date_and_length_and_loses_http1_connection_headers() {
 /// for it), and a name of the same length that is none of them is kept.
 #[tokio::test]
 async fn each_http1_connection_header_alone_is_removed() {
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-    ] {
+    for name in HTTP1_CONNECTION_HEADERS {
         let lookalike = "x".repeat(name.len());
         let mut client = client_of(move |_req| {
             let lookalike = lookalike.clone();
