@@ -1091,7 +1091,7 @@ async fn h2_server_parses_exactly_what_encode_wrote() {
             want.append(HeaderName::from_bytes(name).expect("valid name"), value);
         }
         assert_eq!(req.headers(), &want, "request {i}");
-        // h2 0.4's decoder drops the never-indexed flag (a TODO in its decoder), so
+        // h2 0.4's decoder drops the never-indexed flag (left unimplemented there), so
         // `is_sensitive()` cannot show it; the representation on the wire does.
         for (name, value, sensitive) in fields {
             let mut one = BytesMut::new();
