@@ -123,9 +123,9 @@ pub struct UpstreamBody {
     /// (`downstream/h2.rs`) reads a stream's next chunk only once the client's flow-control
     /// window took the last one, so a client that stops granting window would otherwise keep
     /// this body, its slot and its upstream exchange forever; such a body moves to a task that
-    /// gives all three up once the client has taken nothing for this long. (An HTTP/1.1 client's blocked writes fail the connection, see
-    /// `idle::WriteStall`.) Only bodies still going after their second frame move: one task
-    /// each.
+    /// gives all three up once the client has taken nothing for this long. (An HTTP/1.1
+    /// client's blocked writes fail the connection, see `idle::WriteStall`.) Only bodies still
+    /// going after their second frame move: one task each.
     pipe_idle: Option<Duration>,
     /// A frame read ahead of the h2 server's reads, returned next: after a first chunk that
     /// does not end the body, whatever the upstream has already sent (a gRPC reply's
