@@ -34,6 +34,10 @@ pub const MAX_HEADER_LIST: usize = 16 * 1024;
 /// A header block may not take more than this on the wire across its CONTINUATION frames
 /// (a CONTINUATION flood is cut here, before any decoding).
 const MAX_HEADER_BLOCK: usize = 4 * MAX_HEADER_LIST;
+/// CONTINUATION frames a header block may take: empty ones add no bytes, so the byte bound
+/// alone would let a server keep a block (and the connection) open forever. A block at its
+/// byte bound needs 4 at the default frame size; this allows 1 KiB frames.
+const MAX_CONTINUATIONS: usize = MAX_HEADER_BLOCK / 1024;
 /// The dynamic table we let the server's encoder use (the default: no SETTINGS entry).
 const HEADER_TABLE: usize = 4096;
 /// Streams the server allows before its SETTINGS say (hyper's and h2's assumption).
@@ -128,6 +132,7 @@ struct Partial {
     stream: u32,
     end_stream: bool,
     block: BytesMut,
+    continuations: usize,
 }
 
 struct Stream {
@@ -651,6 +656,10 @@ impl State {
             if partial.block.len() + payload.len() > MAX_HEADER_BLOCK {
                 return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "header block too large");
             }
+            partial.continuations += 1;
+            if partial.continuations > MAX_CONTINUATIONS {
+                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "too many CONTINUATION frames");
+            }
             partial.block.extend_from_slice(&payload);
             if !head.has(frame::END_HEADERS) {
                 return Verdict::Go;
@@ -686,6 +695,7 @@ impl State {
                         stream: head.stream,
                         end_stream,
                         block: BytesMut::from(&payload[..]),
+                        continuations: 0,
                     });
                     Verdict::Go
                 }

@@ -210,3 +210,52 @@ fn a_request_waiting_for_a_stream_slot_is_queued_once() {
     }
     assert_eq!(state.waiting.len(), 1);
 }
+
+/// Empty CONTINUATION frames add no bytes, but a block may take only so many of them; a head
+/// split over that many is still read.
+#[test]
+fn a_header_block_takes_a_bounded_number_of_continuation_frames() {
+    for (continuations, allowed) in [(MAX_CONTINUATIONS, true), (MAX_CONTINUATIONS + 1, false)] {
+        let mut state = State::new();
+        let mut preface = BytesMut::new();
+        frame::put_settings(&mut preface, &[]);
+        state.receive(&mut preface).expect("a good preface");
+        let mut cx = Context::from_waker(Waker::noop());
+        let (parts, ()) = Request::get("http://upstream.example/")
+            .body(())
+            .expect("a request")
+            .into_parts();
+        let Poll::Ready(Ok(id)) = state.open(&mut cx, &parts, true) else {
+            panic!("stream opened");
+        };
+        let mut block = BytesMut::new();
+        hpack::encode(b":status", b"200", false, &mut block);
+        let mut read = BytesMut::new();
+        frame::put_head(&mut read, block.len(), frame::HEADERS, 0, id);
+        read.extend_from_slice(&block);
+        for i in 1..=continuations {
+            let flags = if i == continuations {
+                frame::END_HEADERS
+            } else {
+                0
+            };
+            frame::put_head(&mut read, 0, frame::CONTINUATION, flags, id);
+        }
+        let result = state.receive(&mut read);
+        if allowed {
+            result.expect("a head in that many frames");
+            assert!(matches!(state.poll_head(&mut cx, id), Poll::Ready(Ok(_))));
+        } else {
+            assert!(
+                matches!(
+                    result,
+                    Err(StreamError::Protocol {
+                        reason: Reason::ENHANCE_YOUR_CALM,
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+    }
+}
