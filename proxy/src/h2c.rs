@@ -148,7 +148,7 @@ impl Sender {
             side: Side::Recv,
         };
         // A body-less request keeps its (empty) body here, for a retry.
-        let (mut pipe, mut kept) = if end {
+        let (mut pipe, kept) = if end {
             (None, Some(body))
         } else {
             let stream = StreamRef {
@@ -185,7 +185,7 @@ impl Sender {
                 if e.unprocessed() {
                     let body = match pipe {
                         Some(pipe) if !pipe.started => Some(pipe.body),
-                        _ => kept.take(),
+                        _ => kept,
                     };
                     if let Some(body) = body {
                         return Err(Ok(Unsent(Request::from_parts(parts, body), e)));

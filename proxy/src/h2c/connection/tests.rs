@@ -19,12 +19,8 @@ fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
     let task = Arc::new(Counter(AtomicUsize::new(0)));
     state.task = Some(Waker::from(task.clone()));
     let mut cx = Context::from_waker(Waker::noop());
-    let (parts, ()) = Request::post("http://upstream.example/")
-        .body(())
-        .expect("a request")
-        .into_parts();
     assert!(matches!(
-        state.open(&mut cx, &parts, true),
+        state.open(&mut cx, &get_parts(), true),
         Poll::Ready(Err(StreamError::Closed))
     ));
     assert!(state.refusing.is_some());
@@ -35,19 +31,31 @@ fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
     );
 }
 
-/// Stream 1 opened on `state`, with its response head (200, no length) received.
-fn stream_with_a_head(state: &mut State) -> u32 {
-    let mut cx = Context::from_waker(Waker::noop());
+/// A body-less GET's head.
+fn get_parts() -> request::Parts {
     let (parts, ()) = Request::get("http://upstream.example/")
         .body(())
         .expect("a request")
         .into_parts();
+    parts
+}
+
+/// The server's preface received, then a GET's stream opened on `state`.
+fn open_stream(state: &mut State) -> u32 {
     let mut preface = BytesMut::new();
     frame::put_settings(&mut preface, &[]);
     state.receive(&mut preface).expect("a good preface");
-    let Poll::Ready(Ok(id)) = state.open(&mut cx, &parts, true) else {
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(id)) = state.open(&mut cx, &get_parts(), true) else {
         panic!("stream opened");
     };
+    id
+}
+
+/// Stream 1 opened on `state`, with its response head (200, no length) received.
+fn stream_with_a_head(state: &mut State) -> u32 {
+    let id = open_stream(state);
+    let mut cx = Context::from_waker(Waker::noop());
     let mut block = BytesMut::new();
     hpack::encode(b":status", b"200", false, &mut block);
     let mut read = BytesMut::new();
@@ -198,10 +206,7 @@ fn a_request_waiting_for_a_stream_slot_is_queued_once() {
     let mut state = State::new();
     let _ = stream_with_a_head(&mut state);
     state.max_open = 1;
-    let (parts, ()) = Request::get("http://upstream.example/")
-        .body(())
-        .expect("a request")
-        .into_parts();
+    let parts = get_parts();
     let task = Arc::new(Counter(AtomicUsize::new(0)));
     let waker = Waker::from(task.clone());
     let mut cx = Context::from_waker(&waker);
@@ -217,17 +222,8 @@ fn a_request_waiting_for_a_stream_slot_is_queued_once() {
 fn a_header_block_takes_a_bounded_number_of_continuation_frames() {
     for (continuations, allowed) in [(MAX_CONTINUATIONS, true), (MAX_CONTINUATIONS + 1, false)] {
         let mut state = State::new();
-        let mut preface = BytesMut::new();
-        frame::put_settings(&mut preface, &[]);
-        state.receive(&mut preface).expect("a good preface");
+        let id = open_stream(&mut state);
         let mut cx = Context::from_waker(Waker::noop());
-        let (parts, ()) = Request::get("http://upstream.example/")
-            .body(())
-            .expect("a request")
-            .into_parts();
-        let Poll::Ready(Ok(id)) = state.open(&mut cx, &parts, true) else {
-            panic!("stream opened");
-        };
         let mut block = BytesMut::new();
         hpack::encode(b":status", b"200", false, &mut block);
         let mut read = BytesMut::new();
