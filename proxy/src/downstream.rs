@@ -41,7 +41,7 @@ pub enum ClientBodyError {
     #[error(transparent)]
     H1(#[from] h1::BodyError),
     #[error(transparent)]
-    H2(#[from] ::h2::Error),
+    H2(#[from] h2::state::ClientStreamError),
 }
 
 impl Body for ClientBody {

@@ -69,29 +69,27 @@ impl HttpApp {
         let limits = &gateway.settings.downstream;
         let settings = &gateway.settings;
         let h2 = h2::Settings::new(&h2::Limits {
-            // Advertised in SETTINGS; h2 answers 431 to a stream whose headers exceed it.
+            // Advertised in SETTINGS; a stream whose headers exceed it is answered 431 (as h2
+            // and hyper did), and one that decodes to four times it ends the connection.
             max_header_list: u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX),
             // Each stream costs its future, a slot and upstream work: HAProxy's 100, not h2's
             // unbounded default. Streams past it are refused (RST_STREAM REFUSED_STREAM).
             max_concurrent_streams: settings.h2_max_concurrent_streams,
-            // Bounds memory per stream when the client reads slowly (hyper's default was
-            // 400 KiB, so 100 streams could pin 40 MiB per connection).
+            // Bounds what a client that reads slowly makes us queue, per connection (hyper's
+            // default was 400 KiB per stream, so 100 streams could pin 40 MiB).
             max_send_buffer: settings.h2_max_send_buffer,
             // What we accept from the client before it waits for WINDOW_UPDATE: 64 KiB per
             // stream (the RFC default and Envoy's edge recommendation) and 1 MiB per
             // connection, so one connection buffers at most 1 MiB of request bodies.
             stream_window: 64 * 1024,
             connection_window: 1024 * 1024,
-            // Rapid reset (CVE-2023-44487): streams the client opens and resets before we
-            // accept them. h2's default, 20, set explicitly: past it, GOAWAY ENHANCE_YOUR_CALM.
-            max_pending_accept_resets: 20,
             // The reverse: a client making us reset streams (protocol errors per stream).
             // h2's and hyper's default 1024, kept; past it, GOAWAY.
             max_local_error_resets: 1024,
-            // CONTINUATION floods and HPACK bombs are bounded by the header list size
-            // (`max_header_list` above, `--max-request-headers-kb`): h2 allows only so many
-            // CONTINUATION frames for it, and stops decoding a block far past it; both end
-            // with GOAWAY ENHANCE_YOUR_CALM (tests/e2e/h2_hostile.rs).
+            // Rapid reset (CVE-2023-44487), CONTINUATION floods and HPACK bombs end with
+            // GOAWAY ENHANCE_YOUR_CALM: Envoy's premature-reset rule, at most 64
+            // CONTINUATION frames and four times `max_header_list` per block (`h2/state.rs`,
+            // tests/e2e/h2_hostile.rs).
             //
             // Dead or stuck peers: a PING every interval, closed if no ACK comes in time.
             keepalive: (!settings.h2_keepalive_interval.is_zero())

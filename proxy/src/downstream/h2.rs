@@ -1,26 +1,26 @@
-//! sluice's HTTP/2 server: the `h2` crate's server driven directly.
+//! sluice's HTTP/2 server, our own: the connection's future reads the client's frames into
+//! [`state::State`] (which checks everything it reads), starts a stream future per request,
+//! and writes what the streams queued.
 //!
-//! hyper's h2 server did this before, with a layer of its own per connection and per stream:
-//! a lock taken for every stream and DATA frame (its keep-alive bookkeeping), a lookup per
-//! connection-specific header on every response, its request body wrapper, a task per stream.
-//! Without them an h2c request takes about 6% fewer instructions (`perf/CALLGRIND.md`, "`log`'s
-//! trace level, and our own HTTP/2 server").
-//! What hyper did that a proxy needs is kept here: keep-alive PINGs, graceful GOAWAY, a
-//! stream's work dropped when its client resets it, `Date`, `Content-Length` from an exact
-//! body size, and responses cleared of HTTP/1 connection headers (RFC 9113 §8.2.2).
+//! It replaced the `h2` crate's server (which had replaced hyper's): in an h2c request through
+//! sluice, a third of the instructions were the `h2` crate's (its stream store and state
+//! transitions, a frame queue per stream, HPACK encoding with table lookups and Huffman, a
+//! lookup per connection-specific header on every response). Here a response's HEADERS and
+//! DATA are encoded straight into the connection's write buffer (HPACK without indexing or
+//! Huffman, so encoding is copying), on the connection's own task: streams run inside it, not
+//! on tasks of their own.
 //!
-//! The protocol itself, and every bound a client can push (streams, header list, windows,
-//! rapid reset, CONTINUATION floods, HPACK bombs), is the `h2` crate's, configured in
-//! [`Settings::new`].
+//! What hyper did that a proxy needs is kept: keep-alive PINGs, graceful GOAWAY, a stream's
+//! work dropped when its client resets it, `Date`, `Content-Length` from an exact body size,
+//! and responses cleared of HTTP/1 connection headers (RFC 9113 §8.2.2). Every bound a client
+//! can push is in [`Limits`] and `state.rs`.
 
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, StreamGuard, Streams};
 use crate::forward::{KEEP_ALIVE, PROXY_CONNECTION};
-use crate::h1::framing::parse_content_length;
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use h2::server::{Handshake, SendResponse};
-use h2::{Ping, PingPong, Reason, RecvStream};
+use h2::Reason;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use http_body::Body;
@@ -29,32 +29,41 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 pub mod body;
-use body::{H2Body, Pipe};
+pub mod state;
+use body::H2Body;
+use state::{Config, NewRequest, Shared, Side};
+
+/// Room kept free in the read buffer before each read: one largest frame.
+const READ_ROOM: usize =
+    crate::h2c::frame::DEFAULT_MAX_FRAME as usize + crate::h2c::frame::HEAD_LEN;
+/// Turns of the connection's loop per poll before it yields to the thread's other
+/// connections (a client that keeps sending would otherwise hold the thread).
+const TURNS_PER_POLL: usize = 16;
 
 /// How every h2 connection of a listener is served.
 pub struct Settings {
-    builder: h2::server::Builder,
+    config: Config,
     /// PING after this long, and close if no ACK comes within the second.
     keepalive: Option<(Duration, Duration)>,
 }
 
 /// The bounds a client can push, with the peer each default follows (set in `server.rs`).
 pub struct Limits {
-    /// SETTINGS_MAX_HEADER_LIST_SIZE; h2 answers 431 to a stream past it.
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: a stream past it is answered 431; a block that decodes
+    /// to four times it (an HPACK bomb) ends the connection.
     pub max_header_list: u32,
     /// Concurrent streams; more are refused (RST_STREAM REFUSED_STREAM).
     pub max_concurrent_streams: u32,
-    /// Response bytes buffered per stream for a client that reads slowly.
+    /// Response bytes queued per connection for a client that reads slowly; past it,
+    /// response bodies wait.
     pub max_send_buffer: usize,
     /// Request bytes we accept per stream, and per connection, before WINDOW_UPDATE.
     pub stream_window: u32,
     pub connection_window: u32,
-    /// Streams opened and reset before we accept them (rapid reset); past it, GOAWAY.
-    pub max_pending_accept_resets: usize,
     /// Streams we reset for the client's protocol errors; past it, GOAWAY.
     pub max_local_error_resets: usize,
     /// Keep-alive PING interval (`None`: no PINGs) and how long its ACK may take.
@@ -64,24 +73,25 @@ pub struct Limits {
 
 impl Settings {
     pub fn new(limits: &Limits) -> Settings {
-        let mut builder = h2::server::Builder::new();
-        builder
-            .max_header_list_size(limits.max_header_list)
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .max_send_buffer_size(limits.max_send_buffer)
-            .initial_window_size(limits.stream_window)
-            .initial_connection_window_size(limits.connection_window)
-            .max_pending_accept_reset_streams(limits.max_pending_accept_resets)
-            .max_local_error_reset_streams(Some(limits.max_local_error_resets));
         Settings {
-            builder,
+            config: Config {
+                max_header_list: limits.max_header_list as usize,
+                max_concurrent_streams: limits.max_concurrent_streams as usize,
+                // At least one frame: below that, a response could never be sent whole.
+                write_high_water: limits
+                    .max_send_buffer
+                    .max(crate::h2c::frame::DEFAULT_MAX_FRAME as usize),
+                stream_window: i64::from(limits.stream_window),
+                connection_window: i64::from(limits.connection_window),
+                max_local_error_resets: limits.max_local_error_resets,
+            },
             keepalive: limits
                 .keepalive
                 .map(|interval| (interval, limits.keepalive_timeout)),
         }
     }
 
-    /// Serves one connection: the handshake, then every stream, each running `service`'s
+    /// Serves one connection: the preface, then every stream, each running `service`'s
     /// future. `streams` counts the open ones (for the idle timeout).
     pub fn serve<IO, S, F>(&self, io: IO, streams: Arc<Streams>, service: S) -> Connection<IO, S, F>
     where
@@ -89,11 +99,19 @@ impl Settings {
         S: FnMut(Request<ClientBody>) -> F,
         F: Future<Output = Response<ResponseBody>> + Send + 'static,
     {
+        let shared = Arc::new(Shared::new(self.config));
+        shared.lock().start();
         Connection {
-            state: State::Handshaking(self.builder.handshake(io)),
-            keepalive: self.keepalive,
-            alive: None,
-            close_pending: false,
+            io,
+            shared,
+            read: BytesMut::new(),
+            out: BytesMut::new(),
+            unflushed: false,
+            read_done: false,
+            read_pause: 2 * self.config.write_high_water,
+            keepalive: self
+                .keepalive
+                .map(|(interval, timeout)| KeepAlive::new(interval, timeout)),
             streams,
             service,
             running: FuturesUnordered::new(),
@@ -105,36 +123,113 @@ impl Settings {
 ///
 /// Its streams run inside it, not on tasks of their own: the connection's task is woken for
 /// their I/O anyway, and a task per stream cost a spawn and a second task's wake-up and poll
-/// for every response (about 900 instructions of tokio's per h2c request, against about 450
-/// for this set). Each connection is on one thread either way (every listener thread runs its
-/// own runtime).
+/// for every response. Each connection is on one thread either way (every listener thread
+/// runs its own runtime).
 pub struct Connection<IO, S, F> {
-    state: State<IO>,
-    keepalive: Option<(Duration, Duration)>,
-    alive: Option<KeepAlive>,
-    /// A graceful shutdown asked for during the handshake.
-    close_pending: bool,
+    io: IO,
+    shared: Arc<Shared>,
+    read: BytesMut,
+    /// Bytes taken from the state's write buffer, being written.
+    out: BytesMut,
+    /// Written since the last flush.
+    unflushed: bool,
+    /// The client closed its side, or reading failed.
+    read_done: bool,
+    /// Queued bytes past which nothing more is read: twice the point where response bodies
+    /// wait, room for control frames and what one read of requests answers.
+    read_pause: usize,
+    keepalive: Option<KeepAlive>,
     streams: Arc<Streams>,
     service: S,
     running: FuturesUnordered<Stream<F>>,
 }
 
-enum State<IO> {
-    Handshaking(Handshake<IO, Bytes>),
-    Serving(h2::server::Connection<IO, Bytes>),
+impl<IO, S, F> Connection<IO, S, F> {
+    /// GOAWAY: streams the client has opened are served, no new one is accepted, and the
+    /// connection closes once they are done.
+    pub fn graceful_shutdown(&mut self) {
+        self.shared.lock().graceful_shutdown();
+    }
 }
 
 impl<IO, S, F> Connection<IO, S, F>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
+    S: FnMut(Request<ClientBody>) -> F + Unpin,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
-    /// GOAWAY: streams the client has opened are served, no new one is accepted, and the
-    /// connection closes once they are done.
-    pub fn graceful_shutdown(&mut self) {
-        match &mut self.state {
-            State::Handshaking(_) => self.close_pending = true,
-            State::Serving(conn) => conn.graceful_shutdown(),
+    /// Reads what the socket has and applies every whole frame in it; starts the requests
+    /// whose heads came. `Ready` when something was read (or the read side ended).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read.capacity() - self.read.len() < READ_ROOM {
+            self.read.reserve(READ_ROOM);
         }
+        let read = std::pin::pin!(self.io.read_buf(&mut self.read));
+        let n = ready!(read.poll(cx));
+        let mut state = self.shared.lock();
+        match n {
+            Ok(0) | Err(_) => {
+                self.read_done = true;
+                state.client_gone();
+            }
+            Ok(_) => {
+                if state.receive(&mut self.read).is_err() {
+                    // What is queued (a GOAWAY) is still written; nothing more is read.
+                    self.read_done = true;
+                }
+                if state.has_accepted() {
+                    let accepted: Vec<NewRequest> = state.take_accepted().collect();
+                    drop(state);
+                    for new in accepted {
+                        let stream = self.start(new);
+                        self.running.push(stream);
+                    }
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+
+    fn start(&mut self, new: NewRequest) -> Stream<F> {
+        let NewRequest {
+            id,
+            request,
+            end_stream,
+            content_length,
+        } = new;
+        let body = if end_stream {
+            ClientBody::Empty
+        } else {
+            ClientBody::H2(H2Body::new(self.shared.clone(), id, content_length))
+        };
+        let open = self.streams.open();
+        // Boxed: a small future moves into the set of running streams, not the request path's
+        // whole state.
+        let response = Box::pin((self.service)(request.map(|()| body)));
+        Stream {
+            shared: self.shared.clone(),
+            id,
+            phase: Phase::Waiting(response),
+            _open: open,
+        }
+    }
+
+    /// Writes what is queued, and flushes it (TLS holds what it encrypted until then).
+    /// `Ready(Ok)` when all of it is out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -148,98 +243,64 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let State::Handshaking(handshake) = &mut this.state {
-            // A failed handshake (not h2, timed out, gone) closes without an answer.
-            let Ok(mut conn) = ready!(Pin::new(handshake).poll(cx)) else {
-                return Poll::Ready(());
-            };
-            if this.close_pending {
-                conn.graceful_shutdown();
-            }
-            if let (Some((interval, timeout)), Some(ping)) = (this.keepalive, conn.ping_pong()) {
-                this.alive = Some(KeepAlive::new(ping, interval, timeout));
-            }
-            this.state = State::Serving(conn);
-        }
-        let State::Serving(conn) = &mut this.state else {
-            // Not reached: a handshake that did not end returned above.
-            return Poll::Pending;
-        };
-        if let Some(alive) = &mut this.alive {
-            if alive.poll_timed_out(cx).is_ready() {
-                // A dead or stuck client: close, as hyper did (GOAWAY NO_ERROR).
-                conn.abrupt_shutdown(Reason::NO_ERROR);
-                this.alive = None;
-            }
-        }
-        loop {
-            match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
-                    if let Some(stream) = accept(req, respond, &mut this.service, &this.streams) {
-                        this.running.push(stream);
-                    }
+        // While it runs, what streams queue is written before it sleeps: no wake-up needed.
+        this.shared.lock().set_task(None);
+        for _ in 0..TURNS_PER_POLL {
+            if let Some(alive) = &mut this.keepalive {
+                let mut state = this.shared.lock();
+                if alive.poll_timed_out(cx, &mut state).is_ready() {
+                    // A dead or stuck client: close, as hyper did (GOAWAY NO_ERROR).
+                    state.fail(Reason::NO_ERROR);
+                    this.read_done = true;
                 }
-                // `None`: the connection has closed; an error closed it. Streams still
-                // running have lost their client: dropping them gives up their work.
-                Poll::Ready(_) => return Poll::Ready(()),
-                Poll::Pending => break,
+            }
+            // One read, then a write, per turn; no read while much is queued for a client
+            // that does not read it (it could make us queue without bound: PINGs, SETTINGS).
+            let queued = this.out.len() + this.shared.lock().queued();
+            let read = !this.read_done && queued < this.read_pause && this.poll_read(cx).is_ready();
+            // Each stream woken since the last turn (new ones included) runs once.
+            while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
+            let finished = {
+                let mut state = this.shared.lock();
+                if this.out.is_empty() {
+                    state.swap_written(&mut this.out);
+                }
+                state.finished()
+            };
+            let wrote_all = match this.poll_write(cx) {
+                Poll::Ready(Ok(())) => true,
+                // The client is gone: its streams' work is dropped with them.
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => false,
+            };
+            let mut state = this.shared.lock();
+            let more = wrote_all && state.queued() > 0;
+            if wrote_all && !more {
+                if finished {
+                    return Poll::Ready(());
+                }
+                // Room again: the bodies that waited for it go on.
+                state.wake_senders();
+            }
+            if this.read_done && state.finished() && !more && wrote_all {
+                return Poll::Ready(());
+            }
+            if !read && !more {
+                state.set_task(Some(cx.waker().clone()));
+                return Poll::Pending;
             }
         }
-        // Each stream woken since the last poll (new ones included) runs once; what they
-        // queue is written at the connection's next poll, which h2 wakes it for.
-        while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {}
+        // A client that keeps us busy: the thread's other connections go first.
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
-}
-
-/// Starts one stream: its request goes to `service`; the stream returned sends the response.
-fn accept<S, F>(
-    req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-    service: &mut S,
-    streams: &Arc<Streams>,
-) -> Option<Stream<F>>
-where
-    S: FnMut(Request<ClientBody>) -> F,
-    F: Future<Output = Response<ResponseBody>> + Send + 'static,
-{
-    let Ok(len) = content_length(req.headers()) else {
-        // Two lengths that differ: forwarded as they are, an HTTP/1.1 upstream could read
-        // either (a smuggling vector). Malformed (RFC 9113 §8.1.1).
-        respond.send_reset(Reason::PROTOCOL_ERROR);
-        return None;
-    };
-    let open = streams.open();
-    let req = req.map(|recv| ClientBody::H2(H2Body::new(recv, len)));
-    // Boxed: a small future moves into the set of running streams, not the request path's
-    // whole state.
-    let response = Box::pin(service(req));
-    Some(Stream {
-        respond,
-        phase: Phase::Waiting(response),
-        _open: open,
-    })
-}
-
-/// The `Content-Length` of a request, if it has one; `Err` if its values differ or one is not
-/// a plain number (h2 itself checks the first so, and the DATA received against it). The same
-/// rule as the HTTP/1.1 server's (`parse_content_length`: digits only, no sign).
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut len = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let n = parse_content_length(value.as_bytes()).ok_or(())?;
-        if len.is_some_and(|l| l != n) {
-            return Err(());
-        }
-        len = Some(n);
-    }
-    Ok(len)
 }
 
 /// One stream: waits for the response (given up if the client resets the stream), then
 /// sends its head and body.
 struct Stream<F> {
-    respond: SendResponse<Bytes>,
+    shared: Arc<Shared>,
+    id: u32,
     phase: Phase<F>,
     /// Counts the stream open until it ends.
     _open: StreamGuard,
@@ -247,7 +308,18 @@ struct Stream<F> {
 
 enum Phase<F> {
     Waiting(Pin<Box<F>>),
-    Sending(Pipe<ResponseBody>),
+    Sending {
+        body: ResponseBody,
+        /// A chunk read and waiting for window or room, and whether it ends the body.
+        waiting: Option<(Bytes, bool)>,
+    },
+    Done,
+}
+
+impl<F> Drop for Stream<F> {
+    fn drop(&mut self) {
+        self.shared.lock().release(self.id, Side::Response);
+    }
 }
 
 impl<F> Future for Stream<F>
@@ -258,9 +330,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let id = this.id;
         let response = match &mut this.phase {
-            Phase::Sending(pipe) => {
-                let _ = ready!(pipe.poll_send(cx));
+            Phase::Done => return Poll::Ready(()),
+            Phase::Sending { body, waiting } => {
+                // Whether it ended whole or early, the stream is done.
+                ready!(send_body(cx, &this.shared, id, body, waiting));
+                this.phase = Phase::Done;
                 return Poll::Ready(());
             }
             Phase::Waiting(response) => match response.as_mut().poll(cx) {
@@ -268,7 +344,8 @@ where
                 Poll::Pending => {
                     // Reset by the client (or the connection is gone): dropping the future
                     // gives up its work, a waiting request's place in the activator included.
-                    if this.respond.poll_reset(cx).is_ready() {
+                    if this.shared.lock().poll_reset(cx, id).is_ready() {
+                        this.phase = Phase::Done;
                         return Poll::Ready(());
                     }
                     return Poll::Pending;
@@ -287,26 +364,76 @@ where
                 }
             }
         }
-        let head = Response::from_parts(parts, ());
-        let stream = match this.respond.send_response(head, end) {
-            Ok(stream) => stream,
-            Err(e) => {
-                // The stream or connection is gone, or the head was refused.
-                this.respond
-                    .send_reset(e.reason().unwrap_or(Reason::INTERNAL_ERROR));
-                return Poll::Ready(());
+        let sent = this
+            .shared
+            .lock()
+            .send_head(id, parts.status, &parts.headers, end);
+        if !sent || end {
+            this.phase = Phase::Done;
+            return Poll::Ready(());
+        }
+        this.phase = Phase::Sending {
+            body,
+            waiting: None,
+        };
+        let Phase::Sending { body, waiting } = &mut this.phase else {
+            return Poll::Ready(());
+        };
+        ready!(send_body(cx, &this.shared, id, body, waiting));
+        this.phase = Phase::Done;
+        Poll::Ready(())
+    }
+}
+
+/// Sends a response body frame by frame: a chunk is read, then held until the windows and
+/// the write buffer have room, and queued; only then is the next one read. A body that fails
+/// part-way is cut with a reset (INTERNAL_ERROR, as hyper did). `Ready(false)`: the stream
+/// ended early.
+fn send_body(
+    cx: &mut Context<'_>,
+    shared: &Shared,
+    id: u32,
+    body: &mut ResponseBody,
+    waiting: &mut Option<(Bytes, bool)>,
+) -> Poll<bool> {
+    loop {
+        if let Some((data, end)) = waiting {
+            let sent = ready!(shared.lock().poll_send_data(cx, id, data, *end));
+            let end = *end;
+            *waiting = None;
+            if !sent || end {
+                return Poll::Ready(sent);
+            }
+            continue;
+        }
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(_))) => {
+                shared.lock().reset(id, Reason::INTERNAL_ERROR);
+                return Poll::Ready(false);
+            }
+            Poll::Ready(None) => {
+                // Ended without an end-of-stream flag on the last chunk: an empty one.
+                let mut empty = Bytes::new();
+                let sent = ready!(shared.lock().poll_send_data(cx, id, &mut empty, true));
+                return Poll::Ready(sent);
+            }
+            Poll::Pending => {
+                // Registered for a reset too, so a client that gives up frees the stream.
+                if shared.lock().poll_reset(cx, id).is_ready() {
+                    return Poll::Ready(false);
+                }
+                return Poll::Pending;
             }
         };
-        if end {
-            return Poll::Ready(());
+        match frame.into_data() {
+            Ok(data) => *waiting = Some((data, body.is_end_stream())),
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    return Poll::Ready(shared.lock().send_trailers(id, &trailers));
+                }
+            }
         }
-        // A body that fails part-way is cut with a reset: INTERNAL_ERROR, as hyper did.
-        let mut pipe = Pipe::new(body, stream, Reason::INTERNAL_ERROR);
-        if pipe.poll_send(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        this.phase = Phase::Sending(pipe);
-        Poll::Pending
     }
 }
 
@@ -350,7 +477,6 @@ fn prepare_head(headers: &mut HeaderMap) {
 /// stuck. Pinged whether or not the connection is busy (as Envoy's keep-alive `interval` is): a
 /// PING a minute costs less than a clock read per frame to know when it was last quiet.
 struct KeepAlive {
-    ping: PingPong,
     interval: Duration,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
@@ -358,9 +484,8 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    fn new(ping: PingPong, interval: Duration, timeout: Duration) -> KeepAlive {
+    fn new(interval: Duration, timeout: Duration) -> KeepAlive {
         KeepAlive {
-            ping,
             interval,
             timeout,
             sleep: Box::pin(tokio::time::sleep(interval)),
@@ -369,26 +494,17 @@ impl KeepAlive {
     }
 
     /// Ready once a PING went unanswered for `timeout`.
-    fn poll_timed_out(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_timed_out(&mut self, cx: &mut Context<'_>, state: &mut state::State) -> Poll<()> {
         loop {
-            if self.awaiting_ack {
-                match self.ping.poll_pong(cx) {
-                    Poll::Ready(Ok(_)) => {
-                        self.awaiting_ack = false;
-                        self.sleep.as_mut().reset(Instant::now() + self.interval);
-                    }
-                    // The connection is closing: nothing more to watch.
-                    Poll::Ready(Err(_)) => return Poll::Pending,
-                    Poll::Pending => {}
-                }
+            if self.awaiting_ack && state.take_pong() {
+                self.awaiting_ack = false;
+                self.sleep.as_mut().reset(Instant::now() + self.interval);
             }
             ready!(self.sleep.as_mut().poll(cx));
             if self.awaiting_ack {
                 return Poll::Ready(());
             }
-            if self.ping.send_ping(Ping::opaque()).is_err() {
-                return Poll::Pending;
-            }
+            state.send_ping();
             self.awaiting_ack = true;
             self.sleep.as_mut().reset(Instant::now() + self.timeout);
         }

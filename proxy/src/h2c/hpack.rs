@@ -62,6 +62,8 @@ pub struct Decoder {
     scratch: BytesMut,
     /// Set by any error but `ListTooLarge`: the table may be out of sync with the peer.
     failed: bool,
+    /// The list size (§4.1) of the last block decoded, counted to its end even past the limit.
+    last_list_size: usize,
 }
 
 impl Decoder {
@@ -77,6 +79,7 @@ impl Decoder {
             limit: max_table_size,
             scratch: BytesMut::new(),
             failed: false,
+            last_list_size: 0,
         }
     }
 
@@ -108,6 +111,12 @@ impl Decoder {
             self.failed = true;
         }
         result
+    }
+
+    /// The list size (RFC 7541 §4.1) of the last block [`decode`](Self::decode) finished,
+    /// counted past `max_list_size` too: how far a block that was too large went.
+    pub fn last_list_size(&self) -> usize {
+        self.last_list_size
     }
 
     fn decode_block(
@@ -153,10 +162,10 @@ impl Decoder {
                 (name, value)
             };
             seen_field = true;
+            list_size = list_size
+                .saturating_add(name.len() + value.len())
+                .saturating_add(ENTRY_OVERHEAD);
             if !too_large {
-                list_size = list_size
-                    .saturating_add(name.len() + value.len())
-                    .saturating_add(ENTRY_OVERHEAD);
                 if list_size > max_list_size {
                     too_large = true;
                 } else {
@@ -164,6 +173,7 @@ impl Decoder {
                 }
             }
         }
+        self.last_list_size = list_size;
         if too_large {
             return Err(HpackError::ListTooLarge);
         }

@@ -1,4 +1,6 @@
+use super::state::content_length;
 use super::*;
+use h2::RecvStream;
 use http::{HeaderName, Method, StatusCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,7 +16,6 @@ fn limits() -> Limits {
         max_send_buffer: 64 * 1024,
         stream_window: 64 * 1024,
         connection_window: 1024 * 1024,
-        max_pending_accept_resets: 20,
         max_local_error_resets: 1024,
         keepalive: None,
         keepalive_timeout: Duration::from_secs(20),
@@ -246,13 +247,17 @@ fn content_length_reads_one_length_or_refuses() {
     assert_eq!(content_length(&headers), Ok(Some(12)));
     let mut signed = headers.clone();
     signed.append(header::CONTENT_LENGTH, HeaderValue::from_static("+12"));
-    assert_eq!(content_length(&signed), Err(()));
+    assert_eq!(content_length(&signed), Err("bad content-length"));
     headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("13"));
-    assert_eq!(content_length(&headers), Err(()));
+    assert_eq!(content_length(&headers), Err("content-lengths differ"));
     for bad in ["", "-1", "+1", " 1", "1 2", "0x10", "18446744073709551616"] {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static(bad));
-        assert_eq!(content_length(&headers), Err(()), "{bad:?}");
+        assert_eq!(
+            content_length(&headers),
+            Err("bad content-length"),
+            "{bad:?}"
+        );
     }
 }
 

@@ -1,0 +1,1298 @@
+//! One client's HTTP/2 connection as a state machine: the client's frames applied (requests
+//! handed out, request bodies queued per stream), responses encoded into the write buffer.
+//!
+//! Everything here reads untrusted input. What RFC 9113 makes an error is one (frame sizes,
+//! stream states and ids, flow control, malformed heads, Content-Length), and what a client
+//! can push is bounded: header lists and blocks (431, then GOAWAY), CONTINUATION frames,
+//! concurrent streams (REFUSED_STREAM), streams reset as soon as they are opened (rapid
+//! reset, CVE-2023-44487), streams we reset for its errors, and what we queue for a client that
+//! does not read (the connection stops reading; `WriteStall` closes it).
+//!
+//! The connection's future ([`super::Connection`]) owns the socket; the streams' futures and
+//! request bodies reach this state through [`Shared`]'s lock, which is never contended: a
+//! connection and its streams run on one task, and a request body read elsewhere is read by
+//! the request's own task on the same thread.
+
+use crate::h2c::frame::{self, Head};
+use crate::h2c::hpack;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use h2::Reason;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::{request, Method, Request, StatusCode, Uri, Version};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// CONTINUATION frames a header block may take (empty ones add no bytes, so the byte bound
+/// alone would let a client hold a block open forever). h2 allows a similar handful.
+const MAX_CONTINUATIONS: usize = 64;
+/// A header list this many times over the limit is not answered with 431 but ends the
+/// connection (ENHANCE_YOUR_CALM): an HPACK bomb (a few KB referencing one large table entry
+/// thousands of times), not a client with a few headers too many.
+const BOMB_FACTOR: usize = 4;
+/// DATA smaller than this that arrives behind unread data is copied out of the read buffer,
+/// so that a few bytes do not pin a whole 16 KiB buffer (as in the h2c client).
+const COPY_BELOW: usize = 4 * 1024;
+/// Streams reset in the same read that opened them (so never started) tolerated before the
+/// ratio rule applies. Those are rapid reset's signature (CVE-2023-44487): a client cancelling
+/// a request it cares about does so after some time, not within microseconds. h2 allowed 20
+/// such streams at once; this counts them over the connection's life, with Envoy's rule on
+/// top: past the floor, the connection ends once they are half of its streams.
+const MIN_UNSTARTED_RESETS: usize = 100;
+/// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
+pub const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
+
+/// The bounds of one connection (from `super::Limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub max_header_list: usize,
+    pub max_concurrent_streams: usize,
+    /// Queued response bytes above which response bodies wait for the socket.
+    pub write_high_water: usize,
+    pub stream_window: i64,
+    pub connection_window: i64,
+    pub max_local_error_resets: usize,
+}
+
+/// How a client's stream (or its connection) ended early, as its request body sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientStreamError {
+    #[error("client reset the stream ({0})")]
+    Reset(Reason),
+    #[error("client broke HTTP/2: {0}")]
+    Protocol(&'static str),
+    #[error("client connection closed")]
+    Closed,
+}
+
+/// The connection is over: a GOAWAY saying why is queued (unless the client did not speak
+/// HTTP/2 at all), and nothing more is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionOver;
+
+pub struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        Shared {
+            state: Mutex::new(State::new(config)),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves nothing half-done that matters more than the
+        // connection going on: take the state as it is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The half of a stream a handle holds: the response (its `Stream` future) or the request body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Response,
+    RequestBody,
+}
+
+/// A request whose head has come, for the connection to start.
+pub struct NewRequest {
+    pub id: u32,
+    pub request: Request<()>,
+    /// The head ended the stream: there is no body.
+    pub end_stream: bool,
+    pub content_length: Option<u64>,
+}
+
+pub struct State {
+    config: Config,
+    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
+    /// The highest stream id the client has used (ids only go up, RFC 9113 §5.1.1).
+    last_id: u32,
+    /// Streams counted against MAX_CONCURRENT_STREAMS (not yet closed both ways).
+    open: usize,
+    peer_initial_window: i64,
+    peer_max_frame: usize,
+    send_window: i64,
+    recv_window: i64,
+    recv_unacked: i64,
+    write: BytesMut,
+    /// The connection's task, to wake when something is queued from outside it. `None` while
+    /// it runs (it writes what it queued before it sleeps).
+    task: Option<Waker>,
+    decoder: hpack::Decoder,
+    continuation: Option<Partial>,
+    /// The 24-byte preface, then a SETTINGS frame, have come (RFC 9113 §3.4).
+    got_magic: bool,
+    got_settings: bool,
+    accepted: Vec<NewRequest>,
+    streams_opened: usize,
+    unstarted_resets: usize,
+    local_error_resets: usize,
+    /// GOAWAY sent (graceful) or received: no new stream is taken. With our GOAWAY, the last
+    /// stream id it named.
+    going_away: Option<u32>,
+    /// The connection is over (a connection error, or the client went away).
+    failed: bool,
+    pong: bool,
+}
+
+struct Partial {
+    stream: u32,
+    end_stream: bool,
+    block: BytesMut,
+    continuations: usize,
+}
+
+struct Stream {
+    data: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    /// END_STREAM received.
+    recv_end: bool,
+    /// What the request's Content-Length leaves to come.
+    remaining: Option<u64>,
+    recv_window: i64,
+    recv_unacked: i64,
+    recv_waker: Option<Waker>,
+    head_sent: bool,
+    /// We sent END_STREAM.
+    send_end: bool,
+    send_window: i64,
+    /// The response waiting for window or for room in the write buffer.
+    send_waker: Option<Waker>,
+    /// The response waiting for anything else (its upstream): woken only if the stream ends
+    /// early, not at every write.
+    reset_waker: Option<Waker>,
+    /// Reset by either side, or failed with the connection.
+    error: Option<ClientStreamError>,
+    counted: bool,
+    response_held: bool,
+    body_held: bool,
+}
+
+impl Stream {
+    fn done(&self) -> bool {
+        self.error.is_some() || (self.send_end && self.recv_end)
+    }
+}
+
+/// What one frame does to the connection.
+enum Verdict {
+    Go,
+    /// A connection error: GOAWAY with this reason, and the end.
+    Fail(Reason),
+}
+
+impl State {
+    fn new(config: Config) -> State {
+        State {
+            config,
+            streams: HashMap::default(),
+            last_id: 0,
+            open: 0,
+            peer_initial_window: frame::DEFAULT_WINDOW,
+            peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
+            send_window: frame::DEFAULT_WINDOW,
+            recv_window: config.connection_window,
+            recv_unacked: 0,
+            write: BytesMut::with_capacity(4096),
+            task: None,
+            decoder: hpack::Decoder::new(4096),
+            continuation: None,
+            got_magic: false,
+            got_settings: false,
+            accepted: Vec::new(),
+            streams_opened: 0,
+            unstarted_resets: 0,
+            local_error_resets: 0,
+            going_away: None,
+            failed: false,
+            pong: false,
+        }
+    }
+
+    /// Queues our SETTINGS and connection window (the server's preface).
+    pub fn start(&mut self) {
+        let c = self.config;
+        frame::put_settings(
+            &mut self.write,
+            &[
+                (
+                    frame::SETTINGS_MAX_CONCURRENT_STREAMS,
+                    c.max_concurrent_streams as u32,
+                ),
+                (frame::SETTINGS_INITIAL_WINDOW_SIZE, c.stream_window as u32),
+                (
+                    frame::SETTINGS_MAX_HEADER_LIST_SIZE,
+                    c.max_header_list as u32,
+                ),
+            ],
+        );
+        if c.connection_window > frame::DEFAULT_WINDOW {
+            let increment = (c.connection_window - frame::DEFAULT_WINDOW) as u32;
+            frame::put_window_update(&mut self.write, 0, increment);
+        }
+    }
+
+    /// Applies every whole frame in `read` (taking it out).
+    pub fn receive(&mut self, read: &mut BytesMut) -> Result<(), ConnectionOver> {
+        if self.failed {
+            return Err(ConnectionOver);
+        }
+        if !self.got_magic {
+            let n = read.len().min(frame::PREFACE.len());
+            if read[..n] != frame::PREFACE[..n] {
+                // Not HTTP/2: closed without an answer, as h2 does.
+                self.fail_all(ClientStreamError::Closed);
+                return Err(ConnectionOver);
+            }
+            if n < frame::PREFACE.len() {
+                return Ok(());
+            }
+            read.advance(n);
+            self.got_magic = true;
+        }
+        while read.len() >= frame::HEAD_LEN && !self.failed {
+            let mut raw = [0; frame::HEAD_LEN];
+            raw.copy_from_slice(&read[..frame::HEAD_LEN]);
+            let head = Head::parse(&raw);
+            if head.len > frame::DEFAULT_MAX_FRAME {
+                self.fail(Reason::FRAME_SIZE_ERROR);
+                return Err(ConnectionOver);
+            }
+            let total = frame::HEAD_LEN + head.len as usize;
+            if read.len() < total {
+                break;
+            }
+            let mut payload = read.split_to(total).freeze();
+            payload.advance(frame::HEAD_LEN);
+            if let Verdict::Fail(reason) = self.frame(head, payload) {
+                self.fail(reason);
+                return Err(ConnectionOver);
+            }
+        }
+        Ok(())
+    }
+
+    /// Requests whose heads came in the frames applied so far.
+    pub fn take_accepted(&mut self) -> std::vec::Drain<'_, NewRequest> {
+        self.accepted.drain(..)
+    }
+
+    pub fn has_accepted(&self) -> bool {
+        !self.accepted.is_empty()
+    }
+
+    /// What is queued for the socket, swapped into `out` (which must be empty).
+    pub fn swap_written(&mut self, out: &mut BytesMut) {
+        std::mem::swap(out, &mut self.write);
+    }
+
+    /// No stream left, open or held.
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.open == 0
+    }
+
+    pub fn queued(&self) -> usize {
+        self.write.len()
+    }
+
+    pub fn set_task(&mut self, task: Option<Waker>) {
+        self.task = task;
+    }
+
+    fn wake_task(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
+    }
+
+    /// The connection has nothing left to do: it failed, or it is going away (either side
+    /// said GOAWAY) and no stream is open.
+    pub fn finished(&self) -> bool {
+        self.failed || (self.going_away.is_some() && self.open == 0)
+    }
+
+    /// GOAWAY (NO_ERROR): the streams opened so far are served, no new one is taken.
+    pub fn graceful_shutdown(&mut self) {
+        if self.going_away.is_none() && !self.failed {
+            frame::put_goaway(&mut self.write, self.last_id, Reason::NO_ERROR);
+            self.going_away = Some(self.last_id);
+            self.wake_task();
+        }
+    }
+
+    /// The client went away, or the socket failed: every stream still going fails.
+    pub fn client_gone(&mut self) {
+        self.fail_all(ClientStreamError::Closed);
+    }
+
+    /// A connection error of ours (or a keep-alive timeout): GOAWAY with `reason`, and the end.
+    pub fn fail(&mut self, reason: Reason) {
+        if !self.failed {
+            frame::put_goaway(&mut self.write, self.last_id, reason);
+        }
+        self.fail_all(ClientStreamError::Closed);
+    }
+
+    fn fail_all(&mut self, error: ClientStreamError) {
+        self.failed = true;
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.close_stream(id, error.clone());
+        }
+    }
+
+    pub fn send_ping(&mut self) {
+        self.pong = false;
+        frame::put_head(&mut self.write, 8, frame::PING, 0, 0);
+        self.write.put_slice(&KEEPALIVE_PING);
+    }
+
+    /// Whether our keep-alive PING has been answered since it was sent.
+    pub fn take_pong(&mut self) -> bool {
+        std::mem::take(&mut self.pong)
+    }
+
+    fn frame(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if !self.got_settings {
+            if head.kind != frame::SETTINGS || head.has(frame::ACK) {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR);
+            }
+            self.got_settings = true;
+        }
+        if let Some(partial) = &mut self.continuation {
+            if head.kind != frame::CONTINUATION || head.stream != partial.stream {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR);
+            }
+            if partial.block.len() + payload.len() > BOMB_FACTOR * self.config.max_header_list {
+                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+            }
+            partial.continuations += 1;
+            if partial.continuations > MAX_CONTINUATIONS {
+                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+            }
+            partial.block.extend_from_slice(&payload);
+            if !head.has(frame::END_HEADERS) {
+                return Verdict::Go;
+            }
+            let Some(partial) = self.continuation.take() else {
+                return Verdict::Go;
+            };
+            return self.header_block(partial.stream, partial.block.freeze(), partial.end_stream);
+        }
+        match head.kind {
+            frame::DATA => self.data(head, payload),
+            frame::HEADERS => {
+                if head.stream == 0 || head.stream.is_multiple_of(2) {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if frame::unpad(&head, &mut payload).is_none() {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if head.has(frame::PRIORITY_FLAG) {
+                    if payload.len() < 5 {
+                        return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+                    }
+                    // A stream may not depend on itself (§5.3.1).
+                    let dependency =
+                        u32::from_be_bytes([payload[0] & 0x7f, payload[1], payload[2], payload[3]]);
+                    payload.advance(5);
+                    if dependency == head.stream {
+                        return self.fail_stream_locally(head.stream, Reason::PROTOCOL_ERROR);
+                    }
+                }
+                let end_stream = head.has(frame::END_STREAM);
+                if head.has(frame::END_HEADERS) {
+                    self.header_block(head.stream, payload, end_stream)
+                } else {
+                    if payload.len() > BOMB_FACTOR * self.config.max_header_list {
+                        return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+                    }
+                    self.continuation = Some(Partial {
+                        stream: head.stream,
+                        end_stream,
+                        block: BytesMut::from(&payload[..]),
+                        continuations: 0,
+                    });
+                    Verdict::Go
+                }
+            }
+            frame::PRIORITY => {
+                if head.stream == 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if payload.len() != 5 {
+                    return self.fail_stream_locally(head.stream, Reason::FRAME_SIZE_ERROR);
+                }
+                Verdict::Go
+            }
+            frame::RST_STREAM => {
+                if head.stream == 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if payload.len() != 4 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+                }
+                if head.stream > self.last_id || head.stream.is_multiple_of(2) {
+                    // An idle stream (we open none: even ids are always idle).
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                let reason = Reason::from(payload.get_u32());
+                self.client_reset(head.stream, reason)
+            }
+            frame::SETTINGS => self.settings(head, payload),
+            // A client may not push (§8.4).
+            frame::PUSH_PROMISE => Verdict::Fail(Reason::PROTOCOL_ERROR),
+            frame::PING => {
+                if head.stream != 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if payload.len() != 8 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+                }
+                if !head.has(frame::ACK) {
+                    frame::put_ping_ack(&mut self.write, &payload);
+                } else if payload[..] == KEEPALIVE_PING {
+                    self.pong = true;
+                }
+                Verdict::Go
+            }
+            frame::GOAWAY => {
+                if head.stream != 0 {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                if payload.len() < 8 {
+                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+                }
+                // The client opens no new stream; the ones it has are served. (We push none,
+                // so its last-stream id concerns nothing of ours.)
+                if self.going_away.is_none() {
+                    self.going_away = Some(self.last_id);
+                }
+                Verdict::Go
+            }
+            frame::WINDOW_UPDATE => self.window_update(head, payload),
+            frame::CONTINUATION => Verdict::Fail(Reason::PROTOCOL_ERROR),
+            // Unknown frame types are ignored (§4.1).
+            _ => Verdict::Go,
+        }
+    }
+
+    fn client_reset(&mut self, id: u32, reason: Reason) -> Verdict {
+        let Some(stream) = self.streams.get(&id) else {
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            return Verdict::Go;
+        }
+        let mut unstarted = false;
+        if let Some(at) = self.accepted.iter().position(|r| r.id == id) {
+            // Reset in the same read as its head: never started, so nothing holds it.
+            self.accepted.remove(at);
+            unstarted = true;
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.response_held = false;
+                stream.body_held = false;
+            }
+        }
+        self.close_stream(id, ClientStreamError::Reset(reason));
+        if unstarted {
+            self.unstarted_resets += 1;
+            if self.unstarted_resets >= MIN_UNSTARTED_RESETS
+                && self.unstarted_resets * 2 >= self.streams_opened
+            {
+                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+            }
+        }
+        Verdict::Go
+    }
+
+    fn fail_stream_locally(&mut self, id: u32, reason: Reason) -> Verdict {
+        frame::put_rst_stream(&mut self.write, id, reason);
+        self.close_stream(id, ClientStreamError::Protocol(reason_text(reason)));
+        self.local_error_resets += 1;
+        if self.local_error_resets > self.config.max_local_error_resets {
+            return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+        }
+        Verdict::Go
+    }
+
+    /// Ends stream `id` with `error` (unless it already ended): nothing more goes either way.
+    fn close_stream(&mut self, id: u32, error: ClientStreamError) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.error.is_none() && !(stream.send_end && stream.recv_end) {
+            stream.error = Some(error);
+        }
+        // Data nobody will read gives its connection window back.
+        let unread: usize = stream.data.drain(..).map(|d| d.len()).sum();
+        wake(&mut stream.recv_waker);
+        wake(&mut stream.send_waker);
+        wake(&mut stream.reset_waker);
+        self.uncount(id);
+        if unread > 0 {
+            self.release_connection(unread as i64);
+        }
+    }
+
+    /// Frees stream `id`'s place among the open streams once it is done, and its entry once
+    /// no handle holds it.
+    fn uncount(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.counted && stream.done() {
+            stream.counted = false;
+            self.open -= 1;
+        }
+        if !stream.response_held && !stream.body_held && !stream.counted {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// A handle let go of its side of stream `id`.
+    ///
+    /// The response let go before its end: the stream is cancelled (RST_STREAM CANCEL). The
+    /// response complete and the request body not wanted before the client finished it: it
+    /// is asked to stop sending (RST_STREAM NO_ERROR, RFC 9113 §8.1).
+    pub fn release(&mut self, id: u32, side: Side) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match side {
+            Side::Response => stream.response_held = false,
+            Side::RequestBody => stream.body_held = false,
+        }
+        let reset = if stream.error.is_some() {
+            None
+        } else if !stream.response_held && !stream.send_end {
+            Some(Reason::CANCEL)
+        } else if stream.send_end && !stream.recv_end && !stream.body_held {
+            Some(Reason::NO_ERROR)
+        } else {
+            None
+        };
+        match reset {
+            Some(reason) => self.reset(id, reason),
+            None => {
+                if side == Side::RequestBody {
+                    let unread: usize = stream.data.drain(..).map(|d| d.len()).sum();
+                    if unread > 0 {
+                        self.release_connection(unread as i64);
+                    }
+                }
+                self.uncount(id);
+            }
+        }
+    }
+
+    /// Resets stream `id` from our side (its response body failed, say).
+    pub fn reset(&mut self, id: u32, reason: Reason) {
+        if self.streams.get(&id).is_some_and(|s| s.error.is_none()) {
+            frame::put_rst_stream(&mut self.write, id, reason);
+            self.close_stream(id, ClientStreamError::Reset(reason));
+            self.wake_task();
+        }
+    }
+
+    /// `Ready` once stream `id` is reset or gone (its response will not be wanted).
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>, id: u32) -> Poll<()> {
+        match self.streams.get_mut(&id) {
+            Some(stream) if stream.error.is_none() => {
+                set_waker(&mut stream.reset_waker, cx);
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
+    /// Queues the response head of stream `id`. `false`: the stream is gone.
+    pub fn send_head(
+        &mut self,
+        id: u32,
+        status: StatusCode,
+        headers: &HeaderMap,
+        end_stream: bool,
+    ) -> bool {
+        match self.streams.get_mut(&id) {
+            Some(stream) if stream.error.is_none() && !stream.head_sent => {
+                stream.head_sent = true;
+                stream.send_end = end_stream;
+            }
+            _ => return false,
+        }
+        self.encode_head(id, status, headers, end_stream);
+        if end_stream {
+            self.after_send_end(id);
+        }
+        self.wake_task();
+        true
+    }
+
+    fn encode_head(&mut self, id: u32, status: StatusCode, headers: &HeaderMap, end: bool) {
+        let start = self.write.len();
+        let flags = if end { frame::END_STREAM } else { 0 };
+        frame::put_head(&mut self.write, 0, frame::HEADERS, flags, id);
+        let block = self.write.len();
+        hpack::encode(
+            b":status",
+            status.as_str().as_bytes(),
+            false,
+            &mut self.write,
+        );
+        for (name, value) in headers {
+            hpack::encode(
+                name.as_str().as_bytes(),
+                value.as_bytes(),
+                value.is_sensitive(),
+                &mut self.write,
+            );
+        }
+        self.finish_block(start, block);
+    }
+
+    /// Queues trailers, which end stream `id`. `false`: the stream is gone.
+    pub fn send_trailers(&mut self, id: u32, trailers: &HeaderMap) -> bool {
+        match self.streams.get_mut(&id) {
+            Some(stream) if stream.error.is_none() && !stream.send_end => stream.send_end = true,
+            _ => return false,
+        }
+        let start = self.write.len();
+        frame::put_head(&mut self.write, 0, frame::HEADERS, frame::END_STREAM, id);
+        let block = self.write.len();
+        for (name, value) in trailers {
+            hpack::encode(
+                name.as_str().as_bytes(),
+                value.as_bytes(),
+                value.is_sensitive(),
+                &mut self.write,
+            );
+        }
+        self.finish_block(start, block);
+        self.after_send_end(id);
+        self.wake_task();
+        true
+    }
+
+    /// Our side of stream `id` ended: a client still sending a body nobody reads any more is
+    /// asked to stop.
+    fn after_send_end(&mut self, id: u32) {
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        if !stream.recv_end && !stream.body_held {
+            frame::put_rst_stream(&mut self.write, id, Reason::NO_ERROR);
+            self.close_stream(id, ClientStreamError::Reset(Reason::NO_ERROR));
+        } else {
+            self.uncount(id);
+        }
+    }
+
+    /// Sets the length of the HEADERS frame at `start` whose block begins at `block`, or splits
+    /// the block into CONTINUATION frames when it is larger than the client's frame size.
+    fn finish_block(&mut self, start: usize, block: usize) {
+        let len = self.write.len() - block;
+        if len <= self.peer_max_frame {
+            frame::set_len(&mut self.write, start, len);
+            self.write[start + 4] |= frame::END_HEADERS;
+            return;
+        }
+        let whole = self.write.split_off(block).freeze();
+        let id = u32::from_be_bytes([
+            self.write[start + 5],
+            self.write[start + 6],
+            self.write[start + 7],
+            self.write[start + 8],
+        ]);
+        let mut chunks = whole.chunks(self.peer_max_frame).peekable();
+        let mut first = true;
+        while let Some(chunk) = chunks.next() {
+            let at = if first {
+                start
+            } else {
+                let at = self.write.len();
+                frame::put_head(&mut self.write, 0, frame::CONTINUATION, 0, id);
+                at
+            };
+            first = false;
+            frame::set_len(&mut self.write, at, chunk.len());
+            if chunks.peek().is_none() {
+                self.write[at + 4] |= frame::END_HEADERS;
+            }
+            self.write.put_slice(chunk);
+        }
+    }
+
+    /// Sends as much of `data` on stream `id` as the windows and the write buffer allow.
+    /// `Ready(true)` once it is all queued (with END_STREAM when `end`), `Ready(false)` if the
+    /// stream is gone, `Pending` while it waits for window or room.
+    pub fn poll_send_data(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u32,
+        data: &mut Bytes,
+        end: bool,
+    ) -> Poll<bool> {
+        loop {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                return Poll::Ready(false);
+            };
+            if stream.error.is_some() || stream.send_end {
+                return Poll::Ready(false);
+            }
+            if data.is_empty() {
+                if end {
+                    frame::put_data(&mut self.write, id, &[], true);
+                    stream.send_end = true;
+                    self.after_send_end(id);
+                    self.wake_task();
+                }
+                return Poll::Ready(true);
+            }
+            let room = stream.send_window.min(self.send_window).max(0) as usize;
+            if room == 0 || self.write.len() >= self.config.write_high_water {
+                set_waker(&mut stream.send_waker, cx);
+                return Poll::Pending;
+            }
+            let n = data.len().min(room).min(self.peer_max_frame);
+            let chunk = data.split_to(n);
+            let last = end && data.is_empty();
+            frame::put_data(&mut self.write, id, &chunk, last);
+            stream.send_window -= n as i64;
+            self.send_window -= n as i64;
+            if last {
+                stream.send_end = true;
+                self.after_send_end(id);
+            }
+            self.wake_task();
+            if last {
+                return Poll::Ready(true);
+            }
+        }
+    }
+
+    /// Wakes every response waiting for room in the write buffer (it was just written).
+    pub fn wake_senders(&mut self) {
+        for stream in self.streams.values_mut() {
+            wake(&mut stream.send_waker);
+        }
+    }
+
+    /// The request body's next frame: data in order, then trailers, then the end (or the
+    /// stream's error). `ended` says whether the body has ended with it.
+    pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        id: u32,
+        ended: &mut bool,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, ClientStreamError>>> {
+        let window = self.config.stream_window;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Some(Err(ClientStreamError::Closed)));
+        };
+        if let Some(data) = stream.data.pop_front() {
+            *ended = stream.recv_end && stream.data.is_empty() && stream.trailers.is_none();
+            let len = data.len() as i64;
+            stream.recv_unacked += len;
+            if stream.recv_unacked >= window / 2 && !stream.recv_end {
+                let increment = stream.recv_unacked;
+                stream.recv_window += increment;
+                stream.recv_unacked = 0;
+                frame::put_window_update(&mut self.write, id, increment as u32);
+                self.wake_task();
+            }
+            self.release_connection(len);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        if let Some(trailers) = stream.trailers.take() {
+            *ended = true;
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Some(Err(error.clone())));
+        }
+        if stream.recv_end {
+            *ended = true;
+            return Poll::Ready(None);
+        }
+        set_waker(&mut stream.recv_waker, cx);
+        Poll::Pending
+    }
+
+    fn release_connection(&mut self, len: i64) {
+        self.recv_unacked += len;
+        if self.recv_unacked >= self.config.connection_window / 2 {
+            let increment = self.recv_unacked;
+            self.recv_window += increment;
+            self.recv_unacked = 0;
+            frame::put_window_update(&mut self.write, 0, increment as u32);
+            self.wake_task();
+        }
+    }
+
+    fn data(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        let id = head.stream;
+        if id == 0 || id.is_multiple_of(2) || id > self.last_id {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR);
+        }
+        // The whole frame counts against the windows, padding included.
+        let len = i64::from(head.len);
+        if len > self.recv_window {
+            return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
+        }
+        self.recv_window -= len;
+        if frame::unpad(&head, &mut payload).is_none() {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR);
+        }
+        let end = head.has(frame::END_STREAM);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            // A stream already closed (or refused): its data goes nowhere.
+            self.release_connection(len);
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            self.release_connection(len);
+            return Verdict::Go;
+        }
+        let problem = if stream.recv_end {
+            Some(Reason::STREAM_CLOSED)
+        } else if len > stream.recv_window {
+            Some(Reason::FLOW_CONTROL_ERROR)
+        } else {
+            let left = match stream.remaining {
+                Some(remaining) => remaining.checked_sub(payload.len() as u64),
+                None => Some(0),
+            };
+            match left {
+                // More than Content-Length said, or less by the end (§8.1.1).
+                None => Some(Reason::PROTOCOL_ERROR),
+                Some(left) if end && left > 0 && stream.remaining.is_some() => {
+                    Some(Reason::PROTOCOL_ERROR)
+                }
+                Some(left) => {
+                    if stream.remaining.is_some() {
+                        stream.remaining = Some(left);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(reason) = problem {
+            self.release_connection(len);
+            return self.fail_stream_locally(id, reason);
+        }
+        stream.recv_window -= len;
+        let padding = len - payload.len() as i64;
+        let unread = if stream.body_held {
+            if !payload.is_empty() {
+                let payload = if !stream.data.is_empty() && payload.len() < COPY_BELOW {
+                    Bytes::copy_from_slice(&payload)
+                } else {
+                    payload
+                };
+                stream.data.push_back(payload);
+            }
+            padding
+        } else {
+            // Nobody reads this body any more: its window comes back at once.
+            len
+        };
+        stream.recv_end = end;
+        wake(&mut stream.recv_waker);
+        if unread > 0 {
+            stream.recv_unacked += unread;
+            if stream.recv_unacked >= self.config.stream_window / 2 && !end {
+                let increment = stream.recv_unacked;
+                stream.recv_window += increment;
+                stream.recv_unacked = 0;
+                frame::put_window_update(&mut self.write, id, increment as u32);
+            }
+            self.release_connection(unread);
+        }
+        if end {
+            self.uncount(id);
+        }
+        Verdict::Go
+    }
+
+    fn header_block(&mut self, id: u32, block: Bytes, end_stream: bool) -> Verdict {
+        // Decoded whatever becomes of it: the dynamic table must follow the client's.
+        let mut fields = Fields::default();
+        let limit = self.config.max_header_list;
+        let decoded = self
+            .decoder
+            .decode(&block, limit, |name, value| fields.push(name, value));
+        let too_large = match decoded {
+            Ok(()) => false,
+            Err(hpack::HpackError::ListTooLarge) => {
+                if self.decoder.last_list_size() > BOMB_FACTOR * limit {
+                    return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+                }
+                true
+            }
+            Err(_) => return Verdict::Fail(Reason::COMPRESSION_ERROR),
+        };
+        if id <= self.last_id {
+            return self.trailers(id, fields, end_stream);
+        }
+        self.last_id = id;
+        if self.going_away.is_some() || self.failed {
+            // Past our GOAWAY: ignored (the client may retry it elsewhere, §6.8).
+            return Verdict::Go;
+        }
+        self.streams_opened += 1;
+        if self.open >= self.config.max_concurrent_streams {
+            frame::put_rst_stream(&mut self.write, id, Reason::REFUSED_STREAM);
+            return Verdict::Go;
+        }
+        self.open += 1;
+        self.streams.insert(
+            id,
+            Stream {
+                data: VecDeque::new(),
+                trailers: None,
+                recv_end: end_stream,
+                remaining: None,
+                recv_window: self.config.stream_window,
+                recv_unacked: 0,
+                recv_waker: None,
+                head_sent: false,
+                send_end: false,
+                send_window: self.peer_initial_window,
+                send_waker: None,
+                reset_waker: None,
+                error: None,
+                counted: true,
+                response_held: false,
+                body_held: false,
+            },
+        );
+        if too_large {
+            // 431, as h2 answers (the client is told why; RFC 6585 §5), and the stream ends.
+            let headers = HeaderMap::new();
+            self.send_head(
+                id,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &headers,
+                true,
+            );
+            return Verdict::Go;
+        }
+        let (request, content_length) = match fields.into_request() {
+            Ok(parts) => parts,
+            Err(_) => return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR),
+        };
+        if end_stream && content_length.is_some_and(|len| len > 0) {
+            return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR);
+        }
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.response_held = true;
+            stream.body_held = !end_stream;
+            stream.remaining = content_length;
+        }
+        self.accepted.push(NewRequest {
+            id,
+            request,
+            end_stream,
+            content_length,
+        });
+        Verdict::Go
+    }
+
+    /// A header block on a stream already open: trailers, which end it.
+    fn trailers(&mut self, id: u32, fields: Fields, end_stream: bool) -> Verdict {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            // A stream closed or refused: nothing to do (its block was decoded).
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            return Verdict::Go;
+        }
+        if stream.recv_end {
+            return self.fail_stream_locally(id, Reason::STREAM_CLOSED);
+        }
+        let malformed = !end_stream
+            || fields.malformed.is_some()
+            || fields.pseudo_seen
+            || stream.remaining.is_some_and(|left| left > 0);
+        if malformed {
+            return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR);
+        }
+        if stream.body_held {
+            stream.trailers = Some(fields.headers);
+        }
+        stream.recv_end = true;
+        wake(&mut stream.recv_waker);
+        self.uncount(id);
+        Verdict::Go
+    }
+
+    fn settings(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if head.stream != 0 {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR);
+        }
+        if head.has(frame::ACK) {
+            if !payload.is_empty() {
+                return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+            }
+            return Verdict::Go;
+        }
+        if !payload.len().is_multiple_of(6) {
+            return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+        }
+        while payload.has_remaining() {
+            let id = payload.get_u16();
+            let value = payload.get_u32();
+            match id {
+                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
+                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                }
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    let value = i64::from(value);
+                    if value > frame::MAX_WINDOW {
+                        return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
+                    }
+                    let delta = value - self.peer_initial_window;
+                    self.peer_initial_window = value;
+                    for stream in self.streams.values_mut() {
+                        stream.send_window += delta;
+                        if stream.send_window > frame::MAX_WINDOW {
+                            return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
+                        }
+                        if delta > 0 {
+                            wake(&mut stream.send_waker);
+                        }
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME..=0xff_ffff).contains(&value) {
+                        return Verdict::Fail(Reason::PROTOCOL_ERROR);
+                    }
+                    self.peer_max_frame = value as usize;
+                }
+                // Our encoder never indexes, so the client's table size does not concern it;
+                // the rest are advisory or for pushes; unknown ones are ignored (§6.5.2).
+                _ => {}
+            }
+        }
+        frame::put_settings_ack(&mut self.write);
+        Verdict::Go
+    }
+
+    fn window_update(&mut self, head: Head, mut payload: Bytes) -> Verdict {
+        if payload.len() != 4 {
+            return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
+        }
+        let increment = i64::from(payload.get_u32() & 0x7fff_ffff);
+        if head.stream == 0 {
+            if increment == 0 {
+                return Verdict::Fail(Reason::PROTOCOL_ERROR);
+            }
+            self.send_window += increment;
+            if self.send_window > frame::MAX_WINDOW {
+                return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
+            }
+            for stream in self.streams.values_mut() {
+                wake(&mut stream.send_waker);
+            }
+            return Verdict::Go;
+        }
+        if head.stream > self.last_id || head.stream.is_multiple_of(2) {
+            return Verdict::Fail(Reason::PROTOCOL_ERROR);
+        }
+        let Some(stream) = self.streams.get_mut(&head.stream) else {
+            return Verdict::Go;
+        };
+        if stream.error.is_some() {
+            return Verdict::Go;
+        }
+        if increment == 0 {
+            return self.fail_stream_locally(head.stream, Reason::PROTOCOL_ERROR);
+        }
+        stream.send_window += increment;
+        if stream.send_window > frame::MAX_WINDOW {
+            return self.fail_stream_locally(head.stream, Reason::FLOW_CONTROL_ERROR);
+        }
+        wake(&mut stream.send_waker);
+        Verdict::Go
+    }
+}
+
+fn reason_text(reason: Reason) -> &'static str {
+    match reason {
+        Reason::PROTOCOL_ERROR => "malformed stream",
+        Reason::FLOW_CONTROL_ERROR => "stream window exceeded",
+        Reason::STREAM_CLOSED => "frame on a closed stream",
+        Reason::FRAME_SIZE_ERROR => "bad frame size",
+        _ => "stream error",
+    }
+}
+
+/// Stream ids are small distinct integers: one multiply spreads them over the table.
+#[derive(Default)]
+struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// Not used (the keys are `u32`), but correct for any input.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        let h = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The table indexes by the low bits and filters by the high ones: both must vary.
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(waker) = waker.take() {
+        waker.wake();
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// A request head or trailers, as decoded.
+#[derive(Default)]
+struct Fields {
+    method: Option<Bytes>,
+    scheme: Option<Bytes>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
+    pseudo_seen: bool,
+    headers: HeaderMap,
+    /// The first reason the block is malformed (RFC 9113 §8.1.1).
+    malformed: Option<&'static str>,
+}
+
+impl Fields {
+    fn push(&mut self, name: Bytes, value: Bytes) {
+        if self.malformed.is_some() {
+            return;
+        }
+        if name.first() == Some(&b':') {
+            self.pseudo_seen = true;
+            // Pseudo-headers come first (§8.3), each once; no other is defined for requests
+            // (`:protocol` needs SETTINGS_ENABLE_CONNECT_PROTOCOL, which we do not send).
+            let slot = match &name[..] {
+                b":method" => &mut self.method,
+                b":scheme" => &mut self.scheme,
+                b":authority" => &mut self.authority,
+                b":path" => &mut self.path,
+                _ => {
+                    self.malformed = Some("unknown pseudo-header");
+                    return;
+                }
+            };
+            if slot.is_some() || !self.headers.is_empty() {
+                self.malformed = Some("pseudo-header repeated or late");
+                return;
+            }
+            *slot = Some(value);
+            return;
+        }
+        if name.iter().any(u8::is_ascii_uppercase) {
+            self.malformed = Some("uppercase header name");
+            return;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&name),
+            HeaderValue::from_maybe_shared(value),
+        ) else {
+            self.malformed = Some("bad header field");
+            return;
+        };
+        if is_connection_specific(&name, &value) {
+            self.malformed = Some("connection-specific header");
+            return;
+        }
+        self.headers.append(name, value);
+    }
+
+    /// The request these fields make, and its Content-Length; `Err` if it is malformed.
+    fn into_request(self) -> Result<(Request<()>, Option<u64>), &'static str> {
+        if let Some(what) = self.malformed {
+            return Err(what);
+        }
+        let method = self.method.ok_or("no :method")?;
+        let method = Method::from_bytes(&method).map_err(|_| "bad :method")?;
+        let mut parts = uri::Parts::default();
+        if method == Method::CONNECT {
+            // Authority-form only (§8.5).
+            if self.scheme.is_some() || self.path.is_some() {
+                return Err("CONNECT with :scheme or :path");
+            }
+            let authority = self.authority.ok_or("CONNECT without :authority")?;
+            parts.authority =
+                Some(Authority::from_maybe_shared(authority).map_err(|_| "bad :authority")?);
+        } else {
+            let scheme = self.scheme.ok_or("no :scheme")?;
+            let path = self.path.filter(|p| !p.is_empty()).ok_or("no :path")?;
+            if let Some(authority) = self.authority {
+                parts.scheme = Some(Scheme::try_from(&scheme[..]).map_err(|_| "bad :scheme")?);
+                parts.authority =
+                    Some(Authority::from_maybe_shared(authority).map_err(|_| "bad :authority")?);
+            }
+            parts.path_and_query =
+                Some(PathAndQuery::from_maybe_shared(path).map_err(|_| "bad :path")?);
+        }
+        let uri = Uri::from_parts(parts).map_err(|_| "bad target")?;
+        let content_length = content_length(&self.headers)?;
+        let mut head = request::Request::new(());
+        *head.method_mut() = method;
+        *head.uri_mut() = uri;
+        *head.version_mut() = Version::HTTP_2;
+        *head.headers_mut() = self.headers;
+        Ok((head, content_length))
+    }
+}
+
+/// The `Content-Length` of a request, if it has one; `Err` if its values differ or one is not
+/// a plain number. Forwarded as they are, two lengths that differ could be read either way by
+/// an HTTP/1.1 upstream (a smuggling vector). The same rule as the HTTP/1.1 server's.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut len = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let n = crate::h1::framing::parse_content_length(value.as_bytes())
+            .ok_or("bad content-length")?;
+        if len.is_some_and(|l| l != n) {
+            return Err("content-lengths differ");
+        }
+        len = Some(n);
+    }
+    Ok(len)
+}
+
+/// Headers that mean something only to one HTTP/1.1 connection: malformed in an HTTP/2
+/// request (RFC 9113 §8.2.2).
+fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
+    match name.as_str().len() {
+        2 => *name == header::TE && value.as_bytes() != b"trailers",
+        7 => *name == header::UPGRADE,
+        10 => *name == header::CONNECTION || *name == crate::forward::KEEP_ALIVE,
+        16 => *name == crate::forward::PROXY_CONNECTION,
+        17 => *name == header::TRANSFER_ENCODING,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

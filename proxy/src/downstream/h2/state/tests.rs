@@ -1,0 +1,560 @@
+//! The server's state driven by hand-made client frames; what it writes is parsed back.
+
+use super::*;
+
+fn config() -> Config {
+    Config {
+        max_header_list: 8 * 1024,
+        max_concurrent_streams: 4,
+        write_high_water: 64 * 1024,
+        stream_window: 64 * 1024,
+        connection_window: 1024 * 1024,
+        max_local_error_resets: 8,
+    }
+}
+
+/// A connection that has sent its preface and taken the client's (empty SETTINGS).
+fn connected() -> State {
+    let mut state = State::new(config());
+    state.start();
+    let mut input = BytesMut::from(frame::PREFACE);
+    frame::put_settings(&mut input, &[]);
+    state.receive(&mut input).expect("a good preface");
+    state.take_written();
+    state
+}
+
+impl State {
+    fn take_written(&mut self) -> Vec<(Head, Bytes)> {
+        let mut out = self.write.split().freeze();
+        let mut frames = Vec::new();
+        while !out.is_empty() {
+            let mut raw = [0; frame::HEAD_LEN];
+            raw.copy_from_slice(&out[..frame::HEAD_LEN]);
+            let head = Head::parse(&raw);
+            out.advance(frame::HEAD_LEN);
+            frames.push((head, out.split_to(head.len as usize)));
+        }
+        frames
+    }
+
+    fn feed(&mut self, input: BytesMut) -> Result<(), ConnectionOver> {
+        let mut input = input;
+        self.receive(&mut input)
+    }
+}
+
+fn block(fields: &[(&str, &str)]) -> BytesMut {
+    let mut block = BytesMut::new();
+    for (name, value) in fields {
+        hpack::encode(name.as_bytes(), value.as_bytes(), false, &mut block);
+    }
+    block
+}
+
+fn headers_frame(id: u32, fields: &[(&str, &str)], end_stream: bool) -> BytesMut {
+    let block = block(fields);
+    let mut out = BytesMut::new();
+    let flags = frame::END_HEADERS | if end_stream { frame::END_STREAM } else { 0 };
+    frame::put_head(&mut out, block.len(), frame::HEADERS, flags, id);
+    out.extend_from_slice(&block);
+    out
+}
+
+const GET: &[(&str, &str)] = &[
+    (":method", "GET"),
+    (":scheme", "http"),
+    (":authority", "example.com"),
+    (":path", "/a?b"),
+];
+
+fn post(len: &str) -> Vec<(&str, &str)> {
+    vec![
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "example.com"),
+        (":path", "/"),
+        ("content-length", len),
+    ]
+}
+
+fn resets(frames: &[(Head, Bytes)]) -> Vec<(u32, Reason)> {
+    frames
+        .iter()
+        .filter(|(h, _)| h.kind == frame::RST_STREAM)
+        .map(|(h, p)| {
+            (
+                h.stream,
+                Reason::from(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+            )
+        })
+        .collect()
+}
+
+fn goaway(frames: &[(Head, Bytes)]) -> Option<Reason> {
+    frames
+        .iter()
+        .find(|(h, _)| h.kind == frame::GOAWAY)
+        .map(|(_, p)| Reason::from(u32::from_be_bytes([p[4], p[5], p[6], p[7]])))
+}
+
+/// Decodes the response heads in `frames` (each HEADERS frame is a whole block here).
+fn statuses(frames: &[(Head, Bytes)]) -> Vec<(u32, String)> {
+    let mut decoder = hpack::Decoder::new(4096);
+    let mut out = Vec::new();
+    for (head, payload) in frames.iter().filter(|(h, _)| h.kind == frame::HEADERS) {
+        let mut status = String::new();
+        decoder
+            .decode(payload, 1 << 20, |name, value| {
+                if &name[..] == b":status" {
+                    status = String::from_utf8_lossy(&value).into_owned();
+                }
+            })
+            .expect("a valid block");
+        out.push((head.stream, status));
+    }
+    out
+}
+
+#[test]
+fn a_request_head_becomes_a_request_and_its_response_is_encoded() {
+    let mut state = connected();
+    state
+        .feed(headers_frame(1, &[GET, &[("x-a", "1")]].concat(), true))
+        .expect("fine");
+    let new: Vec<NewRequest> = state.take_accepted().collect();
+    assert_eq!(new.len(), 1);
+    let req = &new[0].request;
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.uri(), "http://example.com/a?b");
+    assert_eq!(req.version(), Version::HTTP_2);
+    assert_eq!(req.headers()["x-a"], "1");
+    assert!(new[0].end_stream);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-b", HeaderValue::from_static("2"));
+    assert!(state.send_head(1, StatusCode::OK, &headers, false));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = Bytes::from_static(b"hello");
+    assert_eq!(
+        state.poll_send_data(&mut cx, 1, &mut body, true),
+        Poll::Ready(true)
+    );
+    let frames = state.take_written();
+    assert_eq!(statuses(&frames), vec![(1, "200".to_string())]);
+    let data: Vec<_> = frames
+        .iter()
+        .filter(|(h, _)| h.kind == frame::DATA)
+        .collect();
+    assert_eq!(data.len(), 1);
+    assert_eq!(&data[0].1[..], b"hello");
+    assert!(data[0].0.has(frame::END_STREAM));
+    state.release(1, Side::Response);
+    assert!(state.is_idle(), "both sides ended and let go: nothing left");
+}
+
+#[test]
+fn a_connection_must_open_with_the_preface_then_settings() {
+    let mut state = State::new(config());
+    assert!(state
+        .feed(BytesMut::from(&b"GET / HTTP/1.1\r\n\r\n"[..]))
+        .is_err());
+    assert!(state.take_written().is_empty(), "not HTTP/2: no answer");
+
+    let mut state = State::new(config());
+    let mut input = BytesMut::from(frame::PREFACE);
+    frame::put_window_update(&mut input, 0, 1);
+    assert!(state.feed(input).is_err());
+    assert_eq!(goaway(&state.take_written()), Some(Reason::PROTOCOL_ERROR));
+}
+
+#[test]
+fn malformed_request_heads_are_reset_and_never_started() {
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("uppercase name", [GET, &[("X-A", "1")]].concat()),
+        (
+            "connection header",
+            [GET, &[("connection", "close")]].concat(),
+        ),
+        ("te other than trailers", [GET, &[("te", "gzip")]].concat()),
+        ("no :path", GET[..3].to_vec()),
+        ("no :method", GET[1..].to_vec()),
+        (
+            "late pseudo-header",
+            vec![GET[0], GET[1], ("x-a", "1"), GET[2], GET[3]],
+        ),
+        ("repeated pseudo-header", [GET, &[(":path", "/b")]].concat()),
+        (
+            "unknown pseudo-header",
+            [GET, &[(":protocol", "websocket")]].concat(),
+        ),
+        (
+            "response pseudo-header",
+            [GET, &[(":status", "200")]].concat(),
+        ),
+        (
+            "differing lengths",
+            [&post("1")[..], &[("content-length", "2")]].concat(),
+        ),
+        ("length with no body", post("3")),
+    ];
+    for (what, fields) in cases {
+        let mut state = connected();
+        state.feed(headers_frame(1, &fields, true)).expect(what);
+        assert_eq!(state.take_accepted().count(), 0, "{what}");
+        assert_eq!(
+            resets(&state.take_written()),
+            vec![(1, Reason::PROTOCOL_ERROR)],
+            "{what}"
+        );
+        assert!(state.is_idle(), "{what}");
+    }
+}
+
+#[test]
+fn streams_past_the_limit_are_refused() {
+    let mut state = connected();
+    for id in [1, 3, 5, 7, 9] {
+        state.feed(headers_frame(id, GET, true)).expect("fine");
+    }
+    assert_eq!(state.take_accepted().count(), 4);
+    assert_eq!(
+        resets(&state.take_written()),
+        vec![(9, Reason::REFUSED_STREAM)]
+    );
+    // One ends: its place is free again.
+    assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), true));
+    state.release(1, Side::Response);
+    state.feed(headers_frame(11, GET, true)).expect("fine");
+    assert_eq!(state.take_accepted().count(), 1);
+}
+
+#[test]
+fn request_bodies_are_checked_against_content_length_and_the_windows() {
+    let mut cx = Context::from_waker(Waker::noop());
+    // More than Content-Length says.
+    let mut state = connected();
+    let mut input = headers_frame(1, &post("3"), false);
+    frame::put_data(&mut input, 1, b"abcd", true);
+    state.feed(input).expect("a stream error only");
+    assert_eq!(
+        resets(&state.take_written()),
+        vec![(1, Reason::PROTOCOL_ERROR)]
+    );
+    let mut ended = false;
+    assert!(matches!(
+        state.poll_body(&mut cx, 1, &mut ended),
+        Poll::Ready(Some(Err(ClientStreamError::Protocol(_))))
+    ));
+
+    // Past the stream window (64 KiB): a stream error; the connection goes on.
+    let mut state = connected();
+    let mut input = headers_frame(1, &post("100000"), false);
+    for _ in 0..5 {
+        frame::put_data(&mut input, 1, &[b'x'; 16_000], false);
+    }
+    state.feed(input).expect("a stream error only");
+    assert_eq!(
+        resets(&state.take_written()),
+        vec![(1, Reason::FLOW_CONTROL_ERROR)]
+    );
+
+    // Past the connection window (1 MiB) across streams: the connection ends.
+    let mut state = Shared::new(Config {
+        max_concurrent_streams: 100,
+        ..config()
+    })
+    .state
+    .into_inner()
+    .expect("not poisoned");
+    let mut input = BytesMut::from(frame::PREFACE);
+    frame::put_settings(&mut input, &[]);
+    for i in 0..20u32 {
+        let id = 2 * i + 1;
+        input.extend_from_slice(&headers_frame(id, &post("60000"), false));
+        for _ in 0..4 {
+            frame::put_data(&mut input, id, &[b'x'; 15_000], false);
+        }
+    }
+    assert!(state.feed(input).is_err());
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::FLOW_CONTROL_ERROR)
+    );
+}
+
+#[test]
+fn a_read_body_gives_its_window_back() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut state = connected();
+    let mut input = headers_frame(1, &post("40000"), false);
+    frame::put_data(&mut input, 1, &[b'x'; 16_384], false);
+    frame::put_data(&mut input, 1, &[b'x'; 16_384], false);
+    state.feed(input).expect("fine");
+    state.take_accepted().count();
+    let mut ended = false;
+    for _ in 0..2 {
+        assert!(matches!(
+            state.poll_body(&mut cx, 1, &mut ended),
+            Poll::Ready(Some(Ok(_)))
+        ));
+    }
+    assert!(!ended);
+    let updates: Vec<u32> = state
+        .take_written()
+        .iter()
+        .filter(|(h, _)| h.kind == frame::WINDOW_UPDATE)
+        .map(|(h, _)| h.stream)
+        .collect();
+    assert_eq!(updates, vec![1], "half the stream window used: one update");
+    let mut input = BytesMut::new();
+    frame::put_data(&mut input, 1, &[b'x'; 40_000 - 2 * 16_384], true);
+    state.feed(input).expect("fine");
+    assert!(matches!(
+        state.poll_body(&mut cx, 1, &mut ended),
+        Poll::Ready(Some(Ok(_)))
+    ));
+    assert!(ended, "the last frame ended the body");
+}
+
+#[test]
+fn a_response_waits_for_window_and_is_cut_to_the_frame_size() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut state = connected();
+    state.feed(headers_frame(1, GET, true)).expect("fine");
+    state.take_accepted().count();
+    assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), false));
+    let mut body = Bytes::from(vec![b'y'; 100_000]);
+    assert_eq!(
+        state.poll_send_data(&mut cx, 1, &mut body, true),
+        Poll::Pending
+    );
+    let sent: usize = state
+        .take_written()
+        .iter()
+        .filter(|(h, _)| h.kind == frame::DATA)
+        .map(|(h, _)| {
+            assert!(h.len <= frame::DEFAULT_MAX_FRAME);
+            h.len as usize
+        })
+        .sum();
+    assert_eq!(sent, 65_535, "the client's initial window");
+    let mut input = BytesMut::new();
+    frame::put_window_update(&mut input, 0, 50_000);
+    frame::put_window_update(&mut input, 1, 50_000);
+    state.feed(input).expect("fine");
+    assert_eq!(
+        state.poll_send_data(&mut cx, 1, &mut body, true),
+        Poll::Ready(true)
+    );
+}
+
+#[test]
+fn a_response_done_before_its_request_body_asks_the_client_to_stop() {
+    let mut state = connected();
+    state
+        .feed(headers_frame(1, &post("1000"), false))
+        .expect("fine");
+    state.take_accepted().count();
+    assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), true));
+    state.release(1, Side::Response);
+    assert!(
+        resets(&state.take_written()).is_empty(),
+        "the body is still read"
+    );
+    state.release(1, Side::RequestBody);
+    assert_eq!(resets(&state.take_written()), vec![(1, Reason::NO_ERROR)]);
+    assert!(state.is_idle());
+}
+
+#[test]
+fn a_header_list_over_the_limit_gets_431_and_a_bomb_ends_the_connection() {
+    let big = "v".repeat(9 * 1024);
+    let mut state = connected();
+    state
+        .feed(headers_frame(
+            1,
+            &[GET, &[("x-big", big.as_str())]].concat(),
+            true,
+        ))
+        .expect("a stream answer only");
+    assert_eq!(state.take_accepted().count(), 0);
+    assert_eq!(
+        statuses(&state.take_written()),
+        vec![(1, "431".to_string())]
+    );
+    assert!(state.is_idle());
+
+    // One 4 KB entry put in the table, then referenced ten times: 40 KB from a few bytes.
+    let mut state = connected();
+    let mut fields = block(GET);
+    fields.extend_from_slice(&[0x40, 0x01, b'x', 0x7f, 0xa1, 0x1e]);
+    fields.extend_from_slice(&[b'z'; 4000]);
+    fields.extend_from_slice(&[0xbe; 10]);
+    let mut input = BytesMut::new();
+    frame::put_head(
+        &mut input,
+        fields.len(),
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        1,
+    );
+    input.extend_from_slice(&fields);
+    assert!(state.feed(input).is_err());
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn endless_continuation_frames_end_the_connection() {
+    let mut state = connected();
+    let fields = block(GET);
+    let mut input = BytesMut::new();
+    frame::put_head(&mut input, fields.len(), frame::HEADERS, 0, 1);
+    input.extend_from_slice(&fields);
+    for _ in 0..=MAX_CONTINUATIONS {
+        frame::put_head(&mut input, 0, frame::CONTINUATION, 0, 1);
+    }
+    assert!(state.feed(input).is_err());
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn rapid_resets_end_the_connection_but_cancelling_started_streams_does_not() {
+    let mut state = Shared::new(Config {
+        max_concurrent_streams: 100,
+        ..config()
+    })
+    .state
+    .into_inner()
+    .expect("not poisoned");
+    let mut input = BytesMut::from(frame::PREFACE);
+    frame::put_settings(&mut input, &[]);
+    state.feed(input).expect("fine");
+    // Streams started (taken by the connection) and reset later: a client cancelling.
+    let mut id = 1;
+    for _ in 0..2 * MIN_UNSTARTED_RESETS {
+        state.feed(headers_frame(id, GET, true)).expect("fine");
+        assert_eq!(state.take_accepted().count(), 1);
+        let mut input = BytesMut::new();
+        frame::put_rst_stream(&mut input, id, Reason::CANCEL);
+        state.feed(input).expect("a cancel is no attack");
+        state.release(id, Side::Response);
+        id += 2;
+    }
+    assert!(state.is_idle());
+    // Opened and reset in one read: never started. Past the floor and at half the streams
+    // the connection ends.
+    let mut fed = 0;
+    loop {
+        let mut input = headers_frame(id, GET, true);
+        frame::put_rst_stream(&mut input, id, Reason::CANCEL);
+        id += 2;
+        fed += 1;
+        if state.feed(input).is_err() {
+            break;
+        }
+        assert_eq!(
+            state.take_accepted().count(),
+            0,
+            "reset in the same read: never started"
+        );
+        assert!(fed < 10 * MIN_UNSTARTED_RESETS, "never cut off");
+    }
+    assert_eq!(
+        fed,
+        2 * MIN_UNSTARTED_RESETS,
+        "half of the streams were rapid resets"
+    );
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn graceful_shutdown_serves_open_streams_and_ignores_new_ones() {
+    let mut state = connected();
+    state.feed(headers_frame(1, GET, true)).expect("fine");
+    state.take_accepted().count();
+    state.graceful_shutdown();
+    let frames = state.take_written();
+    let (_, payload) = frames
+        .iter()
+        .find(|(h, _)| h.kind == frame::GOAWAY)
+        .expect("a GOAWAY");
+    assert_eq!(&payload[..4], &1u32.to_be_bytes(), "the last stream taken");
+    state.feed(headers_frame(3, GET, true)).expect("ignored");
+    assert_eq!(state.take_accepted().count(), 0);
+    assert!(!state.finished(), "stream 1 is still open");
+    assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), true));
+    state.release(1, Side::Response);
+    assert!(state.finished());
+}
+
+#[test]
+fn client_protocol_errors_end_the_connection() {
+    let cases: Vec<(&str, BytesMut, Reason)> = vec![
+        (
+            "HEADERS on an even stream",
+            headers_frame(2, GET, true),
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "DATA on an idle stream",
+            {
+                let mut b = BytesMut::new();
+                frame::put_data(&mut b, 5, b"x", false);
+                b
+            },
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "PUSH_PROMISE",
+            {
+                let mut b = BytesMut::new();
+                frame::put_head(&mut b, 4, frame::PUSH_PROMISE, frame::END_HEADERS, 1);
+                b.put_u32(2);
+                b
+            },
+            Reason::PROTOCOL_ERROR,
+        ),
+        (
+            "a frame over 16 KiB",
+            {
+                let mut b = BytesMut::new();
+                frame::put_head(&mut b, 20_000, frame::DATA, 0, 1);
+                b
+            },
+            Reason::FRAME_SIZE_ERROR,
+        ),
+        (
+            "connection window overflow",
+            {
+                let mut b = BytesMut::new();
+                frame::put_window_update(&mut b, 0, 0x7fff_ffff);
+                b
+            },
+            Reason::FLOW_CONTROL_ERROR,
+        ),
+        (
+            "a bad HPACK block",
+            {
+                let mut b = BytesMut::new();
+                frame::put_head(&mut b, 1, frame::HEADERS, frame::END_HEADERS, 1);
+                b.put_u8(0x80);
+                b
+            },
+            Reason::COMPRESSION_ERROR,
+        ),
+    ];
+    for (what, input, reason) in cases {
+        let mut state = connected();
+        assert!(state.feed(input).is_err(), "{what}");
+        assert_eq!(goaway(&state.take_written()), Some(reason), "{what}");
+    }
+}
