@@ -13,8 +13,8 @@
 //! server may push is bounded: header lists (16 KiB), header blocks, streams we reset for its
 //! errors, and what we queue for a server that does not read.
 //!
-//! Downstream, clients are served by the `h2` crate's server (`downstream/h2.rs`): untrusted
-//! input stays with a proven implementation.
+//! Downstream, clients are served by our own HTTP/2 server (`downstream/h2.rs`), on the same
+//! frame and HPACK code.
 
 pub mod connection;
 pub mod frame;

@@ -1,6 +1,6 @@
 //! The Pingora shell: process, listeners, background tasks and graceful shutdown. HTTP itself is
 //! served inside [`HttpApp::process_new`], HTTP/1.1 by `downstream::h1` and h2 by
-//! `downstream::h2` on the `h2` crate ("Pingora shell, own hot path").
+//! `downstream::h2`, both our own ("Pingora shell, own hot path").
 //!
 //! [`Shell`] hosts whatever a command needs: the HTTP(S) listeners of a proxy, an admin
 //! listener, and background tasks (the xDS client, ...) given as plain futures that watch a
@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 /// Serves HTTP/1.1 and HTTP/2 on one listener: h2 when TLS negotiated it by ALPN or a
 /// plaintext connection opens with the h2 preface (prior knowledge), else HTTP/1.1. HTTP/1.1
-/// is our own server (`downstream::h1`), h2 the `h2` crate's (`downstream::h2`).
+/// by `downstream::h1`, h2 by `downstream::h2` (both our own).
 ///
 /// We sniff ourselves rather than use hyper-util's `auto` builder: its per-poll wrapper cost
 /// about 3% of the instructions of a proxied request (callgrind), and Pingora's stream can

@@ -244,16 +244,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         // While it runs, what streams queue is written before it sleeps: no wake-up needed.
-        this.shared.lock().set_task(None);
-        for _ in 0..TURNS_PER_POLL {
+        {
+            let mut state = this.shared.lock();
+            state.set_task(None);
             if let Some(alive) = &mut this.keepalive {
-                let mut state = this.shared.lock();
                 if alive.poll_timed_out(cx, &mut state).is_ready() {
                     // A dead or stuck client: close, as hyper did (GOAWAY NO_ERROR).
                     state.fail(Reason::NO_ERROR);
                     this.read_done = true;
                 }
             }
+        }
+        for _ in 0..TURNS_PER_POLL {
             // One read, then a write, per turn; no read while much is queued for a client
             // that does not read it (it could make us queue without bound: PINGs, SETTINGS).
             let queued = this.out.len() + this.shared.lock().queued();

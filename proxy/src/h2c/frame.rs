@@ -1,5 +1,5 @@
-//! HTTP/2 frames (RFC 9113 §4, §6) as the client reads and writes them: the 9-byte frame head
-//! and the few fixed-layout frames it sends.
+//! HTTP/2 frames (RFC 9113 §4, §6) as our client and server read and write them: the 9-byte
+//! frame head and the few fixed-layout frames they send.
 
 use bytes::{BufMut, BytesMut};
 use h2::Reason;

@@ -1,8 +1,9 @@
-//! HPACK (RFC 7541) for the h2c client: a [`Decoder`] for response header blocks, with the
-//! connection's dynamic table, and a stateless [`encode`] for request fields.
+//! HPACK (RFC 7541) for our HTTP/2 client (h2c upstreams) and server (clients): a [`Decoder`]
+//! for the peer's header blocks, with the connection's dynamic table, and a stateless
+//! [`encode`] for ours.
 //!
 //! Our encoder never inserts into the peer's dynamic table (literals "without indexing"), so
-//! it needs no state and never sends a table size update; requests from a proxy rarely repeat
+//! it needs no state and never sends a table size update; heads from a proxy rarely repeat
 //! enough for indexing to pay for its bookkeeping, and the static table catches the common
 //! pseudo-header values.
 

@@ -150,7 +150,8 @@ struct Partial {
 
 struct Stream {
     data: VecDeque<Bytes>,
-    trailers: Option<HeaderMap>,
+    /// Boxed: rare, and a map inline would make every stream's entry larger.
+    trailers: Option<Box<HeaderMap>>,
     /// END_STREAM received.
     recv_end: bool,
     /// What the request's Content-Length leaves to come.
@@ -408,7 +409,11 @@ impl State {
                 }
                 let end_stream = head.has(frame::END_STREAM);
                 if head.has(frame::END_HEADERS) {
-                    self.header_block(head.stream, payload, end_stream)
+                    // Copied out of the read buffer: the request's header values are slices
+                    // of the block, and a slice of the read buffer would pin all of it (16 KiB
+                    // or more) for as long as the request is held, say in the activator.
+                    let block = Bytes::copy_from_slice(&payload);
+                    self.header_block(head.stream, block, end_stream)
                 } else {
                     if payload.len() > BOMB_FACTOR * self.config.max_header_list {
                         return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
@@ -812,7 +817,7 @@ impl State {
         }
         if let Some(trailers) = stream.trailers.take() {
             *ended = true;
-            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(*trailers))));
         }
         if let Some(error) = &stream.error {
             return Poll::Ready(Some(Err(error.clone())));
@@ -1025,7 +1030,7 @@ impl State {
             return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR);
         }
         if stream.body_held {
-            stream.trailers = Some(fields.headers);
+            stream.trailers = Some(Box::new(fields.headers));
         }
         stream.recv_end = true;
         wake(&mut stream.recv_waker);
