@@ -1251,7 +1251,15 @@ impl Fields {
         } else {
             let scheme = self.scheme.ok_or("no :scheme")?;
             let path = self.path.filter(|p| !p.is_empty()).ok_or("no :path")?;
+            // Origin form, or `*` for OPTIONS (RFC 9113 §8.3.1).
+            if path[0] != b'/' && !(&path[..] == b"*" && method == Method::OPTIONS) {
+                return Err("bad :path");
+            }
             if let Some(authority) = self.authority {
+                // No userinfo in :authority (§8.3.1).
+                if authority.contains(&b'@') {
+                    return Err("userinfo in :authority");
+                }
                 parts.scheme = Some(Scheme::try_from(&scheme[..]).map_err(|_| "bad :scheme")?);
                 parts.authority =
                     Some(Authority::from_maybe_shared(authority).map_err(|_| "bad :authority")?);

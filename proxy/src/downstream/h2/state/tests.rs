@@ -196,6 +196,18 @@ fn malformed_request_heads_are_reset_and_never_started() {
             [&post("1")[..], &[("content-length", "2")]].concat(),
         ),
         ("length with no body", post("3")),
+        (
+            "path not in origin form",
+            vec![GET[0], GET[1], GET[2], (":path", "a")],
+        ),
+        (
+            "asterisk path on GET",
+            vec![GET[0], GET[1], GET[2], (":path", "*")],
+        ),
+        (
+            "userinfo in :authority",
+            vec![GET[0], GET[1], (":authority", "u@example.com"), GET[3]],
+        ),
     ];
     for (what, fields) in cases {
         let mut state = connected();
