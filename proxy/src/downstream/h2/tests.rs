@@ -352,3 +352,40 @@ async fn graceful_shutdown_serves_the_open_stream_then_closes() {
         .expect("no panic");
     let _ = tokio::time::timeout(BOUND, client_connection).await;
 }
+
+/// Six streams at once each send 1 MiB and get it back: both directions pass through the
+/// windows (ours: 64 KiB per stream and 1 MiB per connection; the client's: 64 KiB) and the
+/// write buffer's high water many times, and every body arrives whole, in order, on its own
+/// stream.
+#[tokio::test]
+async fn megabytes_cross_the_windows_both_ways_on_many_streams() {
+    let client = client_of(|req: Request<ClientBody>| async move {
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Response::new(ResponseBody::full(body))
+    })
+    .await;
+    let exchanges = (0..6u8).map(|i| {
+        let mut client = client.clone();
+        async move {
+            let sent: Vec<u8> = (0..1024 * 1024).map(|n: u32| (n % 251) as u8 ^ i).collect();
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("http://h2.example/echo")
+                .body(())
+                .expect("request");
+            let (response, mut send) = client.send_request(req, false).expect("sent");
+            send.send_data(Bytes::from(sent.clone()), true)
+                .expect("body queued");
+            let response = tokio::time::timeout(BOUND, response)
+                .await
+                .expect("in time")
+                .expect("a response");
+            let mut body = response.into_body();
+            assert!(read_body(&mut body).await == sent, "stream {i}'s echo");
+        }
+    });
+    futures_util::future::join_all(exchanges).await;
+}
