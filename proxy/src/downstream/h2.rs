@@ -115,6 +115,7 @@ impl Settings {
             streams,
             service,
             running: FuturesUnordered::new(),
+            starting: Vec::new(),
         }
     }
 }
@@ -142,6 +143,8 @@ pub struct Connection<IO, S, F> {
     streams: Arc<Streams>,
     service: S,
     running: FuturesUnordered<Stream<F>>,
+    /// Requests taken from the state to start (kept between reads for its allocation).
+    starting: Vec<NewRequest>,
 }
 
 impl<IO, S, F> Connection<IO, S, F> {
@@ -177,14 +180,14 @@ where
                     // What is queued (a GOAWAY) is still written; nothing more is read.
                     self.read_done = true;
                 }
-                if state.has_accepted() {
-                    let accepted: Vec<NewRequest> = state.take_accepted().collect();
-                    drop(state);
-                    for new in accepted {
-                        let stream = self.start(new);
-                        self.running.push(stream);
-                    }
+                state.swap_accepted(&mut self.starting);
+                drop(state);
+                let mut starting = std::mem::take(&mut self.starting);
+                for new in starting.drain(..) {
+                    let stream = self.start(new);
+                    self.running.push(stream);
                 }
+                self.starting = starting;
             }
         }
         Poll::Ready(())

@@ -284,8 +284,10 @@ impl State {
         self.accepted.drain(..)
     }
 
-    pub fn has_accepted(&self) -> bool {
-        !self.accepted.is_empty()
+    /// Swaps the requests whose heads came into `into` (which must be empty): the two
+    /// vectors take turns, so no read allocates one.
+    pub fn swap_accepted(&mut self, into: &mut Vec<NewRequest>) {
+        std::mem::swap(into, &mut self.accepted);
     }
 
     /// What is queued for the socket, swapped into `out` (which must be empty).
