@@ -16,6 +16,7 @@
 //! Downstream, clients are served by our own HTTP/2 server (`downstream/h2.rs`), on the same
 //! frame and HPACK code.
 
+pub mod common;
 pub mod connection;
 pub mod frame;
 pub mod hpack;

@@ -6,16 +6,16 @@
 //! move frames in or out, and is never contended in practice: a connection serves the
 //! requests of one thread (`upstream.rs`).
 
+use super::common::{is_connection_specific, regular_field, set_waker, wake, StreamMap};
 use super::frame::{self, Head};
 use super::hpack;
 use super::StreamError;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{request, Method, Response, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -97,7 +97,7 @@ pub enum Side {
 }
 
 pub struct State {
-    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
+    streams: StreamMap<Stream>,
     next_id: u32,
     /// Streams open (neither closed nor reset), against the server's MAX_CONCURRENT_STREAMS.
     open: usize,
@@ -345,7 +345,7 @@ impl State {
                 out,
             );
         }
-        self.finish_block(start, block);
+        frame::finish_header_block(&mut self.write, start, block, self.peer_max_frame);
     }
 
     fn encode_trailers(&mut self, id: u32, trailers: &HeaderMap) {
@@ -367,43 +367,7 @@ impl State {
                 &mut self.write,
             );
         }
-        self.finish_block(start, block);
-    }
-
-    /// Sets the length of the HEADERS frame at `start` whose block begins at `block`, or splits
-    /// the block into CONTINUATION frames when it is larger than the server's frame size.
-    fn finish_block(&mut self, start: usize, block: usize) {
-        let len = self.write.len() - block;
-        if len <= self.peer_max_frame {
-            frame::set_len(&mut self.write, start, len);
-            self.write[start + 4] |= frame::END_HEADERS;
-            return;
-        }
-        let whole = self.write.split_off(block).freeze();
-        let mut chunks = whole.chunks(self.peer_max_frame).peekable();
-        let id = u32::from_be_bytes([
-            self.write[start + 5],
-            self.write[start + 6],
-            self.write[start + 7],
-            self.write[start + 8],
-        ]);
-        let mut first = true;
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            let at = if first {
-                start
-            } else {
-                let at = self.write.len();
-                frame::put_head(&mut self.write, 0, frame::CONTINUATION, 0, id);
-                at
-            };
-            first = false;
-            frame::set_len(&mut self.write, at, chunk.len());
-            if last {
-                self.write[at + 4] |= frame::END_HEADERS;
-            }
-            self.write.put_slice(chunk);
-        }
+        frame::finish_header_block(&mut self.write, start, block, self.peer_max_frame);
     }
 
     fn fail_stream_locally(&mut self, id: u32, reason: Reason, what: &'static str) -> Verdict {
@@ -1108,57 +1072,6 @@ impl State {
     }
 }
 
-/// Stream ids are small distinct integers: one multiply spreads them over the table (a
-/// BTreeMap's node moves cost about 2k instructions per stream, SipHash a few hundred).
-#[derive(Default)]
-struct StreamIdHasher(u64);
-
-impl Hasher for StreamIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    /// Not used (the keys are `u32`), but correct for any input.
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        let h = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        // The table indexes by the low bits and filters by the high ones: both must vary.
-        self.0 = h ^ (h >> 32);
-    }
-}
-
-fn wake(waker: &mut Option<Waker>) {
-    if let Some(waker) = waker.take() {
-        waker.wake();
-    }
-}
-
-fn set_waker(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
-    match slot {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
-/// Headers that mean something only to one HTTP/1.1 connection: never sent in HTTP/2, and
-/// malformed when received (RFC 9113 §8.2.2).
-fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
-    // By length first: most names are none of these, and most lengths rule all of them out.
-    match name.as_str().len() {
-        2 => *name == header::TE && value.as_bytes() != b"trailers",
-        7 => *name == header::UPGRADE,
-        10 => *name == header::CONNECTION || *name == crate::forward::KEEP_ALIVE,
-        16 => *name == crate::forward::PROXY_CONNECTION,
-        17 => *name == header::TRANSFER_ENCODING,
-        _ => false,
-    }
-}
-
 /// A response head or trailers, as decoded.
 #[derive(Default)]
 struct Fields {
@@ -1184,22 +1097,12 @@ impl Fields {
             }
             return;
         }
-        if name.iter().any(u8::is_ascii_uppercase) {
-            self.malformed = Some("uppercase header name");
-            return;
+        match regular_field(name, value) {
+            Ok((name, value)) => {
+                self.headers.append(name, value);
+            }
+            Err(what) => self.malformed = Some(what),
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&name),
-            HeaderValue::from_maybe_shared(value),
-        ) else {
-            self.malformed = Some("bad header field");
-            return;
-        };
-        if is_connection_specific(&name, &value) {
-            self.malformed = Some("connection-specific header");
-            return;
-        }
-        self.headers.append(name, value);
     }
 }
 

@@ -135,3 +135,39 @@ pub fn put_data(dst: &mut BytesMut, stream: u32, data: &[u8], end: bool) {
     );
     dst.put_slice(data);
 }
+
+/// Finishes the HEADERS frame written at `start` whose header block begins at `block` and runs
+/// to the end of `dst`: sets its length and END_HEADERS, or splits the block into
+/// CONTINUATION frames when it is larger than the peer's `max_frame`.
+pub fn finish_header_block(dst: &mut BytesMut, start: usize, block: usize, max_frame: usize) {
+    let len = dst.len() - block;
+    if len <= max_frame {
+        set_len(dst, start, len);
+        dst[start + 4] |= END_HEADERS;
+        return;
+    }
+    let whole = dst.split_off(block).freeze();
+    let id = u32::from_be_bytes([
+        dst[start + 5],
+        dst[start + 6],
+        dst[start + 7],
+        dst[start + 8],
+    ]);
+    let mut chunks = whole.chunks(max_frame).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let at = if first {
+            start
+        } else {
+            let at = dst.len();
+            put_head(dst, 0, CONTINUATION, 0, id);
+            at
+        };
+        first = false;
+        set_len(dst, at, chunk.len());
+        if chunks.peek().is_none() {
+            dst[at + 4] |= END_HEADERS;
+        }
+        dst.put_slice(chunk);
+    }
+}

@@ -340,6 +340,18 @@ impl Cursor<'_> {
     }
 }
 
+/// Encodes every field of `headers` ([`encode`] each).
+pub fn encode_map(headers: &http::HeaderMap, dst: &mut BytesMut) {
+    for (name, value) in headers {
+        encode(
+            name.as_str().as_bytes(),
+            value.as_bytes(),
+            value.is_sensitive(),
+            dst,
+        );
+    }
+}
+
 /// Encodes one header field, statelessly (we never insert into the peer's dynamic table, so we
 /// never need to send table size updates): a fully indexed static entry when (name, value) is
 /// in the static table (e.g. `:method: GET`, `:scheme: http`, `:path: /`, `:status: 200`),

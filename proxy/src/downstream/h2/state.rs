@@ -13,15 +13,15 @@
 //! connection and its streams run on one task, and a request body read elsewhere is read by
 //! the request's own task on the same thread.
 
+use crate::h2c::common::{regular_field, set_waker, wake, StreamMap};
 use crate::h2c::frame::{self, Head};
 use crate::h2c::hpack;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{request, Method, Request, StatusCode, Uri, Version};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -110,7 +110,7 @@ pub struct NewRequest {
 
 pub struct State {
     config: Config,
-    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
+    streams: StreamMap<Stream>,
     /// The highest stream id the client has used (ids only go up, RFC 9113 §5.1.1).
     last_id: u32,
     /// Streams counted against MAX_CONCURRENT_STREAMS (not yet closed both ways).
@@ -653,15 +653,8 @@ impl State {
             false,
             &mut self.write,
         );
-        for (name, value) in headers {
-            hpack::encode(
-                name.as_str().as_bytes(),
-                value.as_bytes(),
-                value.is_sensitive(),
-                &mut self.write,
-            );
-        }
-        self.finish_block(start, block);
+        hpack::encode_map(headers, &mut self.write);
+        frame::finish_header_block(&mut self.write, start, block, self.peer_max_frame);
     }
 
     /// Queues trailers, which end stream `id`. `false`: the stream is gone.
@@ -673,15 +666,8 @@ impl State {
         let start = self.write.len();
         frame::put_head(&mut self.write, 0, frame::HEADERS, frame::END_STREAM, id);
         let block = self.write.len();
-        for (name, value) in trailers {
-            hpack::encode(
-                name.as_str().as_bytes(),
-                value.as_bytes(),
-                value.is_sensitive(),
-                &mut self.write,
-            );
-        }
-        self.finish_block(start, block);
+        hpack::encode_map(trailers, &mut self.write);
+        frame::finish_header_block(&mut self.write, start, block, self.peer_max_frame);
         self.after_send_end(id);
         self.wake_task();
         true
@@ -698,41 +684,6 @@ impl State {
             self.close_stream(id, ClientStreamError::Reset(Reason::NO_ERROR));
         } else {
             self.uncount(id);
-        }
-    }
-
-    /// Sets the length of the HEADERS frame at `start` whose block begins at `block`, or splits
-    /// the block into CONTINUATION frames when it is larger than the client's frame size.
-    fn finish_block(&mut self, start: usize, block: usize) {
-        let len = self.write.len() - block;
-        if len <= self.peer_max_frame {
-            frame::set_len(&mut self.write, start, len);
-            self.write[start + 4] |= frame::END_HEADERS;
-            return;
-        }
-        let whole = self.write.split_off(block).freeze();
-        let id = u32::from_be_bytes([
-            self.write[start + 5],
-            self.write[start + 6],
-            self.write[start + 7],
-            self.write[start + 8],
-        ]);
-        let mut chunks = whole.chunks(self.peer_max_frame).peekable();
-        let mut first = true;
-        while let Some(chunk) = chunks.next() {
-            let at = if first {
-                start
-            } else {
-                let at = self.write.len();
-                frame::put_head(&mut self.write, 0, frame::CONTINUATION, 0, id);
-                at
-            };
-            first = false;
-            frame::set_len(&mut self.write, at, chunk.len());
-            if chunks.peek().is_none() {
-                self.write[at + 4] |= frame::END_HEADERS;
-            }
-            self.write.put_slice(chunk);
         }
     }
 
@@ -1141,42 +1092,6 @@ fn reason_text(reason: Reason) -> &'static str {
     }
 }
 
-/// Stream ids are small distinct integers: one multiply spreads them over the table.
-#[derive(Default)]
-struct StreamIdHasher(u64);
-
-impl Hasher for StreamIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    /// Not used (the keys are `u32`), but correct for any input.
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        let h = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        // The table indexes by the low bits and filters by the high ones: both must vary.
-        self.0 = h ^ (h >> 32);
-    }
-}
-
-fn wake(waker: &mut Option<Waker>) {
-    if let Some(waker) = waker.take() {
-        waker.wake();
-    }
-}
-
-fn set_waker(slot: &mut Option<Waker>, cx: &mut Context<'_>) {
-    match slot {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
 /// A request head or trailers, as decoded.
 #[derive(Default)]
 struct Fields {
@@ -1216,22 +1131,12 @@ impl Fields {
             *slot = Some(value);
             return;
         }
-        if name.iter().any(u8::is_ascii_uppercase) {
-            self.malformed = Some("uppercase header name");
-            return;
+        match regular_field(name, value) {
+            Ok((name, value)) => {
+                self.headers.append(name, value);
+            }
+            Err(what) => self.malformed = Some(what),
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&name),
-            HeaderValue::from_maybe_shared(value),
-        ) else {
-            self.malformed = Some("bad header field");
-            return;
-        };
-        if is_connection_specific(&name, &value) {
-            self.malformed = Some("connection-specific header");
-            return;
-        }
-        self.headers.append(name, value);
     }
 
     /// The request these fields make, and its Content-Length; `Err` if it is malformed.
@@ -1294,19 +1199,6 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> 
         len = Some(n);
     }
     Ok(len)
-}
-
-/// Headers that mean something only to one HTTP/1.1 connection: malformed in an HTTP/2
-/// request (RFC 9113 §8.2.2).
-fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
-    match name.as_str().len() {
-        2 => *name == header::TE && value.as_bytes() != b"trailers",
-        7 => *name == header::UPGRADE,
-        10 => *name == header::CONNECTION || *name == crate::forward::KEEP_ALIVE,
-        16 => *name == crate::forward::PROXY_CONNECTION,
-        17 => *name == header::TRANSFER_ENCODING,
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The server's state driven by hand-made client frames; what it writes is parsed back.
 
 use super::*;
+use http::header::HeaderValue;
 
 fn config() -> Config {
     Config {
