@@ -336,57 +336,54 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let id = this.id;
-        let response = match &mut this.phase {
-            Phase::Done => return Poll::Ready(()),
-            Phase::Sending { body, waiting } => {
-                // Whether it ended whole or early, the stream is done.
-                ready!(send_body(cx, &this.shared, id, body, waiting));
-                this.phase = Phase::Done;
-                return Poll::Ready(());
-            }
-            Phase::Waiting(response) => match response.as_mut().poll(cx) {
-                Poll::Ready(response) => response,
-                Poll::Pending => {
-                    // Reset by the client (or the connection is gone): dropping the future
-                    // gives up its work, a waiting request's place in the activator included.
-                    if this.shared.lock().poll_reset(cx, id).is_ready() {
-                        this.phase = Phase::Done;
-                        return Poll::Ready(());
+        loop {
+            let response = match &mut this.phase {
+                Phase::Done => return Poll::Ready(()),
+                Phase::Sending { body, waiting } => {
+                    // Whether it ended whole or early, the stream is done.
+                    ready!(send_body(cx, &this.shared, id, body, waiting));
+                    this.phase = Phase::Done;
+                    return Poll::Ready(());
+                }
+                Phase::Waiting(response) => match response.as_mut().poll(cx) {
+                    Poll::Ready(response) => response,
+                    Poll::Pending => {
+                        // Reset by the client (or the connection is gone): dropping the
+                        // future gives up its work, a waiting request's place in the
+                        // activator included.
+                        if this.shared.lock().poll_reset(cx, id).is_ready() {
+                            this.phase = Phase::Done;
+                            return Poll::Ready(());
+                        }
+                        return Poll::Pending;
                     }
-                    return Poll::Pending;
-                }
-            },
-        };
-        let (mut parts, body) = response.into_parts();
-        prepare_head(&mut parts.headers);
-        let end = body.is_end_stream();
-        if !end {
-            if let Some(len) = body.size_hint().exact() {
-                if !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                },
+            };
+            let (mut parts, body) = response.into_parts();
+            prepare_head(&mut parts.headers);
+            let end = body.is_end_stream();
+            if !end {
+                if let Some(len) = body.size_hint().exact() {
+                    if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                        parts
+                            .headers
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    }
                 }
             }
+            let sent = this
+                .shared
+                .lock()
+                .send_head(id, parts.status, &parts.headers, end);
+            this.phase = if sent && !end {
+                Phase::Sending {
+                    body,
+                    waiting: None,
+                }
+            } else {
+                Phase::Done
+            };
         }
-        let sent = this
-            .shared
-            .lock()
-            .send_head(id, parts.status, &parts.headers, end);
-        if !sent || end {
-            this.phase = Phase::Done;
-            return Poll::Ready(());
-        }
-        this.phase = Phase::Sending {
-            body,
-            waiting: None,
-        };
-        let Phase::Sending { body, waiting } = &mut this.phase else {
-            return Poll::Ready(());
-        };
-        ready!(send_body(cx, &this.shared, id, body, waiting));
-        this.phase = Phase::Done;
-        Poll::Ready(())
     }
 }
 

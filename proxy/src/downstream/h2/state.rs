@@ -344,6 +344,13 @@ impl State {
 
     fn fail_all(&mut self, error: ClientStreamError) {
         self.failed = true;
+        // Requests not started yet never will be: nothing holds their streams.
+        for new in self.accepted.drain(..) {
+            if let Some(stream) = self.streams.get_mut(&new.id) {
+                stream.response_held = false;
+                stream.body_held = false;
+            }
+        }
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
             self.close_stream(id, error.clone());

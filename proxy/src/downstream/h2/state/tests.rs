@@ -571,3 +571,17 @@ fn client_protocol_errors_end_the_connection() {
         assert_eq!(goaway(&state.take_written()), Some(reason), "{what}");
     }
 }
+
+/// A read that opens a stream and then breaks the connection starts nothing: the request
+/// would be served for a client that is already gone.
+#[test]
+fn a_request_in_the_read_that_fails_the_connection_is_never_started() {
+    let mut state = connected();
+    let mut input = headers_frame(1, GET, true);
+    frame::put_head(&mut input, 4, frame::PUSH_PROMISE, frame::END_HEADERS, 1);
+    input.put_u32(2);
+    assert!(state.feed(input).is_err());
+    assert_eq!(state.take_accepted().count(), 0);
+    assert!(state.is_idle(), "nothing holds the stream");
+    assert!(state.finished());
+}
