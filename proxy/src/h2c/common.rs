@@ -78,3 +78,51 @@ pub fn regular_field(name: Bytes, value: Bytes) -> Result<(HeaderName, HeaderVal
     }
     Ok((name, value))
 }
+
+/// What we let the peer send on a stream or a connection: the window it has left, and what has
+/// been consumed since our last WINDOW_UPDATE. An update goes out once half the window's size
+/// is consumed (h2's and hyper's rule): few updates, and the peer never waits for one.
+pub struct RecvWindow {
+    left: i64,
+    unacked: i64,
+    size: i64,
+}
+
+impl RecvWindow {
+    pub fn new(size: i64) -> RecvWindow {
+        RecvWindow {
+            left: size,
+            unacked: 0,
+            size,
+        }
+    }
+
+    /// Counts `len` bytes received against the window; `false` if they go past it (a
+    /// flow-control error, and nothing is counted).
+    pub fn receive(&mut self, len: i64) -> bool {
+        if len > self.left {
+            return false;
+        }
+        self.left -= len;
+        true
+    }
+
+    /// Consumed and not yet given back.
+    #[cfg(test)]
+    pub fn unacked(&self) -> i64 {
+        self.unacked
+    }
+
+    /// `len` received bytes were consumed (read, or dropped unread): the increment for a
+    /// WINDOW_UPDATE, when one is due.
+    pub fn consume(&mut self, len: i64) -> Option<u32> {
+        self.unacked += len;
+        if self.unacked < self.size / 2 {
+            return None;
+        }
+        let increment = std::mem::take(&mut self.unacked);
+        self.left += increment;
+        // At most `size`, itself at most 2^31 - 1.
+        Some(increment as u32)
+    }
+}

@@ -6,7 +6,9 @@
 //! move frames in or out, and is never contended in practice: a connection serves the
 //! requests of one thread (`upstream.rs`).
 
-use super::common::{is_connection_specific, regular_field, set_waker, wake, StreamMap};
+use super::common::{
+    is_connection_specific, regular_field, set_waker, wake, RecvWindow, StreamMap,
+};
 use super::frame::{self, Head};
 use super::hpack;
 use super::StreamError;
@@ -105,9 +107,7 @@ pub struct State {
     peer_initial_window: i64,
     peer_max_frame: usize,
     send_window: i64,
-    recv_window: i64,
-    /// Received bytes consumed (or discarded) and not yet given back in a WINDOW_UPDATE.
-    recv_unacked: i64,
+    recv_window: RecvWindow,
     /// Frames for the socket, taken by the task.
     write: BytesMut,
     task: Option<Waker>,
@@ -149,8 +149,7 @@ struct Stream {
     send_end: bool,
     /// What the response's Content-Length leaves to come.
     remaining: Option<u64>,
-    recv_window: i64,
-    recv_unacked: i64,
+    recv_window: RecvWindow,
     send_window: i64,
     /// Reset (by either side) or failed with the connection: nothing more goes either way.
     error: Option<StreamError>,
@@ -197,8 +196,7 @@ impl State {
             peer_initial_window: frame::DEFAULT_WINDOW,
             peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
             send_window: frame::DEFAULT_WINDOW,
-            recv_window: CONNECTION_WINDOW,
-            recv_unacked: 0,
+            recv_window: RecvWindow::new(CONNECTION_WINDOW),
             write: BytesMut::with_capacity(4096),
             task: None,
             waiting: Vec::new(),
@@ -297,8 +295,7 @@ impl State {
                 recv_end: false,
                 send_end: end_stream,
                 remaining: None,
-                recv_window: STREAM_WINDOW,
-                recv_unacked: 0,
+                recv_window: RecvWindow::new(STREAM_WINDOW),
                 send_window: self.peer_initial_window,
                 error: None,
                 counted: true,
@@ -493,13 +490,11 @@ impl State {
         if let Some(data) = stream.data.pop_front() {
             *ended = stream.body_ended();
             let len = data.len() as i64;
-            stream.recv_unacked += len;
-            if stream.recv_unacked >= STREAM_WINDOW / 2 && !stream.recv_end {
-                let increment = stream.recv_unacked;
-                stream.recv_window += increment;
-                stream.recv_unacked = 0;
-                frame::put_window_update(&mut self.write, id, increment as u32);
-                self.wake_task();
+            if !stream.recv_end {
+                if let Some(increment) = stream.recv_window.consume(len) {
+                    frame::put_window_update(&mut self.write, id, increment);
+                    self.wake_task();
+                }
             }
             self.release_connection(len);
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
@@ -595,12 +590,8 @@ impl State {
     }
 
     fn release_connection(&mut self, len: i64) {
-        self.recv_unacked += len;
-        if self.recv_unacked >= CONNECTION_WINDOW / 2 {
-            let increment = self.recv_unacked;
-            self.recv_window += increment;
-            self.recv_unacked = 0;
-            frame::put_window_update(&mut self.write, 0, increment as u32);
+        if let Some(increment) = self.recv_window.consume(len) {
+            frame::put_window_update(&mut self.write, 0, increment);
             self.wake_task();
         }
     }
@@ -736,13 +727,12 @@ impl State {
         }
         // The whole frame counts against the windows, padding included.
         let len = i64::from(head.len);
-        if len > self.recv_window {
+        if !self.recv_window.receive(len) {
             return Verdict::Fail(
                 Reason::FLOW_CONTROL_ERROR,
                 "DATA past the connection window",
             );
         }
-        self.recv_window -= len;
         if frame::unpad(&head, &mut payload).is_none() {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
         }
@@ -760,7 +750,7 @@ impl State {
             Some((Reason::STREAM_CLOSED, "DATA after END_STREAM"))
         } else if !stream.got_head {
             Some((Reason::PROTOCOL_ERROR, "DATA before the response head"))
-        } else if len > stream.recv_window {
+        } else if !stream.recv_window.receive(len) {
             Some((Reason::FLOW_CONTROL_ERROR, "DATA past the stream window"))
         } else {
             let left = match stream.remaining {
@@ -784,7 +774,6 @@ impl State {
             self.release_connection(len);
             return self.fail_stream_locally(id, reason, what);
         }
-        stream.recv_window -= len;
         if !payload.is_empty() {
             let payload = if !stream.data.is_empty() && payload.len() < COPY_BELOW {
                 Bytes::copy_from_slice(&payload)
@@ -798,12 +787,10 @@ impl State {
         if padding > 0 {
             // Padding is never read: its window comes back at once (here, as no read of the
             // body will pop it).
-            stream.recv_unacked += padding;
-            if stream.recv_unacked >= STREAM_WINDOW / 2 && !end {
-                let increment = stream.recv_unacked;
-                stream.recv_window += increment;
-                stream.recv_unacked = 0;
-                frame::put_window_update(&mut self.write, id, increment as u32);
+            if !end {
+                if let Some(increment) = stream.recv_window.consume(padding) {
+                    frame::put_window_update(&mut self.write, id, increment);
+                }
             }
             self.release_connection(padding);
         }

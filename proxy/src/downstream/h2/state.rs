@@ -13,7 +13,7 @@
 //! connection and its streams run on one task, and a request body read elsewhere is read by
 //! the request's own task on the same thread.
 
-use crate::h2c::common::{regular_field, set_waker, wake, StreamMap};
+use crate::h2c::common::{regular_field, set_waker, wake, RecvWindow, StreamMap};
 use crate::h2c::frame::{self, Head};
 use crate::h2c::hpack;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -118,8 +118,7 @@ pub struct State {
     peer_initial_window: i64,
     peer_max_frame: usize,
     send_window: i64,
-    recv_window: i64,
-    recv_unacked: i64,
+    recv_window: RecvWindow,
     write: BytesMut,
     /// The connection's task, to wake when something is queued from outside it. `None` while
     /// it runs (it writes what it queued before it sleeps).
@@ -156,8 +155,7 @@ struct Stream {
     recv_end: bool,
     /// What the request's Content-Length leaves to come.
     remaining: Option<u64>,
-    recv_window: i64,
-    recv_unacked: i64,
+    recv_window: RecvWindow,
     recv_waker: Option<Waker>,
     head_sent: bool,
     /// We sent END_STREAM.
@@ -198,8 +196,7 @@ impl State {
             peer_initial_window: frame::DEFAULT_WINDOW,
             peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
             send_window: frame::DEFAULT_WINDOW,
-            recv_window: config.connection_window,
-            recv_unacked: 0,
+            recv_window: RecvWindow::new(config.connection_window),
             write: BytesMut::with_capacity(4096),
             task: None,
             decoder: hpack::Decoder::new(4096),
@@ -757,20 +754,17 @@ impl State {
         id: u32,
         ended: &mut bool,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, ClientStreamError>>> {
-        let window = self.config.stream_window;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Poll::Ready(Some(Err(ClientStreamError::Closed)));
         };
         if let Some(data) = stream.data.pop_front() {
             *ended = stream.recv_end && stream.data.is_empty() && stream.trailers.is_none();
             let len = data.len() as i64;
-            stream.recv_unacked += len;
-            if stream.recv_unacked >= window / 2 && !stream.recv_end {
-                let increment = stream.recv_unacked;
-                stream.recv_window += increment;
-                stream.recv_unacked = 0;
-                frame::put_window_update(&mut self.write, id, increment as u32);
-                self.wake_task();
+            if !stream.recv_end {
+                if let Some(increment) = stream.recv_window.consume(len) {
+                    frame::put_window_update(&mut self.write, id, increment);
+                    self.wake_task();
+                }
             }
             self.release_connection(len);
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
@@ -791,12 +785,8 @@ impl State {
     }
 
     fn release_connection(&mut self, len: i64) {
-        self.recv_unacked += len;
-        if self.recv_unacked >= self.config.connection_window / 2 {
-            let increment = self.recv_unacked;
-            self.recv_window += increment;
-            self.recv_unacked = 0;
-            frame::put_window_update(&mut self.write, 0, increment as u32);
+        if let Some(increment) = self.recv_window.consume(len) {
+            frame::put_window_update(&mut self.write, 0, increment);
             self.wake_task();
         }
     }
@@ -808,10 +798,9 @@ impl State {
         }
         // The whole frame counts against the windows, padding included.
         let len = i64::from(head.len);
-        if len > self.recv_window {
+        if !self.recv_window.receive(len) {
             return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
         }
-        self.recv_window -= len;
         if frame::unpad(&head, &mut payload).is_none() {
             return Verdict::Fail(Reason::PROTOCOL_ERROR);
         }
@@ -827,7 +816,7 @@ impl State {
         }
         let problem = if stream.recv_end {
             Some(Reason::STREAM_CLOSED)
-        } else if len > stream.recv_window {
+        } else if !stream.recv_window.receive(len) {
             Some(Reason::FLOW_CONTROL_ERROR)
         } else {
             let left = match stream.remaining {
@@ -852,7 +841,6 @@ impl State {
             self.release_connection(len);
             return self.fail_stream_locally(id, reason);
         }
-        stream.recv_window -= len;
         let padding = len - payload.len() as i64;
         let unread = if stream.body_held {
             if !payload.is_empty() {
@@ -871,12 +859,10 @@ impl State {
         stream.recv_end = end;
         wake(&mut stream.recv_waker);
         if unread > 0 {
-            stream.recv_unacked += unread;
-            if stream.recv_unacked >= self.config.stream_window / 2 && !end {
-                let increment = stream.recv_unacked;
-                stream.recv_window += increment;
-                stream.recv_unacked = 0;
-                frame::put_window_update(&mut self.write, id, increment as u32);
+            if !end {
+                if let Some(increment) = stream.recv_window.consume(unread) {
+                    frame::put_window_update(&mut self.write, id, increment);
+                }
             }
             self.release_connection(unread);
         }
@@ -924,8 +910,7 @@ impl State {
                 trailers: None,
                 recv_end: end_stream,
                 remaining: None,
-                recv_window: self.config.stream_window,
-                recv_unacked: 0,
+                recv_window: RecvWindow::new(self.config.stream_window),
                 recv_waker: None,
                 head_sent: false,
                 send_end: false,

@@ -117,10 +117,10 @@ fn letting_go_of_a_response_gives_its_unread_window_back_at_once() {
             .receive(&mut data_frame(id, &chunk))
             .expect("within the window");
     }
-    let before = state.recv_unacked;
+    let before = state.recv_window.unacked();
     state.release(id, Side::Recv);
     assert_eq!(
-        state.recv_unacked - before,
+        state.recv_window.unacked() - before,
         (frames * chunk.len()) as i64,
         "every unread byte counted as consumed"
     );
