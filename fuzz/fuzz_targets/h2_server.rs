@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
     state.start();
     let mut cx = Context::from_waker(Waker::noop());
     let mut exchanges: Vec<Exchange> = Vec::new();
+    let mut accepted = Vec::new();
     let mut read = BytesMut::from(PREFACE);
     let mut out = BytesMut::new();
     let mut failed = false;
@@ -58,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
         if state.receive(&mut read).is_err() {
             failed = true;
         }
-        for new in state.take_accepted().collect::<Vec<_>>() {
+        state.swap_accepted(&mut accepted);
+        for new in accepted.drain(..) {
             let pick = shape.rotate_left(n as u32 % 8);
             exchanges.push(Exchange {
                 id: new.id,

@@ -42,7 +42,7 @@ const COPY_BELOW: usize = 4 * 1024;
 /// top: past the floor, the connection ends once they are half of its streams.
 const MIN_UNSTARTED_RESETS: usize = 100;
 /// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
-pub const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
+const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
 
 /// The bounds of one connection (from `super::Limits`).
 #[derive(Clone, Copy, Debug)]
@@ -274,11 +274,6 @@ impl State {
             }
         }
         Ok(())
-    }
-
-    /// Requests whose heads came in the frames applied so far.
-    pub fn take_accepted(&mut self) -> std::vec::Drain<'_, NewRequest> {
-        self.accepted.drain(..)
     }
 
     /// Swaps the requests whose heads came into `into` (which must be empty): the two
