@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
     let mut failed = false;
     for (n, piece) in rest.chunks(step).enumerate() {
         read.extend_from_slice(piece);
-        if state.receive(&mut read).is_err() {
+        if state.receive(&mut read, std::time::Instant::now()).is_err() {
             failed = true;
         }
         state.swap_accepted(&mut accepted);

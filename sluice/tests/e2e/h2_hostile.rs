@@ -1,6 +1,6 @@
 //! Hostile HTTP/2 clients (`h2_attacks.py`, real frames from Python's `h2` codecs): rapid
-//! reset, CONTINUATION flood, HPACK bomb, SETTINGS flood, a client that never reads, and too
-//! many streams. Each attack must end with the proxy's memory and CPU bounded and the attacker
+//! reset (at once and spaced out), empty DATA frames, CONTINUATION flood, HPACK bomb, SETTINGS
+//! flood, a client that never reads, and too many streams. Each attack must end with the proxy's memory and CPU bounded and the attacker
 //! refused (its connection closed, or its streams reset), while a well-behaved h2 client on
 //! another connection keeps getting 200s during and after.
 //!
@@ -157,8 +157,8 @@ fn rst(report: &Value, code: u32) -> u64 {
     report["rst"][code.to_string()].as_u64().unwrap_or(0)
 }
 
-/// CVE-2023-44487: streams opened and cancelled at once end with GOAWAY ENHANCE_YOUR_CALM
-/// (`max_pending_accept_reset_streams`), after a bounded number of streams.
+/// CVE-2023-44487: streams opened and cancelled at once (never started) end with GOAWAY
+/// ENHANCE_YOUR_CALM, after a bounded number of streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_gets_goaway() -> anyhow::Result<()> {
     let (backend, gw) = gateway().await?;
@@ -170,6 +170,44 @@ async fn rapid_reset_gets_goaway() -> anyhow::Result<()> {
         "the attack was cut short: {} requests reached the backend",
         backend.requests()
     );
+    Ok(())
+}
+
+/// Rapid reset spaced out: streams left to start (their requests reach the backend) and
+/// cancelled 20 ms later, before their answer. Each reset frees its place among the
+/// concurrent streams, so that limit alone bounds nothing; Envoy's premature-reset rule ends
+/// the connection once 500 streams have closed and half were reset within a second and
+/// before their response head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spaced_rapid_reset_gets_goaway() -> anyhow::Result<()> {
+    let (backend, gw) = gateway().await?;
+    let before = backend.requests();
+    let (report, _, _) = run_attack(&gw, "spaced_reset", "0").await?;
+    assert!(report["closed"].as_bool() == Some(true), "{report}");
+    assert_eq!(goaway(&report), Some(0xb), "ENHANCE_YOUR_CALM: {report}");
+    let reached = backend.requests() - before;
+    // Streams started, not reset in the read that opened them: the spaced-out variant.
+    assert!(reached > 0, "no request reached the backend");
+    // The attack sends 2,000 if never cut off; the cut is at 500.
+    assert!(
+        reached <= 500,
+        "the attack was cut short: {reached} requests reached the backend"
+    );
+    assert!(
+        report["statuses"].get("200").is_none(),
+        "no stream lived to its answer: {report}"
+    );
+    Ok(())
+}
+
+/// Empty DATA frames without end (CVE-2019-9518) carry nothing: the second in a row ends the
+/// connection (Envoy's `max_consecutive_inbound_frames_with_empty_payload`, 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_data_frames_get_goaway() -> anyhow::Result<()> {
+    let (_backend, gw) = gateway().await?;
+    let (report, _, _) = run_attack(&gw, "empty_data_flood", "0").await?;
+    assert!(report["closed"].as_bool() == Some(true), "{report}");
+    assert_eq!(goaway(&report), Some(0xb), "ENHANCE_YOUR_CALM: {report}");
     Ok(())
 }
 

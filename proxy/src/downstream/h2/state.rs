@@ -4,9 +4,9 @@
 //! Everything here reads untrusted input. What RFC 9113 makes an error is one (frame sizes,
 //! stream states and ids, flow control, malformed heads, Content-Length), and what a client
 //! can push is bounded: header lists and blocks (431, then GOAWAY), CONTINUATION frames,
-//! concurrent streams (REFUSED_STREAM), streams reset as soon as they are opened (rapid
-//! reset, CVE-2023-44487), streams we reset for its errors, and what we queue for a client that
-//! does not read (the connection stops reading; `WriteStall` closes it).
+//! concurrent streams (REFUSED_STREAM), streams reset before their answer (rapid reset,
+//! CVE-2023-44487), empty DATA frames, streams we reset for its errors, and what we queue for a
+//! client that does not read (the connection stops reading; `WriteStall` closes it).
 //!
 //! The connection's future ([`super::Connection`]) owns the socket; the streams' futures and
 //! request bodies reach this state through [`Shared`]'s lock, which is never contended: a
@@ -24,6 +24,7 @@ use http::{request, Method, Request, StatusCode, Uri, Version};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// CONTINUATION frames a header block may take (empty ones add no bytes, so the byte bound
 /// alone would let a client hold a block open forever). h2 allows a similar handful.
@@ -35,12 +36,19 @@ const BOMB_FACTOR: usize = 4;
 /// DATA smaller than this that arrives behind unread data is copied out of the read buffer,
 /// so that a few bytes do not pin a whole 16 KiB buffer (as in the h2c client).
 const COPY_BELOW: usize = 4 * 1024;
-/// Streams reset in the same read that opened them (so never started) tolerated before the
-/// ratio rule applies. Those are rapid reset's signature (CVE-2023-44487): a client cancelling
-/// a request it cares about does so after some time, not within microseconds. h2 allowed 20
-/// such streams at once; this counts them over the connection's life, with Envoy's rule on
-/// top: past the floor, the connection ends once they are half of its streams.
-const MIN_UNSTARTED_RESETS: usize = 100;
+/// Rapid reset (CVE-2023-44487), by Envoy's rule: a stream the client resets before its
+/// response head, within `PREMATURE_LIFETIME` of opening it, is premature. Once
+/// `PREMATURE_FLOOR` streams have closed on a connection and half of them were premature, the
+/// connection ends (GOAWAY ENHANCE_YOUR_CALM). The concurrent-stream limit alone does not
+/// bound this: each reset frees its place at once, whether the reset came in the same read
+/// as the stream (never started) or later (started, then cancelled upstream). Envoy's
+/// defaults, so a client that cancels at times, or a few hundred times, keeps its connection.
+const PREMATURE_LIFETIME: Duration = Duration::from_secs(1);
+const PREMATURE_FLOOR: usize = 500;
+/// Consecutive DATA frames with no payload and no END_STREAM tolerated (CVE-2019-9518): they
+/// carry nothing, so a client sending a stream of them only burns our CPU. Envoy's
+/// `max_consecutive_inbound_frames_with_empty_payload` (1).
+const MAX_EMPTY_FRAMES: usize = 1;
 /// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
 const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
 
@@ -129,8 +137,14 @@ pub struct State {
     got_magic: bool,
     got_settings: bool,
     accepted: Vec<NewRequest>,
-    streams_opened: usize,
-    unstarted_resets: usize,
+    /// When the frames being applied were read.
+    now: Instant,
+    /// Streams that have closed (both ways, or reset), and those of them the client reset
+    /// prematurely (see `PREMATURE_LIFETIME`).
+    streams_closed: usize,
+    premature_resets: usize,
+    /// DATA frames in a row that carried nothing and did not end their stream.
+    empty_frames: usize,
     local_error_resets: usize,
     /// GOAWAY sent (graceful) or received: no new stream is taken. With our GOAWAY, the last
     /// stream id it named.
@@ -168,6 +182,7 @@ struct Stream {
     reset_waker: Option<Waker>,
     /// Reset by either side, or failed with the connection.
     error: Option<ClientStreamError>,
+    opened_at: Instant,
     counted: bool,
     response_held: bool,
     body_held: bool,
@@ -204,8 +219,10 @@ impl State {
             got_magic: false,
             got_settings: false,
             accepted: Vec::new(),
-            streams_opened: 0,
-            unstarted_resets: 0,
+            now: Instant::now(),
+            streams_closed: 0,
+            premature_resets: 0,
+            empty_frames: 0,
             local_error_resets: 0,
             going_away: None,
             failed: false,
@@ -236,11 +253,12 @@ impl State {
         }
     }
 
-    /// Applies every whole frame in `read` (taking it out).
-    pub fn receive(&mut self, read: &mut BytesMut) -> Result<(), ConnectionOver> {
+    /// Applies every whole frame in `read` (taking it out), read at `now`.
+    pub fn receive(&mut self, read: &mut BytesMut, now: Instant) -> Result<(), ConnectionOver> {
         if self.failed {
             return Err(ConnectionOver);
         }
+        self.now = now;
         if !self.got_magic {
             let n = read.len().min(frame::PREFACE.len());
             if read[..n] != frame::PREFACE[..n] {
@@ -366,6 +384,19 @@ impl State {
                 return Verdict::Fail(Reason::PROTOCOL_ERROR);
             }
             self.got_settings = true;
+        }
+        if matches!(
+            head.kind,
+            frame::DATA | frame::HEADERS | frame::CONTINUATION
+        ) {
+            if head.len == 0 && !head.has(frame::END_STREAM) {
+                self.empty_frames += 1;
+                if self.empty_frames > MAX_EMPTY_FRAMES {
+                    return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+                }
+            } else {
+                self.empty_frames = 0;
+            }
         }
         if let Some(partial) = &mut self.continuation {
             if head.kind != frame::CONTINUATION || head.stream != partial.stream {
@@ -496,21 +527,21 @@ impl State {
         if stream.error.is_some() {
             return Verdict::Go;
         }
-        let mut unstarted = false;
+        let premature = !stream.head_sent
+            && self.now.saturating_duration_since(stream.opened_at) < PREMATURE_LIFETIME;
         if let Some(at) = self.accepted.iter().position(|r| r.id == id) {
             // Reset in the same read as its head: never started, so nothing holds it.
             self.accepted.remove(at);
-            unstarted = true;
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.response_held = false;
                 stream.body_held = false;
             }
         }
         self.close_stream(id, ClientStreamError::Reset(reason));
-        if unstarted {
-            self.unstarted_resets += 1;
-            if self.unstarted_resets >= MIN_UNSTARTED_RESETS
-                && self.unstarted_resets * 2 >= self.streams_opened
+        if premature {
+            self.premature_resets += 1;
+            if self.streams_closed >= PREMATURE_FLOOR
+                && self.premature_resets * 2 >= self.streams_closed
             {
                 return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
             }
@@ -556,6 +587,7 @@ impl State {
         if stream.counted && stream.done() {
             stream.counted = false;
             self.open -= 1;
+            self.streams_closed += 1;
         }
         if !stream.response_held && !stream.body_held && !stream.counted {
             self.streams.remove(&id);
@@ -892,7 +924,6 @@ impl State {
             // Past our GOAWAY: ignored (the client may retry it elsewhere, §6.8).
             return Verdict::Go;
         }
-        self.streams_opened += 1;
         if self.open >= self.config.max_concurrent_streams {
             frame::put_rst_stream(&mut self.write, id, Reason::REFUSED_STREAM);
             return Verdict::Go;
@@ -913,6 +944,7 @@ impl State {
                 send_waker: None,
                 reset_waker: None,
                 error: None,
+                opened_at: self.now,
                 counted: true,
                 response_held: false,
                 body_held: false,

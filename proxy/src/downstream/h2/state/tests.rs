@@ -20,7 +20,8 @@ fn connected() -> State {
     state.start();
     let mut input = BytesMut::from(frame::PREFACE);
     frame::put_settings(&mut input, &[]);
-    state.receive(&mut input).expect("a good preface");
+    let now = state.now;
+    state.receive(&mut input, now).expect("a good preface");
     state.take_written();
     state
 }
@@ -45,9 +46,15 @@ impl State {
         taken
     }
 
+    /// Applies `input` as read at the same time as the last read.
     fn feed(&mut self, input: BytesMut) -> Result<(), ConnectionOver> {
+        let now = self.now;
+        self.feed_at(input, now)
+    }
+
+    fn feed_at(&mut self, input: BytesMut, now: Instant) -> Result<(), ConnectionOver> {
         let mut input = input;
-        self.receive(&mut input)
+        self.receive(&mut input, now)
     }
 }
 
@@ -442,8 +449,13 @@ fn endless_continuation_frames_end_the_connection() {
     );
 }
 
-#[test]
-fn rapid_resets_end_the_connection_but_cancelling_started_streams_does_not() {
+fn reset_frame(id: u32) -> BytesMut {
+    let mut input = BytesMut::new();
+    frame::put_rst_stream(&mut input, id, Reason::CANCEL);
+    input
+}
+
+fn many_streams() -> State {
     let mut state = Shared::new(Config {
         max_concurrent_streams: 100,
         ..config()
@@ -454,45 +466,156 @@ fn rapid_resets_end_the_connection_but_cancelling_started_streams_does_not() {
     let mut input = BytesMut::from(frame::PREFACE);
     frame::put_settings(&mut input, &[]);
     state.feed(input).expect("fine");
-    // Streams started (taken by the connection) and reset later: a client cancelling.
+    state
+}
+
+#[test]
+fn resets_after_a_second_or_after_the_answer_are_no_attack() {
+    let mut state = many_streams();
+    let start = state.now;
+    let later = start + PREMATURE_LIFETIME;
     let mut id = 1;
-    for _ in 0..2 * MIN_UNSTARTED_RESETS {
-        state.feed(headers_frame(id, GET, true)).expect("fine");
+    for _ in 0..PREMATURE_FLOOR {
+        // Cancelled after a second: a client giving up on a slow answer.
+        state
+            .feed_at(headers_frame(id, GET, true), start)
+            .expect("fine");
         assert_eq!(state.take_accepted().len(), 1);
-        let mut input = BytesMut::new();
-        frame::put_rst_stream(&mut input, id, Reason::CANCEL);
-        state.feed(input).expect("a cancel is no attack");
+        state
+            .feed_at(reset_frame(id), later)
+            .expect("a late cancel");
+        state.release(id, Side::Response);
+        // Cancelled at once, but after its response head: the work was done.
+        let next = id + 2;
+        state
+            .feed_at(headers_frame(next, GET, true), later)
+            .expect("fine");
+        assert_eq!(state.take_accepted().len(), 1);
+        assert!(state.send_head(next, StatusCode::OK, &HeaderMap::new(), false));
+        state
+            .feed_at(reset_frame(next), later)
+            .expect("a cancel after the head");
+        state.release(next, Side::Response);
+        id += 4;
+    }
+    assert!(state.is_idle());
+    assert_eq!(goaway(&state.take_written()), None);
+}
+
+#[test]
+fn premature_resets_end_the_connection_by_envoys_rule() {
+    // Fewer than the floor, all premature: a connection that cancels at times is kept.
+    let mut state = many_streams();
+    let now = state.now;
+    let mut id = 1;
+    for _ in 1..PREMATURE_FLOOR {
+        state
+            .feed_at(headers_frame(id, GET, true), now)
+            .expect("fine");
+        state.take_accepted();
+        state
+            .feed_at(reset_frame(id), now)
+            .expect("under the floor");
         state.release(id, Side::Response);
         id += 2;
     }
-    assert!(state.is_idle());
-    // Opened and reset in one read: never started. Past the floor and at half the streams
-    // the connection ends.
-    let mut fed = 0;
-    loop {
-        let mut input = headers_frame(id, GET, true);
-        frame::put_rst_stream(&mut input, id, Reason::CANCEL);
-        id += 2;
-        fed += 1;
-        if state.feed(input).is_err() {
-            break;
-        }
-        assert_eq!(
-            state.take_accepted().len(),
-            0,
-            "reset in the same read: never started"
-        );
-        assert!(fed < 10 * MIN_UNSTARTED_RESETS, "never cut off");
-    }
+    // The floor reached with every stream premature: the end.
+    let mut input = headers_frame(id, GET, true);
+    input.extend_from_slice(&reset_frame(id));
+    assert!(
+        state.feed_at(input, now).is_err(),
+        "the floor, all premature"
+    );
     assert_eq!(
-        fed,
-        2 * MIN_UNSTARTED_RESETS,
-        "half of the streams were rapid resets"
+        state.take_accepted().len(),
+        0,
+        "reset in the same read: never started"
     );
     assert_eq!(
         goaway(&state.take_written()),
         Some(Reason::ENHANCE_YOUR_CALM)
     );
+
+    // Past the floor, half the closed streams premature, whether reset in the read that
+    // opened them (never started) or 10 ms later (started, then cancelled: spaced resets).
+    let mut state = many_streams();
+    let mut now = state.now;
+    let mut id = 1;
+    for _ in 0..PREMATURE_FLOOR {
+        state
+            .feed_at(headers_frame(id, GET, true), now)
+            .expect("fine");
+        state.take_accepted();
+        now += PREMATURE_LIFETIME;
+        state.feed_at(reset_frame(id), now).expect("not premature");
+        state.release(id, Side::Response);
+        id += 2;
+    }
+    let mut premature = 0;
+    loop {
+        let mut input = headers_frame(id, GET, true);
+        if premature % 2 == 0 {
+            input.extend_from_slice(&reset_frame(id));
+            premature += 1;
+            if state.feed_at(input, now).is_err() {
+                break;
+            }
+            assert_eq!(state.take_accepted().len(), 0);
+        } else {
+            state.feed_at(input, now).expect("fine");
+            assert_eq!(state.take_accepted().len(), 1, "started");
+            now += Duration::from_millis(10);
+            premature += 1;
+            let over = state.feed_at(reset_frame(id), now).is_err();
+            state.release(id, Side::Response);
+            if over {
+                break;
+            }
+        }
+        id += 2;
+        assert!(premature <= 2 * PREMATURE_FLOOR, "never cut off");
+    }
+    assert_eq!(
+        premature, PREMATURE_FLOOR,
+        "half of the streams were premature"
+    );
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn consecutive_empty_data_frames_end_the_connection() {
+    let mut state = connected();
+    state
+        .feed(headers_frame(1, &post("3"), false))
+        .expect("fine");
+    assert_eq!(state.take_accepted().len(), 1);
+    let data = |payload: &[u8], end: bool| {
+        let mut out = BytesMut::new();
+        frame::put_data(&mut out, 1, payload, end);
+        out
+    };
+    // One empty frame at a time, between frames that carry data, is allowed.
+    state.feed(data(b"", false)).expect("one empty frame");
+    state.feed(data(b"a", false)).expect("fine");
+    state.feed(data(b"", false)).expect("one empty frame");
+    state.feed(data(b"b", false)).expect("fine");
+    // Two in a row carry nothing twice: CVE-2019-9518.
+    state.feed(data(b"", false)).expect("one empty frame");
+    assert!(state.feed(data(b"", false)).is_err());
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+    // An empty frame that ends its stream is no flood.
+    let mut state = connected();
+    state
+        .feed(headers_frame(1, &post("0"), false))
+        .expect("fine");
+    state.feed(data(b"", false)).expect("one empty frame");
+    state.feed(data(b"", true)).expect("the end of the body");
 }
 
 #[test]
