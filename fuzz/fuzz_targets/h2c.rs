@@ -1,6 +1,8 @@
 //! The h2c client's connection state (`sluice_proxy::h2c::connection`): arbitrary bytes from
 //! the server, fed in arbitrary pieces, against a few open streams (some still sending a
-//! body). Nothing panics; every stream ends up with an answer or an error, never both lost;
+//! body), and two requests that keep asking for a stream of their own (they wait in line
+//! once the server's SETTINGS lower the stream limit). Nothing panics; every stream ends up
+//! with an answer or an error, never both lost;
 //! what the client writes back is well-framed HTTP/2; and once every handle lets go, no stream
 //! is left behind (the map and the open count are both empty).
 #![no_main]
@@ -52,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
             .body(())
             .expect("a valid request");
         let (parts, ()) = req.into_parts();
-        match state.open(&mut cx, &parts, !with_body) {
+        match state.open(&mut cx, &mut None, &parts, !with_body) {
             Poll::Ready(Ok(id)) => exchanges.push(Exchange {
                 id,
                 body: with_body.then(|| Bytes::from(vec![b'b'; 70_000])),
@@ -67,12 +69,35 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     well_framed(&state.take_written(), 16_384);
+    let (late, ()) = Request::get("http://upstream.example/late")
+        .body(())
+        .expect("a valid request")
+        .into_parts();
+    // Each late request's place in line; `None` once it opened or was refused.
+    let mut waiting = [Some(None), Some(None)];
     let mut read = BytesMut::new();
     let mut failed = false;
     for piece in rest.chunks(step) {
         read.extend_from_slice(piece);
         if state.receive(&mut read).is_err() {
             failed = true;
+        }
+        for slot in &mut waiting {
+            let Some(place) = slot else { continue };
+            match state.open(&mut cx, place, &late, true) {
+                Poll::Ready(Ok(id)) => {
+                    *slot = None;
+                    exchanges.push(Exchange {
+                        id,
+                        body: None,
+                        sends: false,
+                        head_done: false,
+                        body_done: false,
+                    });
+                }
+                Poll::Ready(Err(_)) => *slot = None,
+                Poll::Pending => {}
+            }
         }
         for ex in &mut exchanges {
             if let Some(body) = &mut ex.body {
@@ -119,6 +144,9 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
+    }
+    for ticket in waiting.into_iter().flatten().flatten() {
+        state.leave_queue(ticket);
     }
     for ex in &exchanges {
         if ex.sends {

@@ -93,6 +93,21 @@ impl Drop for Sender {
     }
 }
 
+/// A request's place in its connection's queue for a stream slot, while it has one: dropped
+/// (the request given up) it leaves the queue, or passes its slot on if it was called.
+struct QueuePlace<'a> {
+    shared: &'a Shared,
+    ticket: Option<u64>,
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket {
+            self.shared.lock().leave_queue(ticket);
+        }
+    }
+}
+
 /// A request that was not sent: the connection takes no new streams, so another one may take
 /// it.
 pub struct Unsent<B>(pub Request<B>, pub StreamError);
@@ -138,7 +153,13 @@ impl Sender {
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             }
         }
-        let opened = poll_fn(|cx| self.shared.lock().open(cx, &parts, end)).await;
+        let mut place = QueuePlace {
+            shared: &self.shared,
+            ticket: None,
+        };
+        let opened =
+            poll_fn(|cx| self.shared.lock().open(cx, &mut place.ticket, &parts, end)).await;
+        drop(place);
         let id = match opened {
             Ok(id) => id,
             Err(error) => return Err(Ok(Unsent(Request::from_parts(parts, body), error))),
@@ -198,7 +219,7 @@ impl Sender {
         if let Some(mut pipe) = pipe {
             // The response came first: the body goes on beside it.
             tokio::spawn(async move {
-                let _ = poll_fn(|cx| pipe.poll_send(cx)).await;
+                let _ = poll_fn(|cx| pipe.poll_send_until_reset(cx)).await;
             });
         }
         Ok(head.map(|()| RecvBody {
@@ -292,6 +313,30 @@ impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
                 }
             }
         }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
+    /// [`BodyPipe::poll_send`] on its own task (the response came first), which also ends
+    /// once the stream is reset while the client's body is quiet: the body is let go then,
+    /// not at the client's next chunk. (Before the response, the head's future sees the
+    /// reset, and a body not yet started is kept for a retry.)
+    fn poll_send_until_reset(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PipeError<B::Error>>> {
+        let sent = self.poll_send(cx);
+        if sent.is_pending()
+            && self
+                .stream
+                .shared
+                .lock()
+                .poll_send_closed(cx, self.stream.id)
+                .is_ready()
+        {
+            return Poll::Ready(Err(PipeError::Stream));
+        }
+        sent
     }
 }
 

@@ -111,8 +111,13 @@ pub struct State {
     /// Frames for the socket, taken by the task.
     write: BytesMut,
     task: Option<Waker>,
-    /// Requests waiting for a stream to open.
-    waiting: Vec<Waker>,
+    /// Requests waiting for a stream slot, first come first served: tickets in increasing
+    /// order, each with its task's waker. A freed slot calls the first (takes it out of the
+    /// queue and wakes it) and keeps the slot for it: `called` counts those, and a request
+    /// that never waited opens only beside them, not in their place.
+    waiting: VecDeque<(u64, Waker)>,
+    next_ticket: u64,
+    called: usize,
     decoder: hpack::Decoder,
     /// The server changed SETTINGS_HEADER_TABLE_SIZE: our next header block starts with a
     /// size update (to 0: we never index, RFC 7541 §4.2).
@@ -199,7 +204,9 @@ impl State {
             recv_window: RecvWindow::new(CONNECTION_WINDOW),
             write: BytesMut::with_capacity(4096),
             task: None,
-            waiting: Vec::new(),
+            waiting: VecDeque::new(),
+            next_ticket: 0,
+            called: 0,
             decoder: hpack::Decoder::new(HEADER_TABLE),
             table_size_update: false,
             continuation: None,
@@ -257,23 +264,63 @@ impl State {
     }
 
     /// Opens a stream for `parts` and queues its HEADERS; `Pending` while the server's stream
-    /// limit is reached. `Err`: the connection takes no new streams.
+    /// limit is reached, with the request queued under the ticket in `place` (which its
+    /// owner hands to [`State::leave_queue`] if it gives up). `Err`: the connection takes no
+    /// new streams.
     pub fn open(
         &mut self,
         cx: &mut Context<'_>,
+        place: &mut Option<u64>,
         parts: &request::Parts,
         end_stream: bool,
     ) -> Poll<Result<u32, StreamError>> {
         if let Some(error) = &self.refusing {
-            return Poll::Ready(Err(error.clone()));
+            let error = error.clone();
+            if let Some(ticket) = place.take() {
+                self.leave_queue(ticket);
+            }
+            return Poll::Ready(Err(error));
         }
-        if self.open >= self.max_open {
-            // Once per waiting task: a request polled again while it waits is not queued twice.
-            if !self.waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                self.waiting.push(cx.waker().clone());
+        let may_open = match *place {
+            None => self.open + self.called < self.max_open,
+            Some(ticket) => match self.queued_at(ticket) {
+                // Called: its slot was kept for it.
+                Err(_) => {
+                    self.called -= 1;
+                    if self.open < self.max_open {
+                        true
+                    } else {
+                        // The server lowered its limit meanwhile: first in line again.
+                        let at = self.waiting.partition_point(|(t, _)| *t < ticket);
+                        self.waiting.insert(at, (ticket, cx.waker().clone()));
+                        false
+                    }
+                }
+                // Still queued (polled for another reason).
+                Ok(at) => {
+                    if self.open + self.called < self.max_open {
+                        self.waiting.remove(at);
+                        true
+                    } else {
+                        let waker = &mut self.waiting[at].1;
+                        if !waker.will_wake(cx.waker()) {
+                            waker.clone_from(cx.waker());
+                        }
+                        false
+                    }
+                }
+            },
+        };
+        if !may_open {
+            if place.is_none() {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                *place = Some(ticket);
+                self.waiting.push_back((ticket, cx.waker().clone()));
             }
             return Poll::Pending;
         }
+        *place = None;
         let id = self.next_id;
         if id > frame::MAX_WINDOW as u32 {
             // Out of stream ids: the task marks the connection closed, so the pool drops it.
@@ -307,6 +354,37 @@ impl State {
         );
         self.wake_task();
         Poll::Ready(Ok(id))
+    }
+
+    fn queued_at(&self, ticket: u64) -> Result<usize, usize> {
+        self.waiting.binary_search_by_key(&ticket, |(t, _)| *t)
+    }
+
+    /// Calls waiting requests while stream slots are free (each keeps its slot until it
+    /// opens or leaves).
+    fn call_waiting(&mut self) {
+        while self.open + self.called < self.max_open {
+            let Some((_, waker)) = self.waiting.pop_front() else {
+                return;
+            };
+            self.called += 1;
+            waker.wake();
+        }
+    }
+
+    /// The request queued under `ticket` will not open a stream after all (it was dropped,
+    /// or the connection refuses streams): out of the queue, or, if it was called, its slot
+    /// goes to the next one.
+    pub fn leave_queue(&mut self, ticket: u64) {
+        match self.queued_at(ticket) {
+            Ok(at) => {
+                self.waiting.remove(at);
+            }
+            Err(_) => {
+                self.called -= 1;
+                self.call_waiting();
+            }
+        }
     }
 
     fn encode_request(&mut self, id: u32, parts: &request::Parts, end_stream: bool) {
@@ -395,14 +473,16 @@ impl State {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.counted && stream.done() {
+        let freed = stream.counted && stream.done();
+        if freed {
             stream.counted = false;
-            self.open -= 1;
-            for waker in self.waiting.drain(..) {
-                waker.wake();
-            }
         }
-        if !stream.send_held && !stream.recv_held {
+        let forget = !stream.send_held && !stream.recv_held;
+        if freed {
+            self.open -= 1;
+            self.call_waiting();
+        }
+        if forget {
             self.forget(id);
         }
     }
@@ -515,6 +595,18 @@ impl State {
         }
         set_waker(&mut stream.recv_waker, cx);
         Poll::Pending
+    }
+
+    /// `Ready` once stream `id` takes no more of the request body (reset, failed, or gone);
+    /// until then, that wakes `cx` (as room or window to send does).
+    pub fn poll_send_closed(&mut self, cx: &mut Context<'_>, id: u32) -> Poll<()> {
+        match self.streams.get_mut(&id) {
+            Some(stream) if stream.error.is_none() && !stream.send_end => {
+                set_waker(&mut stream.send_waker, cx);
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
     }
 
     /// Sends as much of `data` on stream `id` as the windows allow. `Ready(Ok(()))` once it is
@@ -929,9 +1021,7 @@ impl State {
                 }
                 frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
                     self.max_open = value as usize;
-                    for waker in self.waiting.drain(..) {
-                        waker.wake();
-                    }
+                    self.call_waiting();
                 }
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     let value = i64::from(value);
@@ -1035,7 +1125,9 @@ impl State {
         if self.refusing.is_none() {
             self.refusing = Some(error);
         }
-        for waker in self.waiting.drain(..) {
+        // Called now, to be told: each leaves the queue once, as a called request does.
+        self.called += self.waiting.len();
+        for (_, waker) in self.waiting.drain(..) {
             waker.wake();
         }
     }

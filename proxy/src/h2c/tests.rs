@@ -158,6 +158,34 @@ async fn request_body_still_streaming_after_the_response_head_keeps_flowing() {
     assert_eq!(&rest.to_bytes()[..], b"two");
 }
 
+/// A stream the server resets while the client's body is quiet (after the response head,
+/// so the body goes on in its own task) lets go of that body at once, not when the client
+/// next sends: the client's stream is told then, and nothing is held for it meanwhile.
+#[tokio::test]
+async fn a_reset_stream_lets_go_of_a_quiet_request_body_at_once() {
+    let addr = server(|_req, mut respond| async move {
+        let Ok(mut send) = respond.send_response(Response::new(()), false) else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        send.send_reset(h2::Reason::CANCEL);
+    })
+    .await;
+    let mut sender = connect(addr).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, RequestBodyError>>(1);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"one"))))
+        .await
+        .expect("queued");
+    let response = response_to(&mut sender, request(StreamBody::new(tokio_stream_from(rx)))).await;
+    let reply = tokio::time::timeout(BOUND, response.into_body().collect())
+        .await
+        .expect("the reset in time");
+    assert!(reply.is_err(), "the stream was reset");
+    tokio::time::timeout(BOUND, tx.closed())
+        .await
+        .expect("the request body was let go while the client sent nothing");
+}
+
 /// A body whose chunks come from a channel.
 fn tokio_stream_from(
     mut rx: mpsc::Receiver<Result<Frame<Bytes>, RequestBodyError>>,
@@ -690,7 +718,9 @@ async fn a_ping_flood_from_a_server_that_reads_is_answered_in_full() {
     assert_eq!(response.status(), 204);
 }
 
-/// The server's stream limit holds: a second request waits for the first stream to end.
+/// The server's stream limit holds: a second request waits for the first stream to end. A
+/// request given up while it waits (its task aborted) leaves the line: the slot goes to the
+/// one behind it.
 #[tokio::test]
 async fn requests_past_the_servers_stream_limit_wait_for_a_stream_to_end() {
     let (addr, accept) = RawServer::listen().await;
@@ -715,13 +745,16 @@ async fn requests_past_the_servers_stream_limit_wait_for_a_stream_to_end() {
     };
     let first = get(sender.clone(), "http://upstream.example/first");
     assert_eq!(server.until(frame::HEADERS).await.head.stream, 1);
+    let given_up = get(sender.clone(), "http://upstream.example/given-up");
     let second = get(sender.clone(), "http://upstream.example/second");
-    // Nothing for the second one while the first is open.
+    // Nothing for the others while the first is open.
     let early = tokio::time::timeout(Duration::from_millis(200), server.frame()).await;
     assert!(
         early.is_err(),
         "no frame while the limit is reached: {early:?}"
     );
+    given_up.abort();
+    assert!(given_up.await.is_err_and(|e| e.is_cancelled()));
     server
         .write(&headers_frame(1, &[(":status", "200")], true))
         .await;

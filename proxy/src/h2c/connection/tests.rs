@@ -20,7 +20,7 @@ fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
     state.task = Some(Waker::from(task.clone()));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(matches!(
-        state.open(&mut cx, &get_parts(), true),
+        state.open(&mut cx, &mut None, &get_parts(), true),
         Poll::Ready(Err(StreamError::Closed))
     ));
     assert!(state.refusing.is_some());
@@ -46,7 +46,7 @@ fn open_stream(state: &mut State) -> u32 {
     frame::put_settings(&mut preface, &[]);
     state.receive(&mut preface).expect("a good preface");
     let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(Ok(id)) = state.open(&mut cx, &get_parts(), true) else {
+    let Poll::Ready(Ok(id)) = state.open(&mut cx, &mut None, &get_parts(), true) else {
         panic!("stream opened");
     };
     id
@@ -200,20 +200,100 @@ fn a_server_preface_other_than_settings_and_frames_on_even_streams_end_the_conne
     }
 }
 
-/// A request polled again while it waits for a stream slot is queued once, not once per poll.
+/// A request waiting for a stream slot, with a task that counts its wake-ups.
+struct Waiting {
+    task: Arc<Counter>,
+    waker: Waker,
+    place: Option<u64>,
+}
+
+impl Waiting {
+    fn new() -> Waiting {
+        let task = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(task.clone());
+        Waiting {
+            task,
+            waker,
+            place: None,
+        }
+    }
+
+    fn open(&mut self, state: &mut State) -> Poll<Result<u32, StreamError>> {
+        let mut cx = Context::from_waker(&self.waker);
+        state.open(&mut cx, &mut self.place, &get_parts(), true)
+    }
+
+    fn wakes(&self) -> usize {
+        self.task.0.load(Ordering::SeqCst)
+    }
+}
+
+/// At the server's stream limit, requests wait in line: a freed slot wakes the first of them
+/// only (not every one, which made each slot cost a wake-up per waiting request), and keeps
+/// the slot for it against requests that come later; one that gives up after its wake-up
+/// passes the slot on; a request polled again while it waits is queued once.
 #[test]
-fn a_request_waiting_for_a_stream_slot_is_queued_once() {
+fn waiting_requests_get_freed_stream_slots_one_at_a_time_in_order() {
+    let mut state = State::new();
+    let first = stream_with_a_head(&mut state);
+    state.max_open = 1;
+    let mut waiting: Vec<Waiting> = (0..3).map(|_| Waiting::new()).collect();
+    for w in &mut waiting {
+        assert!(w.open(&mut state).is_pending());
+        assert!(w.open(&mut state).is_pending(), "polled again");
+    }
+    assert_eq!(state.waiting.len(), 3, "each queued once");
+    // The open stream ends (cancelled): one slot, for the first in line.
+    state.release(first, Side::Recv);
+    let wakes: Vec<usize> = waiting.iter().map(Waiting::wakes).collect();
+    assert_eq!(wakes, [1, 0, 0]);
+    // A request that did not wait does not take the slot kept for the first.
+    let mut later = Waiting::new();
+    assert!(later.open(&mut state).is_pending());
+    // The first gives up before it opens: the second is called in its place.
+    let ticket = waiting[0].place.take().expect("queued");
+    state.leave_queue(ticket);
+    let wakes: Vec<usize> = waiting.iter().map(Waiting::wakes).collect();
+    assert_eq!(wakes, [1, 1, 0]);
+    let Poll::Ready(Ok(second)) = waiting[1].open(&mut state) else {
+        panic!("the called request opens");
+    };
+    assert_eq!(waiting[1].place, None, "out of the queue");
+    assert!(waiting[2].open(&mut state).is_pending(), "no slot left");
+    // The second's stream ends: the third is next, then the request that came later.
+    state.release(second, Side::Recv);
+    assert_eq!(waiting[2].wakes(), 1);
+    assert_eq!(later.wakes(), 0);
+    assert!(matches!(waiting[2].open(&mut state), Poll::Ready(Ok(_))));
+    assert_eq!(state.waiting.len(), 1);
+    assert_eq!(state.called, 0);
+}
+
+/// A larger limit from the server calls as many waiting requests as it frees slots; a
+/// connection that fails tells every waiting request, and each leaves the line.
+#[test]
+fn a_new_limit_calls_waiting_requests_and_a_failure_tells_them_all() {
     let mut state = State::new();
     let _ = stream_with_a_head(&mut state);
     state.max_open = 1;
-    let parts = get_parts();
-    let task = Arc::new(Counter(AtomicUsize::new(0)));
-    let waker = Waker::from(task.clone());
-    let mut cx = Context::from_waker(&waker);
-    for _ in 0..3 {
-        assert!(state.open(&mut cx, &parts, true).is_pending());
+    let mut waiting: Vec<Waiting> = (0..4).map(|_| Waiting::new()).collect();
+    for w in &mut waiting {
+        assert!(w.open(&mut state).is_pending());
     }
-    assert_eq!(state.waiting.len(), 1);
+    let mut read = BytesMut::new();
+    frame::put_settings(&mut read, &[(frame::SETTINGS_MAX_CONCURRENT_STREAMS, 3)]);
+    state.receive(&mut read).expect("fine");
+    let wakes: Vec<usize> = waiting.iter().map(Waiting::wakes).collect();
+    assert_eq!(wakes, [1, 1, 0, 0], "two slots freed, two called");
+    state.fail_all(StreamError::Closed);
+    let wakes: Vec<usize> = waiting.iter().map(Waiting::wakes).collect();
+    assert_eq!(wakes, [1, 1, 1, 1]);
+    for w in &mut waiting {
+        assert!(matches!(w.open(&mut state), Poll::Ready(Err(_))));
+        assert_eq!(w.place, None);
+    }
+    assert_eq!(state.called, 0);
+    assert!(state.waiting.is_empty());
 }
 
 /// Empty CONTINUATION frames add no bytes, but a block may take only so many of them; a head
