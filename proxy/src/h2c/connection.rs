@@ -7,7 +7,8 @@
 //! requests of one thread (`upstream.rs`).
 
 use super::common::{
-    is_connection_specific, regular_field, set_waker, wake, RecvWindow, StreamMap,
+    append_regular_field, is_connection_specific, set_waker, wake, BadData, DataOut, Inbound,
+    RecvWindow, StreamMap,
 };
 use super::frame::{self, Head};
 use super::hpack;
@@ -51,10 +52,6 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// server that makes us queue this much of them and reads nothing loses the connection).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 const WRITE_LIMIT: usize = 1024 * 1024;
-/// DATA smaller than this that arrives behind unread data is copied out of the read buffer:
-/// a slice would keep the whole buffer (16 KiB or more) alive for a few bytes, and a server
-/// sending small frames to a slow reader would pin far more memory than the stream window.
-const COPY_BELOW: usize = 4 * 1024;
 /// Room kept free in the read buffer before each read: one largest frame.
 const READ_ROOM: usize = frame::DEFAULT_MAX_FRAME as usize + frame::HEAD_LEN;
 
@@ -146,21 +143,16 @@ struct Stream {
     got_head: bool,
     /// A HEAD request: its response's Content-Length says nothing about DATA.
     head_request: bool,
-    data: VecDeque<Bytes>,
+    /// The response body as received (`remaining`: what its Content-Length leaves).
+    inbound: Inbound,
     trailers: Option<HeaderMap>,
-    /// END_STREAM received.
-    recv_end: bool,
     /// We sent END_STREAM.
     send_end: bool,
-    /// What the response's Content-Length leaves to come.
-    remaining: Option<u64>,
-    recv_window: RecvWindow,
     send_window: i64,
     /// Reset (by either side) or failed with the connection: nothing more goes either way.
     error: Option<StreamError>,
     /// Still counted in `State::open`.
     counted: bool,
-    recv_waker: Option<Waker>,
     send_waker: Option<Waker>,
     send_held: bool,
     recv_held: bool,
@@ -169,11 +161,11 @@ struct Stream {
 impl Stream {
     /// Everything received has been handed over, and nothing more will come.
     fn body_ended(&self) -> bool {
-        self.recv_end && self.data.is_empty() && self.trailers.is_none()
+        self.inbound.end && self.inbound.data.is_empty() && self.trailers.is_none()
     }
 
     fn done(&self) -> bool {
-        self.error.is_some() || (self.send_end && self.recv_end)
+        self.error.is_some() || (self.send_end && self.inbound.end)
     }
 }
 
@@ -337,16 +329,12 @@ impl State {
                 head: None,
                 got_head: false,
                 head_request: parts.method == Method::HEAD,
-                data: VecDeque::new(),
+                inbound: Inbound::new(STREAM_WINDOW, false),
                 trailers: None,
-                recv_end: false,
                 send_end: end_stream,
-                remaining: None,
-                recv_window: RecvWindow::new(STREAM_WINDOW),
                 send_window: self.peer_initial_window,
                 error: None,
                 counted: true,
-                recv_waker: None,
                 send_waker: None,
                 send_held: !end_stream,
                 recv_held: true,
@@ -460,10 +448,10 @@ impl State {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.error.is_none() && !(stream.send_end && stream.recv_end) {
+        if stream.error.is_none() && !(stream.send_end && stream.inbound.end) {
             stream.error = Some(error);
         }
-        wake(&mut stream.recv_waker);
+        wake(&mut stream.inbound.waker);
         wake(&mut stream.send_waker);
         self.uncount(id);
     }
@@ -490,9 +478,9 @@ impl State {
     /// Drops stream `id`'s entry; data it never delivered is given back to the connection
     /// window.
     fn forget(&mut self, id: u32) {
-        if let Some(stream) = self.streams.remove(&id) {
-            let unread: usize = stream.data.iter().map(Bytes::len).sum();
-            self.release_connection(unread as i64);
+        if let Some(mut stream) = self.streams.remove(&id) {
+            let unread = stream.inbound.discard();
+            self.release_connection(unread);
         }
         if self.streams.is_empty() {
             // The task may be waiting for the last stream to end.
@@ -513,13 +501,13 @@ impl State {
                 stream.recv_held = false;
                 // Nobody reads it now: the connection window comes back at once, not when the
                 // request body (which may be slow) lets go too.
-                unread = stream.data.drain(..).map(|data| data.len()).sum::<usize>();
+                unread = stream.inbound.discard();
             }
         }
         let cancel = stream.error.is_none()
             && match side {
                 Side::Send => !stream.send_end,
-                Side::Recv => !stream.recv_end,
+                Side::Recv => !stream.inbound.end,
             };
         if cancel {
             frame::put_rst_stream(&mut self.write, id, Reason::CANCEL);
@@ -529,7 +517,7 @@ impl State {
             self.uncount(id);
         }
         if unread > 0 {
-            self.release_connection(unread as i64);
+            self.release_connection(unread);
         }
     }
 
@@ -549,7 +537,7 @@ impl State {
         if let Some(error) = &stream.error {
             return Poll::Ready(Err(error.clone()));
         }
-        set_waker(&mut stream.recv_waker, cx);
+        set_waker(&mut stream.inbound.waker, cx);
         Poll::Pending
     }
 
@@ -567,16 +555,13 @@ impl State {
                 .clone()
                 .unwrap_or(StreamError::Closed))));
         };
-        if let Some(data) = stream.data.pop_front() {
+        if let Some((data, increment)) = stream.inbound.take() {
             *ended = stream.body_ended();
-            let len = data.len() as i64;
-            if !stream.recv_end {
-                if let Some(increment) = stream.recv_window.consume(len) {
-                    frame::put_window_update(&mut self.write, id, increment);
-                    self.wake_task();
-                }
+            if let Some(increment) = increment {
+                frame::put_window_update(&mut self.write, id, increment);
+                self.wake_task();
             }
-            self.release_connection(len);
+            self.release_connection(data.len() as i64);
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
         }
         if let Some(trailers) = stream.trailers.take() {
@@ -585,7 +570,7 @@ impl State {
         }
         // END_STREAM came: the response is whole, whatever reset followed it (RFC 9113 §8.1:
         // a server may stop a request body it does not need with one).
-        if stream.recv_end {
+        if stream.inbound.end {
             return Poll::Ready(None);
         }
         // A reset before END_STREAM cut the body short, whatever its code (hyper read NO_ERROR
@@ -593,7 +578,7 @@ impl State {
         if let Some(error) = &stream.error {
             return Poll::Ready(Some(Err(error.clone())));
         }
-        set_waker(&mut stream.recv_waker, cx);
+        set_waker(&mut stream.inbound.waker, cx);
         Poll::Pending
     }
 
@@ -618,42 +603,36 @@ impl State {
         data: &mut Bytes,
         end: bool,
     ) -> Poll<Result<(), StreamError>> {
-        let failed = self.failed.clone();
-        loop {
-            let Some(stream) = self.streams.get_mut(&id) else {
-                return Poll::Ready(Err(failed.unwrap_or(StreamError::Closed)));
-            };
-            if let Some(error) = &stream.error {
-                return Poll::Ready(Err(error.clone()));
-            }
-            if data.is_empty() {
-                if end {
-                    frame::put_data(&mut self.write, id, &[], true);
-                    stream.send_end = true;
-                    self.wake_task();
-                    self.uncount(id);
-                }
-                return Poll::Ready(Ok(()));
-            }
-            let room = stream.send_window.min(self.send_window).max(0) as usize;
-            if room == 0 || self.write.len() >= WRITE_HIGH_WATER {
-                set_waker(&mut stream.send_waker, cx);
-                return Poll::Pending;
-            }
-            let n = data.len().min(room).min(self.peer_max_frame);
-            let chunk = data.split_to(n);
-            let last = end && data.is_empty();
-            frame::put_data(&mut self.write, id, &chunk, last);
-            stream.send_window -= n as i64;
-            self.send_window -= n as i64;
-            if last {
-                stream.send_end = true;
-                self.uncount(id);
-            }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Poll::Ready(Err(self.failed.clone().unwrap_or(StreamError::Closed)));
+        };
+        if let Some(error) = &stream.error {
+            return Poll::Ready(Err(error.clone()));
+        }
+        let queued = self.write.len();
+        let all = DataOut {
+            write: &mut self.write,
+            stream_window: &mut stream.send_window,
+            connection_window: &mut self.send_window,
+            max_frame: self.peer_max_frame,
+            high_water: WRITE_HIGH_WATER,
+        }
+        .queue(id, data, end);
+        if !all {
+            set_waker(&mut stream.send_waker, cx);
+        }
+        let wrote = self.write.len() > queued;
+        if all && end {
+            stream.send_end = true;
+            self.uncount(id);
+        }
+        if wrote {
             self.wake_task();
-            if last {
-                return Poll::Ready(Ok(()));
-            }
+        }
+        if all {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     }
 
@@ -828,63 +807,34 @@ impl State {
         if frame::unpad(&head, &mut payload).is_none() {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
         }
-        let padding = len - payload.len() as i64;
         let end = head.has(frame::END_STREAM);
         let Some(stream) = self.streams.get_mut(&id) else {
             // A stream we already closed: its data goes nowhere.
             self.release_connection(len);
             return Verdict::Go;
         };
-        let problem = if stream.error.is_some() {
+        if stream.error.is_some() {
             self.release_connection(len);
             return Verdict::Go;
-        } else if stream.recv_end {
-            Some((Reason::STREAM_CLOSED, "DATA after END_STREAM"))
-        } else if !stream.got_head {
-            Some((Reason::PROTOCOL_ERROR, "DATA before the response head"))
-        } else if !stream.recv_window.receive(len) {
-            Some((Reason::FLOW_CONTROL_ERROR, "DATA past the stream window"))
+        }
+        let received = if stream.got_head {
+            stream.inbound.receive(len, payload, end, stream.recv_held)
         } else {
-            let left = match stream.remaining {
-                Some(remaining) => remaining.checked_sub(payload.len() as u64),
-                None => Some(0),
-            };
-            match left {
-                None => Some((Reason::PROTOCOL_ERROR, "DATA past Content-Length")),
-                Some(left) if end && left > 0 => {
-                    Some((Reason::PROTOCOL_ERROR, "DATA short of Content-Length"))
-                }
-                Some(left) => {
-                    if stream.remaining.is_some() {
-                        stream.remaining = Some(left);
-                    }
-                    None
-                }
+            Err(BadData::BeforeHead)
+        };
+        let unread = match received {
+            Ok(unread) => unread,
+            Err(bad) => {
+                self.release_connection(len);
+                return self.fail_stream_locally(id, bad.reason(), bad.what());
             }
         };
-        if let Some((reason, what)) = problem {
-            self.release_connection(len);
-            return self.fail_stream_locally(id, reason, what);
-        }
-        if !payload.is_empty() {
-            let payload = if !stream.data.is_empty() && payload.len() < COPY_BELOW {
-                Bytes::copy_from_slice(&payload)
-            } else {
-                payload
-            };
-            stream.data.push_back(payload);
-        }
-        stream.recv_end = end;
-        wake(&mut stream.recv_waker);
-        if padding > 0 {
-            // Padding is never read: its window comes back at once (here, as no read of the
-            // body will pop it).
-            if !end {
-                if let Some(increment) = stream.recv_window.consume(padding) {
-                    frame::put_window_update(&mut self.write, id, increment);
-                }
+        if unread > 0 {
+            // Padding (never read): its window comes back at once.
+            if let Some(increment) = stream.inbound.give_back(unread) {
+                frame::put_window_update(&mut self.write, id, increment);
             }
-            self.release_connection(padding);
+            self.release_connection(unread);
         }
         if end {
             self.uncount(id);
@@ -912,7 +862,7 @@ impl State {
         if stream.error.is_some() {
             return Verdict::Go;
         }
-        if stream.recv_end {
+        if stream.inbound.end {
             return self.fail_stream_locally(id, Reason::STREAM_CLOSED, "HEADERS after END_STREAM");
         }
         if too_large {
@@ -926,7 +876,7 @@ impl State {
             if !end_stream || fields.status.is_some() {
                 return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR, "bad trailers");
             }
-            if stream.remaining.is_some_and(|left| left > 0) {
+            if stream.inbound.remaining.is_some_and(|left| left > 0) {
                 return self.fail_stream_locally(
                     id,
                     Reason::PROTOCOL_ERROR,
@@ -934,8 +884,8 @@ impl State {
                 );
             }
             stream.trailers = Some(fields.headers);
-            stream.recv_end = true;
-            wake(&mut stream.recv_waker);
+            stream.inbound.end = true;
+            wake(&mut stream.inbound.waker);
             self.uncount(id);
             return Verdict::Go;
         }
@@ -989,9 +939,9 @@ impl State {
         *response.headers_mut() = fields.headers;
         stream.head = Some(response);
         stream.got_head = true;
-        stream.remaining = remaining;
-        stream.recv_end = end_stream;
-        wake(&mut stream.recv_waker);
+        stream.inbound.remaining = remaining;
+        stream.inbound.end = end_stream;
+        wake(&mut stream.inbound.waker);
         if end_stream {
             self.uncount(id);
         }
@@ -1176,11 +1126,8 @@ impl Fields {
             }
             return;
         }
-        match regular_field(name, value) {
-            Ok((name, value)) => {
-                self.headers.append(name, value);
-            }
-            Err(what) => self.malformed = Some(what),
+        if let Err(what) = append_regular_field(&mut self.headers, name, value) {
+            self.malformed = Some(what);
         }
     }
 }

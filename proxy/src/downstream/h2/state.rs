@@ -13,7 +13,9 @@
 //! connection and its streams run on one task, and a request body read elsewhere is read by
 //! the request's own task on the same thread.
 
-use crate::h2c::common::{regular_field, set_waker, wake, RecvWindow, StreamMap};
+use crate::h2c::common::{
+    append_regular_field, set_waker, wake, DataOut, Inbound, RecvWindow, StreamMap,
+};
 use crate::h2c::frame::{self, Head};
 use crate::h2c::hpack;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -21,7 +23,7 @@ use h2::Reason;
 use http::header::{self, HeaderMap};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{request, Method, Request, StatusCode, Uri, Version};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -33,9 +35,6 @@ const MAX_CONTINUATIONS: usize = 64;
 /// connection (ENHANCE_YOUR_CALM): an HPACK bomb (a few KB referencing one large table entry
 /// thousands of times), not a client with a few headers too many.
 const BOMB_FACTOR: usize = 4;
-/// DATA smaller than this that arrives behind unread data is copied out of the read buffer,
-/// so that a few bytes do not pin a whole 16 KiB buffer (as in the h2c client).
-const COPY_BELOW: usize = 4 * 1024;
 /// Rapid reset (CVE-2023-44487), by Envoy's rule: a stream the client resets before its
 /// response head, within `PREMATURE_LIFETIME` of opening it, is premature. Once
 /// `PREMATURE_FLOOR` streams have closed on a connection and half of them were premature, the
@@ -162,15 +161,10 @@ struct Partial {
 }
 
 struct Stream {
-    data: VecDeque<Bytes>,
+    /// The request body as received (`remaining`: what its Content-Length leaves).
+    inbound: Inbound,
     /// Boxed: rare, and a map inline would make every stream's entry larger.
     trailers: Option<Box<HeaderMap>>,
-    /// END_STREAM received.
-    recv_end: bool,
-    /// What the request's Content-Length leaves to come.
-    remaining: Option<u64>,
-    recv_window: RecvWindow,
-    recv_waker: Option<Waker>,
     head_sent: bool,
     /// We sent END_STREAM.
     send_end: bool,
@@ -190,7 +184,7 @@ struct Stream {
 
 impl Stream {
     fn done(&self) -> bool {
-        self.error.is_some() || (self.send_end && self.recv_end)
+        self.error.is_some() || (self.send_end && self.inbound.end)
     }
 }
 
@@ -564,17 +558,17 @@ impl State {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.error.is_none() && !(stream.send_end && stream.recv_end) {
+        if stream.error.is_none() && !(stream.send_end && stream.inbound.end) {
             stream.error = Some(error);
         }
         // Data nobody will read gives its connection window back.
-        let unread: usize = stream.data.drain(..).map(|d| d.len()).sum();
-        wake(&mut stream.recv_waker);
+        let unread = stream.inbound.discard();
+        wake(&mut stream.inbound.waker);
         wake(&mut stream.send_waker);
         wake(&mut stream.reset_waker);
         self.uncount(id);
         if unread > 0 {
-            self.release_connection(unread as i64);
+            self.release_connection(unread);
         }
     }
 
@@ -611,7 +605,7 @@ impl State {
             None
         } else if !stream.response_held && !stream.send_end {
             Some(Reason::CANCEL)
-        } else if stream.send_end && !stream.recv_end && !stream.body_held {
+        } else if stream.send_end && !stream.inbound.end && !stream.body_held {
             Some(Reason::NO_ERROR)
         } else {
             None
@@ -620,9 +614,9 @@ impl State {
             Some(reason) => self.reset(id, reason),
             None => {
                 if side == Side::RequestBody {
-                    let unread: usize = stream.data.drain(..).map(|d| d.len()).sum();
+                    let unread = stream.inbound.discard();
                     if unread > 0 {
-                        self.release_connection(unread as i64);
+                        self.release_connection(unread);
                     }
                 }
                 self.uncount(id);
@@ -710,7 +704,7 @@ impl State {
         let Some(stream) = self.streams.get(&id) else {
             return;
         };
-        if !stream.recv_end && !stream.body_held {
+        if !stream.inbound.end && !stream.body_held {
             frame::put_rst_stream(&mut self.write, id, Reason::NO_ERROR);
             self.close_stream(id, ClientStreamError::Reset(Reason::NO_ERROR));
         } else {
@@ -728,41 +722,36 @@ impl State {
         data: &mut Bytes,
         end: bool,
     ) -> Poll<bool> {
-        loop {
-            let Some(stream) = self.streams.get_mut(&id) else {
-                return Poll::Ready(false);
-            };
-            if stream.error.is_some() || stream.send_end {
-                return Poll::Ready(false);
-            }
-            if data.is_empty() {
-                if end {
-                    frame::put_data(&mut self.write, id, &[], true);
-                    stream.send_end = true;
-                    self.after_send_end(id);
-                    self.wake_task();
-                }
-                return Poll::Ready(true);
-            }
-            let room = stream.send_window.min(self.send_window).max(0) as usize;
-            if room == 0 || self.write.len() >= self.config.write_high_water {
-                set_waker(&mut stream.send_waker, cx);
-                return Poll::Pending;
-            }
-            let n = data.len().min(room).min(self.peer_max_frame);
-            let chunk = data.split_to(n);
-            let last = end && data.is_empty();
-            frame::put_data(&mut self.write, id, &chunk, last);
-            stream.send_window -= n as i64;
-            self.send_window -= n as i64;
-            if last {
-                stream.send_end = true;
-                self.after_send_end(id);
-            }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Poll::Ready(false);
+        };
+        if stream.error.is_some() || stream.send_end {
+            return Poll::Ready(false);
+        }
+        let queued = self.write.len();
+        let all = DataOut {
+            write: &mut self.write,
+            stream_window: &mut stream.send_window,
+            connection_window: &mut self.send_window,
+            max_frame: self.peer_max_frame,
+            high_water: self.config.write_high_water,
+        }
+        .queue(id, data, end);
+        if !all {
+            set_waker(&mut stream.send_waker, cx);
+        }
+        let wrote = self.write.len() > queued;
+        if all && end {
+            stream.send_end = true;
+            self.after_send_end(id);
+        }
+        if wrote {
             self.wake_task();
-            if last {
-                return Poll::Ready(true);
-            }
+        }
+        if all {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
         }
     }
 
@@ -784,16 +773,14 @@ impl State {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Poll::Ready(Some(Err(ClientStreamError::Closed)));
         };
-        if let Some(data) = stream.data.pop_front() {
-            *ended = stream.recv_end && stream.data.is_empty() && stream.trailers.is_none();
-            let len = data.len() as i64;
-            if !stream.recv_end {
-                if let Some(increment) = stream.recv_window.consume(len) {
-                    frame::put_window_update(&mut self.write, id, increment);
-                    self.wake_task();
-                }
+        if let Some((data, increment)) = stream.inbound.take() {
+            *ended =
+                stream.inbound.end && stream.inbound.data.is_empty() && stream.trailers.is_none();
+            if let Some(increment) = increment {
+                frame::put_window_update(&mut self.write, id, increment);
+                self.wake_task();
             }
-            self.release_connection(len);
+            self.release_connection(data.len() as i64);
             return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
         }
         if let Some(trailers) = stream.trailers.take() {
@@ -803,11 +790,11 @@ impl State {
         if let Some(error) = &stream.error {
             return Poll::Ready(Some(Err(error.clone())));
         }
-        if stream.recv_end {
+        if stream.inbound.end {
             *ended = true;
             return Poll::Ready(None);
         }
-        set_waker(&mut stream.recv_waker, cx);
+        set_waker(&mut stream.inbound.waker, cx);
         Poll::Pending
     }
 
@@ -841,55 +828,16 @@ impl State {
             self.release_connection(len);
             return Verdict::Go;
         }
-        let problem = if stream.recv_end {
-            Some(Reason::STREAM_CLOSED)
-        } else if !stream.recv_window.receive(len) {
-            Some(Reason::FLOW_CONTROL_ERROR)
-        } else {
-            let left = match stream.remaining {
-                Some(remaining) => remaining.checked_sub(payload.len() as u64),
-                None => Some(0),
-            };
-            match left {
-                // More than Content-Length said, or less by the end (§8.1.1).
-                None => Some(Reason::PROTOCOL_ERROR),
-                Some(left) if end && left > 0 && stream.remaining.is_some() => {
-                    Some(Reason::PROTOCOL_ERROR)
-                }
-                Some(left) => {
-                    if stream.remaining.is_some() {
-                        stream.remaining = Some(left);
-                    }
-                    None
-                }
+        let unread = match stream.inbound.receive(len, payload, end, stream.body_held) {
+            Ok(unread) => unread,
+            Err(bad) => {
+                self.release_connection(len);
+                return self.fail_stream_locally(id, bad.reason());
             }
         };
-        if let Some(reason) = problem {
-            self.release_connection(len);
-            return self.fail_stream_locally(id, reason);
-        }
-        let padding = len - payload.len() as i64;
-        let unread = if stream.body_held {
-            if !payload.is_empty() {
-                let payload = if !stream.data.is_empty() && payload.len() < COPY_BELOW {
-                    Bytes::copy_from_slice(&payload)
-                } else {
-                    payload
-                };
-                stream.data.push_back(payload);
-            }
-            padding
-        } else {
-            // Nobody reads this body any more: its window comes back at once.
-            len
-        };
-        stream.recv_end = end;
-        wake(&mut stream.recv_waker);
         if unread > 0 {
-            if !end {
-                if let Some(increment) = stream.recv_window.consume(unread) {
-                    frame::put_window_update(&mut self.write, id, increment);
-                }
+            if let Some(increment) = stream.inbound.give_back(unread) {
+                frame::put_window_update(&mut self.write, id, increment);
             }
             self.release_connection(unread);
         }
@@ -932,12 +880,8 @@ impl State {
         self.streams.insert(
             id,
             Stream {
-                data: VecDeque::new(),
+                inbound: Inbound::new(self.config.stream_window, end_stream),
                 trailers: None,
-                recv_end: end_stream,
-                remaining: None,
-                recv_window: RecvWindow::new(self.config.stream_window),
-                recv_waker: None,
                 head_sent: false,
                 send_end: false,
                 send_window: self.peer_initial_window,
@@ -971,7 +915,7 @@ impl State {
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.response_held = true;
             stream.body_held = !end_stream;
-            stream.remaining = content_length;
+            stream.inbound.remaining = content_length;
         }
         self.accepted.push(NewRequest {
             id,
@@ -991,21 +935,21 @@ impl State {
         if stream.error.is_some() {
             return Verdict::Go;
         }
-        if stream.recv_end {
+        if stream.inbound.end {
             return self.fail_stream_locally(id, Reason::STREAM_CLOSED);
         }
         let malformed = !end_stream
             || fields.malformed.is_some()
             || fields.pseudo_seen
-            || stream.remaining.is_some_and(|left| left > 0);
+            || stream.inbound.remaining.is_some_and(|left| left > 0);
         if malformed {
             return self.fail_stream_locally(id, Reason::PROTOCOL_ERROR);
         }
         if stream.body_held {
             stream.trailers = Some(Box::new(fields.headers));
         }
-        stream.recv_end = true;
-        wake(&mut stream.recv_waker);
+        stream.inbound.end = true;
+        wake(&mut stream.inbound.waker);
         self.uncount(id);
         Verdict::Go
     }
@@ -1150,11 +1094,8 @@ impl Fields {
             *slot = Some(value);
             return;
         }
-        match regular_field(name, value) {
-            Ok((name, value)) => {
-                self.headers.append(name, value);
-            }
-            Err(what) => self.malformed = Some(what),
+        if let Err(what) = append_regular_field(&mut self.headers, name, value) {
+            self.malformed = Some(what);
         }
     }
 

@@ -90,7 +90,7 @@ fn small_data_behind_unread_data_is_copied_out_of_the_read_buffer() {
     read.extend_from_slice(&data_frame(id, b"second"));
     let buffer = read.as_ptr() as usize..read.as_ptr() as usize + read.capacity();
     state.receive(&mut read).expect("good frames");
-    let queued = &state.streams[&id].data;
+    let queued = &state.streams[&id].inbound.data;
     assert_eq!(queued.len(), 2);
     assert!(
         buffer.contains(&(queued[0].as_ptr() as usize)),
@@ -124,7 +124,7 @@ fn letting_go_of_a_response_gives_its_unread_window_back_at_once() {
         (frames * chunk.len()) as i64,
         "every unread byte counted as consumed"
     );
-    assert!(state.streams[&id].data.is_empty());
+    assert!(state.streams[&id].inbound.data.is_empty());
     assert!(
         state.streams.contains_key(&id),
         "the request side still holds it"
@@ -147,7 +147,7 @@ fn padding_alone_gives_the_stream_window_back() {
     }
     let stream = &state.streams[&id];
     assert!(stream.error.is_none(), "{:?}", stream.error);
-    assert!(stream.data.is_empty(), "padding is not data");
+    assert!(stream.inbound.data.is_empty(), "padding is not data");
     let mut written = state.take_written();
     let mut updates = 0;
     while written.len() >= frame::HEAD_LEN {
