@@ -314,3 +314,22 @@ impl DataOut<'_> {
         }
     }
 }
+
+/// Moves every stream's send window by the change in the peer's SETTINGS_INITIAL_WINDOW_SIZE
+/// (RFC 9113 §6.9.2), waking the senders whose window grew. `false`: one would pass 2^31 - 1
+/// (a connection error).
+pub fn shift_send_windows<'a>(
+    streams: impl Iterator<Item = (&'a mut i64, &'a mut Option<Waker>)>,
+    delta: i64,
+) -> bool {
+    for (window, waker) in streams {
+        *window += delta;
+        if *window > frame::MAX_WINDOW {
+            return false;
+        }
+        if delta > 0 {
+            wake(waker);
+        }
+    }
+    true
+}

@@ -7,10 +7,10 @@
 //! requests of one thread (`upstream.rs`).
 
 use super::common::{
-    append_regular_field, is_connection_specific, set_waker, wake, BadData, DataOut, Inbound,
-    RecvWindow, StreamMap,
+    append_regular_field, is_connection_specific, set_waker, shift_send_windows, wake, BadData,
+    DataOut, Inbound, RecvWindow, StreamMap,
 };
-use super::frame::{self, Head};
+use super::frame::{self, Head, PartialBlock};
 use super::hpack;
 use super::StreamError;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -37,10 +37,6 @@ pub const MAX_HEADER_LIST: usize = 16 * 1024;
 /// A header block may not take more than this on the wire across its CONTINUATION frames
 /// (a CONTINUATION flood is cut here, before any decoding).
 const MAX_HEADER_BLOCK: usize = 4 * MAX_HEADER_LIST;
-/// CONTINUATION frames a header block may take: empty ones add no bytes, so the byte bound
-/// alone would let a server keep a block (and the connection) open forever. A block at its
-/// byte bound needs 4 at the default frame size; this allows 1 KiB frames.
-const MAX_CONTINUATIONS: usize = MAX_HEADER_BLOCK / 1024;
 /// The dynamic table we let the server's encoder use (the default: no SETTINGS entry).
 const HEADER_TABLE: usize = 4096;
 /// Streams the server allows before its SETTINGS say (hyper's and h2's assumption).
@@ -120,7 +116,7 @@ pub struct State {
     /// size update (to 0: we never index, RFC 7541 §4.2).
     table_size_update: bool,
     /// A header block still expecting CONTINUATION frames.
-    continuation: Option<Partial>,
+    continuation: Option<PartialBlock>,
     /// The server's preface (a SETTINGS frame, RFC 9113 §3.4) has come.
     got_preface: bool,
     local_error_resets: usize,
@@ -128,13 +124,6 @@ pub struct State {
     refusing: Option<StreamError>,
     /// The connection is over: every stream still open failed with this.
     failed: Option<StreamError>,
-}
-
-struct Partial {
-    stream: u32,
-    end_stream: bool,
-    block: BytesMut,
-    continuations: usize,
 }
 
 struct Stream {
@@ -676,24 +665,16 @@ impl State {
             self.got_preface = true;
         }
         if let Some(partial) = &mut self.continuation {
-            if head.kind != frame::CONTINUATION || head.stream != partial.stream {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR, "header block interrupted");
-            }
-            if partial.block.len() + payload.len() > MAX_HEADER_BLOCK {
-                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "header block too large");
-            }
-            partial.continuations += 1;
-            if partial.continuations > MAX_CONTINUATIONS {
-                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM, "too many CONTINUATION frames");
-            }
-            partial.block.extend_from_slice(&payload);
-            if !head.has(frame::END_HEADERS) {
-                return Verdict::Go;
+            match partial.add(&head, &payload) {
+                Err(bad) => return Verdict::Fail(bad.reason(), bad.what()),
+                Ok(false) => return Verdict::Go,
+                Ok(true) => {}
             }
             let Some(partial) = self.continuation.take() else {
                 return Verdict::Go;
             };
-            return self.header_block(partial.stream, partial.block.freeze(), partial.end_stream);
+            let (stream, block, end_stream) = partial.finish();
+            return self.header_block(stream, block, end_stream);
         }
         match head.kind {
             frame::DATA => self.data(head, payload),
@@ -717,13 +698,13 @@ impl State {
                 if head.has(frame::END_HEADERS) {
                     self.header_block(head.stream, payload, end_stream)
                 } else {
-                    self.continuation = Some(Partial {
-                        stream: head.stream,
-                        end_stream,
-                        block: BytesMut::from(&payload[..]),
-                        continuations: 0,
-                    });
-                    Verdict::Go
+                    match PartialBlock::start(head.stream, end_stream, &payload, MAX_HEADER_BLOCK) {
+                        Ok(partial) => {
+                            self.continuation = Some(partial);
+                            Verdict::Go
+                        }
+                        Err(bad) => Verdict::Fail(bad.reason(), bad.what()),
+                    }
                 }
             }
             frame::PRIORITY => {
@@ -948,60 +929,31 @@ impl State {
         Verdict::Go
     }
 
-    fn settings(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if head.stream != 0 {
-            return Verdict::Fail(Reason::PROTOCOL_ERROR, "SETTINGS on a stream");
-        }
-        if head.has(frame::ACK) {
-            if !payload.is_empty() {
-                return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
-            }
-            return Verdict::Go;
-        }
-        if !payload.len().is_multiple_of(6) {
-            return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad SETTINGS length");
-        }
-        while payload.has_remaining() {
-            let id = payload.get_u16();
-            let value = payload.get_u32();
+    fn settings(&mut self, head: Head, payload: Bytes) -> Verdict {
+        let settings = match frame::settings(&head, &payload) {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return Verdict::Go,
+            Err(bad) => return Verdict::Fail(bad.reason, bad.what),
+        };
+        for (id, value) in settings {
             match id {
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.table_size_update = true,
-                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad ENABLE_PUSH");
-                }
                 frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
                     self.max_open = value as usize;
                     self.call_waiting();
                 }
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
-                    let value = i64::from(value);
-                    if value > frame::MAX_WINDOW {
-                        return Verdict::Fail(
-                            Reason::FLOW_CONTROL_ERROR,
-                            "bad INITIAL_WINDOW_SIZE",
-                        );
-                    }
-                    let delta = value - self.peer_initial_window;
-                    self.peer_initial_window = value;
-                    for stream in self.streams.values_mut() {
-                        stream.send_window += delta;
-                        if stream.send_window > frame::MAX_WINDOW {
-                            return Verdict::Fail(
-                                Reason::FLOW_CONTROL_ERROR,
-                                "stream window overflow",
-                            );
-                        }
-                        if delta > 0 {
-                            wake(&mut stream.send_waker);
-                        }
+                    let delta = i64::from(value) - self.peer_initial_window;
+                    self.peer_initial_window = i64::from(value);
+                    let windows = self
+                        .streams
+                        .values_mut()
+                        .map(|s| (&mut s.send_window, &mut s.send_waker));
+                    if !shift_send_windows(windows, delta) {
+                        return Verdict::Fail(Reason::FLOW_CONTROL_ERROR, "stream window overflow");
                     }
                 }
-                frame::SETTINGS_MAX_FRAME_SIZE => {
-                    if !(frame::DEFAULT_MAX_FRAME..=0xff_ffff).contains(&value) {
-                        return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
-                    }
-                    self.peer_max_frame = value as usize;
-                }
+                frame::SETTINGS_MAX_FRAME_SIZE => self.peer_max_frame = value as usize,
                 // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (§6.5.2).
                 _ => {}
             }

@@ -1,7 +1,7 @@
 //! HTTP/2 frames (RFC 9113 §4, §6) as our client and server read and write them: the 9-byte
 //! frame head and the few fixed-layout frames they send.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use h2::Reason;
 
 /// What the client sends first (RFC 9113 §3.4).
@@ -169,5 +169,148 @@ pub fn finish_header_block(dst: &mut BytesMut, start: usize, block: usize, max_f
             dst[at + 4] |= END_HEADERS;
         }
         dst.put_slice(chunk);
+    }
+}
+
+/// CONTINUATION frames a header block may take: empty ones add no bytes, so the byte bound
+/// alone would let a peer hold a block open forever. h2 allows a similar handful.
+pub const MAX_CONTINUATIONS: usize = 64;
+
+/// A header block whose HEADERS frame did not end it: CONTINUATION frames must follow, and
+/// nothing else until END_HEADERS (§6.10). Bounded in bytes and in frames.
+pub struct PartialBlock {
+    stream: u32,
+    end_stream: bool,
+    block: BytesMut,
+    continuations: usize,
+    max_len: usize,
+}
+
+/// A header block's frames that end the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadBlock {
+    /// Another frame, or another stream's, before END_HEADERS.
+    Interrupted,
+    TooLarge,
+    TooManyFrames,
+}
+
+impl BadBlock {
+    pub fn reason(self) -> Reason {
+        match self {
+            BadBlock::Interrupted => Reason::PROTOCOL_ERROR,
+            BadBlock::TooLarge | BadBlock::TooManyFrames => Reason::ENHANCE_YOUR_CALM,
+        }
+    }
+
+    pub fn what(self) -> &'static str {
+        match self {
+            BadBlock::Interrupted => "header block interrupted",
+            BadBlock::TooLarge => "header block too large",
+            BadBlock::TooManyFrames => "too many CONTINUATION frames",
+        }
+    }
+}
+
+impl PartialBlock {
+    /// The block a HEADERS frame on `stream` began with `fragment`, at most `max_len` bytes.
+    pub fn start(
+        stream: u32,
+        end_stream: bool,
+        fragment: &[u8],
+        max_len: usize,
+    ) -> Result<PartialBlock, BadBlock> {
+        if fragment.len() > max_len {
+            return Err(BadBlock::TooLarge);
+        }
+        Ok(PartialBlock {
+            stream,
+            end_stream,
+            block: BytesMut::from(fragment),
+            continuations: 0,
+            max_len,
+        })
+    }
+
+    /// Applies the frame that came while the block is open, which must be its CONTINUATION.
+    /// `Ok(true)`: END_HEADERS, the block is whole.
+    pub fn add(&mut self, head: &Head, fragment: &[u8]) -> Result<bool, BadBlock> {
+        if head.kind != CONTINUATION || head.stream != self.stream {
+            return Err(BadBlock::Interrupted);
+        }
+        if self.block.len() + fragment.len() > self.max_len {
+            return Err(BadBlock::TooLarge);
+        }
+        self.continuations += 1;
+        if self.continuations > MAX_CONTINUATIONS {
+            return Err(BadBlock::TooManyFrames);
+        }
+        self.block.extend_from_slice(fragment);
+        Ok(head.has(END_HEADERS))
+    }
+
+    /// The whole block: its stream, its bytes, and whether its HEADERS ended the stream.
+    pub fn finish(self) -> (u32, Bytes, bool) {
+        (self.stream, self.block.freeze(), self.end_stream)
+    }
+}
+
+/// A frame that breaks the protocol: the connection error it is, and what was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadFrame {
+    pub reason: Reason,
+    pub what: &'static str,
+}
+
+const fn bad(reason: Reason, what: &'static str) -> BadFrame {
+    BadFrame { reason, what }
+}
+
+/// The entries of a SETTINGS frame, checked as RFC 9113 §6.5 says; `None` for an ACK.
+pub fn settings<'a>(head: &Head, payload: &'a [u8]) -> Result<Option<Settings<'a>>, BadFrame> {
+    if head.stream != 0 {
+        return Err(bad(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
+    }
+    if head.has(ACK) {
+        if !payload.is_empty() {
+            return Err(bad(Reason::FRAME_SIZE_ERROR, "SETTINGS ACK with a payload"));
+        }
+        return Ok(None);
+    }
+    if !payload.len().is_multiple_of(6) {
+        return Err(bad(Reason::FRAME_SIZE_ERROR, "bad SETTINGS length"));
+    }
+    for (id, value) in (Settings { rest: payload }) {
+        match id {
+            SETTINGS_ENABLE_PUSH if value > 1 => {
+                return Err(bad(Reason::PROTOCOL_ERROR, "bad ENABLE_PUSH"));
+            }
+            SETTINGS_INITIAL_WINDOW_SIZE if i64::from(value) > MAX_WINDOW => {
+                return Err(bad(Reason::FLOW_CONTROL_ERROR, "bad INITIAL_WINDOW_SIZE"));
+            }
+            SETTINGS_MAX_FRAME_SIZE if !(DEFAULT_MAX_FRAME..=0xff_ffff).contains(&value) => {
+                return Err(bad(Reason::PROTOCOL_ERROR, "bad MAX_FRAME_SIZE"));
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(Settings { rest: payload }))
+}
+
+/// A SETTINGS frame's entries, in order: (identifier, value).
+pub struct Settings<'a> {
+    rest: &'a [u8],
+}
+
+impl Iterator for Settings<'_> {
+    type Item = (u16, u32);
+
+    fn next(&mut self) -> Option<(u16, u32)> {
+        let (entry, rest) = self.rest.split_first_chunk::<6>()?;
+        self.rest = rest;
+        Some((
+            u16::from_be_bytes([entry[0], entry[1]]),
+            u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
+        ))
     }
 }

@@ -14,9 +14,10 @@
 //! the request's own task on the same thread.
 
 use crate::h2c::common::{
-    append_regular_field, set_waker, wake, DataOut, Inbound, RecvWindow, StreamMap,
+    append_regular_field, set_waker, shift_send_windows, wake, DataOut, Inbound, RecvWindow,
+    StreamMap,
 };
-use crate::h2c::frame::{self, Head};
+use crate::h2c::frame::{self, Head, PartialBlock};
 use crate::h2c::hpack;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
@@ -28,9 +29,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// CONTINUATION frames a header block may take (empty ones add no bytes, so the byte bound
-/// alone would let a client hold a block open forever). h2 allows a similar handful.
-const MAX_CONTINUATIONS: usize = 64;
 /// A header list this many times over the limit is not answered with 431 but ends the
 /// connection (ENHANCE_YOUR_CALM): an HPACK bomb (a few KB referencing one large table entry
 /// thousands of times), not a client with a few headers too many.
@@ -131,7 +129,7 @@ pub struct State {
     /// it runs (it writes what it queued before it sleeps).
     task: Option<Waker>,
     decoder: hpack::Decoder,
-    continuation: Option<Partial>,
+    continuation: Option<PartialBlock>,
     /// The 24-byte preface, then a SETTINGS frame, have come (RFC 9113 §3.4).
     got_magic: bool,
     got_settings: bool,
@@ -151,13 +149,6 @@ pub struct State {
     /// The connection is over (a connection error, or the client went away).
     failed: bool,
     pong: bool,
-}
-
-struct Partial {
-    stream: u32,
-    end_stream: bool,
-    block: BytesMut,
-    continuations: usize,
 }
 
 struct Stream {
@@ -393,24 +384,16 @@ impl State {
             }
         }
         if let Some(partial) = &mut self.continuation {
-            if head.kind != frame::CONTINUATION || head.stream != partial.stream {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR);
-            }
-            if partial.block.len() + payload.len() > BOMB_FACTOR * self.config.max_header_list {
-                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
-            }
-            partial.continuations += 1;
-            if partial.continuations > MAX_CONTINUATIONS {
-                return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
-            }
-            partial.block.extend_from_slice(&payload);
-            if !head.has(frame::END_HEADERS) {
-                return Verdict::Go;
+            match partial.add(&head, &payload) {
+                Err(bad) => return Verdict::Fail(bad.reason()),
+                Ok(false) => return Verdict::Go,
+                Ok(true) => {}
             }
             let Some(partial) = self.continuation.take() else {
                 return Verdict::Go;
             };
-            return self.header_block(partial.stream, partial.block.freeze(), partial.end_stream);
+            let (stream, block, end_stream) = partial.finish();
+            return self.header_block(stream, block, end_stream);
         }
         match head.kind {
             frame::DATA => self.data(head, payload),
@@ -441,16 +424,14 @@ impl State {
                     let block = Bytes::copy_from_slice(&payload);
                     self.header_block(head.stream, block, end_stream)
                 } else {
-                    if payload.len() > BOMB_FACTOR * self.config.max_header_list {
-                        return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);
+                    let max_len = BOMB_FACTOR * self.config.max_header_list;
+                    match PartialBlock::start(head.stream, end_stream, &payload, max_len) {
+                        Ok(partial) => {
+                            self.continuation = Some(partial);
+                            Verdict::Go
+                        }
+                        Err(bad) => Verdict::Fail(bad.reason()),
                     }
-                    self.continuation = Some(Partial {
-                        stream: head.stream,
-                        end_stream,
-                        block: BytesMut::from(&payload[..]),
-                        continuations: 0,
-                    });
-                    Verdict::Go
                 }
             }
             frame::PRIORITY => {
@@ -954,49 +935,26 @@ impl State {
         Verdict::Go
     }
 
-    fn settings(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if head.stream != 0 {
-            return Verdict::Fail(Reason::PROTOCOL_ERROR);
-        }
-        if head.has(frame::ACK) {
-            if !payload.is_empty() {
-                return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-            }
-            return Verdict::Go;
-        }
-        if !payload.len().is_multiple_of(6) {
-            return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-        }
-        while payload.has_remaining() {
-            let id = payload.get_u16();
-            let value = payload.get_u32();
+    fn settings(&mut self, head: Head, payload: Bytes) -> Verdict {
+        let settings = match frame::settings(&head, &payload) {
+            Ok(Some(settings)) => settings,
+            Ok(None) => return Verdict::Go,
+            Err(bad) => return Verdict::Fail(bad.reason),
+        };
+        for (id, value) in settings {
             match id {
-                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
-                    let value = i64::from(value);
-                    if value > frame::MAX_WINDOW {
+                    let delta = i64::from(value) - self.peer_initial_window;
+                    self.peer_initial_window = i64::from(value);
+                    let windows = self
+                        .streams
+                        .values_mut()
+                        .map(|s| (&mut s.send_window, &mut s.send_waker));
+                    if !shift_send_windows(windows, delta) {
                         return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
                     }
-                    let delta = value - self.peer_initial_window;
-                    self.peer_initial_window = value;
-                    for stream in self.streams.values_mut() {
-                        stream.send_window += delta;
-                        if stream.send_window > frame::MAX_WINDOW {
-                            return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
-                        }
-                        if delta > 0 {
-                            wake(&mut stream.send_waker);
-                        }
-                    }
                 }
-                frame::SETTINGS_MAX_FRAME_SIZE => {
-                    if !(frame::DEFAULT_MAX_FRAME..=0xff_ffff).contains(&value) {
-                        return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                    }
-                    self.peer_max_frame = value as usize;
-                }
+                frame::SETTINGS_MAX_FRAME_SIZE => self.peer_max_frame = value as usize,
                 // Our encoder never indexes, so the client's table size does not concern it;
                 // the rest are advisory or for pushes; unknown ones are ignored (§6.5.2).
                 _ => {}

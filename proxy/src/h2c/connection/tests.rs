@@ -300,7 +300,10 @@ fn a_new_limit_calls_waiting_requests_and_a_failure_tells_them_all() {
 /// split over that many is still read.
 #[test]
 fn a_header_block_takes_a_bounded_number_of_continuation_frames() {
-    for (continuations, allowed) in [(MAX_CONTINUATIONS, true), (MAX_CONTINUATIONS + 1, false)] {
+    for (continuations, allowed) in [
+        (frame::MAX_CONTINUATIONS, true),
+        (frame::MAX_CONTINUATIONS + 1, false),
+    ] {
         let mut state = State::new();
         let id = open_stream(&mut state);
         let mut cx = Context::from_waker(Waker::noop());

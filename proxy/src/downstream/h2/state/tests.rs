@@ -439,7 +439,7 @@ fn endless_continuation_frames_end_the_connection() {
     let mut input = BytesMut::new();
     frame::put_head(&mut input, fields.len(), frame::HEADERS, 0, 1);
     input.extend_from_slice(&fields);
-    for _ in 0..=MAX_CONTINUATIONS {
+    for _ in 0..=frame::MAX_CONTINUATIONS {
         frame::put_head(&mut input, 0, frame::CONTINUATION, 0, 1);
     }
     assert!(state.feed(input).is_err());
