@@ -201,19 +201,12 @@ impl State {
     /// Applies every whole frame in `read` (taking it out). `Err`: the connection is over
     /// (a GOAWAY saying why is queued).
     pub fn receive(&mut self, read: &mut BytesMut) -> Result<(), StreamError> {
-        while read.len() >= frame::HEAD_LEN {
-            let mut raw = [0; frame::HEAD_LEN];
-            raw.copy_from_slice(&read[..frame::HEAD_LEN]);
-            let head = Head::parse(&raw);
-            if head.len > frame::DEFAULT_MAX_FRAME {
-                return Err(fail(self, Reason::FRAME_SIZE_ERROR, "frame too large"));
-            }
-            let total = frame::HEAD_LEN + head.len as usize;
-            if read.len() < total {
-                break;
-            }
-            let mut payload = read.split_to(total).freeze();
-            payload.advance(frame::HEAD_LEN);
+        loop {
+            let (head, payload) = match frame::next(read) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(bad) => return Err(fail(self, bad.reason, bad.what)),
+            };
             if let Verdict::Fail(reason, what) = self.frame(head, payload) {
                 return Err(fail(self, reason, what));
             }
@@ -962,18 +955,14 @@ impl State {
         Verdict::Go
     }
 
-    fn window_update(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if payload.len() != 4 {
-            return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
-        }
-        let increment = i64::from(payload.get_u32() & 0x7fff_ffff);
+    fn window_update(&mut self, head: Head, payload: Bytes) -> Verdict {
+        let increment = match frame::window_increment(&payload) {
+            Ok(increment) => increment,
+            Err(bad) => return Verdict::Fail(bad.reason, bad.what),
+        };
         if head.stream == 0 {
-            if increment == 0 {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
-            }
-            self.send_window += increment;
-            if self.send_window > frame::MAX_WINDOW {
-                return Verdict::Fail(Reason::FLOW_CONTROL_ERROR, "connection window overflow");
+            if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
+                return Verdict::Fail(bad.reason, bad.what);
             }
             for stream in self.streams.values_mut() {
                 wake(&mut stream.send_waker);
@@ -989,20 +978,8 @@ impl State {
         if stream.error.is_some() {
             return Verdict::Go;
         }
-        if increment == 0 {
-            return self.fail_stream_locally(
-                head.stream,
-                Reason::PROTOCOL_ERROR,
-                "WINDOW_UPDATE of 0",
-            );
-        }
-        stream.send_window += increment;
-        if stream.send_window > frame::MAX_WINDOW {
-            return self.fail_stream_locally(
-                head.stream,
-                Reason::FLOW_CONTROL_ERROR,
-                "stream window overflow",
-            );
+        if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
+            return self.fail_stream_locally(head.stream, bad.reason, bad.what);
         }
         wake(&mut stream.send_waker);
         Verdict::Go

@@ -1,7 +1,7 @@
 //! HTTP/2 frames (RFC 9113 §4, §6) as our client and server read and write them: the 9-byte
 //! frame head and the few fixed-layout frames they send.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
 
 /// What the client sends first (RFC 9113 §3.4).
@@ -313,4 +313,46 @@ impl Iterator for Settings<'_> {
             u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
         ))
     }
+}
+
+/// Takes the next whole frame out of `read`: its head and payload. `Ok(None)`: not all of it
+/// has come yet. Frames past the default 16 KiB are an error: neither side raises
+/// SETTINGS_MAX_FRAME_SIZE.
+pub fn next(read: &mut BytesMut) -> Result<Option<(Head, Bytes)>, BadFrame> {
+    let Some(raw) = read.first_chunk::<HEAD_LEN>() else {
+        return Ok(None);
+    };
+    let head = Head::parse(raw);
+    if head.len > DEFAULT_MAX_FRAME {
+        return Err(bad(Reason::FRAME_SIZE_ERROR, "frame too large"));
+    }
+    let total = HEAD_LEN + head.len as usize;
+    if read.len() < total {
+        return Ok(None);
+    }
+    let mut payload = read.split_to(total).freeze();
+    payload.advance(HEAD_LEN);
+    Ok(Some((head, payload)))
+}
+
+/// A WINDOW_UPDATE's increment (§6.9).
+pub fn window_increment(payload: &[u8]) -> Result<i64, BadFrame> {
+    let Ok(raw) = <[u8; 4]>::try_from(payload) else {
+        return Err(bad(Reason::FRAME_SIZE_ERROR, "bad WINDOW_UPDATE"));
+    };
+    Ok(i64::from(u32::from_be_bytes(raw) & 0x7fff_ffff))
+}
+
+/// Grows a send window by a WINDOW_UPDATE's increment; an increment of 0, or one that takes
+/// the window past 2^31 - 1, is an error (§6.9, §6.9.1): of the connection for its window, of
+/// the stream for a stream's.
+pub fn grow_window(window: &mut i64, increment: i64) -> Result<(), BadFrame> {
+    if increment == 0 {
+        return Err(bad(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE of 0"));
+    }
+    if *window + increment > MAX_WINDOW {
+        return Err(bad(Reason::FLOW_CONTROL_ERROR, "window overflow"));
+    }
+    *window += increment;
+    Ok(())
 }

@@ -257,20 +257,15 @@ impl State {
             read.advance(n);
             self.got_magic = true;
         }
-        while read.len() >= frame::HEAD_LEN && !self.failed {
-            let mut raw = [0; frame::HEAD_LEN];
-            raw.copy_from_slice(&read[..frame::HEAD_LEN]);
-            let head = Head::parse(&raw);
-            if head.len > frame::DEFAULT_MAX_FRAME {
-                self.fail(Reason::FRAME_SIZE_ERROR);
-                return Err(ConnectionOver);
-            }
-            let total = frame::HEAD_LEN + head.len as usize;
-            if read.len() < total {
-                break;
-            }
-            let mut payload = read.split_to(total).freeze();
-            payload.advance(frame::HEAD_LEN);
+        while !self.failed {
+            let (head, payload) = match frame::next(read) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(bad) => {
+                    self.fail(bad.reason);
+                    return Err(ConnectionOver);
+                }
+            };
             if let Verdict::Fail(reason) = self.frame(head, payload) {
                 self.fail(reason);
                 return Err(ConnectionOver);
@@ -964,18 +959,14 @@ impl State {
         Verdict::Go
     }
 
-    fn window_update(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if payload.len() != 4 {
-            return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-        }
-        let increment = i64::from(payload.get_u32() & 0x7fff_ffff);
+    fn window_update(&mut self, head: Head, payload: Bytes) -> Verdict {
+        let increment = match frame::window_increment(&payload) {
+            Ok(increment) => increment,
+            Err(bad) => return Verdict::Fail(bad.reason),
+        };
         if head.stream == 0 {
-            if increment == 0 {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR);
-            }
-            self.send_window += increment;
-            if self.send_window > frame::MAX_WINDOW {
-                return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
+            if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
+                return Verdict::Fail(bad.reason);
             }
             for stream in self.streams.values_mut() {
                 wake(&mut stream.send_waker);
@@ -991,12 +982,8 @@ impl State {
         if stream.error.is_some() {
             return Verdict::Go;
         }
-        if increment == 0 {
-            return self.fail_stream_locally(head.stream, Reason::PROTOCOL_ERROR);
-        }
-        stream.send_window += increment;
-        if stream.send_window > frame::MAX_WINDOW {
-            return self.fail_stream_locally(head.stream, Reason::FLOW_CONTROL_ERROR);
+        if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
+            return self.fail_stream_locally(head.stream, bad.reason);
         }
         wake(&mut stream.send_waker);
         Verdict::Go
