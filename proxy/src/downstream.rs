@@ -340,8 +340,13 @@ pub struct StreamGuard(Arc<Streams>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_end_ms.store(ms, Ordering::Relaxed);
+        // Only the last stream's end starts the idle time: the clock is read then, not at
+        // every stream's end. (A connection's streams run on its one task: nothing opens
+        // between the load and the decrement.)
+        if self.0.open.load(Ordering::Relaxed) == 1 {
+            let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.0.last_end_ms.store(ms, Ordering::Relaxed);
+        }
         self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -593,7 +593,7 @@ async fn send(
             return Err(ProxyError::Unsendable);
         };
         let endpoint = slot.endpoint().clone();
-        let sender = match upstream::checkout(&endpoint, protocol, Instant::now().into_std()) {
+        let sender = match upstream::checkout(&endpoint, protocol) {
             Some(sender) => sender,
             None => match Box::pin(upstream::connect(
                 &endpoint,

@@ -112,7 +112,7 @@ fn sweep_departed(pool: &mut Pool) {
 }
 
 /// Takes a pooled connection to `endpoint`, if a usable one is idle on this thread.
-pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option<Sender> {
+pub fn checkout(endpoint: &Endpoint, protocol: Protocol) -> Option<Sender> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let entry = pool.get_mut(&endpoint.key())?;
@@ -126,6 +126,10 @@ pub fn checkout(endpoint: &Endpoint, protocol: Protocol, now: Instant) -> Option
                 Some(Sender::H2(sender.clone()))
             }
             Protocol::Http1 => {
+                if entry.idle.is_empty() {
+                    return None;
+                }
+                let now = Instant::now();
                 // One the upstream closed (or wrote to) while idle is dropped.
                 while let Some((mut conn, since)) = entry.idle.pop() {
                     if now.duration_since(since) < IDLE_TIMEOUT && conn.is_usable() {

@@ -241,14 +241,20 @@ async fn head_timer_hands_over_the_sniffed_bytes_with_the_sockets_in_one_read() 
 async fn streams_are_idle_only_after_the_last_one_ended_for_the_timeout() {
     let streams = Streams::new();
     let timeout = Duration::from_secs(5);
-    let stream = streams.open();
+    let first = streams.open();
+    let last = streams.open();
     let idle = streams.idle(timeout);
     tokio::pin!(idle);
     // Open for far longer than the timeout: never idle.
     assert!(tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
         .await
         .is_err());
-    drop(stream);
+    // One of two streams ended long ago: still not idle.
+    drop(first);
+    assert!(tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
+        .await
+        .is_err());
+    drop(last);
     let ended = tokio::time::Instant::now();
     idle.await;
     assert!(ended.elapsed() >= timeout);
