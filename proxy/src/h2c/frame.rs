@@ -1,5 +1,6 @@
 //! HTTP/2 frames (RFC 9113 §4, §6) as our client and server read and write them: the 9-byte
-//! frame head and the few fixed-layout frames they send.
+//! frame head, the fixed-layout frames they send, and the checks of what they receive that
+//! do not depend on the role (frame sizes, SETTINGS, WINDOW_UPDATE, CONTINUATION).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
