@@ -42,9 +42,9 @@ const BOMB_FACTOR: usize = 4;
 /// defaults, so a client that cancels at times, or a few hundred times, keeps its connection.
 const PREMATURE_LIFETIME: Duration = Duration::from_secs(1);
 const PREMATURE_FLOOR: usize = 500;
-/// Consecutive DATA frames with no payload and no END_STREAM tolerated (CVE-2019-9518): they
-/// carry nothing, so a client sending a stream of them only burns our CPU. Envoy's
-/// `max_consecutive_inbound_frames_with_empty_payload` (1).
+/// Consecutive DATA, HEADERS or CONTINUATION frames with no payload and no END_STREAM
+/// tolerated (CVE-2019-9518): they carry nothing, so a client sending a stream of them only
+/// burns our CPU. Envoy's `max_consecutive_inbound_frames_with_empty_payload` (1).
 const MAX_EMPTY_FRAMES: usize = 1;
 /// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
 const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
@@ -140,7 +140,8 @@ pub struct State {
     /// prematurely (see `PREMATURE_LIFETIME`).
     streams_closed: usize,
     premature_resets: usize,
-    /// DATA frames in a row that carried nothing and did not end their stream.
+    /// DATA, HEADERS or CONTINUATION frames in a row that carried nothing and did not end
+    /// their stream.
     empty_frames: usize,
     local_error_resets: usize,
     /// GOAWAY sent (graceful) or received: no new stream is taken. With our GOAWAY, the last
