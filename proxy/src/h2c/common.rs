@@ -97,13 +97,16 @@ pub fn append_regular_field(
 /// been consumed since our last WINDOW_UPDATE. An update goes out once half the window's size
 /// is consumed (h2's and hyper's rule): few updates, and the peer never waits for one.
 pub struct RecvWindow {
-    left: i64,
-    unacked: i64,
-    size: i64,
+    // i32: a window is at most 2^31 - 1 (RFC 9113 §6.9.1), and this is in every stream's
+    // entry, held h2 streams included.
+    left: i32,
+    unacked: i32,
+    size: i32,
 }
 
 impl RecvWindow {
     pub fn new(size: i64) -> RecvWindow {
+        let size = size.clamp(0, frame::MAX_WINDOW) as i32;
         RecvWindow {
             left: size,
             unacked: 0,
@@ -114,30 +117,33 @@ impl RecvWindow {
     /// Counts `len` bytes received against the window; `false` if they go past it (a
     /// flow-control error, and nothing is counted).
     pub fn receive(&mut self, len: i64) -> bool {
-        if len > self.left {
+        if len > i64::from(self.left) {
             return false;
         }
-        self.left -= len;
+        // At most `left`: fits.
+        self.left -= len as i32;
         true
     }
 
     /// Consumed and not yet given back.
     #[cfg(test)]
     pub fn unacked(&self) -> i64 {
-        self.unacked
+        i64::from(self.unacked)
     }
 
     /// `len` received bytes were consumed (read, or dropped unread): the increment for a
     /// WINDOW_UPDATE, when one is due.
     pub fn consume(&mut self, len: i64) -> Option<u32> {
-        self.unacked += len;
-        if self.unacked < self.size / 2 {
+        // Received bytes only, so `left` plus what is consumed stays within `size`.
+        let unacked = (i64::from(self.unacked) + len).min(i64::from(self.size));
+        if unacked < i64::from(self.size / 2) {
+            self.unacked = unacked as i32;
             return None;
         }
-        let increment = std::mem::take(&mut self.unacked);
-        self.left += increment;
+        self.unacked = 0;
+        self.left = (i64::from(self.left) + unacked).min(i64::from(self.size)) as i32;
         // At most `size`, itself at most 2^31 - 1.
-        Some(increment as u32)
+        Some(unacked as u32)
     }
 }
 
