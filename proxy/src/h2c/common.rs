@@ -283,21 +283,43 @@ impl Inbound {
 }
 
 /// Where DATA frames go and what bounds them: the write buffer (filled up to `high_water`),
-/// the stream's and the connection's send windows, and the peer's largest frame.
+/// the stream's and the connection's send windows, and the peer's largest frame; `waker`:
+/// the stream's sender, woken when window or room comes.
 pub struct DataOut<'a> {
     pub write: &'a mut BytesMut,
     pub stream_window: &'a mut i64,
     pub connection_window: &'a mut i64,
     pub max_frame: usize,
     pub high_water: usize,
+    pub waker: &'a mut Option<Waker>,
+}
+
+/// What [`DataOut::queue`] did.
+pub struct Queued {
+    /// All of the data is queued (with END_STREAM if asked); if not, the sender waits.
+    pub all: bool,
+    /// Something was queued: the connection's task has writing to do.
+    pub wrote: bool,
 }
 
 impl DataOut<'_> {
     /// Queues `data` on stream `id` as DATA frames while the windows and the write buffer
-    /// allow, the last with END_STREAM when `end` (an empty one if `data` is empty). `true`
-    /// once all of it is queued; `false`: the rest waits for window or room.
+    /// allow, the last with END_STREAM when `end` (an empty one if `data` is empty). What is
+    /// left waits for window or room, with `cx` registered to be woken then.
     #[inline]
-    pub fn queue(self, id: u32, data: &mut Bytes, end: bool) -> bool {
+    pub fn queue(mut self, cx: &mut Context<'_>, id: u32, data: &mut Bytes, end: bool) -> Queued {
+        let before = self.write.len();
+        let all = self.queue_frames(id, data, end);
+        if !all {
+            set_waker(self.waker, cx);
+        }
+        Queued {
+            all,
+            wrote: self.write.len() > before,
+        }
+    }
+
+    fn queue_frames(&mut self, id: u32, data: &mut Bytes, end: bool) -> bool {
         if data.is_empty() {
             if end {
                 frame::put_data(self.write, id, &[], true);

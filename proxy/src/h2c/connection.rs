@@ -591,27 +591,23 @@ impl State {
         if let Some(error) = &stream.error {
             return Poll::Ready(Err(error.clone()));
         }
-        let queued = self.write.len();
-        let all = DataOut {
+        let queued = DataOut {
             write: &mut self.write,
             stream_window: &mut stream.send_window,
             connection_window: &mut self.send_window,
             max_frame: self.peer_max_frame,
             high_water: WRITE_HIGH_WATER,
+            waker: &mut stream.send_waker,
         }
-        .queue(id, data, end);
-        if !all {
-            set_waker(&mut stream.send_waker, cx);
-        }
-        let wrote = self.write.len() > queued;
-        if all && end {
+        .queue(cx, id, data, end);
+        if queued.all && end {
             stream.send_end = true;
             self.uncount(id);
         }
-        if wrote {
+        if queued.wrote {
             self.wake_task();
         }
-        if all {
+        if queued.all {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending

@@ -705,27 +705,23 @@ impl State {
         if stream.error.is_some() || stream.send_end {
             return Poll::Ready(false);
         }
-        let queued = self.write.len();
-        let all = DataOut {
+        let queued = DataOut {
             write: &mut self.write,
             stream_window: &mut stream.send_window,
             connection_window: &mut self.send_window,
             max_frame: self.peer_max_frame,
             high_water: self.config.write_high_water,
+            waker: &mut stream.send_waker,
         }
-        .queue(id, data, end);
-        if !all {
-            set_waker(&mut stream.send_waker, cx);
-        }
-        let wrote = self.write.len() > queued;
-        if all && end {
+        .queue(cx, id, data, end);
+        if queued.all && end {
             stream.send_end = true;
             self.after_send_end(id);
         }
-        if wrote {
+        if queued.wrote {
             self.wake_task();
         }
-        if all {
+        if queued.all {
             Poll::Ready(true)
         } else {
             Poll::Pending
