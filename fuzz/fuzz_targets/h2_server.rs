@@ -11,18 +11,11 @@ use libfuzzer_sys::fuzz_target;
 use sluice_proxy::downstream::h2::state::{Config, Shared, Side};
 use std::task::{Context, Poll, Waker};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#[path = "../common/frames.rs"]
+mod frames;
+use frames::well_framed;
 
-/// Checks that `out` is a sequence of whole frames no larger than `max_frame`.
-fn well_framed(mut out: &[u8], max_frame: usize) {
-    while !out.is_empty() {
-        assert!(out.len() >= 9, "a frame head cut short");
-        let len = u32::from_be_bytes([0, out[0], out[1], out[2]]) as usize;
-        assert!(len <= max_frame, "a frame of {len} bytes");
-        assert!(out.len() >= 9 + len, "a frame cut short");
-        out = &out[9 + len..];
-    }
-}
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 struct Exchange {
     id: u32,

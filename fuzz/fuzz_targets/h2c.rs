@@ -2,9 +2,9 @@
 //! the server, fed in arbitrary pieces, against a few open streams (some still sending a
 //! body), and two requests that keep asking for a stream of their own (they wait in line
 //! once the server's SETTINGS lower the stream limit). Nothing panics; every stream ends up
-//! with an answer or an error, never both lost;
-//! what the client writes back is well-framed HTTP/2; and once every handle lets go, no stream
-//! is left behind (the map and the open count are both empty).
+//! with an answer or an error, never both lost; what the client writes back is well-framed
+//! HTTP/2; and once every handle lets go, no stream is left behind (the map and the open
+//! count are both empty).
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
@@ -13,18 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use sluice_proxy::h2c::connection::{Side, State};
 use std::task::{Context, Poll, Waker};
 
-/// Checks that `out` is a sequence of whole frames no larger than the default maximum
-/// (which is all the client sends before the server raises it, and the fuzzed server may
-/// not).
-fn well_framed(mut out: &[u8], max_frame: usize) {
-    while !out.is_empty() {
-        assert!(out.len() >= 9, "a frame head cut short");
-        let len = u32::from_be_bytes([0, out[0], out[1], out[2]]) as usize;
-        assert!(len <= max_frame, "a frame of {len} bytes");
-        assert!(out.len() >= 9 + len, "a frame cut short");
-        out = &out[9 + len..];
-    }
-}
+#[path = "../common/frames.rs"]
+mod frames;
+use frames::well_framed;
 
 struct Exchange {
     id: u32,
