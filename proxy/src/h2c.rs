@@ -314,9 +314,7 @@ impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
             }
         }
     }
-}
 
-impl<B: Body<Data = Bytes> + Unpin> BodyPipe<B> {
     /// [`BodyPipe::poll_send`] on its own task (the response came first), which also ends
     /// once the stream is reset while the client's body is quiet: the body is let go then,
     /// not at the client's next chunk. (Before the response, the head's future sees the
