@@ -38,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
         stream_window: 16 * 1024,
         connection_window: 64 * 1024,
         max_local_error_resets: 16,
+        premature_floor: 50,
+        premature_lifetime: std::time::Duration::from_secs(1),
     });
     let mut state = shared.lock();
     state.start();

@@ -42,6 +42,11 @@ pub struct Settings {
     /// `h2_keepalive_timeout` closes it.
     pub h2_keepalive_interval: Duration,
     pub h2_keepalive_timeout: Duration,
+    /// Rapid reset: past this many closed streams on an HTTP/2 connection, half of them reset
+    /// by the client within `h2_premature_reset_lifetime` and before their answer end it
+    /// (0: never). Envoy's premature-reset rule and defaults.
+    pub h2_premature_reset_streams: usize,
+    pub h2_premature_reset_lifetime: Duration,
     /// No byte on a request or response body (or a blocked write to the client) for this
     /// long ends the stream (zero: never).
     pub stream_idle_timeout: Duration,
@@ -68,6 +73,8 @@ impl Default for Settings {
             h2_max_send_buffer: 64 * 1024,
             h2_keepalive_interval: Duration::from_secs(60),
             h2_keepalive_timeout: Duration::from_secs(20),
+            h2_premature_reset_streams: 500,
+            h2_premature_reset_lifetime: Duration::from_secs(1),
             stream_idle_timeout: Duration::from_secs(300),
             websocket_idle_timeout: Duration::from_secs(300),
             downstream: crate::downstream::DownstreamLimits::default(),

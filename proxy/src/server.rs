@@ -86,10 +86,13 @@ impl HttpApp {
             // The reverse: a client making us reset streams (protocol errors per stream).
             // h2's and hyper's default 1024, kept; past it, GOAWAY.
             max_local_error_resets: 1024,
-            // Rapid reset (CVE-2023-44487), CONTINUATION floods and HPACK bombs end with
-            // GOAWAY ENHANCE_YOUR_CALM: Envoy's premature-reset rule, at most 64
-            // CONTINUATION frames and four times `max_header_list` per block (`h2/state.rs`,
-            // tests/e2e/h2_hostile.rs).
+            // Rapid reset (CVE-2023-44487), spaced out or not: Envoy's premature-reset rule
+            // with its defaults, unless the flags change them.
+            premature_reset_streams: settings.h2_premature_reset_streams,
+            premature_reset_lifetime: settings.h2_premature_reset_lifetime,
+            // CONTINUATION floods and HPACK bombs end with GOAWAY ENHANCE_YOUR_CALM: at most
+            // 64 CONTINUATION frames and four times `max_header_list` per block
+            // (`h2/state.rs`, tests/e2e/h2_hostile.rs).
             //
             // Dead or stuck peers: a PING every interval, closed if no ACK comes in time.
             keepalive: (!settings.h2_keepalive_interval.is_zero())

@@ -359,6 +359,16 @@ pub struct StreamArgs {
     /// No PING ACK within this closes the connection (gRPC's keepalive timeout and hyper's, 20s).
     #[arg(long, env = "SLUICE_H2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub h2_keepalive_timeout: Duration,
+    /// Rapid reset (CVE-2023-44487): once this many streams have closed on an HTTP/2
+    /// connection, and half of them were reset by the client before their answer and within
+    /// --h2-premature-reset-lifetime of opening, the connection ends (GOAWAY; 0: never).
+    /// Envoy's premature_reset_total_stream_count (500).
+    #[arg(long, env = "SLUICE_H2_PREMATURE_RESET_STREAMS", default_value_t = 500)]
+    pub h2_premature_reset_streams: usize,
+    /// A stream reset by the client sooner than this after opening (and before its answer)
+    /// counts as premature. Envoy's premature_reset_min_stream_lifetime_seconds (1s).
+    #[arg(long, env = "SLUICE_H2_PREMATURE_RESET_LIFETIME", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub h2_premature_reset_lifetime: Duration,
     /// No byte on a request body (408), a response body, or a blocked write to the client for
     /// this long ends the stream (0s: never). Envoy's stream_idle_timeout (5m).
     #[arg(long, env = "SLUICE_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -377,6 +387,8 @@ impl Default for StreamArgs {
             h2_max_send_buffer_kb: 64,
             h2_keepalive_interval: Duration::from_secs(60),
             h2_keepalive_timeout: Duration::from_secs(20),
+            h2_premature_reset_streams: 500,
+            h2_premature_reset_lifetime: Duration::from_secs(1),
             stream_idle_timeout: Duration::from_secs(300),
             websocket_idle_timeout: Duration::from_secs(300),
         }
@@ -628,6 +640,10 @@ mod tests {
             "1500ms",
             "--h2-max-concurrent-streams",
             "7",
+            "--h2-premature-reset-streams",
+            "0",
+            "--h2-premature-reset-lifetime",
+            "250ms",
         ])
         .expect("parses");
         let Command::Run(run) = cli.command else {
@@ -638,6 +654,11 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(run.gateway.streams.h2_max_concurrent_streams, 7);
+        assert_eq!(run.gateway.streams.h2_premature_reset_streams, 0);
+        assert_eq!(
+            run.gateway.streams.h2_premature_reset_lifetime,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -217,6 +217,8 @@ fn build_gateway(args: &GatewayArgs) -> anyhow::Result<Arc<Gateway>> {
             h2_max_send_buffer: args.streams.h2_max_send_buffer_kb.saturating_mul(1024),
             h2_keepalive_interval: args.streams.h2_keepalive_interval,
             h2_keepalive_timeout: args.streams.h2_keepalive_timeout,
+            h2_premature_reset_streams: args.streams.h2_premature_reset_streams,
+            h2_premature_reset_lifetime: args.streams.h2_premature_reset_lifetime,
             stream_idle_timeout: args.streams.stream_idle_timeout,
             websocket_idle_timeout: args.streams.websocket_idle_timeout,
             downstream: args.downstream.limits(),

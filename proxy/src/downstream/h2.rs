@@ -66,6 +66,10 @@ pub struct Limits {
     pub connection_window: u32,
     /// Streams we reset for the client's protocol errors; past it, GOAWAY.
     pub max_local_error_resets: usize,
+    /// Rapid reset: past this many closed streams, half of them reset by the client within
+    /// `premature_reset_lifetime` and before their answer end the connection (0: never).
+    pub premature_reset_streams: usize,
+    pub premature_reset_lifetime: Duration,
     /// Keep-alive PING interval (`None`: no PINGs) and how long its ACK may take.
     pub keepalive: Option<Duration>,
     pub keepalive_timeout: Duration,
@@ -84,6 +88,8 @@ impl Settings {
                 stream_window: i64::from(limits.stream_window),
                 connection_window: i64::from(limits.connection_window),
                 max_local_error_resets: limits.max_local_error_resets,
+                premature_floor: limits.premature_reset_streams,
+                premature_lifetime: limits.premature_reset_lifetime,
             },
             keepalive: limits
                 .keepalive

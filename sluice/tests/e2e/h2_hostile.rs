@@ -141,10 +141,15 @@ async fn run_attack(gw: &Gateway, name: &str, wait: &str) -> anyhow::Result<(Val
 }
 
 async fn gateway() -> anyhow::Result<(EchoServer, Gateway)> {
+    gateway_with(&[]).await
+}
+
+async fn gateway_with(flags: &[&str]) -> anyhow::Result<(EchoServer, Gateway)> {
     let backend = EchoServer::start("h2").await?;
     let manifests = service("ns", "h2", "http", 80, &[backend.addr()])
         + &simple_ingress("ns", "h2", HOST, "h2", "80");
-    let gw = Gateway::start_with(&manifests, &["--stream-idle-timeout", IDLE]).await?;
+    let args = [&["--stream-idle-timeout", IDLE][..], flags].concat();
+    let gw = Gateway::start_with(&manifests, &args).await?;
     gw.wait_ingress_ready("ns", "h2").await?;
     Ok((backend, gw))
 }
@@ -196,6 +201,26 @@ async fn spaced_rapid_reset_gets_goaway() -> anyhow::Result<()> {
     assert!(
         report["statuses"].get("200").is_none(),
         "no stream lived to its answer: {report}"
+    );
+    Ok(())
+}
+
+/// `--h2-premature-reset-streams` moves the floor: at 100, the spaced-out attack is cut at
+/// the 100th stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_premature_reset_floor_follows_its_flag() -> anyhow::Result<()> {
+    let (backend, gw) = gateway_with(&["--h2-premature-reset-streams", "100"]).await?;
+    let before = backend.requests();
+    let (report, _, _) = run_attack(&gw, "spaced_reset", "0").await?;
+    assert_eq!(goaway(&report), Some(0xb), "ENHANCE_YOUR_CALM: {report}");
+    // Cut at 200 frames (100 streams opened and reset); the client may have sent the next
+    // batch's 50 HEADERS before it saw the GOAWAY. The default floor would take 1,000.
+    let sent = report["sent"].as_u64().unwrap_or(u64::MAX);
+    assert!((200..=250).contains(&sent), "{report}");
+    let reached = backend.requests() - before;
+    assert!(
+        (1..=100).contains(&reached),
+        "{reached} requests reached the backend"
     );
     Ok(())
 }

@@ -33,15 +33,6 @@ use std::time::{Duration, Instant};
 /// connection (ENHANCE_YOUR_CALM): an HPACK bomb (a few KB referencing one large table entry
 /// thousands of times), not a client with a few headers too many.
 const BOMB_FACTOR: usize = 4;
-/// Rapid reset (CVE-2023-44487), by Envoy's rule: a stream the client resets before its
-/// response head, within `PREMATURE_LIFETIME` of opening it, is premature. Once
-/// `PREMATURE_FLOOR` streams have closed on a connection and half of them were premature, the
-/// connection ends (GOAWAY ENHANCE_YOUR_CALM). The concurrent-stream limit alone does not
-/// bound this: each reset frees its place at once, whether the reset came in the same read
-/// as the stream (never started) or later (started, then cancelled upstream). Envoy's
-/// defaults, so a client that cancels at times, or a few hundred times, keeps its connection.
-const PREMATURE_LIFETIME: Duration = Duration::from_secs(1);
-const PREMATURE_FLOOR: usize = 500;
 /// Consecutive DATA, HEADERS or CONTINUATION frames with no payload and no END_STREAM
 /// tolerated (CVE-2019-9518): they carry nothing, so a client sending a stream of them only
 /// burns our CPU. Envoy's `max_consecutive_inbound_frames_with_empty_payload` (1).
@@ -59,6 +50,15 @@ pub struct Config {
     pub stream_window: i64,
     pub connection_window: i64,
     pub max_local_error_resets: usize,
+    /// Rapid reset (CVE-2023-44487), by Envoy's rule: a stream the client resets before its
+    /// response head, within `premature_lifetime` of opening it, is premature. Once
+    /// `premature_floor` streams have closed on a connection and half of them were premature,
+    /// the connection ends (GOAWAY ENHANCE_YOUR_CALM); 0: never. The concurrent-stream limit
+    /// alone does not bound this: each reset frees its place at once, whether the reset came
+    /// in the same read as the stream (never started) or later (started, then cancelled
+    /// upstream).
+    pub premature_floor: usize,
+    pub premature_lifetime: Duration,
 }
 
 /// How a client's stream (or its connection) ended early, as its request body sees it.
@@ -137,7 +137,7 @@ pub struct State {
     /// When the frames being applied were read.
     now: Instant,
     /// Streams that have closed (both ways, or reset), and those of them the client reset
-    /// prematurely (see `PREMATURE_LIFETIME`).
+    /// prematurely (see `Config::premature_floor`).
     streams_closed: usize,
     premature_resets: usize,
     /// DATA, HEADERS or CONTINUATION frames in a row that carried nothing and did not end
@@ -499,7 +499,8 @@ impl State {
             return Verdict::Go;
         }
         let premature = !stream.head_sent
-            && self.now.saturating_duration_since(stream.opened_at) < PREMATURE_LIFETIME;
+            && self.now.saturating_duration_since(stream.opened_at)
+                < self.config.premature_lifetime;
         if let Some(at) = self.accepted.iter().position(|r| r.id == id) {
             // Reset in the same read as its head: never started, so nothing holds it.
             self.accepted.remove(at);
@@ -511,7 +512,9 @@ impl State {
         self.close_stream(id, ClientStreamError::Reset(reason));
         if premature {
             self.premature_resets += 1;
-            if self.streams_closed >= PREMATURE_FLOOR
+            let floor = self.config.premature_floor;
+            if floor > 0
+                && self.streams_closed >= floor
                 && self.premature_resets * 2 >= self.streams_closed
             {
                 return Verdict::Fail(Reason::ENHANCE_YOUR_CALM);

@@ -17,6 +17,8 @@ fn limits() -> Limits {
         stream_window: 64 * 1024,
         connection_window: 1024 * 1024,
         max_local_error_resets: 1024,
+        premature_reset_streams: 500,
+        premature_reset_lifetime: Duration::from_secs(1),
         keepalive: None,
         keepalive_timeout: Duration::from_secs(20),
     }

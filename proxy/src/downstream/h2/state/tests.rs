@@ -3,6 +3,10 @@
 use super::*;
 use http::header::HeaderValue;
 
+/// Envoy's defaults, as the gateway's flags set them.
+const PREMATURE_FLOOR: usize = 500;
+const PREMATURE_LIFETIME: Duration = Duration::from_secs(1);
+
 fn config() -> Config {
     Config {
         max_header_list: 8 * 1024,
@@ -11,6 +15,8 @@ fn config() -> Config {
         stream_window: 64 * 1024,
         connection_window: 1024 * 1024,
         max_local_error_resets: 8,
+        premature_floor: PREMATURE_FLOOR,
+        premature_lifetime: PREMATURE_LIFETIME,
     }
 }
 
@@ -583,6 +589,57 @@ fn premature_resets_end_the_connection_by_envoys_rule() {
         goaway(&state.take_written()),
         Some(Reason::ENHANCE_YOUR_CALM)
     );
+}
+
+/// The rule follows its settings (the gateway's `--h2-premature-reset-*` flags): a shorter
+/// lifetime lets a reset after it pass, and a floor of 0 turns the rule off.
+#[test]
+fn the_premature_reset_rule_follows_its_settings() {
+    let with = |premature_floor, premature_lifetime| {
+        let mut state = Shared::new(Config {
+            max_concurrent_streams: 100,
+            premature_floor,
+            premature_lifetime,
+            ..config()
+        })
+        .state
+        .into_inner()
+        .expect("not poisoned");
+        let mut input = BytesMut::from(frame::PREFACE);
+        frame::put_settings(&mut input, &[]);
+        state.feed(input).expect("fine");
+        state
+    };
+    // Reset 20 ms after opening: premature under a 1 s lifetime, not under a 10 ms one.
+    for (lifetime, cut_off) in [
+        (Duration::from_secs(1), true),
+        (Duration::from_millis(10), false),
+    ] {
+        let mut state = with(10, lifetime);
+        let mut now = state.now;
+        let mut ended = false;
+        for id in (1..=41).step_by(2) {
+            state
+                .feed_at(headers_frame(id, GET, true), now)
+                .expect("fine");
+            state.take_accepted();
+            now += Duration::from_millis(20);
+            ended |= state.feed_at(reset_frame(id), now).is_err();
+            state.release(id, Side::Response);
+            if ended {
+                break;
+            }
+        }
+        assert_eq!(ended, cut_off, "lifetime {lifetime:?}");
+    }
+    // A floor of 0: 1,000 streams reset in the read that opened them, and the connection stays.
+    let mut state = with(0, Duration::from_secs(1));
+    for id in (1..2000).step_by(2) {
+        let mut input = headers_frame(id, GET, true);
+        input.extend_from_slice(&reset_frame(id));
+        state.feed(input).expect("the rule is off");
+    }
+    assert_eq!(goaway(&state.take_written()), None);
 }
 
 #[test]
