@@ -213,10 +213,9 @@ async fn the_premature_reset_floor_follows_its_flag() -> anyhow::Result<()> {
     let before = backend.requests();
     let (report, _, _) = run_attack(&gw, "spaced_reset", "0").await?;
     assert_eq!(goaway(&report), Some(0xb), "ENHANCE_YOUR_CALM: {report}");
-    // Cut at 200 frames (100 streams opened and reset); the client may have sent the next
-    // batch's 50 HEADERS before it saw the GOAWAY. The default floor would take 1,000.
-    let sent = report["sent"].as_u64().unwrap_or(u64::MAX);
-    assert!((200..=250).contains(&sent), "{report}");
+    // Every stream of this attack starts (its request reaches the backend) before its reset:
+    // at most 100 did, where the default floor lets 500 through. (How many frames the client
+    // sent depends on when it saw the GOAWAY, not on the server.)
     let reached = backend.requests() - before;
     assert!(
         (1..=100).contains(&reached),
