@@ -462,9 +462,14 @@ fn reset_frame(id: u32) -> BytesMut {
 }
 
 fn many_streams() -> State {
+    many_streams_with(config())
+}
+
+/// A connection past its preface, under `config` with 100 concurrent streams.
+fn many_streams_with(config: Config) -> State {
     let mut state = Shared::new(Config {
         max_concurrent_streams: 100,
-        ..config()
+        ..config
     })
     .state
     .into_inner()
@@ -596,19 +601,11 @@ fn premature_resets_end_the_connection_by_envoys_rule() {
 #[test]
 fn the_premature_reset_rule_follows_its_settings() {
     let with = |premature_floor, premature_lifetime| {
-        let mut state = Shared::new(Config {
-            max_concurrent_streams: 100,
+        many_streams_with(Config {
             premature_floor,
             premature_lifetime,
             ..config()
         })
-        .state
-        .into_inner()
-        .expect("not poisoned");
-        let mut input = BytesMut::from(frame::PREFACE);
-        frame::put_settings(&mut input, &[]);
-        state.feed(input).expect("fine");
-        state
     };
     // Reset 20 ms after opening: premature under a 1 s lifetime, not under a 10 ms one.
     for (lifetime, cut_off) in [
