@@ -1,6 +1,7 @@
 //! What our HTTP/2 client (`h2c/connection.rs`) and server (`downstream/h2/state.rs`) both
 //! keep: the stream map's hasher, waker slots, the rule for HTTP/1 connection headers, receive
-//! windows, and a stream's receiving half (the DATA its reader has yet to take).
+//! windows, a stream's receiving half (the DATA its reader has yet to take), DATA queued within
+//! the send windows, and send windows moved by SETTINGS.
 
 use super::frame;
 use bytes::{Bytes, BytesMut};
