@@ -516,6 +516,11 @@ impl Shell {
             work_stealing: false,
             grace_period_seconds: Some(shutdown_grace.as_secs().max(1)),
             graceful_shutdown_timeout_seconds: Some(1),
+            // Pingora bounds each accepted connection's handshake with its "fast" timeout,
+            // whose first use starts a thread that wakes every 10 ms for the life of the
+            // process (100 wake-ups a second on an idle proxy). A threshold of 0 s sends every
+            // timeout of a second or more, that one included, to tokio's timer instead.
+            fast_timeout_to_tokio_threshold_seconds: Some(0),
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);

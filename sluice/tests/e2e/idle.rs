@@ -3,6 +3,7 @@
 //! tunnels close), and a slow reader frees its revision's containerConcurrency slot.
 
 use crate::support::*;
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use sluice_testkit::{EchoServer, H1Client, WebsocketEchoServer};
 use std::net::SocketAddr;
@@ -265,5 +266,46 @@ async fn idle_request_body_to_an_h2c_upstream_gets_408() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no answer within 15s"))?;
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    Ok(())
+}
+
+/// Wake-ups of every thread of process `pid` so far (voluntary and involuntary context
+/// switches, from /proc).
+fn wakeups(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        for line in status.lines() {
+            if let Some(count) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += count.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// An idle proxy sleeps. Pingora bounds each accepted connection's handshake with its "fast"
+/// timeout, whose first use starts a thread that wakes every 10 ms for good: 100 wake-ups a
+/// second from then on. Its timeouts now go to tokio's timer, which sleeps until a deadline.
+#[tokio::test]
+async fn an_idle_proxy_wakes_rarely_after_serving() -> anyhow::Result<()> {
+    let (_backend, gw) = echo_gateway(&[]).await?;
+    let mut client = H1Client::connect(gw.http).await?;
+    let r = client
+        .send("GET", "idle.example.com", "/", &[], None)
+        .await?;
+    assert_eq!(r.status, 200);
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = gw.pid().context("gateway not running")?;
+    let before = wakeups(pid)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_second = (wakeups(pid)? - before) / 2;
+    // About 5 here (the manifest directory's rescan, the autoscaler's tick); the ticking
+    // thread alone made 100.
+    assert!(per_second < 30, "{per_second} wake-ups a second while idle");
     Ok(())
 }
