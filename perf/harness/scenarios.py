@@ -367,6 +367,9 @@ def h1_c1024(env):
 
 RELOAD_PERIOD = 0.2
 RELOAD_FRACTION = 0.5  # of nginx's closed-loop maximum: the open-loop rate of both runs
+# Changes in the no-traffic measure: at 10 ms per clock tick, 50 changes resolve 0.2 ms each.
+IDLE_CHANGES = 50
+IDLE_SETTLE = 1.0  # s after the last change: a retiring worker exits and is reaped
 
 
 class Reloader:
@@ -431,6 +434,34 @@ class Reloader:
                 "sample_errors": self.sample_errors, "first_sample_error": self.first_sample_error,
                 "effect_ms_p50": d[len(d) // 2] if d else None, "effect_ms_max": d[-1] if d else None,
                 "peak_procs": self.peak_procs}
+
+
+def idle_change_cpu(t, apply, bodies, start_i, changes):
+    """CPU-ms one change costs the proxy with no traffic: the CPU of its whole process tree over
+    `changes` changes RELOAD_PERIOD apart, minus its CPU over an equally long quiet window just
+    before. Under load, a change's few ms are lost in the drift between rounds of serving
+    hundreds of thousands of requests (see `extra_cpu_per_change`); here nothing else runs.
+    The last change must have taken effect, or a proxy that ignored its changes would look free.
+    Returns (figures, the last change number)."""
+    window = changes * RELOAD_PERIOD + IDLE_SETTLE
+    q0 = sum(t.cpu())
+    time.sleep(window)
+    q1 = sum(t.cpu())
+    i = start_i
+    for _ in range(changes):
+        i += 1
+        apply(i)
+        time.sleep(RELOAD_PERIOD)
+    time.sleep(IDLE_SETTLE)
+    c = sum(t.cpu())
+    try:
+        status, body = http_get(t.port, "/", t.host, timeout=2.0)
+        took_effect = status == 200 and body == bodies[i % 2]
+    except OSError:
+        took_effect = False
+    quiet, changing = (q1 - q0) / CLK_TCK * 1000, (c - q1) / CLK_TCK * 1000
+    return {"changes": changes, "quiet_ms": quiet, "changing_ms": changing,
+            "ms_per_change": (changing - quiet) / changes, "took_effect": took_effect}, i
 
 
 def _reload_route(i):
@@ -525,10 +556,14 @@ def reloads(env):
 
             # backend=None: `load` counts both backends itself.
             results = alternate(env, "reload", targets, None, load, warmup=lambda t: load(t, env.warmup))
+            changes = 10 if env.args.quick else IDLE_CHANGES
+            idle = {}
+            for t in (s, n, h):
+                idle[t.kind], last[t.kind] = idle_change_cpu(t, appliers[t.name], bodies, last[t.kind], changes)
         finally:
             b.stop()
-    md = reload_table(results, rate)
-    return {"title": title, "kind": "reload", "results": results, "rate": rate,
+    md = reload_table(results, rate) + idle_reload_table(idle)
+    return {"title": title, "kind": "reload", "results": results, "rate": rate, "idle": idle,
             "what": f"An open loop at a fixed {RELOAD_FRACTION:.0%} of nginx's maximum ({rate:,.0f} req/s, "
                     f"`sluice-testkit-load --rate`, {CONNS} keep-alive connections) for {env.duration:g} s, once "
                     "steady and once with the route changed every 200 ms, for each proxy in alternating rounds. "
@@ -567,22 +602,47 @@ def reload_table(results, rate):
             f"| {fmt(max(values(ok, 'peak_procs') or [0]) if changes else None, 0)} "
             f"| {'–' if share is None else f'{share:.0%}'} | {'–' if r is None else f'{r:.2f}%'} |")
     lines += ["", "| proxy | p99 steady → reloading µs | max steady → reloading µs | errors while reloading "
-                  "| extra CPU per change (ms) |", "|---|---|---|---|---|"]
+                  "| extra CPU per change (ms) | its noise: steady rounds' spread (ms) |", "|---|---|---|---|---|---|"]
     for kind, (st, rl) in reload_pairs(results).items():
         lines.append(f"| {kind} | {fmt(med(st, 'p99'), 0)} → {fmt(med(rl, 'p99'), 0)} "
                      f"| {fmt(med(st, 'max'), 0)} → {fmt(med(rl, 'max'), 0)} | {total(rl, 'errors'):.0f} "
-                     f"| {fmt(extra_cpu_per_change(st, rl), 2)} |")
+                     f"| {fmt(extra_cpu_per_change(st, rl), 2)} | {fmt(extra_cpu_noise(st, rl), 2)} |")
     lines += ["", "Percentiles and max: median of the rounds (min–max). *errors*: requests of the load that got "
               "a non-2xx answer, failed on the socket (e.g. a keep-alive connection closed under a request by a "
               "retiring worker; the generator does not retry) or timed out (5 s). *CPU*: every process of the "
               "proxy, the retired workers too (utime + stime of the master, of its live children and of the "
               "children it reaped). *Extra CPU per change* = (CPU-µs/req reloading − steady) × requests of the "
-              "reloading run ÷ its changes: what one change cost beyond serving the requests. *Took effect*: changes whose new backend "
+              "reloading run ÷ its changes: what one change cost beyond serving the requests. *Its noise*: the same "
+              "conversion of the spread (max − min) of the steady rounds' CPU-µs/req; an extra CPU figure below it "
+              "is drift between rounds, not the change, which is why the goal reads CPU per change from the "
+              "no-traffic measure below. *Took effect*: changes whose new backend "
               "answered a fresh connection before the next change (those polls, a few per change, are not in the "
               "load's counts). *Peak processes*: the most processes of the proxy alive at once. *Share to B*: "
               "requests the load got from backend B (≈ 50% when every change applies at once to every "
               "connection; the steady runs stay where the last change left them)."]
     return lines
+
+
+def idle_reload_table(idle):
+    lines = ["", f"**CPU per change without traffic** (`idle_change_cpu`): each proxy's process tree over "
+             f"{next(iter(idle.values()))['changes']} changes 200 ms apart, minus the same tree over an equally long "
+             "quiet window just before; the last change must have taken effect.", "",
+             "| proxy | quiet window CPU-ms | changing window CPU-ms | CPU-ms per change | last change took effect |",
+             "|---|---|---|---|---|"]
+    for kind, d in idle.items():
+        lines.append(f"| {kind} | {d['quiet_ms']:.0f} | {d['changing_ms']:.0f} | {d['ms_per_change']:.2f} "
+                     f"| {'yes' if d['took_effect'] else '**no**'} |")
+    return lines
+
+
+def extra_cpu_noise(steady, reloading):
+    """The resolution of `extra_cpu_per_change`: the spread of the steady rounds' CPU-µs/req,
+    converted the same way. A difference smaller than this is drift between rounds."""
+    cpu = values(steady, "cpu_us")
+    n, changes = med(reloading, "requests"), med(reloading, "changes")
+    if len(cpu) < 2 or not n or not changes:
+        return None
+    return (max(cpu) - min(cpu)) * n / changes / 1000
 
 
 def reload_pairs(results):
