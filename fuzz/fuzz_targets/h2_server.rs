@@ -1,6 +1,7 @@
 //! The HTTP/2 server's connection state (`sluice_proxy::downstream::h2::state`): a client's
 //! preface, then arbitrary bytes, fed in arbitrary pieces. Requests it hands out are answered
-//! (some with bodies, some reading the request body, some let go early). Nothing panics; what
+//! (some with bodies, some reading the request body, some let go early); some inputs start a
+//! graceful shutdown partway, and some finish it without the client's ACK. Nothing panics; what
 //! the server writes is well-framed HTTP/2; and once every handle lets go and the connection
 //! is over, no stream is left behind.
 #![no_main]
@@ -49,7 +50,17 @@ fuzz_target!(|data: &[u8]| {
     let mut read = BytesMut::from(PREFACE);
     let mut out = BytesMut::new();
     let mut failed = false;
+    // The piece before which a graceful shutdown starts (if `shape`'s top bit says so), and
+    // whether the final GOAWAY then goes out two pieces later without waiting for the ACK.
+    let shutdown_at = (shape & 0x80 != 0).then_some(usize::from(shape >> 4 & 0x7));
+    let finish_unacked = shape & 0x08 != 0;
     for (n, piece) in rest.chunks(step).enumerate() {
+        if shutdown_at == Some(n) {
+            state.graceful_shutdown();
+        }
+        if finish_unacked && shutdown_at.is_some_and(|at| n == at + 2) {
+            state.finish_shutdown();
+        }
         read.extend_from_slice(piece);
         if state.receive(&mut read, std::time::Instant::now()).is_err() {
             failed = true;

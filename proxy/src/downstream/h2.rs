@@ -43,6 +43,10 @@ const READ_ROOM: usize =
 /// Turns of the connection's loop per poll before it yields to the thread's other
 /// connections (a client that keeps sending would otherwise hold the thread).
 const TURNS_PER_POLL: usize = 16;
+/// How long a graceful shutdown waits for the ACK of the PING after its first GOAWAY before
+/// it sends the final one anyway: any client that reads answers within a round trip. Go's h2
+/// server likewise gives a client 1 s after its GOAWAY.
+const SHUTDOWN_ACK_BOUND: Duration = Duration::from_secs(1);
 
 /// How every h2 connection of a listener is served.
 pub struct Settings {
@@ -122,6 +126,7 @@ impl Settings {
             service,
             running: FuturesUnordered::new(),
             starting: Vec::new(),
+            shutdown_ack_deadline: None,
         }
     }
 }
@@ -151,13 +156,19 @@ pub struct Connection<IO, S, F> {
     running: FuturesUnordered<Stream<F>>,
     /// Requests taken from the state to start (kept between reads for its allocation).
     starting: Vec<NewRequest>,
+    /// Set by a graceful shutdown: when the final GOAWAY goes out without the PING's ACK.
+    shutdown_ack_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO, S, F> Connection<IO, S, F> {
-    /// GOAWAY: streams the client has opened are served, no new one is accepted, and the
-    /// connection closes once they are done.
+    /// GOAWAY in two steps (see `State::graceful_shutdown`): streams the client opened before
+    /// it saw the first are served, no later one is accepted, and the connection closes once
+    /// they are done.
     pub fn graceful_shutdown(&mut self) {
         self.shared.lock().graceful_shutdown();
+        if self.shutdown_ack_deadline.is_none() {
+            self.shutdown_ack_deadline = Some(Box::pin(tokio::time::sleep(SHUTDOWN_ACK_BOUND)));
+        }
     }
 }
 
@@ -264,6 +275,12 @@ where
                     // A dead or stuck client: close, as hyper did (GOAWAY NO_ERROR).
                     state.fail(Reason::NO_ERROR);
                     this.read_done = true;
+                }
+            }
+            if let Some(deadline) = &mut this.shutdown_ack_deadline {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    state.finish_shutdown();
+                    this.shutdown_ack_deadline = None;
                 }
             }
         }

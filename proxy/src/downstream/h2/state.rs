@@ -39,6 +39,11 @@ const BOMB_FACTOR: usize = 4;
 const MAX_EMPTY_FRAMES: usize = 1;
 /// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
 const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
+/// What the PING after a graceful shutdown's first GOAWAY carries: its ACK says the client has
+/// read that GOAWAY, so any stream it opened has arrived by then.
+const DRAIN_PING: [u8; 8] = *b"sluice-d";
+/// The largest stream id: a GOAWAY naming it refuses nothing (RFC 9113 §6.8).
+const MAX_STREAM_ID: u32 = 0x7fff_ffff;
 
 /// The bounds of one connection (from `super::Limits`).
 #[derive(Clone, Copy, Debug)]
@@ -147,6 +152,9 @@ pub struct State {
     /// GOAWAY sent (graceful) or received: no new stream is taken. With our GOAWAY, the last
     /// stream id it named.
     going_away: Option<u32>,
+    /// A graceful shutdown's first GOAWAY (naming the largest id) and its PING are out; the
+    /// final GOAWAY waits for the PING's ACK (`finish_shutdown`).
+    shutdown_noticed: bool,
     /// The connection is over (a connection error, or the client went away).
     failed: bool,
     pong: bool,
@@ -211,6 +219,7 @@ impl State {
             empty_frames: 0,
             local_error_resets: 0,
             going_away: None,
+            shutdown_noticed: false,
             failed: false,
             pong: false,
         }
@@ -311,8 +320,23 @@ impl State {
         self.failed || (self.going_away.is_some() && self.open == 0)
     }
 
-    /// GOAWAY (NO_ERROR): the streams opened so far are served, no new one is taken.
+    /// The first step of a graceful shutdown, as h2 and Envoy take it (RFC 9113 §6.8): a
+    /// GOAWAY naming the largest stream id asks the client to open no more streams without
+    /// refusing those already on their way, and a PING follows it. Streams keep being taken
+    /// until `finish_shutdown`, on the PING's ACK.
     pub fn graceful_shutdown(&mut self) {
+        if self.going_away.is_none() && !self.failed && !self.shutdown_noticed {
+            frame::put_goaway(&mut self.write, MAX_STREAM_ID, Reason::NO_ERROR);
+            frame::put_head(&mut self.write, 8, frame::PING, 0, 0);
+            self.write.put_slice(&DRAIN_PING);
+            self.shutdown_noticed = true;
+            self.wake_task();
+        }
+    }
+
+    /// The final GOAWAY (NO_ERROR), naming the last stream taken: those are served, no new
+    /// one is taken. Called on the drain PING's ACK, or when the connection stops waiting for it.
+    pub fn finish_shutdown(&mut self) {
         if self.going_away.is_none() && !self.failed {
             frame::put_goaway(&mut self.write, self.last_id, Reason::NO_ERROR);
             self.going_away = Some(self.last_id);
@@ -467,6 +491,8 @@ impl State {
                     frame::put_ping_ack(&mut self.write, &payload);
                 } else if payload[..] == KEEPALIVE_PING {
                     self.pong = true;
+                } else if payload[..] == DRAIN_PING && self.shutdown_noticed {
+                    self.finish_shutdown();
                 }
                 Verdict::Go
             }

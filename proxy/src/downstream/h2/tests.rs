@@ -3,6 +3,7 @@ use super::*;
 use h2::RecvStream;
 use http::{HeaderName, Method, StatusCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -390,4 +391,125 @@ async fn megabytes_cross_the_windows_both_ways_on_many_streams() {
         }
     });
     futures_util::future::join_all(exchanges).await;
+}
+
+/// A raw client's frames, as (type, flags, stream, payload), read until `done` says stop or the
+/// connection closes (then the last entry is `None`).
+async fn read_frames(
+    socket: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut done: impl FnMut(&[(u8, u8, u32, Bytes)]) -> bool,
+) -> (Vec<(u8, u8, u32, Bytes)>, bool) {
+    use crate::h2c::frame::{Head, HEAD_LEN};
+    let mut frames = Vec::new();
+    loop {
+        while buf.len() >= HEAD_LEN {
+            let mut raw = [0; HEAD_LEN];
+            raw.copy_from_slice(&buf[..HEAD_LEN]);
+            let head = Head::parse(&raw);
+            if buf.len() < HEAD_LEN + head.len as usize {
+                break;
+            }
+            buf.advance(HEAD_LEN);
+            let payload = buf.split_to(head.len as usize).freeze();
+            frames.push((head.kind, head.flags, head.stream, payload));
+            if done(&frames) {
+                return (frames, false);
+            }
+        }
+        let read = tokio::time::timeout(BOUND, socket.read_buf(buf))
+            .await
+            .expect("the server wrote or closed in time")
+            .expect("read");
+        if read == 0 {
+            return (frames, true);
+        }
+    }
+}
+
+fn goaway_ids(frames: &[(u8, u8, u32, Bytes)]) -> Vec<u32> {
+    use crate::h2c::frame::GOAWAY;
+    frames
+        .iter()
+        .filter(|f| f.0 == GOAWAY)
+        .map(|f| u32::from_be_bytes([f.3[0], f.3[1], f.3[2], f.3[3]]))
+        .collect()
+}
+
+/// The race the two-step GOAWAY exists for: a stream the client sends after the server's
+/// shutdown began, but before it read the GOAWAY, is served, not refused. This client never
+/// answers the PING, so the final GOAWAY comes after `SHUTDOWN_ACK_BOUND`, naming that stream.
+#[tokio::test]
+async fn a_stream_crossing_the_first_goaway_is_served_and_the_final_one_follows_without_an_ack() {
+    use crate::h2c::frame::{self, END_HEADERS, END_STREAM, HEADERS, PING};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let addr = listener.local_addr().expect("address");
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accepted");
+        let connection = Settings::new(&limits()).serve(socket, Streams::new(), |_req| async {
+            Response::new(ResponseBody::full("done"))
+        });
+        tokio::pin!(connection);
+        tokio::select! {
+            () = connection.as_mut() => panic!("closed before the shutdown"),
+            _ = shutdown_rx => {}
+        }
+        connection.as_mut().get_mut().graceful_shutdown();
+        connection.await;
+    });
+    let request = |id: u32| {
+        let mut block = BytesMut::new();
+        for (name, value) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "h2.example"),
+            (":path", "/"),
+        ] {
+            crate::h2c::hpack::encode(name.as_bytes(), value.as_bytes(), false, &mut block);
+        }
+        let mut out = BytesMut::new();
+        frame::put_head(&mut out, block.len(), HEADERS, END_HEADERS | END_STREAM, id);
+        out.extend_from_slice(&block);
+        out
+    };
+    let mut socket = TcpStream::connect(addr).await.expect("connected");
+    let mut hello = BytesMut::from(frame::PREFACE);
+    frame::put_settings(&mut hello, &[]);
+    hello.extend_from_slice(&request(1));
+    socket.write_all(&hello).await.expect("sent");
+    let mut buf = BytesMut::new();
+    let has_response = |id: u32| {
+        move |frames: &[(u8, u8, u32, Bytes)]| {
+            frames.iter().any(|f| f.2 == id && f.1 & END_STREAM != 0)
+        }
+    };
+    read_frames(&mut socket, &mut buf, has_response(1)).await;
+    shutdown_tx.send(()).expect("server waiting");
+    let (frames, _) = read_frames(&mut socket, &mut buf, |frames| {
+        frames.iter().any(|f| f.0 == PING && f.1 & frame::ACK == 0)
+    })
+    .await;
+    assert_eq!(
+        goaway_ids(&frames),
+        vec![0x7fff_ffff],
+        "the notice refuses nothing"
+    );
+    let asked = Instant::now();
+    socket.write_all(&request(3)).await.expect("sent");
+    let (frames, closed) = read_frames(&mut socket, &mut buf, |_| false).await;
+    assert!(closed, "the connection closes once its streams are done");
+    assert!(
+        frames.iter().any(|f| f.0 == HEADERS && f.2 == 3),
+        "stream 3 got its answer"
+    );
+    assert_eq!(goaway_ids(&frames), vec![3], "the final GOAWAY names it");
+    assert!(
+        asked.elapsed() >= SHUTDOWN_ACK_BOUND - Duration::from_millis(100),
+        "without the ACK, the final GOAWAY waited for the bound"
+    );
+    tokio::time::timeout(BOUND, server)
+        .await
+        .expect("the server's connection ended")
+        .expect("no panic");
 }

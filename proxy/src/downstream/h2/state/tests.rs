@@ -672,20 +672,85 @@ fn consecutive_empty_data_frames_end_the_connection() {
     state.feed(data(b"", true)).expect("the end of the body");
 }
 
+fn goaway_last_ids(frames: &[(Head, Bytes)]) -> Vec<u32> {
+    frames
+        .iter()
+        .filter(|(h, _)| h.kind == frame::GOAWAY)
+        .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+        .collect()
+}
+
+fn ping(payload: &[u8; 8], ack: bool) -> BytesMut {
+    let mut out = BytesMut::new();
+    frame::put_head(
+        &mut out,
+        8,
+        frame::PING,
+        if ack { frame::ACK } else { 0 },
+        0,
+    );
+    out.extend_from_slice(payload);
+    out
+}
+
 #[test]
-fn graceful_shutdown_serves_open_streams_and_ignores_new_ones() {
+fn graceful_shutdown_takes_streams_sent_before_the_client_saw_it_then_no_more() {
     let mut state = connected();
     state.feed(headers_frame(1, GET, true)).expect("fine");
-    state.take_accepted().len();
+    assert_eq!(state.take_accepted().len(), 1);
     state.graceful_shutdown();
     let frames = state.take_written();
+    assert_eq!(
+        goaway_last_ids(&frames),
+        vec![MAX_STREAM_ID],
+        "first: refuse nothing"
+    );
     let (_, payload) = frames
         .iter()
-        .find(|(h, _)| h.kind == frame::GOAWAY)
-        .expect("a GOAWAY");
-    assert_eq!(&payload[..4], &1u32.to_be_bytes(), "the last stream taken");
-    state.feed(headers_frame(3, GET, true)).expect("ignored");
+        .find(|(h, _)| h.kind == frame::PING && !h.has(frame::ACK))
+        .expect("a PING after it");
+    assert_eq!(payload[..], DRAIN_PING);
+    // Stream 3 crossed the GOAWAY on the wire: it is served.
+    state.feed(headers_frame(3, GET, true)).expect("fine");
+    assert_eq!(state.take_accepted().len(), 1);
+    state.feed(ping(&DRAIN_PING, true)).expect("the ACK");
+    assert_eq!(
+        goaway_last_ids(&state.take_written()),
+        vec![3],
+        "then: the last stream taken"
+    );
+    state.feed(headers_frame(5, GET, true)).expect("ignored");
     assert_eq!(state.take_accepted().len(), 0);
+    for id in [1, 3] {
+        assert!(!state.finished(), "stream {id} is still open");
+        assert!(state.send_head(id, StatusCode::OK, &HeaderMap::new(), true));
+        state.release(id, Side::Response);
+    }
+    assert!(state.finished());
+}
+
+#[test]
+fn a_graceful_shutdown_without_the_ack_ends_when_the_connection_stops_waiting() {
+    let mut state = connected();
+    // The drain payload echoed before any shutdown changes nothing.
+    state.feed(ping(&DRAIN_PING, true)).expect("fine");
+    assert!(goaway_last_ids(&state.take_written()).is_empty());
+    state.feed(headers_frame(1, GET, true)).expect("fine");
+    state.take_accepted();
+    state.graceful_shutdown();
+    state.graceful_shutdown();
+    assert_eq!(
+        goaway_last_ids(&state.take_written()),
+        vec![MAX_STREAM_ID],
+        "one notice"
+    );
+    state.finish_shutdown();
+    state.finish_shutdown();
+    assert_eq!(
+        goaway_last_ids(&state.take_written()),
+        vec![1],
+        "one final GOAWAY"
+    );
     assert!(!state.finished(), "stream 1 is still open");
     assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), true));
     state.release(1, Side::Response);
