@@ -756,14 +756,13 @@ pub(crate) fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &He
 /// request or response with none costs no hash lookups. `te: trailers` is kept as it is (every
 /// gRPC call carries it), so it needs none either.
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers.iter().any(|(name, value)| {
-        name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || (name == header::TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"))
-            || name == header::TRAILER
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
+    // One string match per name (a branch on its length first), not seven `HeaderName`
+    // comparisons: about half the instructions.
+    headers.iter().any(|(name, value)| match name.as_str() {
+        "connection" | "transfer-encoding" | "upgrade" | "trailer" | "keep-alive"
+        | "proxy-connection" => true,
+        "te" => !value.as_bytes().eq_ignore_ascii_case(b"trailers"),
+        _ => false,
     })
 }
 

@@ -472,16 +472,12 @@ fn prepare_head(headers: &mut HeaderMap) {
     let mut date = false;
     let mut forbidden = false;
     for name in headers.keys() {
-        if name == header::DATE {
-            date = true;
-        } else if name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::TE
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
-        {
-            forbidden = true;
+        // A string match (see `forward::has_hop_by_hop`), not a comparison per name.
+        match name.as_str() {
+            "date" => date = true,
+            "connection" | "transfer-encoding" | "upgrade" | "te" | "keep-alive"
+            | "proxy-connection" => forbidden = true,
+            _ => {}
         }
     }
     if forbidden {
