@@ -298,6 +298,22 @@ async fn a_stream_reset_by_the_client_drops_its_waiting_response() {
     assert!(gone.is_err());
 }
 
+/// Serves `connection` until `shutdown` fires, then shuts it down gracefully and waits for it
+/// to end.
+async fn serve_until<S, F>(connection: Connection<TcpStream, S, F>, shutdown: oneshot::Receiver<()>)
+where
+    S: FnMut(Request<ClientBody>) -> F + Unpin,
+    F: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        () = connection.as_mut() => panic!("closed before the shutdown"),
+        _ = shutdown => {}
+    }
+    connection.as_mut().get_mut().graceful_shutdown();
+    connection.await;
+}
+
 #[tokio::test]
 async fn graceful_shutdown_serves_the_open_stream_then_closes() {
     let (release_tx, release_rx) = oneshot::channel::<()>();
@@ -322,13 +338,7 @@ async fn graceful_shutdown_serves_the_open_stream_then_closes() {
                 Response::new(ResponseBody::full("done"))
             }
         });
-        tokio::pin!(connection);
-        tokio::select! {
-            () = connection.as_mut() => panic!("closed before the shutdown"),
-            _ = shutdown_rx => {}
-        }
-        connection.as_mut().get_mut().graceful_shutdown();
-        connection.await;
+        serve_until(connection, shutdown_rx).await;
     });
     let socket = TcpStream::connect(addr).await.expect("connected");
     let (mut client, connection) = h2::client::handshake(socket).await.expect("handshake");
@@ -450,13 +460,7 @@ async fn a_stream_crossing_the_first_goaway_is_served_and_the_final_one_follows_
         let connection = Settings::new(&limits()).serve(socket, Streams::new(), |_req| async {
             Response::new(ResponseBody::full("done"))
         });
-        tokio::pin!(connection);
-        tokio::select! {
-            () = connection.as_mut() => panic!("closed before the shutdown"),
-            _ = shutdown_rx => {}
-        }
-        connection.as_mut().get_mut().graceful_shutdown();
-        connection.await;
+        serve_until(connection, shutdown_rx).await;
     });
     let request = |id: u32| {
         let mut block = BytesMut::new();
