@@ -10,10 +10,10 @@
 //! Huffman, so encoding is copying), on the connection's own task: streams run inside it, not
 //! on tasks of their own.
 //!
-//! What hyper did that a proxy needs is kept: keep-alive PINGs, graceful GOAWAY, a stream's
-//! work dropped when its client resets it, `Date`, `Content-Length` from an exact body size,
-//! and responses cleared of HTTP/1 connection headers (RFC 9113 §8.2.2). Every bound a client
-//! can push is in [`Limits`] and `state.rs`.
+//! What hyper did that a proxy needs is kept: keep-alive PINGs, graceful GOAWAY (in two steps,
+//! as the `h2` crate's), a stream's work dropped when its client resets it, `Date`,
+//! `Content-Length` from an exact body size, and responses cleared of HTTP/1 connection headers
+//! (RFC 9113 §8.2.2). Every bound a client can push is in [`Limits`] and `state.rs`.
 
 use crate::body::ResponseBody;
 use crate::downstream::{ClientBody, StreamGuard, Streams};
