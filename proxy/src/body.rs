@@ -222,6 +222,11 @@ impl ResponseBody {
         };
         if body.inner.is_end_stream() {
             body.finish();
+            // Nothing left of it (its connection is back in the pool, its slot free): an empty
+            // body says the same, without a box per bodiless response.
+            if body.inner.size_hint().exact() == Some(0) {
+                return ResponseBody::empty();
+            }
         }
         ResponseBody::Upstream(Box::new(body))
     }

@@ -536,3 +536,63 @@ async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
     .expect("read");
     assert!(got.is_empty(), "the upstream saw {got:?}");
 }
+
+/// A response with no body (a 204, a `content-length: 0`, the answer to a HEAD) has nothing
+/// left once its head is in: its connection goes back to the pool and its slot is freed at
+/// once, and what the client gets is a plain empty body (no boxed upstream body to poll).
+#[tokio::test]
+async fn a_bodiless_response_frees_everything_with_its_head() {
+    use crate::activator::{HeldTotal, Queue};
+    use crate::balance::{Address, Endpoint};
+    use crate::body::{Guards, ResponseBody, Source};
+    use crate::metrics::{BackendMetrics, Metrics};
+    use std::sync::atomic::Ordering;
+    let cases: [(Method, &[u8]); 3] = [
+        (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (Method::GET, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+        (
+            Method::HEAD,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n",
+        ),
+    ];
+    let metrics = Metrics::new(prometheus::Registry::new()).expect("fresh registry");
+    let queue = std::sync::Arc::new(Queue::new(
+        std::sync::Arc::new(BackendMetrics::new(&metrics, "ns/h1")),
+        HeldTotal::new(usize::MAX),
+    ));
+    for (method, answer) in cases {
+        let (conn, mut server) = pair().await;
+        // One endpoint per case: the pool is keyed by endpoint.
+        let endpoint = Endpoint::new(Address::Socket("127.0.0.1:9".parse().expect("address")));
+        let slot = queue
+            .try_admit(std::slice::from_ref(&endpoint), 0, &[])
+            .expect("a slot");
+        let mut req = request(method.clone(), empty());
+        let exchange = tokio::spawn(async move {
+            let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false).await else {
+                panic!("a response")
+            };
+            response
+        });
+        read_until(&mut server, b"\r\n\r\n").await;
+        server.write_all(answer).await.expect("write");
+        let response = exchange.await.expect("exchange ran");
+        let (parts, body) = response.into_parts();
+        let guards = Guards {
+            slot,
+            counted: None,
+        };
+        let body = ResponseBody::upstream(Source::H1(body), guards, None, None);
+        assert!(
+            matches!(body, ResponseBody::Full(None)),
+            "{method} {}: a plain empty body",
+            parts.status
+        );
+        assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 0, "slot freed");
+        assert!(
+            crate::upstream::checkout(&endpoint, sluice_xds::Protocol::Http1).is_some(),
+            "{method} {}: the connection is back in the pool",
+            parts.status
+        );
+    }
+}
