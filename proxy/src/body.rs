@@ -220,10 +220,18 @@ impl ResponseBody {
             pipe_idle,
             next: None,
         };
+        // A body that has wholly arrived (none, or all of its declared length already read
+        // with the head) leaves nothing to wait for: its connection goes back to the pool and
+        // its slot is freed now, and the client gets it as a plain body, with no boxed upstream
+        // body to poll and drop.
+        if let Source::H1(h1) = &mut body.inner {
+            if let Some(data) = h1.take_if_whole() {
+                body.finish();
+                return ResponseBody::full(data);
+            }
+        }
         if body.inner.is_end_stream() {
             body.finish();
-            // Nothing left of it (its connection is back in the pool, its slot free): an empty
-            // body says the same, without a box per bodiless response.
             if body.inner.size_hint().exact() == Some(0) {
                 return ResponseBody::empty();
             }

@@ -530,6 +530,20 @@ impl H1Body {
         self.conn.take().filter(|c| c.buf.is_empty())
     }
 
+    /// The whole body, if its declared length has already arrived (with the head, as a short
+    /// response's usually does); the body is then over. `None` leaves it to `poll_frame`.
+    pub fn take_if_whole(&mut self) -> Option<Bytes> {
+        let length = self.decoder.remaining().filter(|n| *n > 0)?;
+        let conn = self.conn.as_mut()?;
+        if (conn.buf.len() as u64) < length {
+            return None;
+        }
+        match self.decoder.decode(&mut conn.buf) {
+            Ok(Decoded::Data(data)) if self.decoder.is_done() => Some(data),
+            _ => None,
+        }
+    }
+
     pub fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,

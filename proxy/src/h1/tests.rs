@@ -537,22 +537,39 @@ async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
     assert!(got.is_empty(), "the upstream saw {got:?}");
 }
 
-/// A response with no body (a 204, a `content-length: 0`, the answer to a HEAD) has nothing
-/// left once its head is in: its connection goes back to the pool and its slot is freed at
-/// once, and what the client gets is a plain empty body (no boxed upstream body to poll).
+/// A response whose body has wholly arrived with its head (none: a 204, a `content-length: 0`,
+/// the answer to a HEAD; or all of its declared length) leaves nothing to wait for: its
+/// connection goes back to the pool and its slot is freed at once, and the client gets a plain
+/// body (no boxed upstream body to poll). A body still on its way stays an upstream body.
 #[tokio::test]
-async fn a_bodiless_response_frees_everything_with_its_head() {
+async fn a_response_that_arrived_whole_frees_everything_with_its_head() {
     use crate::activator::{HeldTotal, Queue};
     use crate::balance::{Address, Endpoint};
     use crate::body::{Guards, ResponseBody, Source};
     use crate::metrics::{BackendMetrics, Metrics};
     use std::sync::atomic::Ordering;
-    let cases: [(Method, &[u8]); 3] = [
-        (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\n"),
-        (Method::GET, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+    // The request's method, the answer, and the plain body expected (`None`: still upstream).
+    let cases: [(Method, &[u8], Option<&[u8]>); 5] = [
+        (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\n", Some(b"")),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            Some(b""),
+        ),
         (
             Method::HEAD,
             b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n",
+            Some(b""),
+        ),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            Some(b"ok"),
+        ),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok",
+            None,
         ),
     ];
     let metrics = Metrics::new(prometheus::Registry::new()).expect("fresh registry");
@@ -560,7 +577,7 @@ async fn a_bodiless_response_frees_everything_with_its_head() {
         std::sync::Arc::new(BackendMetrics::new(&metrics, "ns/h1")),
         HeldTotal::new(usize::MAX),
     ));
-    for (method, answer) in cases {
+    for (method, answer, plain) in cases {
         let (conn, mut server) = pair().await;
         // One endpoint per case: the pool is keyed by endpoint.
         let endpoint = Endpoint::new(Address::Socket("127.0.0.1:9".parse().expect("address")));
@@ -577,22 +594,32 @@ async fn a_bodiless_response_frees_everything_with_its_head() {
         read_until(&mut server, b"\r\n\r\n").await;
         server.write_all(answer).await.expect("write");
         let response = exchange.await.expect("exchange ran");
-        let (parts, body) = response.into_parts();
+        let (_, body) = response.into_parts();
         let guards = Guards {
             slot,
             counted: None,
         };
         let body = ResponseBody::upstream(Source::H1(body), guards, None, None);
-        assert!(
-            matches!(body, ResponseBody::Full(None)),
-            "{method} {}: a plain empty body",
-            parts.status
-        );
-        assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 0, "slot freed");
-        assert!(
-            crate::upstream::checkout(&endpoint, sluice_xds::Protocol::Http1).is_some(),
-            "{method} {}: the connection is back in the pool",
-            parts.status
-        );
+        let what = String::from_utf8_lossy(answer);
+        let pooled = crate::upstream::checkout(&endpoint, sluice_xds::Protocol::Http1).is_some();
+        match plain {
+            Some(want) => {
+                let got = match &body {
+                    ResponseBody::Full(bytes) => bytes.clone().unwrap_or_default(),
+                    _ => panic!("{method} {what}: not a plain body"),
+                };
+                assert_eq!(&got[..], want, "{method} {what}");
+                assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 0, "slot freed");
+                assert!(
+                    pooled,
+                    "{method} {what}: the connection is back in the pool"
+                );
+            }
+            None => {
+                assert!(matches!(body, ResponseBody::Upstream(_)), "{what}");
+                assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 1, "slot held");
+                assert!(!pooled, "{what}: the connection is still reading");
+            }
+        }
     }
 }
