@@ -549,7 +549,8 @@ async fn a_response_that_arrived_whole_frees_everything_with_its_head() {
     use crate::metrics::{BackendMetrics, Metrics};
     use std::sync::atomic::Ordering;
     // The request's method, the answer, and the plain body expected (`None`: still upstream).
-    let cases: [(Method, &[u8], Option<&[u8]>); 5] = [
+    type Case = (Method, &'static [u8], Option<&'static [u8]>);
+    let cases: [Case; 5] = [
         (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\n", Some(b"")),
         (
             Method::GET,
