@@ -577,89 +577,96 @@ fn set_upstream_form(req: &mut Request<ClientBody>, protocol: Protocol) -> Resul
 /// Sends over a pooled or new connection. Connect failures move the slot to another endpoint;
 /// a request a reused connection closed under (see `h1::SendError::retryable`) is re-sent on
 /// another connection. Upstream responses (5xx included) are returned as they are.
-async fn send(
-    gateway: &Gateway,
-    backend: &Upstream,
-    selection: &mut Selection,
+/// `async move` block, not `async fn`: see `handle` (the request would take room twice in the
+/// request path's largest future).
+#[allow(clippy::manual_async_fn)]
+fn send<'a>(
+    gateway: &'a Gateway,
+    backend: &'a Upstream,
+    selection: &'a mut Selection,
     mut req: Request<RequestBody>,
-    served: &mut Served,
-) -> Result<Response<Source>, ProxyError> {
-    let protocol = backend.protocol;
-    let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let Some(slot) = selection.slot.as_ref() else {
-            return Err(ProxyError::Unsendable);
-        };
-        let endpoint = slot.endpoint().clone();
-        let sender = match upstream::checkout(&endpoint, protocol) {
-            Some(sender) => sender,
-            None => match Box::pin(upstream::connect(
-                &endpoint,
-                protocol,
-                gateway.settings.connect_timeout,
-            ))
-            .await
-            {
-                Ok(sender) => {
-                    backend.metrics().get().connects.inc();
-                    endpoint.connect_succeeded();
-                    sender
-                }
-                Err(error) => {
-                    backend.metrics().get().connect_errors.inc();
-                    debug!(backend = %selection.backend.id, %error, "connect failed");
-                    if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
-                        backend.metrics().get().ejections.inc();
-                        debug!(backend = %selection.backend.id, endpoint = %endpoint.address, "ejected");
+    served: &'a mut Served,
+) -> impl Future<Output = Result<Response<Source>, ProxyError>> + 'a {
+    async move {
+        let protocol = backend.protocol;
+        let mut failed: [u64; MAX_ATTEMPTS] = [0; MAX_ATTEMPTS];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(slot) = selection.slot.as_ref() else {
+                return Err(ProxyError::Unsendable);
+            };
+            let endpoint = slot.endpoint().clone();
+            let sender = match upstream::checkout(&endpoint, protocol) {
+                Some(sender) => sender,
+                None => match Box::pin(upstream::connect(
+                    &endpoint,
+                    protocol,
+                    gateway.settings.connect_timeout,
+                ))
+                .await
+                {
+                    Ok(sender) => {
+                        backend.metrics().get().connects.inc();
+                        endpoint.connect_succeeded();
+                        sender
                     }
-                    failed[attempt - 1] = endpoint.key();
-                    // Free this slot before taking another: its endpoint is refusing.
-                    selection.slot = None;
-                    let next = (attempt < MAX_ATTEMPTS)
-                        .then(|| {
-                            backend.queue.take(
-                                backend.endpoints(),
-                                backend.concurrency,
-                                &failed[..attempt],
-                            )
-                        })
-                        .flatten();
-                    match next {
-                        Some(slot) => {
-                            selection.slot = Some(slot);
-                            continue;
+                    Err(error) => {
+                        backend.metrics().get().connect_errors.inc();
+                        debug!(backend = %selection.backend.id, %error, "connect failed");
+                        if endpoint.connect_failed(backend.endpoints(), &gateway.settings.outlier) {
+                            backend.metrics().get().ejections.inc();
+                            debug!(backend = %selection.backend.id, endpoint = %endpoint.address, "ejected");
                         }
-                        None => return Err(error.into()),
+                        failed[attempt - 1] = endpoint.key();
+                        // Free this slot before taking another: its endpoint is refusing.
+                        selection.slot = None;
+                        let next = (attempt < MAX_ATTEMPTS)
+                            .then(|| {
+                                backend.queue.take(
+                                    backend.endpoints(),
+                                    backend.concurrency,
+                                    &failed[..attempt],
+                                )
+                            })
+                            .flatten();
+                        match next {
+                            Some(slot) => {
+                                selection.slot = Some(slot);
+                                continue;
+                            }
+                            None => return Err(error.into()),
+                        }
                     }
-                }
-            },
-        };
-        let unsent = match sender {
-            Sender::Http1 { conn, reused } => match h1::send(conn, &mut req, reused, false).await {
-                Ok(Exchange::Response(response)) => {
-                    served.upstream = Some(endpoint);
-                    return Ok(response.map(Source::H1));
-                }
-                Ok(Exchange::Upgraded(..)) => return Err(h1::H1Error::UnexpectedUpgrade.into()),
-                Err(error) if error.retryable => req,
-                Err(error) => return Err(error.error.into()),
-            },
-            Sender::H2(mut sender) => match sender.send(req).await {
-                Ok(response) => {
-                    served.upstream = Some(endpoint);
-                    return Ok(response.map(Source::H2));
-                }
-                // The connection could not open a stream: nothing left, try another.
-                Err(Ok(h2c::Unsent(unsent, _))) => unsent,
-                Err(Err(error)) => return Err(error.into()),
-            },
-        };
-        if attempt >= MAX_ATTEMPTS {
-            return Err(ProxyError::Unsendable);
+                },
+            };
+            let unsent = match sender {
+                Sender::Http1 { conn, reused } => match h1::send(conn, &mut req, reused, false)
+                    .await
+                {
+                    Ok(Exchange::Response(response)) => {
+                        served.upstream = Some(endpoint);
+                        return Ok(response.map(Source::H1));
+                    }
+                    Ok(Exchange::Upgraded(..)) => return Err(h1::H1Error::UnexpectedUpgrade.into()),
+                    Err(error) if error.retryable => req,
+                    Err(error) => return Err(error.error.into()),
+                },
+                Sender::H2(mut sender) => match sender.send(req).await {
+                    Ok(response) => {
+                        served.upstream = Some(endpoint);
+                        return Ok(response.map(Source::H2));
+                    }
+                    // The connection could not open a stream: nothing left, try another.
+                    Err(Ok(h2c::Unsent(unsent, _))) => unsent,
+                    Err(Err(error)) => return Err(error.into()),
+                },
+            };
+            if attempt >= MAX_ATTEMPTS {
+                return Err(ProxyError::Unsendable);
+            }
+            req = unsent;
         }
-        req = unsent;
     }
 }
 

@@ -29,6 +29,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -131,101 +132,106 @@ impl Sender {
     /// take a new stream, or the server did not process it (GOAWAY, REFUSED_STREAM) before any
     /// of its body was read, so the request is whole and may go again. A request body error (the client's) comes back as
     /// [`H2Error::RequestBody`] when it ends the exchange before the response head.
-    pub async fn send<B>(
+    // `async move` block, not `async fn`: as an argument the request would take room in the
+    // future twice (passed, then split), and this future is part of every request's.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send<B>(
         &mut self,
         req: Request<B>,
-    ) -> Result<Response<RecvBody>, Result<Unsent<B>, H2Error>>
+    ) -> impl Future<Output = Result<Response<RecvBody>, Result<Unsent<B>, H2Error>>> + '_
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
     {
         let (mut parts, body) = req.into_parts();
-        let end = body.is_end_stream();
-        // As hyper's client did: a body of known length says so, a zero length only for
-        // methods whose body means something.
-        if let Some(len) = body.size_hint().exact() {
-            let payload = !matches!(
-                parts.method,
-                Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
-            );
-            if (len != 0 || payload) && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        async move {
+            let end = body.is_end_stream();
+            // As hyper's client did: a body of known length says so, a zero length only for
+            // methods whose body means something.
+            if let Some(len) = body.size_hint().exact() {
+                let payload = !matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+                );
+                if (len != 0 || payload) && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
             }
-        }
-        let mut place = QueuePlace {
-            shared: &self.shared,
-            ticket: None,
-        };
-        let opened =
-            poll_fn(|cx| self.shared.lock().open(cx, &mut place.ticket, &parts, end)).await;
-        drop(place);
-        let id = match opened {
-            Ok(id) => id,
-            Err(error) => return Err(Ok(Unsent(Request::from_parts(parts, body), error))),
-        };
-        let response = StreamRef {
-            shared: self.shared.clone(),
-            id,
-            side: Side::Recv,
-        };
-        // A body-less request keeps its (empty) body here, for a retry.
-        let (mut pipe, kept) = if end {
-            (None, Some(body))
-        } else {
-            let stream = StreamRef {
+            let mut place = QueuePlace {
+                shared: &self.shared,
+                ticket: None,
+            };
+            let opened =
+                poll_fn(|cx| self.shared.lock().open(cx, &mut place.ticket, &parts, end)).await;
+            drop(place);
+            let id = match opened {
+                Ok(id) => id,
+                Err(error) => return Err(Ok(Unsent(Request::from_parts(parts, body), error))),
+            };
+            let response = StreamRef {
                 shared: self.shared.clone(),
                 id,
-                side: Side::Send,
+                side: Side::Recv,
             };
-            let pipe = BodyPipe {
-                body,
-                stream,
-                waiting: None,
-                started: false,
+            // A body-less request keeps its (empty) body here, for a retry.
+            let (mut pipe, kept) = if end {
+                (None, Some(body))
+            } else {
+                let stream = StreamRef {
+                    shared: self.shared.clone(),
+                    id,
+                    side: Side::Send,
+                };
+                let pipe = BodyPipe {
+                    body,
+                    stream,
+                    waiting: None,
+                    started: false,
+                };
+                (Some(pipe), None)
             };
-            (Some(pipe), None)
-        };
-        let mut body_error = None;
-        let head = poll_fn(|cx| {
-            if let Some(p) = &mut pipe {
-                if let Poll::Ready(done) = p.poll_send(cx) {
-                    pipe = None;
-                    if let Err(PipeError::Body(e)) = done {
-                        // The stream was reset: the head fails next, with less to say.
-                        body_error = Some(e);
+            let mut body_error = None;
+            let head = poll_fn(|cx| {
+                if let Some(p) = &mut pipe {
+                    if let Poll::Ready(done) = p.poll_send(cx) {
+                        pipe = None;
+                        if let Err(PipeError::Body(e)) = done {
+                            // The stream was reset: the head fails next, with less to say.
+                            body_error = Some(e);
+                        }
                     }
                 }
-            }
-            self.shared.lock().poll_head(cx, id)
-        })
-        .await;
-        let (head, ended) = match (head, body_error) {
-            (Ok(head), _) => head,
-            (Err(_), Some(e)) => return Err(Err(H2Error::RequestBody(e))),
-            (Err(e), None) => {
-                if e.unprocessed() {
-                    let body = match pipe {
-                        Some(pipe) if !pipe.started => Some(pipe.body),
-                        _ => kept,
-                    };
-                    if let Some(body) = body {
-                        return Err(Ok(Unsent(Request::from_parts(parts, body), e)));
+                self.shared.lock().poll_head(cx, id)
+            })
+            .await;
+            let (head, ended) = match (head, body_error) {
+                (Ok(head), _) => head,
+                (Err(_), Some(e)) => return Err(Err(H2Error::RequestBody(e))),
+                (Err(e), None) => {
+                    if e.unprocessed() {
+                        let body = match pipe {
+                            Some(pipe) if !pipe.started => Some(pipe.body),
+                            _ => kept,
+                        };
+                        if let Some(body) = body {
+                            return Err(Ok(Unsent(Request::from_parts(parts, body), e)));
+                        }
                     }
+                    return Err(Err(H2Error::Stream(e)));
                 }
-                return Err(Err(H2Error::Stream(e)));
+            };
+            if let Some(mut pipe) = pipe {
+                // The response came first: the body goes on beside it.
+                tokio::spawn(async move {
+                    let _ = poll_fn(|cx| pipe.poll_send_until_reset(cx)).await;
+                });
             }
-        };
-        if let Some(mut pipe) = pipe {
-            // The response came first: the body goes on beside it.
-            tokio::spawn(async move {
-                let _ = poll_fn(|cx| pipe.poll_send_until_reset(cx)).await;
-            });
+            Ok(head.map(|()| RecvBody {
+                stream: response,
+                ended,
+            }))
         }
-        Ok(head.map(|()| RecvBody {
-            stream: response,
-            ended,
-        }))
     }
 }
 
