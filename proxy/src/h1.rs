@@ -538,6 +538,8 @@ impl H1Body {
         if (conn.buf.len() as u64) < length {
             return None;
         }
+        // A length left (`Some(n > 0)`) is a Content-Length body, all of it is here: one decode
+        // takes it whole and ends the body.
         match self.decoder.decode(&mut conn.buf) {
             Ok(Decoded::Data(data)) if self.decoder.is_done() => Some(data),
             _ => None,

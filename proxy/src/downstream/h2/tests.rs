@@ -404,7 +404,7 @@ async fn megabytes_cross_the_windows_both_ways_on_many_streams() {
 }
 
 /// A raw client's frames, as (type, flags, stream, payload), read until `done` says stop or the
-/// connection closes (then the last entry is `None`).
+/// connection closes; the `bool` says whether it closed.
 async fn read_frames(
     socket: &mut TcpStream,
     buf: &mut BytesMut,
