@@ -227,12 +227,13 @@ def reload_goal(rel):
         if not rl:
             continue
         changes, seen = total(rl, "changes"), total(rl, "seen")
-        figs[kind] = (total(rl, "errors"), med(rl, "p99"), extra_cpu_per_change(st, rl), changes, seen)
-        e, p99, cpu, _, _ = figs[kind]
+        e, p99, cpu = total(rl, "errors"), med(rl, "p99"), extra_cpu_per_change(st, rl)
         quiet = (rel.get("idle") or {}).get(kind)
+        # The CPU compared is the no-traffic one when measured. A last change not taken there
+        # leaves no figure: for sluice, no verdict; a peer's is not compared.
+        compared = (quiet["ms_per_change"] if quiet["took_effect"] else None) if quiet else cpu
+        figs[kind] = (e, p99, compared, changes, seen)
         if quiet:
-            # The CPU compared is the no-traffic one; a change that did not take effect there fails.
-            figs[kind] = (e, p99, quiet["ms_per_change"] if quiet["took_effect"] else None, changes, seen)
             cpu_text = (f"{quiet['ms_per_change']:.2f} CPU-ms/change without traffic"
                         + ("" if quiet["took_effect"] else " (**last change not taken**)")
                         + f" ({fmt(cpu, 2)} under load, noise ±{fmt(extra_cpu_noise(st, rl), 2)})")
