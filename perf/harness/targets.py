@@ -5,6 +5,7 @@ Layout: every proxy runs under `taskset -c 1`; the backend and the load generato
 stopped at the end of the scenario that started it.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,15 @@ def _log(env, name):
 
 def _logpath(env, name):
     return os.path.join(env.workdir, name)
+
+
+# What every proxy adds to a request from the harness (over plain HTTP, from 127.0.0.1), checked
+# through the backend's echo of the headers it received.
+HEADERS_PATH = "/__backend/headers"
+
+
+def forwarded_headers(host, proto="http"):
+    return {"x-forwarded-for": ["127.0.0.1"], "x-forwarded-proto": [proto], "x-forwarded-host": [host]}
 
 
 def table_host(i):
@@ -127,10 +137,23 @@ class Target:
         return out
 
     def check(self, host=None, path="/"):
-        """One request through the target; raises unless it answers 200."""
-        status, body = http_get(self.port, path, host or self.host)
+        """One request through the target; raises unless it answers 200. A proxy must also
+        forward the same X-Forwarded-* headers as the others (forwarded_headers), so that a comparison
+        of their CPU compares the same work."""
+        host = host or self.host
+        status, body = http_get(self.port, path, host)
         if status != 200:
-            raise RuntimeError(f"{self.name}: GET {path} Host {host or self.host} answered {status}: {body[:200]!r}")
+            raise RuntimeError(f"{self.name}: GET {path} Host {host} answered {status}: {body[:200]!r}")
+        if self.kind == "direct":
+            return
+        status, body = http_get(self.port, HEADERS_PATH, host)
+        if status != 200:
+            raise RuntimeError(f"{self.name}: GET {HEADERS_PATH} Host {host} answered {status}: {body[:200]!r}")
+        got = json.loads(body)
+        want = forwarded_headers(host)
+        wrong = {name: got.get(name) for name, values in want.items() if got.get(name) != values}
+        if wrong:
+            raise RuntimeError(f"{self.name} forwarded {wrong}, not {want}: the proxies must do the same work")
 
     def stop(self):
         for p in self.procs:
@@ -284,10 +307,15 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=
         names = [BENCH_HOST]
     else:
         names = [table_host(i) for i in range(setup.hosts)]
+    # The forwarding headers sluice adds to every request (forwarded_headers, checked by Target.check), so
+    # that the three proxies do the same work: an ingress sets them (ingress-nginx does too).
     proxy = """      proxy_pass http://be;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;""" + proxy_extra
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;""" + proxy_extra
     servers = "".join(f"""
   server {{
     listen 127.0.0.1:{port};
@@ -298,7 +326,11 @@ def nginx_conf(workdir, port, h2c_port, backend_port, setup, tls_port=None, tls=
   }}""" for n in names)
     h2c = ""
     if setup.hosts == 1:
-        inner = "      grpc_pass grpc://be_h2;" if setup.upstream == "h2c" else proxy
+        grpc = """      grpc_pass grpc://be_h2;
+      grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      grpc_set_header X-Forwarded-Proto $scheme;
+      grpc_set_header X-Forwarded-Host $http_host;"""
+        inner = grpc if setup.upstream == "h2c" else proxy
         h2c = f"""
   server {{
     listen 127.0.0.1:{h2c_port} http2 backlog=4096;
@@ -381,18 +413,27 @@ def haproxy_conf(workdir, port, h2c_port, backend_port, setup, map_file, tls_por
     reload hands the listening sockets to the new worker (HAProxy's seamless reload);
     `frontend_extra`: more directives for the HTTP frontends (the reload scenario's header)."""
     h2 = " proto h2" if setup.upstream == "h2c" else ""
+
+    def forwarded(proto):
+        # The forwarding headers sluice adds (forwarded_headers): the client's own -Proto and -Host
+        # replaced, as sluice does for a client it does not trust; `option forwardfor` adds the
+        # client's address.
+        return f"""
+  option forwardfor
+  http-request set-header X-Forwarded-Proto {proto}
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]"""
     stats = f"\n  stats socket {stats_socket} mode 600 level admin expose-fd listeners" if stats_socket else ""
     h2c = ""
     if setup.hosts == 1:
         h2c = f"""
 frontend fe_h2c
-  bind 127.0.0.1:{h2c_port} proto h2{frontend_extra}
+  bind 127.0.0.1:{h2c_port} proto h2{forwarded("http")}{frontend_extra}
   default_backend be_up
 """
     if tls_port:
         h2c += f"""
 frontend fe_tls
-  bind 127.0.0.1:{tls_port} ssl crt {tls['pem']} alpn h2,http/1.1
+  bind 127.0.0.1:{tls_port} ssl crt {tls['pem']} alpn h2,http/1.1{forwarded("https")}
   default_backend be
 """
     return f"""global
@@ -410,7 +451,7 @@ defaults
   http-reuse always
 
 frontend fe
-  bind 127.0.0.1:{port}{frontend_extra}
+  bind 127.0.0.1:{port}{forwarded("http")}{frontend_extra}
   use_backend %[req.hdr(host),lower,map({map_file},be_404)]
 {h2c}
 backend be

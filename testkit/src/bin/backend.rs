@@ -9,10 +9,13 @@
 //! Prints `listening on ADDR` once bound (useful with port 0). Nothing is logged per request, and
 //! the body is built once, so a request costs only what hyper needs.
 //!
-//! Two extras for `perf/`, each one branch on the hot path:
+//! Extras for `perf/`, one branch on the hot path for the `/__backend/` paths and one for gRPC:
 //! - `GET /__backend/stats` answers `{"connections":C,"requests":R}`: TCP connections accepted
 //!   (the stats request's own connection included) and requests served (stats requests excluded),
 //!   since start. `perf/run` takes the difference around a run to get the upstream reuse ratio.
+//! - `GET /__backend/headers` answers the request's headers as a JSON object, each lower-case
+//!   name with its values in order: `perf/run` checks that every proxy forwards the same
+//!   `X-Forwarded-*` headers, so that they do the same work. Not counted as a request either.
 //! - An HTTP/2 `POST` with `content-type: application/grpc*` is a gRPC unary echo: the request
 //!   body (already gRPC-framed) comes back as the response body, followed by `grpc-status: 0`
 //!   trailers. That is what `sluice-testkit-load --proto grpc` sends and checks.
@@ -38,7 +41,9 @@ const DEFAULT_BODY: &[u8] = b"Hello from backend\n";
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain");
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+const BACKEND_PATHS: &str = "/__backend/";
 const STATS_PATH: &str = "/__backend/stats";
+const HEADERS_PATH: &str = "/__backend/headers";
 const USAGE: &str = "usage: sluice-testkit-backend --listen ADDR [--body-bytes N] [--threads N]";
 
 #[derive(Debug, PartialEq)]
@@ -149,12 +154,16 @@ async fn respond(request: Request<Incoming>, body: Bytes) -> Result<Response<Rep
         }
         return Ok(plain(body));
     }
-    if request.uri().path() == STATS_PATH {
-        let json = format!(
-            "{{\"connections\":{},\"requests\":{}}}\n",
-            CONNECTIONS.load(Relaxed),
-            REQUESTS.load(Relaxed)
-        );
+    if request.uri().path().starts_with(BACKEND_PATHS) {
+        let json = match request.uri().path() {
+            STATS_PATH => format!(
+                "{{\"connections\":{},\"requests\":{}}}\n",
+                CONNECTIONS.load(Relaxed),
+                REQUESTS.load(Relaxed)
+            ),
+            HEADERS_PATH => headers_json(request.headers()),
+            _ => return Ok(not_found()),
+        };
         let mut response = Response::new(Reply::new(Bytes::from(json), None));
         response
             .headers_mut()
@@ -168,6 +177,26 @@ async fn respond(request: Request<Incoming>, body: Bytes) -> Result<Response<Rep
         while let Some(Ok(_)) = incoming.frame().await {}
     }
     Ok(plain(body))
+}
+
+/// `{"name": ["value", ...], ...}`; a value that is not UTF-8 is shown lossily.
+fn headers_json(headers: &HeaderMap) -> String {
+    let mut out = serde_json::Map::new();
+    for name in headers.keys() {
+        let values = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
+            .collect();
+        out.insert(name.as_str().to_owned(), serde_json::Value::Array(values));
+    }
+    serde_json::Value::Object(out).to_string() + "\n"
+}
+
+fn not_found() -> Response<Reply> {
+    let mut response = Response::new(Reply::new(Bytes::from_static(b"not found\n"), None));
+    *response.status_mut() = http::StatusCode::NOT_FOUND;
+    response
 }
 
 fn plain(body: Bytes) -> Response<Reply> {
@@ -289,6 +318,23 @@ mod tests {
         for (args, want) in cases {
             assert_eq!(&parse(args)?, want, "{args:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn headers_show_as_json_with_every_value_in_order() -> anyhow::Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.append("X-Forwarded-For", HeaderValue::from_static("10.0.0.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+        headers.append("host", HeaderValue::from_static("bench.example.com"));
+        let json: serde_json::Value = serde_json::from_str(&headers_json(&headers))?;
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "x-forwarded-for": ["10.0.0.1", "127.0.0.1"],
+                "host": ["bench.example.com"],
+            })
+        );
         Ok(())
     }
 
