@@ -47,6 +47,10 @@ const TURNS_PER_POLL: usize = 16;
 /// it sends the final one anyway: any client that reads answers within a round trip. Go's h2
 /// server likewise gives a client 1 s after its GOAWAY.
 const SHUTDOWN_ACK_BOUND: Duration = Duration::from_secs(1);
+/// How long a connection ended for the client's error keeps reading (and dropping) what the
+/// client still sends, so that it can read our GOAWAY (see `Connection::poll_linger`). Go's h2
+/// server closes 1 s after such a GOAWAY; nginx lingers up to 30 s.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// How every h2 connection of a listener is served.
 pub struct Settings {
@@ -127,6 +131,7 @@ impl Settings {
             running: FuturesUnordered::new(),
             starting: Vec::new(),
             shutdown_ack_deadline: None,
+            ending: Ending::Close,
         }
     }
 }
@@ -158,6 +163,19 @@ pub struct Connection<IO, S, F> {
     starting: Vec<NewRequest>,
     /// Set by a graceful shutdown: when the final GOAWAY goes out without the PING's ACK.
     shutdown_ack_deadline: Option<Pin<Box<Sleep>>>,
+    ending: Ending,
+}
+
+/// What happens once everything is written and the connection is done.
+enum Ending {
+    Close,
+    /// The client broke a rule (its GOAWAY is queued) and may still be sending: linger.
+    Linger,
+    /// Lingering until then; `shut`: our side is closed (FIN sent after the GOAWAY).
+    Lingering {
+        until: Pin<Box<Sleep>>,
+        shut: bool,
+    },
 }
 
 impl<IO, S, F> Connection<IO, S, F> {
@@ -199,6 +217,7 @@ where
                 {
                     // What is queued (a GOAWAY) is still written; nothing more is read.
                     self.read_done = true;
+                    self.ending = Ending::Linger;
                 }
                 state.swap_accepted(&mut self.starting);
                 drop(state);
@@ -237,6 +256,50 @@ where
         }
     }
 
+    /// The connection is done and all is written: closed now, or after lingering.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if matches!(self.ending, Ending::Close) {
+            return Poll::Ready(());
+        }
+        if matches!(self.ending, Ending::Linger) {
+            self.ending = Ending::Lingering {
+                until: Box::pin(tokio::time::sleep(LINGER)),
+                shut: false,
+            };
+        }
+        self.poll_linger(cx)
+    }
+
+    /// Closing a socket with unread bytes sends a RST, and a RST makes the client's TCP drop
+    /// what it has not read yet: the GOAWAY that says why. So our side is shut first (the
+    /// GOAWAY, then FIN) and what still arrives is read and dropped until the client closes
+    /// too, or `LINGER` passes (RFC 9112 §9.6 asks the same of HTTP/1.1 servers).
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ending::Lingering { until, shut } = &mut self.ending else {
+            return Poll::Ready(());
+        };
+        if until.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if !*shut {
+            // An error here (the client is gone) ends the reads below at once.
+            ready!(Pin::new(&mut self.io).poll_shutdown(cx)).ok();
+            *shut = true;
+        }
+        for _ in 0..TURNS_PER_POLL {
+            self.read.clear();
+            self.read.reserve(READ_ROOM);
+            let read = std::pin::pin!(self.io.read_buf(&mut self.read));
+            match ready!(read.poll(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(_) => {}
+            }
+        }
+        // A client that keeps sending: the thread's other connections go first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Writes what is queued, and flushes it (TLS holds what it encrypted until then).
     /// `Ready(Ok)` when all of it is out.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -266,6 +329,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if matches!(this.ending, Ending::Lingering { .. }) {
+            return this.poll_linger(cx);
+        }
         // While it runs, what streams queue is written before it sleeps: no wake-up needed.
         {
             let mut state = this.shared.lock();
@@ -308,13 +374,15 @@ where
             let more = wrote_all && state.queued() > 0;
             if wrote_all && !more {
                 if finished {
-                    return Poll::Ready(());
+                    drop(state);
+                    return this.poll_end(cx);
                 }
                 // Room again: the bodies that waited for it go on.
                 state.wake_senders();
             }
             if this.read_done && state.finished() && !more && wrote_all {
-                return Poll::Ready(());
+                drop(state);
+                return this.poll_end(cx);
             }
             if !read && !more {
                 state.set_task(Some(cx.waker().clone()));

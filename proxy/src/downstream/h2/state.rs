@@ -5,8 +5,9 @@
 //! stream states and ids, flow control, malformed heads, Content-Length), and what a client
 //! can push is bounded: header lists and blocks (431, then GOAWAY), CONTINUATION frames,
 //! concurrent streams (REFUSED_STREAM), streams reset before their answer (rapid reset,
-//! CVE-2023-44487), empty DATA frames, streams we reset for its errors, and what we queue for a
-//! client that does not read (the connection stops reading; `WriteStall` closes it).
+//! CVE-2023-44487), empty DATA frames, frames without content (`FLOOD_RATIO`), streams we
+//! reset for its errors, and what we queue for a client that does not read (the connection
+//! stops reading; `WriteStall` closes it).
 //!
 //! The connection's future ([`super::Connection`]) owns the socket; the streams' futures and
 //! request bodies reach this state through [`Shared`]'s lock, which is never contended: a
@@ -37,6 +38,15 @@ const BOMB_FACTOR: usize = 4;
 /// tolerated (CVE-2019-9518): they carry nothing, so a client sending a stream of them only
 /// burns our CPU. Envoy's `max_consecutive_inbound_frames_with_empty_payload` (1).
 const MAX_EMPTY_FRAMES: usize = 1;
+/// Frames that carry no content (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM,
+/// unknown types, and every frame's 9-byte header) cost work to read and often to answer, and a
+/// client that reads our answers is not stopped by its own write buffer. nginx's rule bounds
+/// them: the connection ends (GOAWAY ENHANCE_YOUR_CALM; nginx says NO_ERROR) once an eighth of
+/// all bytes received exceeds the content (header blocks of requests taken, DATA for live
+/// streams) plus 1 MiB. Unlike nginx, response DATA we send counts as content too, so the
+/// WINDOW_UPDATEs of a long download over one connection never add up to a flood.
+const FLOOD_RATIO: u64 = 8;
+const FLOOD_ALLOWANCE: u64 = 1 << 20;
 /// What a keep-alive PING carries, to tell its ACK from the client's own PINGs' echoes.
 const KEEPALIVE_PING: [u8; 8] = *b"sluice-k";
 /// What the PING after a graceful shutdown's first GOAWAY carries: its ACK says the client has
@@ -148,6 +158,10 @@ pub struct State {
     /// DATA, HEADERS or CONTINUATION frames in a row that carried nothing and did not end
     /// their stream.
     empty_frames: usize,
+    /// Bytes of frames received, and bytes of content: request heads and bodies received,
+    /// response bodies sent (see `FLOOD_RATIO`).
+    received_bytes: u64,
+    content_bytes: u64,
     local_error_resets: usize,
     /// GOAWAY sent (graceful) or received: no new stream is taken. With our GOAWAY, the last
     /// stream id it named.
@@ -217,6 +231,8 @@ impl State {
             streams_closed: 0,
             premature_resets: 0,
             empty_frames: 0,
+            received_bytes: 0,
+            content_bytes: 0,
             local_error_resets: 0,
             going_away: None,
             shutdown_noticed: false,
@@ -276,10 +292,15 @@ impl State {
                     return Err(ConnectionOver);
                 }
             };
+            self.received_bytes += frame::HEAD_LEN as u64 + u64::from(head.len);
             if let Verdict::Fail(reason) = self.frame(head, payload) {
                 self.fail(reason);
                 return Err(ConnectionOver);
             }
+        }
+        if self.received_bytes / FLOOD_RATIO > self.content_bytes + FLOOD_ALLOWANCE {
+            self.fail(Reason::ENHANCE_YOUR_CALM);
+            return Err(ConnectionOver);
         }
         Ok(())
     }
@@ -734,6 +755,7 @@ impl State {
         if stream.error.is_some() || stream.send_end {
             return Poll::Ready(false);
         }
+        let before = data.len();
         let queued = DataOut {
             write: &mut self.write,
             stream_window: &mut stream.send_window,
@@ -743,6 +765,8 @@ impl State {
             waker: &mut stream.send_waker,
         }
         .queue(cx, id, data, end);
+        // Response content counts too: a long download's WINDOW_UPDATEs are not a flood.
+        self.content_bytes += (before - data.len()) as u64;
         if queued.all && end {
             stream.send_end = true;
             self.after_send_end(id);
@@ -830,6 +854,7 @@ impl State {
             self.release_connection(len);
             return Verdict::Go;
         }
+        self.content_bytes += u64::from(head.len);
         let unread = match stream.inbound.receive(len, payload, end, stream.body_held) {
             Ok(unread) => unread,
             Err(bad) => {
@@ -850,6 +875,7 @@ impl State {
     }
 
     fn header_block(&mut self, id: u32, block: Bytes, end_stream: bool) -> Verdict {
+        let block_len = block.len() as u64;
         // Decoded whatever becomes of it: the dynamic table must follow the client's.
         let mut fields = Fields::default();
         let limit = self.config.max_header_list;
@@ -919,6 +945,7 @@ impl State {
             stream.body_held = !end_stream;
             stream.inbound.remaining = content_length;
         }
+        self.content_bytes += block_len;
         self.accepted.push(NewRequest {
             id,
             request,

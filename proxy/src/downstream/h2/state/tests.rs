@@ -833,3 +833,73 @@ fn a_request_in_the_read_that_fails_the_connection_is_never_started() {
     assert!(state.is_idle(), "nothing holds the stream");
     assert!(state.finished());
 }
+
+/// How many more PINGs (17 bytes each) a connection takes, having received `received` bytes of
+/// frames of which `content` were content, before nginx's rule ends it.
+fn pings_allowed(received: u64, content: u64) -> u64 {
+    let ping = (frame::HEAD_LEN + 8) as u64;
+    let limit = (content + FLOOD_ALLOWANCE) * FLOOD_RATIO + FLOOD_RATIO; // the first total over it
+    (limit - received).div_ceil(ping) - 1
+}
+
+/// Feeds `n` PINGs, 10,000 to a read, dropping the ACKs as a reading client would take them.
+fn feed_pings(state: &mut State, n: u64) -> Result<(), ConnectionOver> {
+    let batch = ping(b"flooding", false).repeat(10_000);
+    let mut left = n;
+    while left > 0 {
+        let count = left.min(10_000);
+        let len = count as usize * (frame::HEAD_LEN + 8);
+        state.feed(BytesMut::from(&batch[..len]))?;
+        state.write.clear();
+        left -= count;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_control_frame_flood_from_a_client_that_reads_ends_the_connection_by_nginxs_rule() {
+    let mut state = connected();
+    // The preface's SETTINGS (9 bytes) is all it received; none of it content.
+    let allowed = pings_allowed(frame::HEAD_LEN as u64, 0);
+    assert!(allowed > 490_000, "{allowed}: about 8 MiB of PINGs");
+    feed_pings(&mut state, allowed).expect("within the allowance");
+    assert!(
+        state.feed(ping(b"flooding", false)).is_err(),
+        "one PING more is a flood"
+    );
+    assert_eq!(
+        goaway(&state.take_written()),
+        Some(Reason::ENHANCE_YOUR_CALM)
+    );
+}
+
+#[test]
+fn request_and_response_content_raise_the_control_frame_allowance() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut state = connected();
+    let head = headers_frame(1, &post("60000"), false);
+    let block = (head.len() - frame::HEAD_LEN) as u64;
+    let mut received = (frame::HEAD_LEN + head.len()) as u64;
+    state.feed(head).expect("fine");
+    assert_eq!(state.take_accepted().len(), 1);
+    let body = vec![b'x'; 60_000];
+    let mut data = BytesMut::new();
+    for (i, chunk) in body.chunks(frame::DEFAULT_MAX_FRAME as usize).enumerate() {
+        frame::put_data(&mut data, 1, chunk, (i + 1) * 16_384 >= body.len());
+        received += (frame::HEAD_LEN + chunk.len()) as u64;
+    }
+    state.feed(data).expect("the request body");
+    assert!(state.send_head(1, StatusCode::OK, &HeaderMap::new(), false));
+    let mut response = Bytes::from(vec![b'y'; 50_000]);
+    assert_eq!(
+        state.poll_send_data(&mut cx, 1, &mut response, false),
+        Poll::Ready(true)
+    );
+    state.write.clear();
+    let allowed = pings_allowed(received, block + 60_000 + 50_000);
+    // 110 KB of content allow 8 × 110 KB more bytes of frames, less the 60 KB they came in:
+    // about 48,000 PINGs more than a connection with no content.
+    assert!(allowed > pings_allowed(frame::HEAD_LEN as u64, 0) + 45_000);
+    feed_pings(&mut state, allowed).expect("within the allowance");
+    assert!(state.feed(ping(b"flooding", false)).is_err());
+}
