@@ -10,7 +10,7 @@ use super::common::{
     append_regular_field, is_connection_specific, set_waker, shift_send_windows, wake, BadData,
     DataOut, Inbound, RecvWindow, StreamMap,
 };
-use super::frame::{self, Head, PartialBlock};
+use super::frame::{self, Broken, Head, Received, Receiver};
 use super::hpack;
 use super::StreamError;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -115,10 +115,7 @@ pub struct State {
     /// The server changed SETTINGS_HEADER_TABLE_SIZE: our next header block starts with a
     /// size update (to 0: we never index, RFC 7541 §4.2).
     table_size_update: bool,
-    /// A header block still expecting CONTINUATION frames.
-    continuation: Option<PartialBlock>,
-    /// The server's preface (a SETTINGS frame, RFC 9113 §3.4) has come.
-    got_preface: bool,
+    receiver: Receiver,
     local_error_resets: usize,
     /// Why the connection takes no new streams (GOAWAY received or sent, or it failed).
     refusing: Option<StreamError>,
@@ -190,8 +187,7 @@ impl State {
             called: 0,
             decoder: hpack::Decoder::new(HEADER_TABLE),
             table_size_update: false,
-            continuation: None,
-            got_preface: false,
+            receiver: Receiver::new(MAX_HEADER_BLOCK),
             local_error_resets: 0,
             refusing: None,
             failed: None,
@@ -646,138 +642,62 @@ impl State {
     }
 
     /// Applies one frame from the server.
-    fn frame(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if !self.got_preface {
-            if head.kind != frame::SETTINGS || head.has(frame::ACK) {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR, "server preface is not SETTINGS");
+    fn frame(&mut self, head: Head, payload: Bytes) -> Verdict {
+        let received = match self.receiver.take(head, payload) {
+            Ok(received) => received,
+            Err(Broken::Connection(bad)) => return Verdict::Fail(bad.reason, bad.what),
+            Err(Broken::Stream(id, bad)) => {
+                return self.fail_stream_locally(id, bad.reason, bad.what)
             }
-            self.got_preface = true;
-        }
-        if let Some(partial) = &mut self.continuation {
-            match partial.add(&head, &payload) {
-                Err(bad) => return Verdict::Fail(bad.reason(), bad.what()),
-                Ok(false) => return Verdict::Go,
-                Ok(true) => {}
-            }
-            let Some(partial) = self.continuation.take() else {
-                return Verdict::Go;
-            };
-            let (stream, block, end_stream) = partial.finish();
-            return self.header_block(stream, block, end_stream);
-        }
-        match head.kind {
-            frame::DATA => self.data(head, payload),
-            frame::HEADERS => {
-                if head.stream == 0 || head.stream.is_multiple_of(2) {
-                    return Verdict::Fail(
-                        Reason::PROTOCOL_ERROR,
-                        "HEADERS on a stream we did not open",
-                    );
-                }
-                if frame::unpad(&head, &mut payload).is_none() {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
-                }
-                if head.has(frame::PRIORITY_FLAG) {
-                    if payload.len() < 5 {
-                        return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "short HEADERS");
-                    }
-                    payload.advance(5);
-                }
-                let end_stream = head.has(frame::END_STREAM);
-                if head.has(frame::END_HEADERS) {
-                    self.header_block(head.stream, payload, end_stream)
-                } else {
-                    match PartialBlock::start(head.stream, end_stream, &payload, MAX_HEADER_BLOCK) {
-                        Ok(partial) => {
-                            self.continuation = Some(partial);
-                            Verdict::Go
-                        }
-                        Err(bad) => Verdict::Fail(bad.reason(), bad.what()),
-                    }
-                }
-            }
-            frame::PRIORITY => {
-                if head.stream == 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0");
-                }
-                if payload.len() != 5 {
-                    return self.fail_stream_locally(
-                        head.stream,
-                        Reason::FRAME_SIZE_ERROR,
-                        "bad PRIORITY",
-                    );
-                }
-                Verdict::Go
-            }
-            frame::RST_STREAM => {
-                if head.stream == 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0");
-                }
-                if payload.len() != 4 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad RST_STREAM");
-                }
-                // Even ids would be the server's own streams, which it may not open (no push).
-                if head.stream >= self.next_id || head.stream.is_multiple_of(2) {
+        };
+        match received {
+            Received::Data {
+                stream,
+                len,
+                data,
+                end_stream,
+            } => self.data(stream, len, data, end_stream),
+            // The response's header values stay slices of the read buffer: a response is
+            // passed on as soon as it comes, where a request may wait in the activator.
+            Received::Headers {
+                stream,
+                block,
+                end_stream,
+                ..
+            } => self.header_block(stream, block, end_stream),
+            Received::RstStream { stream, reason } => {
+                if stream >= self.next_id {
                     return Verdict::Fail(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream");
                 }
-                let reason = Reason::from(payload.get_u32());
-                self.close_stream(head.stream, StreamError::Reset(reason));
+                self.close_stream(stream, StreamError::Reset(reason));
                 Verdict::Go
             }
-            frame::SETTINGS => self.settings(head, payload),
-            frame::PUSH_PROMISE => {
-                Verdict::Fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE with push disabled")
-            }
-            frame::PING => {
-                if head.stream != 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "PING on a stream");
-                }
-                if payload.len() != 8 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad PING");
-                }
-                if !head.has(frame::ACK) {
+            Received::Settings(settings) => self.settings(settings),
+            Received::Ping { ack, payload } => {
+                if !ack {
                     frame::put_ping_ack(&mut self.write, &payload);
                 }
                 Verdict::Go
             }
-            frame::GOAWAY => {
-                if head.stream != 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR, "GOAWAY on a stream");
-                }
-                if payload.len() < 8 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR, "bad GOAWAY");
-                }
-                let last = payload.get_u32() & 0x7fff_ffff;
-                let reason = Reason::from(payload.get_u32());
+            Received::GoAway { last, reason } => {
                 self.goaway(last, reason);
                 Verdict::Go
             }
-            frame::WINDOW_UPDATE => self.window_update(head, payload),
-            frame::CONTINUATION => {
-                Verdict::Fail(Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS")
-            }
-            // Unknown frame types are ignored (RFC 9113 §4.1).
-            _ => Verdict::Go,
+            Received::WindowUpdate { stream, increment } => self.window_update(stream, increment),
+            Received::Nothing => Verdict::Go,
         }
     }
 
-    fn data(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        let id = head.stream;
-        if id == 0 || id.is_multiple_of(2) || id >= self.next_id {
+    fn data(&mut self, id: u32, len: i64, data: Bytes, end: bool) -> Verdict {
+        if id >= self.next_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "DATA on a stream we did not open");
         }
-        // The whole frame counts against the windows, padding included.
-        let len = i64::from(head.len);
         if !self.recv_window.receive(len) {
             return Verdict::Fail(
                 Reason::FLOW_CONTROL_ERROR,
                 "DATA past the connection window",
             );
         }
-        if frame::unpad(&head, &mut payload).is_none() {
-            return Verdict::Fail(Reason::PROTOCOL_ERROR, "bad padding");
-        }
-        let end = head.has(frame::END_STREAM);
         let Some(stream) = self.streams.get_mut(&id) else {
             // A stream we already closed: its data goes nowhere.
             self.release_connection(len);
@@ -788,7 +708,7 @@ impl State {
             return Verdict::Go;
         }
         let received = if stream.got_head {
-            stream.inbound.receive(len, payload, end, stream.recv_held)
+            stream.inbound.receive(len, data, end, stream.recv_held)
         } else {
             Err(BadData::BeforeHead)
         };
@@ -918,12 +838,7 @@ impl State {
         Verdict::Go
     }
 
-    fn settings(&mut self, head: Head, payload: Bytes) -> Verdict {
-        let settings = match frame::settings(&head, &payload) {
-            Ok(Some(settings)) => settings,
-            Ok(None) => return Verdict::Go,
-            Err(bad) => return Verdict::Fail(bad.reason, bad.what),
-        };
+    fn settings(&mut self, settings: frame::Settings) -> Verdict {
         for (id, value) in settings {
             match id {
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.table_size_update = true,
@@ -951,12 +866,8 @@ impl State {
         Verdict::Go
     }
 
-    fn window_update(&mut self, head: Head, payload: Bytes) -> Verdict {
-        let increment = match frame::window_increment(&payload) {
-            Ok(increment) => increment,
-            Err(bad) => return Verdict::Fail(bad.reason, bad.what),
-        };
-        if head.stream == 0 {
+    fn window_update(&mut self, id: u32, increment: i64) -> Verdict {
+        if id == 0 {
             if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
                 return Verdict::Fail(bad.reason, bad.what);
             }
@@ -965,17 +876,17 @@ impl State {
             }
             return Verdict::Go;
         }
-        if head.stream >= self.next_id || head.stream.is_multiple_of(2) {
+        if id >= self.next_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
         }
-        let Some(stream) = self.streams.get_mut(&head.stream) else {
+        let Some(stream) = self.streams.get_mut(&id) else {
             return Verdict::Go;
         };
         if stream.error.is_some() {
             return Verdict::Go;
         }
         if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
-            return self.fail_stream_locally(head.stream, bad.reason, bad.what);
+            return self.fail_stream_locally(id, bad.reason, bad.what);
         }
         wake(&mut stream.send_waker);
         Verdict::Go

@@ -1,6 +1,8 @@
 //! HTTP/2 frames (RFC 9113 §4, §6) as our client and server read and write them: the 9-byte
 //! frame head, the fixed-layout frames they send, and the checks of what they receive that
-//! do not depend on the role (frame sizes, SETTINGS, WINDOW_UPDATE, CONTINUATION).
+//! do not depend on the role ([`Receiver`]: the first SETTINGS, frame sizes and fields,
+//! padding, priority, header blocks with their CONTINUATIONs; then SETTINGS values and
+//! window arithmetic). What depends on the streams each side has is left to the side.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
@@ -80,6 +82,7 @@ pub fn set_len(dst: &mut BytesMut, at: usize, len: usize) {
 
 /// The payload with its padding removed (§6.1, §6.2), or `None` when the pad length does not
 /// fit the frame (a connection error).
+#[inline]
 pub fn unpad(head: &Head, payload: &mut bytes::Bytes) -> Option<()> {
     if !head.has(PADDED) {
         return Some(());
@@ -268,7 +271,7 @@ const fn bad(reason: Reason, what: &'static str) -> BadFrame {
 }
 
 /// The entries of a SETTINGS frame, checked as RFC 9113 §6.5 says; `None` for an ACK.
-pub fn settings<'a>(head: &Head, payload: &'a [u8]) -> Result<Option<Settings<'a>>, BadFrame> {
+pub fn settings(head: &Head, payload: Bytes) -> Result<Option<Settings>, BadFrame> {
     if head.stream != 0 {
         return Err(bad(Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
     }
@@ -281,7 +284,9 @@ pub fn settings<'a>(head: &Head, payload: &'a [u8]) -> Result<Option<Settings<'a
     if !payload.len().is_multiple_of(6) {
         return Err(bad(Reason::FRAME_SIZE_ERROR, "bad SETTINGS length"));
     }
-    for (id, value) in (Settings { rest: payload }) {
+    for (id, value) in (Settings {
+        rest: payload.clone(),
+    }) {
         match id {
             SETTINGS_ENABLE_PUSH if value > 1 => {
                 return Err(bad(Reason::PROTOCOL_ERROR, "bad ENABLE_PUSH"));
@@ -299,20 +304,19 @@ pub fn settings<'a>(head: &Head, payload: &'a [u8]) -> Result<Option<Settings<'a
 }
 
 /// A SETTINGS frame's entries, in order: (identifier, value).
-pub struct Settings<'a> {
-    rest: &'a [u8],
+#[derive(Debug)]
+pub struct Settings {
+    rest: Bytes,
 }
 
-impl Iterator for Settings<'_> {
+impl Iterator for Settings {
     type Item = (u16, u32);
 
     fn next(&mut self) -> Option<(u16, u32)> {
-        let (entry, rest) = self.rest.split_first_chunk::<6>()?;
-        self.rest = rest;
-        Some((
-            u16::from_be_bytes([entry[0], entry[1]]),
-            u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
-        ))
+        if self.rest.len() < 6 {
+            return None;
+        }
+        Some((self.rest.get_u16(), self.rest.get_u32()))
     }
 }
 
@@ -356,4 +360,244 @@ pub fn grow_window(window: &mut i64, increment: i64) -> Result<(), BadFrame> {
     }
     *window += increment;
     Ok(())
+}
+
+/// A frame as received, checked as far as RFC 9113 allows without knowing the connection's
+/// streams. Stream ids are never 0 where a stream is meant, and always odd: both sides' streams
+/// are the client's (neither side pushes).
+#[derive(Debug)]
+pub enum Received {
+    /// `len`: the whole payload, padding included, which flow control counts (§6.9.1).
+    Data {
+        stream: u32,
+        len: i64,
+        data: Bytes,
+        end_stream: bool,
+    },
+    /// A whole header block. `in_read_buffer`: it came in one frame, so it is a slice of the
+    /// read buffer, and holding it holds all of that buffer.
+    Headers {
+        stream: u32,
+        block: Bytes,
+        end_stream: bool,
+        in_read_buffer: bool,
+    },
+    RstStream {
+        stream: u32,
+        reason: Reason,
+    },
+    Settings(Settings),
+    Ping {
+        ack: bool,
+        payload: [u8; 8],
+    },
+    GoAway {
+        last: u32,
+        reason: Reason,
+    },
+    /// `stream` 0: the connection's window.
+    WindowUpdate {
+        stream: u32,
+        increment: i64,
+    },
+    /// Nothing for the connection to do: a SETTINGS ACK, a PRIORITY (advisory, and deprecated
+    /// by RFC 9113 §5.3.2), a frame of an unknown type (§4.1), a CONTINUATION of a block not
+    /// yet ended.
+    Nothing,
+}
+
+/// A received frame that breaks the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// A connection error: GOAWAY, and the end.
+    Connection(BadFrame),
+    /// A stream error (§5.4.2): RST_STREAM for this stream, and the connection goes on.
+    Stream(u32, BadFrame),
+}
+
+fn broken(reason: Reason, what: &'static str) -> Broken {
+    Broken::Connection(bad(reason, what))
+}
+
+/// What both sides check of the frames they receive, in order: SETTINGS first (§3.4), and
+/// nothing but a header block's CONTINUATIONs until it ends (§6.10).
+pub struct Receiver {
+    got_settings: bool,
+    continuation: Option<PartialBlock>,
+    max_block: usize,
+}
+
+impl Receiver {
+    /// Header blocks larger than `max_block` bytes end the connection.
+    pub fn new(max_block: usize) -> Receiver {
+        Receiver {
+            got_settings: false,
+            continuation: None,
+            max_block,
+        }
+    }
+
+    /// Checks the next frame. Inlined: each side matches on the result at once, so the
+    /// `Received` is never built in memory (about 50 instructions a frame otherwise).
+    #[inline(always)]
+    pub fn take(&mut self, head: Head, mut payload: Bytes) -> Result<Received, Broken> {
+        if !self.got_settings {
+            if head.kind != SETTINGS || head.has(ACK) {
+                return Err(broken(
+                    Reason::PROTOCOL_ERROR,
+                    "first frame is not SETTINGS",
+                ));
+            }
+            self.got_settings = true;
+        }
+        if let Some(partial) = &mut self.continuation {
+            let bad_block = |bad: BadBlock| broken(bad.reason(), bad.what());
+            if !partial.add(&head, &payload).map_err(bad_block)? {
+                return Ok(Received::Nothing);
+            }
+            let Some(partial) = self.continuation.take() else {
+                return Ok(Received::Nothing);
+            };
+            let (stream, block, end_stream) = partial.finish();
+            return Ok(Received::Headers {
+                stream,
+                block,
+                end_stream,
+                in_read_buffer: false,
+            });
+        }
+        let stream = head.stream;
+        match head.kind {
+            DATA => {
+                if stream == 0 || stream.is_multiple_of(2) {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "DATA on an idle stream"));
+                }
+                let len = i64::from(head.len);
+                if unpad(&head, &mut payload).is_none() {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "bad padding"));
+                }
+                Ok(Received::Data {
+                    stream,
+                    len,
+                    data: payload,
+                    end_stream: head.has(END_STREAM),
+                })
+            }
+            HEADERS => {
+                if stream == 0 || stream.is_multiple_of(2) {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "HEADERS on an even stream"));
+                }
+                if unpad(&head, &mut payload).is_none() {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "bad padding"));
+                }
+                if head.has(PRIORITY_FLAG) {
+                    if payload.len() < 5 {
+                        return Err(broken(Reason::FRAME_SIZE_ERROR, "short HEADERS"));
+                    }
+                    let dependency = payload.get_u32() & 0x7fff_ffff;
+                    payload.advance(1);
+                    if dependency == stream {
+                        return Err(self_dependency(stream));
+                    }
+                }
+                let end_stream = head.has(END_STREAM);
+                if head.has(END_HEADERS) {
+                    return Ok(Received::Headers {
+                        stream,
+                        block: payload,
+                        end_stream,
+                        in_read_buffer: true,
+                    });
+                }
+                let partial = PartialBlock::start(stream, end_stream, &payload, self.max_block)
+                    .map_err(|bad| broken(bad.reason(), bad.what()))?;
+                self.continuation = Some(partial);
+                Ok(Received::Nothing)
+            }
+            PRIORITY => {
+                if stream == 0 {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0"));
+                }
+                if payload.len() != 5 {
+                    return Err(Broken::Stream(
+                        stream,
+                        bad(Reason::FRAME_SIZE_ERROR, "bad PRIORITY"),
+                    ));
+                }
+                if payload.get_u32() & 0x7fff_ffff == stream {
+                    return Err(self_dependency(stream));
+                }
+                Ok(Received::Nothing)
+            }
+            RST_STREAM => {
+                if stream == 0 {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0"));
+                }
+                if payload.len() != 4 {
+                    return Err(broken(Reason::FRAME_SIZE_ERROR, "bad RST_STREAM"));
+                }
+                if stream.is_multiple_of(2) {
+                    return Err(broken(
+                        Reason::PROTOCOL_ERROR,
+                        "RST_STREAM on an idle stream",
+                    ));
+                }
+                let reason = Reason::from(payload.get_u32());
+                Ok(Received::RstStream { stream, reason })
+            }
+            SETTINGS => match settings(&head, payload) {
+                Ok(Some(settings)) => Ok(Received::Settings(settings)),
+                Ok(None) => Ok(Received::Nothing),
+                Err(bad) => Err(Broken::Connection(bad)),
+            },
+            // Our SETTINGS turn push off, and a client may not push at all (§8.4).
+            PUSH_PROMISE => Err(broken(Reason::PROTOCOL_ERROR, "PUSH_PROMISE")),
+            PING => {
+                if stream != 0 {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "PING on a stream"));
+                }
+                let Ok(ping) = <[u8; 8]>::try_from(&payload[..]) else {
+                    return Err(broken(Reason::FRAME_SIZE_ERROR, "bad PING"));
+                };
+                Ok(Received::Ping {
+                    ack: head.has(ACK),
+                    payload: ping,
+                })
+            }
+            GOAWAY => {
+                if stream != 0 {
+                    return Err(broken(Reason::PROTOCOL_ERROR, "GOAWAY on a stream"));
+                }
+                if payload.len() < 8 {
+                    return Err(broken(Reason::FRAME_SIZE_ERROR, "bad GOAWAY"));
+                }
+                let last = payload.get_u32() & 0x7fff_ffff;
+                let reason = Reason::from(payload.get_u32());
+                Ok(Received::GoAway { last, reason })
+            }
+            WINDOW_UPDATE => {
+                let increment = window_increment(&payload).map_err(Broken::Connection)?;
+                if stream != 0 && stream.is_multiple_of(2) {
+                    return Err(broken(
+                        Reason::PROTOCOL_ERROR,
+                        "WINDOW_UPDATE on an idle stream",
+                    ));
+                }
+                Ok(Received::WindowUpdate { stream, increment })
+            }
+            CONTINUATION => Err(broken(
+                Reason::PROTOCOL_ERROR,
+                "CONTINUATION without HEADERS",
+            )),
+            _ => Ok(Received::Nothing),
+        }
+    }
+}
+
+/// A stream may not depend on itself (§5.3.1).
+fn self_dependency(stream: u32) -> Broken {
+    Broken::Stream(
+        stream,
+        bad(Reason::PROTOCOL_ERROR, "stream depends on itself"),
+    )
 }

@@ -862,6 +862,26 @@ async fn unknown_frame_types_are_ignored() {
     assert_eq!(response.status(), 200);
 }
 
+/// RFC 9113 §5.3.1: a response HEADERS whose priority makes its stream depend on itself is a
+/// stream error.
+#[tokio::test]
+async fn a_response_on_a_stream_that_depends_on_itself_resets_it() {
+    let (_sender, exchange, mut server) = raw_exchange().await;
+    let fields = block(&[(":status", "200")]);
+    let mut out = bytes::BytesMut::new();
+    let flags = frame::END_HEADERS | frame::END_STREAM | frame::PRIORITY_FLAG;
+    frame::put_head(&mut out, 5 + fields.len(), frame::HEADERS, flags, 1);
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.extend_from_slice(&[16]);
+    out.extend_from_slice(&fields);
+    server.write(&out).await;
+    let reset = server.until(frame::RST_STREAM).await;
+    assert_eq!(reset.head.stream, 1);
+    assert_eq!(reset_reason(&reset), Reason::PROTOCOL_ERROR);
+    let error = head_of(exchange).await.expect_err("no response");
+    assert!(error.contains("depends on itself"), "{error}");
+}
+
 #[tokio::test]
 async fn conflicting_content_lengths_reset_the_stream() {
     let (_sender, exchange, mut server) = raw_exchange().await;

@@ -18,7 +18,7 @@ use crate::h2c::common::{
     append_regular_field, set_waker, shift_send_windows, wake, DataOut, Inbound, RecvWindow,
     StreamMap,
 };
-use crate::h2c::frame::{self, Head, PartialBlock};
+use crate::h2c::frame::{self, Broken, Head, Received, Receiver};
 use crate::h2c::hpack;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
@@ -144,10 +144,9 @@ pub struct State {
     /// it runs (it writes what it queued before it sleeps).
     task: Option<Waker>,
     decoder: hpack::Decoder,
-    continuation: Option<PartialBlock>,
-    /// The 24-byte preface, then a SETTINGS frame, have come (RFC 9113 §3.4).
+    receiver: Receiver,
+    /// The 24-byte preface has come (RFC 9113 §3.4).
     got_magic: bool,
-    got_settings: bool,
     accepted: Vec<NewRequest>,
     /// When the frames being applied were read.
     now: Instant,
@@ -223,9 +222,8 @@ impl State {
             write: BytesMut::with_capacity(4096),
             task: None,
             decoder: hpack::Decoder::new(4096),
-            continuation: None,
+            receiver: Receiver::new(BOMB_FACTOR * config.max_header_list),
             got_magic: false,
-            got_settings: false,
             accepted: Vec::new(),
             now: Instant::now(),
             streams_closed: 0,
@@ -404,13 +402,7 @@ impl State {
         std::mem::take(&mut self.pong)
     }
 
-    fn frame(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        if !self.got_settings {
-            if head.kind != frame::SETTINGS || head.has(frame::ACK) {
-                return Verdict::Fail(Reason::PROTOCOL_ERROR);
-            }
-            self.got_settings = true;
-        }
+    fn frame(&mut self, head: Head, payload: Bytes) -> Verdict {
         if matches!(
             head.kind,
             frame::DATA | frame::HEADERS | frame::CONTINUATION
@@ -424,106 +416,52 @@ impl State {
                 self.empty_frames = 0;
             }
         }
-        if let Some(partial) = &mut self.continuation {
-            match partial.add(&head, &payload) {
-                Err(bad) => return Verdict::Fail(bad.reason()),
-                Ok(false) => return Verdict::Go,
-                Ok(true) => {}
-            }
-            let Some(partial) = self.continuation.take() else {
-                return Verdict::Go;
-            };
-            let (stream, block, end_stream) = partial.finish();
-            return self.header_block(stream, block, end_stream);
-        }
-        match head.kind {
-            frame::DATA => self.data(head, payload),
-            frame::HEADERS => {
-                if head.stream == 0 || head.stream.is_multiple_of(2) {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                if frame::unpad(&head, &mut payload).is_none() {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                if head.has(frame::PRIORITY_FLAG) {
-                    if payload.len() < 5 {
-                        return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-                    }
-                    // A stream may not depend on itself (§5.3.1).
-                    let dependency =
-                        u32::from_be_bytes([payload[0] & 0x7f, payload[1], payload[2], payload[3]]);
-                    payload.advance(5);
-                    if dependency == head.stream {
-                        return self.fail_stream_locally(head.stream, Reason::PROTOCOL_ERROR);
-                    }
-                }
-                let end_stream = head.has(frame::END_STREAM);
-                if head.has(frame::END_HEADERS) {
-                    // Copied out of the read buffer: the request's header values are slices
-                    // of the block, and a slice of the read buffer would pin all of it (16 KiB
-                    // or more) for as long as the request is held, say in the activator.
-                    let block = Bytes::copy_from_slice(&payload);
-                    self.header_block(head.stream, block, end_stream)
+        let received = match self.receiver.take(head, payload) {
+            Ok(received) => received,
+            Err(Broken::Connection(bad)) => return Verdict::Fail(bad.reason),
+            Err(Broken::Stream(id, bad)) => return self.fail_stream_locally(id, bad.reason),
+        };
+        match received {
+            Received::Data {
+                stream,
+                len,
+                data,
+                end_stream,
+            } => self.data(stream, len, data, end_stream),
+            Received::Headers {
+                stream,
+                block,
+                end_stream,
+                in_read_buffer,
+            } => {
+                // Copied out of the read buffer: the request's header values are slices of the
+                // block, and a slice of the read buffer would pin all of it (16 KiB or more)
+                // for as long as the request is held, say in the activator.
+                let block = if in_read_buffer {
+                    Bytes::copy_from_slice(&block)
                 } else {
-                    let max_len = BOMB_FACTOR * self.config.max_header_list;
-                    match PartialBlock::start(head.stream, end_stream, &payload, max_len) {
-                        Ok(partial) => {
-                            self.continuation = Some(partial);
-                            Verdict::Go
-                        }
-                        Err(bad) => Verdict::Fail(bad.reason()),
-                    }
-                }
+                    block
+                };
+                self.header_block(stream, block, end_stream)
             }
-            frame::PRIORITY => {
-                if head.stream == 0 {
+            Received::RstStream { stream, reason } => {
+                if stream > self.last_id {
                     return Verdict::Fail(Reason::PROTOCOL_ERROR);
                 }
-                if payload.len() != 5 {
-                    return self.fail_stream_locally(head.stream, Reason::FRAME_SIZE_ERROR);
-                }
-                Verdict::Go
+                self.client_reset(stream, reason)
             }
-            frame::RST_STREAM => {
-                if head.stream == 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                if payload.len() != 4 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-                }
-                if head.stream > self.last_id || head.stream.is_multiple_of(2) {
-                    // An idle stream (we open none: even ids are always idle).
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                let reason = Reason::from(payload.get_u32());
-                self.client_reset(head.stream, reason)
-            }
-            frame::SETTINGS => self.settings(head, payload),
-            // A client may not push (§8.4).
-            frame::PUSH_PROMISE => Verdict::Fail(Reason::PROTOCOL_ERROR),
-            frame::PING => {
-                if head.stream != 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                if payload.len() != 8 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-                }
-                if !head.has(frame::ACK) {
+            Received::Settings(settings) => self.settings(settings),
+            Received::Ping { ack, payload } => {
+                if !ack {
                     frame::put_ping_ack(&mut self.write, &payload);
-                } else if payload[..] == KEEPALIVE_PING {
+                } else if payload == KEEPALIVE_PING {
                     self.pong = true;
-                } else if payload[..] == DRAIN_PING && self.shutdown_noticed {
+                } else if payload == DRAIN_PING && self.shutdown_noticed {
                     self.finish_shutdown();
                 }
                 Verdict::Go
             }
-            frame::GOAWAY => {
-                if head.stream != 0 {
-                    return Verdict::Fail(Reason::PROTOCOL_ERROR);
-                }
-                if payload.len() < 8 {
-                    return Verdict::Fail(Reason::FRAME_SIZE_ERROR);
-                }
+            Received::GoAway { .. } => {
                 // The client opens no new stream; the ones it has are served. (We push none,
                 // so its last-stream id concerns nothing of ours.)
                 if self.going_away.is_none() {
@@ -531,10 +469,8 @@ impl State {
                 }
                 Verdict::Go
             }
-            frame::WINDOW_UPDATE => self.window_update(head, payload),
-            frame::CONTINUATION => Verdict::Fail(Reason::PROTOCOL_ERROR),
-            // Unknown frame types are ignored (§4.1).
-            _ => Verdict::Go,
+            Received::WindowUpdate { stream, increment } => self.window_update(stream, increment),
+            Received::Nothing => Verdict::Go,
         }
     }
 
@@ -831,20 +767,13 @@ impl State {
         }
     }
 
-    fn data(&mut self, head: Head, mut payload: Bytes) -> Verdict {
-        let id = head.stream;
-        if id == 0 || id.is_multiple_of(2) || id > self.last_id {
+    fn data(&mut self, id: u32, len: i64, data: Bytes, end: bool) -> Verdict {
+        if id > self.last_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR);
         }
-        // The whole frame counts against the windows, padding included.
-        let len = i64::from(head.len);
         if !self.recv_window.receive(len) {
             return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
         }
-        if frame::unpad(&head, &mut payload).is_none() {
-            return Verdict::Fail(Reason::PROTOCOL_ERROR);
-        }
-        let end = head.has(frame::END_STREAM);
         let Some(stream) = self.streams.get_mut(&id) else {
             // A stream already closed (or refused): its data goes nowhere.
             self.release_connection(len);
@@ -854,8 +783,8 @@ impl State {
             self.release_connection(len);
             return Verdict::Go;
         }
-        self.content_bytes += u64::from(head.len);
-        let unread = match stream.inbound.receive(len, payload, end, stream.body_held) {
+        self.content_bytes += len as u64;
+        let unread = match stream.inbound.receive(len, data, end, stream.body_held) {
             Ok(unread) => unread,
             Err(bad) => {
                 self.release_connection(len);
@@ -983,12 +912,7 @@ impl State {
         Verdict::Go
     }
 
-    fn settings(&mut self, head: Head, payload: Bytes) -> Verdict {
-        let settings = match frame::settings(&head, &payload) {
-            Ok(Some(settings)) => settings,
-            Ok(None) => return Verdict::Go,
-            Err(bad) => return Verdict::Fail(bad.reason),
-        };
+    fn settings(&mut self, settings: frame::Settings) -> Verdict {
         for (id, value) in settings {
             match id {
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
@@ -1012,12 +936,8 @@ impl State {
         Verdict::Go
     }
 
-    fn window_update(&mut self, head: Head, payload: Bytes) -> Verdict {
-        let increment = match frame::window_increment(&payload) {
-            Ok(increment) => increment,
-            Err(bad) => return Verdict::Fail(bad.reason),
-        };
-        if head.stream == 0 {
+    fn window_update(&mut self, id: u32, increment: i64) -> Verdict {
+        if id == 0 {
             if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
                 return Verdict::Fail(bad.reason);
             }
@@ -1026,17 +946,17 @@ impl State {
             }
             return Verdict::Go;
         }
-        if head.stream > self.last_id || head.stream.is_multiple_of(2) {
+        if id > self.last_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR);
         }
-        let Some(stream) = self.streams.get_mut(&head.stream) else {
+        let Some(stream) = self.streams.get_mut(&id) else {
             return Verdict::Go;
         };
         if stream.error.is_some() {
             return Verdict::Go;
         }
         if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
-            return self.fail_stream_locally(head.stream, bad.reason);
+            return self.fail_stream_locally(id, bad.reason);
         }
         wake(&mut stream.send_waker);
         Verdict::Go

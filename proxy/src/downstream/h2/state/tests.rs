@@ -242,6 +242,37 @@ fn malformed_request_heads_are_reset_and_never_started() {
     }
 }
 
+/// RFC 9113 §5.3.1: a stream error, whether the dependency comes in HEADERS or in PRIORITY;
+/// the connection goes on.
+#[test]
+fn a_stream_that_depends_on_itself_is_reset() {
+    let mut state = connected();
+    let fields = block(GET);
+    let mut input = BytesMut::new();
+    let flags = frame::END_HEADERS | frame::END_STREAM | frame::PRIORITY_FLAG;
+    frame::put_head(&mut input, 5 + fields.len(), frame::HEADERS, flags, 1);
+    input.put_u32(1);
+    input.put_u8(16);
+    input.extend_from_slice(&fields);
+    frame::put_head(&mut input, 5, frame::PRIORITY, 0, 3);
+    input.put_u32(3);
+    input.put_u8(16);
+    // Depending on another stream is fine.
+    frame::put_head(&mut input, 5, frame::PRIORITY, 0, 5);
+    input.put_u32(1);
+    input.put_u8(16);
+    input.extend_from_slice(&headers_frame(7, GET, true));
+    state.feed(input).expect("stream errors only");
+    let written = state.take_written();
+    assert_eq!(
+        resets(&written),
+        vec![(1, Reason::PROTOCOL_ERROR), (3, Reason::PROTOCOL_ERROR)]
+    );
+    assert_eq!(goaway(&written), None);
+    let accepted = state.take_accepted();
+    assert_eq!(accepted.len(), 1, "only stream 7 is a request");
+}
+
 #[test]
 fn streams_past_the_limit_are_refused() {
     let mut state = connected();
