@@ -1,9 +1,9 @@
 //! What our HTTP/2 client (`h2c/connection.rs`) and server (`downstream/h2/state.rs`) both
 //! keep: the stream map's hasher, waker slots, the rule for HTTP/1 connection headers, receive
 //! windows, a stream's receiving half (the DATA its reader has yet to take), DATA queued within
-//! the send windows, and send windows moved by SETTINGS.
+//! the send windows, and send windows moved by SETTINGS and WINDOW_UPDATE.
 
-use super::frame;
+use super::frame::{self, Broken};
 use bytes::{Bytes, BytesMut};
 use h2::Reason;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -344,14 +344,20 @@ impl DataOut<'_> {
     }
 }
 
+/// A stream's sending half, as WINDOW_UPDATE and SETTINGS move it.
+pub trait Sending {
+    /// Its send window, and the waker of whoever waits for window.
+    fn send_half(&mut self) -> (&mut i64, &mut Option<Waker>);
+    /// Reset or failed: a WINDOW_UPDATE for it is ignored (RFC 9113 §6.9).
+    fn failed(&self) -> bool;
+}
+
 /// Moves every stream's send window by the change in the peer's SETTINGS_INITIAL_WINDOW_SIZE
 /// (RFC 9113 §6.9.2), waking the senders whose window grew. `false`: one would pass 2^31 - 1
 /// (a connection error).
-pub fn shift_send_windows<'a>(
-    streams: impl Iterator<Item = (&'a mut i64, &'a mut Option<Waker>)>,
-    delta: i64,
-) -> bool {
-    for (window, waker) in streams {
+pub fn shift_send_windows<S: Sending>(streams: &mut StreamMap<S>, delta: i64) -> bool {
+    for stream in streams.values_mut() {
+        let (window, waker) = stream.send_half();
         *window += delta;
         if *window > frame::MAX_WINDOW {
             return false;
@@ -361,4 +367,29 @@ pub fn shift_send_windows<'a>(
         }
     }
     true
+}
+
+/// Applies a WINDOW_UPDATE to the connection's send window (`id` 0) or to a stream's, waking
+/// who waits for it. The caller has checked that stream `id` is not idle; one already closed
+/// is ignored.
+pub fn window_update<S: Sending>(
+    connection: &mut i64,
+    streams: &mut StreamMap<S>,
+    id: u32,
+    increment: i64,
+) -> Result<(), Broken> {
+    if id == 0 {
+        frame::grow_window(connection, increment).map_err(Broken::Connection)?;
+        for stream in streams.values_mut() {
+            wake(stream.send_half().1);
+        }
+        return Ok(());
+    }
+    let Some(stream) = streams.get_mut(&id).filter(|s| !s.failed()) else {
+        return Ok(());
+    };
+    let (window, waker) = stream.send_half();
+    frame::grow_window(window, increment).map_err(|bad| Broken::Stream(id, bad))?;
+    wake(waker);
+    Ok(())
 }

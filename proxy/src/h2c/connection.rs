@@ -7,8 +7,8 @@
 //! requests of one thread (`upstream.rs`).
 
 use super::common::{
-    append_regular_field, is_connection_specific, set_waker, shift_send_windows, wake, BadData,
-    DataOut, Inbound, RecvWindow, StreamMap,
+    self, append_regular_field, is_connection_specific, set_waker, shift_send_windows, wake,
+    BadData, DataOut, Inbound, RecvWindow, Sending, StreamMap,
 };
 use super::frame::{self, Broken, Head, Received, Receiver};
 use super::hpack;
@@ -142,6 +142,16 @@ struct Stream {
     send_waker: Option<Waker>,
     send_held: bool,
     recv_held: bool,
+}
+
+impl Sending for Stream {
+    fn send_half(&mut self) -> (&mut i64, &mut Option<Waker>) {
+        (&mut self.send_window, &mut self.send_waker)
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
 }
 
 impl Stream {
@@ -641,14 +651,19 @@ impl State {
         }
     }
 
+    /// What a frame that breaks the protocol does: GOAWAY, or RST_STREAM for its stream.
+    fn broken(&mut self, broken: Broken) -> Verdict {
+        match broken {
+            Broken::Connection(bad) => Verdict::Fail(bad.reason, bad.what),
+            Broken::Stream(id, bad) => self.fail_stream_locally(id, bad.reason, bad.what),
+        }
+    }
+
     /// Applies one frame from the server.
     fn frame(&mut self, head: Head, payload: Bytes) -> Verdict {
         let received = match self.receiver.take(head, payload) {
             Ok(received) => received,
-            Err(Broken::Connection(bad)) => return Verdict::Fail(bad.reason, bad.what),
-            Err(Broken::Stream(id, bad)) => {
-                return self.fail_stream_locally(id, bad.reason, bad.what)
-            }
+            Err(broken) => return self.broken(broken),
         };
         match received {
             Received::Data {
@@ -849,11 +864,7 @@ impl State {
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     let delta = i64::from(value) - self.peer_initial_window;
                     self.peer_initial_window = i64::from(value);
-                    let windows = self
-                        .streams
-                        .values_mut()
-                        .map(|s| (&mut s.send_window, &mut s.send_waker));
-                    if !shift_send_windows(windows, delta) {
+                    if !shift_send_windows(&mut self.streams, delta) {
                         return Verdict::Fail(Reason::FLOW_CONTROL_ERROR, "stream window overflow");
                     }
                 }
@@ -867,29 +878,13 @@ impl State {
     }
 
     fn window_update(&mut self, id: u32, increment: i64) -> Verdict {
-        if id == 0 {
-            if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
-                return Verdict::Fail(bad.reason, bad.what);
-            }
-            for stream in self.streams.values_mut() {
-                wake(&mut stream.send_waker);
-            }
-            return Verdict::Go;
-        }
         if id >= self.next_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Verdict::Go;
-        };
-        if stream.error.is_some() {
-            return Verdict::Go;
+        match common::window_update(&mut self.send_window, &mut self.streams, id, increment) {
+            Ok(()) => Verdict::Go,
+            Err(broken) => self.broken(broken),
         }
-        if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
-            return self.fail_stream_locally(id, bad.reason, bad.what);
-        }
-        wake(&mut stream.send_waker);
-        Verdict::Go
     }
 
     fn goaway(&mut self, last: u32, reason: Reason) {

@@ -15,8 +15,8 @@
 //! the request's own task on the same thread.
 
 use crate::h2c::common::{
-    append_regular_field, set_waker, shift_send_windows, wake, DataOut, Inbound, RecvWindow,
-    StreamMap,
+    self, append_regular_field, set_waker, shift_send_windows, wake, DataOut, Inbound, RecvWindow,
+    Sending, StreamMap,
 };
 use crate::h2c::frame::{self, Broken, Head, Received, Receiver};
 use crate::h2c::hpack;
@@ -193,6 +193,16 @@ struct Stream {
     counted: bool,
     response_held: bool,
     body_held: bool,
+}
+
+impl Sending for Stream {
+    fn send_half(&mut self) -> (&mut i64, &mut Option<Waker>) {
+        (&mut self.send_window, &mut self.send_waker)
+    }
+
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
 }
 
 impl Stream {
@@ -402,6 +412,14 @@ impl State {
         std::mem::take(&mut self.pong)
     }
 
+    /// What a frame that breaks the protocol does: GOAWAY, or RST_STREAM for its stream.
+    fn broken(&mut self, broken: Broken) -> Verdict {
+        match broken {
+            Broken::Connection(bad) => Verdict::Fail(bad.reason),
+            Broken::Stream(id, bad) => self.fail_stream_locally(id, bad.reason),
+        }
+    }
+
     fn frame(&mut self, head: Head, payload: Bytes) -> Verdict {
         if matches!(
             head.kind,
@@ -418,8 +436,7 @@ impl State {
         }
         let received = match self.receiver.take(head, payload) {
             Ok(received) => received,
-            Err(Broken::Connection(bad)) => return Verdict::Fail(bad.reason),
-            Err(Broken::Stream(id, bad)) => return self.fail_stream_locally(id, bad.reason),
+            Err(broken) => return self.broken(broken),
         };
         match received {
             Received::Data {
@@ -918,11 +935,7 @@ impl State {
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     let delta = i64::from(value) - self.peer_initial_window;
                     self.peer_initial_window = i64::from(value);
-                    let windows = self
-                        .streams
-                        .values_mut()
-                        .map(|s| (&mut s.send_window, &mut s.send_waker));
-                    if !shift_send_windows(windows, delta) {
+                    if !shift_send_windows(&mut self.streams, delta) {
                         return Verdict::Fail(Reason::FLOW_CONTROL_ERROR);
                     }
                 }
@@ -937,29 +950,13 @@ impl State {
     }
 
     fn window_update(&mut self, id: u32, increment: i64) -> Verdict {
-        if id == 0 {
-            if let Err(bad) = frame::grow_window(&mut self.send_window, increment) {
-                return Verdict::Fail(bad.reason);
-            }
-            for stream in self.streams.values_mut() {
-                wake(&mut stream.send_waker);
-            }
-            return Verdict::Go;
-        }
         if id > self.last_id {
             return Verdict::Fail(Reason::PROTOCOL_ERROR);
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Verdict::Go;
-        };
-        if stream.error.is_some() {
-            return Verdict::Go;
+        match common::window_update(&mut self.send_window, &mut self.streams, id, increment) {
+            Ok(()) => Verdict::Go,
+            Err(broken) => self.broken(broken),
         }
-        if let Err(bad) = frame::grow_window(&mut stream.send_window, increment) {
-            return self.fail_stream_locally(id, bad.reason);
-        }
-        wake(&mut stream.send_waker);
-        Verdict::Go
     }
 }
 

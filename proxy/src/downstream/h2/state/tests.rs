@@ -273,6 +273,31 @@ fn a_stream_that_depends_on_itself_is_reset() {
     assert_eq!(accepted.len(), 1, "only stream 7 is a request");
 }
 
+/// RFC 9113 §6.9, §6.9.1: on a stream, an increment of 0 or one past 2^31 - 1 resets that
+/// stream only; on a stream already reset it is ignored; on an idle stream it ends the
+/// connection.
+#[test]
+fn window_update_errors_on_a_stream_reset_it_and_on_an_idle_one_end_the_connection() {
+    let mut state = connected();
+    let mut input = headers_frame(1, GET, true);
+    input.extend_from_slice(&headers_frame(3, GET, true));
+    frame::put_window_update(&mut input, 1, 0);
+    frame::put_window_update(&mut input, 3, 0x7fff_ffff);
+    frame::put_window_update(&mut input, 1, 1);
+    state.feed(input).expect("stream errors only");
+    assert_eq!(state.take_accepted().len(), 2);
+    let written = state.take_written();
+    assert_eq!(
+        resets(&written),
+        vec![(1, Reason::PROTOCOL_ERROR), (3, Reason::FLOW_CONTROL_ERROR)]
+    );
+    assert_eq!(goaway(&written), None);
+    let mut idle = BytesMut::new();
+    frame::put_window_update(&mut idle, 5, 1);
+    assert!(state.feed(idle).is_err());
+    assert_eq!(goaway(&state.take_written()), Some(Reason::PROTOCOL_ERROR));
+}
+
 #[test]
 fn streams_past_the_limit_are_refused() {
     let mut state = connected();
