@@ -103,7 +103,9 @@ def machine_lines(root):
         pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+    # The run's own outputs (this report, its plots, the detail reports) do not count.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                            ":(exclude)perf/*.md", ":(exclude)perf/plots"], cwd=root,
                            capture_output=True, text=True).stdout.strip()
     return [
         f"- {cpu}, {os.cpu_count()} CPUs{mem}; {platform.platform()}",
