@@ -3,12 +3,13 @@
 //! takes a byte past the body's frame (a Content-Length body yields exactly that many bytes;
 //! whatever follows the end stays in the buffer); the verdict does not depend on how the
 //! bytes were split; and a connection is judged reusable only for a cleanly framed response
-//! (keep-alive, a length or chunked frame that ended, nothing after it).
+//! (keep-alive, a length or chunked frame that ended, nothing after it). A head kept as lines
+//! holds the same fields, and gets the same verdict, as its header map.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sluice_proxy::h1::framing::{parse_head, Decoded, Decoder, FrameError, Framing};
+use sluice_proxy::h1::framing::{parse_head, Decoded, Decoder, FrameError, Framing, HeadOptions};
 
 #[derive(Debug, PartialEq)]
 struct Verdict {
@@ -33,7 +34,11 @@ fn read(input: &[u8], head_request: bool, step: usize) -> Result<Verdict, FrameE
     };
     let mut interim = 0;
     let head = loop {
-        if let Some(head) = parse_head(&mut buf, head_request)? {
+        let options = HeadOptions {
+            head_request,
+            keep_lines: false,
+        };
+        if let Some(head) = parse_head(&mut buf, options)? {
             if head.status.is_informational() {
                 interim += 1;
                 assert_eq!(head.framing, Framing::Empty, "a 1xx has no body");
@@ -105,12 +110,42 @@ fn read(input: &[u8], head_request: bool, step: usize) -> Result<Verdict, FrameE
     })
 }
 
+/// A head kept as lines (the HTTP/1.1 server's fast path) holds exactly the fields, and gets
+/// exactly the verdict, that building its header map does: the lines skip the map's own checks
+/// of names and values, so httparse's must be the same.
+fn check_lines(input: &[u8], head_request: bool) {
+    let parse = |keep_lines| {
+        let options = HeadOptions {
+            head_request,
+            keep_lines,
+        };
+        parse_head(&mut BytesMut::from(input), options)
+    };
+    match (parse(false), parse(true)) {
+        (Ok(Some(mapped)), Ok(Some(kept))) => {
+            assert!(mapped.lines.is_none());
+            let mut fields = kept.headers;
+            if let Some(lines) = &kept.lines {
+                assert!(fields.is_empty(), "fields both as lines and in the map");
+                lines.append_to(&mut fields);
+            }
+            assert_eq!(mapped.headers, fields, "lines and map differ");
+            assert_eq!(mapped.framing, kept.framing);
+            assert_eq!(mapped.keep_alive, kept.keep_alive);
+        }
+        (Ok(None), Ok(None)) => {}
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("verdicts differ: map {a:?}, lines {b:?}"),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, input)) = data.split_first() else {
         return;
     };
     let head_request = flags & 1 == 1;
     let step = usize::from(flags >> 1).max(1);
+    check_lines(input, head_request);
     let whole = read(input, head_request, input.len().max(1));
     let pieces = read(input, head_request, step);
     assert_eq!(

@@ -14,6 +14,7 @@
 
 use crate::access_log::Entry;
 use crate::activator::{Counted, Slot};
+use crate::h1::framing::HeaderLines;
 use crate::h1::{H1Body, H1Error};
 use crate::h2c::{RecvBody, StreamError};
 use crate::upstream;
@@ -38,6 +39,10 @@ pub enum ResponseBody {
     Piped(Piped),
     /// Only with the access log on; boxed so the other variants stay small.
     Logged(Box<LoggedBody>),
+    /// A body whose response head's fields came as lines (`h1::framing::HeaderLines`), not in
+    /// the response's header map: the server takes them ([`ResponseBody::take_lines`]) before
+    /// it writes the head, which leaves the inner body.
+    Lined(HeaderLines, Box<ResponseBody>),
 }
 
 pub struct LoggedBody {
@@ -239,6 +244,32 @@ impl ResponseBody {
         ResponseBody::Upstream(Box::new(body))
     }
 
+    /// Carries `lines`, the response head's fields, to the server (see [`ResponseBody::Lined`]).
+    pub fn with_lines(self, lines: Option<HeaderLines>) -> Self {
+        match lines {
+            None => self,
+            Some(lines) => ResponseBody::Lined(lines, Box::new(self)),
+        }
+    }
+
+    /// The response head's fields that are not in its header map, if any: each server writes
+    /// them beside the map's.
+    pub fn take_lines(&mut self) -> Option<HeaderLines> {
+        match self {
+            ResponseBody::Lined(..) => {
+                let ResponseBody::Lined(lines, inner) =
+                    std::mem::replace(self, ResponseBody::empty())
+                else {
+                    return None;
+                };
+                *self = *inner;
+                Some(lines)
+            }
+            ResponseBody::Logged(logged) => logged.inner.take_lines(),
+            _ => None,
+        }
+    }
+
     /// Counts what is sent and logs `entry` when this body ends or is dropped.
     pub fn logged(self, entry: Entry) -> Self {
         ResponseBody::Logged(Box::new(LoggedBody {
@@ -375,6 +406,7 @@ impl Body for ResponseBody {
                 frame
             }
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Lined(_, inner) => Pin::new(&mut **inner).poll_frame(cx),
             ResponseBody::Upstream(body) => {
                 if let Some(next) = body.next.take() {
                     return Poll::Ready(next);
@@ -418,6 +450,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.is_end_stream(),
             ResponseBody::Logged(logged) => logged.inner.is_end_stream(),
+            ResponseBody::Lined(_, inner) => inner.is_end_stream(),
             ResponseBody::Piped(piped) => piped.done,
         }
     }
@@ -428,6 +461,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Upstream(body) => body.inner.size_hint(),
             ResponseBody::Logged(logged) => logged.inner.size_hint(),
+            ResponseBody::Lined(_, inner) => inner.size_hint(),
             ResponseBody::Piped(_) => SizeHint::default(),
         }
     }

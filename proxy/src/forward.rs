@@ -181,6 +181,8 @@ fn send_selected<'a>(
         let stream_idle = gateway.settings.stream_idle_timeout;
         let pipe_idle =
             (req.version() == Version::HTTP_2 && !stream_idle.is_zero()).then_some(stream_idle);
+        // An HTTP/1.1 client gets a plain upstream head's fields as they came (no header map).
+        let keep_lines = req.version() <= Version::HTTP_11;
         let backend = selection.backend.clone();
         let upstream = match &backend.kind {
             BackendKind::Upstream(upstream) => upstream,
@@ -226,15 +228,20 @@ fn send_selected<'a>(
             .min();
         let req = std::mem::take(req).map(|body| RequestBody::new(body, stream_idle));
         let sent = match head_deadline {
-            None => send(gateway, upstream, &mut selection, req, served).await,
-            Some(at) => {
-                tokio::time::timeout_at(at, send(gateway, upstream, &mut selection, req, served))
-                    .await
-                    .map_err(|_| ProxyError::ResponseTimeout)?
-            }
+            None => send(gateway, upstream, &mut selection, req, served, keep_lines).await,
+            Some(at) => tokio::time::timeout_at(
+                at,
+                send(gateway, upstream, &mut selection, req, served, keep_lines),
+            )
+            .await
+            .map_err(|_| ProxyError::ResponseTimeout)?,
         };
         let response = sent?;
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
+        let lines = match &mut body {
+            Source::H1(body) => body.take_lines(),
+            Source::H2(_) => None,
+        };
         strip_response_hop_by_hop(&mut parts.headers);
         // `let … else`, not `ok_or(error)?`: that builds the error and drops it (an
         // out-of-line drop) on every request.
@@ -246,10 +253,8 @@ fn send_selected<'a>(
             counted: selection.counted.take(),
         };
         let timer = BodyTimer::new(idle, selection.deadline);
-        Ok(Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, guards, timer, pipe_idle),
-        ))
+        let body = ResponseBody::upstream(body, guards, timer, pipe_idle);
+        Ok(Response::from_parts(parts, body.with_lines(lines)))
     }
 }
 
@@ -577,6 +582,7 @@ fn set_upstream_form(req: &mut Request<ClientBody>, protocol: Protocol) -> Resul
 /// Sends over a pooled or new connection. Connect failures move the slot to another endpoint;
 /// a request a reused connection closed under (see `h1::SendError::retryable`) is re-sent on
 /// another connection. Upstream responses (5xx included) are returned as they are.
+/// `keep_lines`: see `h1::send`.
 /// `async move` block, not `async fn`: see `handle` (the request would take room twice in the
 /// request path's largest future).
 #[allow(clippy::manual_async_fn)]
@@ -586,6 +592,7 @@ fn send<'a>(
     selection: &'a mut Selection,
     mut req: Request<RequestBody>,
     served: &'a mut Served,
+    keep_lines: bool,
 ) -> impl Future<Output = Result<Response<Source>, ProxyError>> + 'a {
     async move {
         let protocol = backend.protocol;
@@ -641,17 +648,19 @@ fn send<'a>(
                 },
             };
             let unsent = match sender {
-                Sender::Http1 { conn, reused } => match h1::send(conn, &mut req, reused, false)
-                    .await
-                {
-                    Ok(Exchange::Response(response)) => {
-                        served.upstream = Some(endpoint);
-                        return Ok(response.map(Source::H1));
+                Sender::Http1 { conn, reused } => {
+                    match h1::send(conn, &mut req, reused, false, keep_lines).await {
+                        Ok(Exchange::Response(response)) => {
+                            served.upstream = Some(endpoint);
+                            return Ok(response.map(Source::H1));
+                        }
+                        Ok(Exchange::Upgraded(..)) => {
+                            return Err(h1::H1Error::UnexpectedUpgrade.into())
+                        }
+                        Err(error) if error.retryable => req,
+                        Err(error) => return Err(error.error.into()),
                     }
-                    Ok(Exchange::Upgraded(..)) => return Err(h1::H1Error::UnexpectedUpgrade.into()),
-                    Err(error) if error.retryable => req,
-                    Err(error) => return Err(error.error.into()),
-                },
+                }
                 Sender::H2(mut sender) => match sender.send(req).await {
                     Ok(response) => {
                         served.upstream = Some(endpoint);
@@ -706,7 +715,7 @@ async fn tunnel(
     let downstream = req.extensions_mut().remove::<downstream::h1::OnUpgrade>();
     let stream_idle = gateway.settings.stream_idle_timeout;
     let mut req = req.map(|body| RequestBody::new(body, stream_idle));
-    let (response, upstream) = match h1::send(conn, &mut req, false, true).await {
+    let (response, upstream) = match h1::send(conn, &mut req, false, true, false).await {
         Err(error) => return Err(error.error.into()),
         Ok(Exchange::Response(response)) => {
             let (mut parts, body) = response.into_parts();

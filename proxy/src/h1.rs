@@ -14,7 +14,7 @@ pub mod framing;
 
 use crate::idle::RequestBodyError;
 use bytes::{BufMut, Bytes, BytesMut};
-use framing::{Decoded, Decoder, FrameError, Head};
+use framing::{Decoded, Decoder, FrameError, Head, HeadOptions, HeaderLines};
 use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -232,17 +232,22 @@ enum BodyOutcome {
 
 /// Sends `req` on `conn` and reads the response head. Generic over the body only so tests can
 /// send plain bodies; the request path sends `idle::RequestBody`. `reused`: the connection came from the
-/// pool (a close under us may then be retried).
+/// pool (a close under us may then be retried). `keep_lines`: the response goes to an HTTP/1.1
+/// client, so a plain head may keep its fields as lines (see [`H1Body::take_lines`]).
 pub async fn send<B>(
     mut conn: Conn,
     req: &mut Request<B>,
     reused: bool,
     upgrade: bool,
+    keep_lines: bool,
 ) -> Result<Exchange, SendError>
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
 {
-    let head_request = req.method() == Method::HEAD;
+    let options = HeadOptions {
+        head_request: req.method() == Method::HEAD,
+        keep_lines: keep_lines && !upgrade,
+    };
     let idempotent = is_idempotent(req.method());
     let has_body = !req.body().is_end_stream();
     let send_mode = if !has_body {
@@ -255,7 +260,7 @@ where
         Send::Chunked
     };
     let mut progress = Progress::default();
-    let result = exchange(&mut conn, req, send_mode, head_request, &mut progress).await;
+    let result = exchange(&mut conn, req, send_mode, options, &mut progress).await;
     let (head, sent_all) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -292,6 +297,7 @@ where
         decoder: Decoder::new(head.framing),
         reusable: head.keep_alive && sent_all,
         conn: Some(conn),
+        lines: head.lines,
     };
     Ok(Exchange::Response(response.map(|()| body)))
 }
@@ -318,7 +324,7 @@ async fn exchange<B>(
     conn: &mut Conn,
     req: &mut Request<B>,
     send: Send,
-    head_request: bool,
+    options: HeadOptions,
     progress: &mut Progress,
 ) -> Result<(Head, bool), H1Error>
 where
@@ -350,7 +356,7 @@ where
                 req.body_mut(),
                 (head, first),
                 send,
-                head_request,
+                options,
                 progress,
                 &mut interim,
             )
@@ -373,18 +379,18 @@ where
                 return Ok((h, sent_all));
             }
         }
-        head = Some(read_head(conn, head_request, progress).await?);
+        head = Some(read_head(conn, options, progress).await?);
     }
 }
 
 async fn read_head(
     conn: &mut Conn,
-    head_request: bool,
+    options: HeadOptions,
     progress: &mut Progress,
 ) -> Result<Head, H1Error> {
     loop {
         if !conn.buf.is_empty() {
-            if let Some(head) = framing::parse_head(&mut conn.buf, head_request)? {
+            if let Some(head) = framing::parse_head(&mut conn.buf, options)? {
                 return Ok(head);
             }
         }
@@ -409,7 +415,7 @@ async fn send_body<B>(
     body: &mut B,
     (head, first): (Bytes, Option<Frame<Bytes>>),
     send: Send,
-    head_request: bool,
+    options: HeadOptions,
     progress: &mut Progress,
     interim: &mut usize,
 ) -> Result<BodyOutcome, H1Error>
@@ -440,7 +446,7 @@ where
                 Poll::Ready(Ok(0)) => read_closed = true,
                 Poll::Ready(Ok(_)) => {
                     progress.response_bytes = true;
-                    while let Some(head) = framing::parse_head(&mut conn.buf, head_request)? {
+                    while let Some(head) = framing::parse_head(&mut conn.buf, options)? {
                         if head.status.is_informational()
                             && head.status != StatusCode::SWITCHING_PROTOCOLS
                         {
@@ -518,9 +524,17 @@ pub struct H1Body {
     reusable: bool,
     /// Taken when the body ends (see [`H1Body::take_reusable`]) or fails.
     conn: Option<Conn>,
+    /// The response head's fields, when kept as lines (its header map is then empty).
+    lines: Option<HeaderLines>,
 }
 
 impl H1Body {
+    /// The response head's fields, when they were kept as lines: the response's header map
+    /// holds none of them then.
+    pub fn take_lines(&mut self) -> Option<HeaderLines> {
+        self.lines.take()
+    }
+
     /// After the end of the body: its connection, if it may be pooled (nothing followed the
     /// body and both sides allow keep-alive).
     pub fn take_reusable(&mut self) -> Option<Conn> {

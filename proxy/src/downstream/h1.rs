@@ -659,14 +659,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             .await?;
             drop(responding);
             let (mut parts, mut body) = response.into_parts();
-            let facts = head::ResponseFacts::of(&parts.headers);
+            let lines = body.take_lines();
+            let mut facts = head::ResponseFacts::of(&parts.headers);
+            if let Some(lines) = &lines {
+                facts.include(lines);
+            }
             if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                 // Only a request that asked to switch gets a 101 through.
                 let upgrade = upgrade.ok_or(Stop::Gone)?;
                 if !facts.date {
                     parts.headers.insert(header::DATE, date());
                 }
-                head::encode_head(self.front(), parts.status, &parts.headers);
+                head::encode_head(self.front(), parts.status, &parts.headers, lines.as_ref());
                 poll_fn(|cx| self.poll_write_out(cx))
                     .await
                     .map_err(|_| Stop::Gone)?;
@@ -700,7 +704,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             if !facts.date {
                 parts.headers.insert(header::DATE, date());
             }
-            head::encode_head(self.front(), parts.status, &parts.headers);
+            head::encode_head(self.front(), parts.status, &parts.headers, lines.as_ref());
+            drop(lines);
             let mut sent: u64 = 0;
             let mut body_done = framing == BodyFraming::None && body.is_end_stream();
             poll_fn(|cx| loop {
@@ -945,7 +950,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         parts.headers.insert(header::DATE, date());
-        head::encode_head(self.front(), parts.status, &parts.headers);
+        head::encode_head(self.front(), parts.status, &parts.headers, None);
         self.data = data;
         poll_fn(|cx| self.poll_write_out(cx)).await
     }

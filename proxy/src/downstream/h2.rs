@@ -453,7 +453,12 @@ where
                     }
                 },
             };
-            let (mut parts, body) = response.into_parts();
+            let (mut parts, mut body) = response.into_parts();
+            // Only an HTTP/1.1 request's response comes with lines; taken all the same, so
+            // that no field can be lost.
+            if let Some(lines) = body.take_lines() {
+                lines.append_to(&mut parts.headers);
+            }
             prepare_head(&mut parts.headers);
             let end = body.is_end_stream();
             if !end {

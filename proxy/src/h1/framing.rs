@@ -57,19 +57,167 @@ pub enum Framing {
 pub struct Head {
     pub status: StatusCode,
     pub version: Version,
+    /// Empty when the fields are kept as `lines`.
     pub headers: HeaderMap,
+    /// With [`HeadOptions::keep_lines`], a head the proxy has nothing to change in: its fields
+    /// as they came, in place of `headers`.
+    pub lines: Option<HeaderLines>,
     pub framing: Framing,
     /// Both the version and `Connection` allow another exchange on this connection.
     pub keep_alive: bool,
 }
 
+/// How to read a response head.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadOptions {
+    /// The request was HEAD, so no body follows whatever the headers say.
+    pub head_request: bool,
+    /// Keep a plain head's fields as [`HeaderLines`] rather than building a header map: the
+    /// HTTP/1.1 server writes them out as they are. A map costs about 480 instructions per
+    /// field (name lookup, value check, hashing, insertion, its drop): 7% of a short proxied
+    /// request with three.
+    pub keep_lines: bool,
+}
+
+/// The fields of a response head that needs no edit on its way to an HTTP/1.1 client: no
+/// hop-by-hop field (`Connection`, `Keep-Alive`, `Proxy-Connection`, `Upgrade`, `Trailer`,
+/// `TE`), no `Transfer-Encoding`, and a status that may carry `Content-Length` (not 1xx or
+/// 204). Each field is checked as the header map would check it (httparse accepts the same
+/// name and value bytes as `http`, see the test `httparse_and_http_accept_the_same_bytes`);
+/// lines are written out name, `: `, value, CRLF, so a bare-LF line ending goes out as CRLF.
+///
+/// Boxed, so that the head, the body and the response that carry it stay small: moving them
+/// is then a few registers, not a `memcpy`.
+#[derive(Debug, Clone)]
+pub struct HeaderLines(Box<Lines>);
+
+#[derive(Debug, Clone)]
+struct Lines {
+    head: Bytes,
+    spans: Box<[Span]>,
+    date: bool,
+    content_length: Option<u64>,
+}
+
+/// A field's name start, name end, value start and value end in its head. A head is at most
+/// [`MAX_HEAD`] (64 KiB) long and ends with an empty line, so every offset fits in 16 bits.
+type Span = [u16; 4];
+
+impl HeaderLines {
+    /// A `Date` field is among them.
+    pub fn date(&self) -> bool {
+        self.0.date
+    }
+
+    /// Their `Content-Length` (every line the same), if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.0.content_length
+    }
+
+    /// Each field's name (as sent: case kept) and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let head = &self.0.head;
+        self.0
+            .spans
+            .iter()
+            .map(|&[ns, ne, vs, ve]| (&head[ns.into()..ne.into()], &head[vs.into()..ve.into()]))
+    }
+
+    /// How many bytes [`Self::iter`]'s fields take as `name: value` CRLF lines.
+    pub fn encoded_len(&self) -> usize {
+        self.0
+            .spans
+            .iter()
+            .map(|&[ns, ne, vs, ve]| usize::from(ne - ns) + usize::from(ve - vs) + 4)
+            .sum()
+    }
+
+    /// Appends the fields to `headers`, for a client that needs them as a map (HTTP/2).
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        headers.reserve(self.0.spans.len());
+        for &span in self.0.spans.iter() {
+            // Checked when parsed (see the type's doc): never fails.
+            if let Ok((name, value)) = field(&self.0.head, span) {
+                headers.append(name, value);
+            }
+        }
+    }
+}
+
+/// What a head's field is to the parser (names compared without case).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    /// Another hop-by-hop field: a head with one is not kept as lines.
+    HopByHop,
+    Other,
+}
+
+fn field_kind(name: &[u8]) -> FieldKind {
+    // A branch on the length first; most names are none of these.
+    let is = |known: &[u8]| is_name(name, known);
+    match name.len() {
+        14 if is(b"content-length") => FieldKind::ContentLength,
+        17 if is(b"transfer-encoding") => FieldKind::TransferEncoding,
+        10 if is(b"connection") => FieldKind::Connection,
+        4 if is(b"date") => FieldKind::Date,
+        2 if is(b"te") => FieldKind::HopByHop,
+        7 if is(b"upgrade") || is(b"trailer") => FieldKind::HopByHop,
+        10 if is(b"keep-alive") => FieldKind::HopByHop,
+        16 if is(b"proxy-connection") => FieldKind::HopByHop,
+        _ => FieldKind::Other,
+    }
+}
+
+/// A field as the header map holds it, checked as it checks it. Inlined: returned from a call,
+/// the name and value were built in memory and copied (about 90 instructions a field).
+#[inline(always)]
+fn field(head: &Bytes, [ns, ne, vs, ve]: Span) -> Result<(HeaderName, HeaderValue), FrameError> {
+    let name = HeaderName::from_bytes(&head[ns.into()..ne.into()])
+        .map_err(|_| FrameError::Head("invalid name"))?;
+    let value = HeaderValue::from_maybe_shared(head.slice(usize::from(vs)..usize::from(ve)))
+        .map_err(|_| FrameError::Head("invalid value"))?;
+    Ok((name, value))
+}
+
+/// [`field_kind`] for a head built into a map, which is never kept as lines: only what
+/// frames the body (comparing standard names is one integer compare each).
+fn framing_kind(name: &HeaderName) -> FieldKind {
+    if name == header::CONTENT_LENGTH {
+        FieldKind::ContentLength
+    } else if name == header::TRANSFER_ENCODING {
+        FieldKind::TransferEncoding
+    } else if name == header::CONNECTION {
+        FieldKind::Connection
+    } else {
+        FieldKind::Other
+    }
+}
+
+/// Whether `name` (a token, as httparse checked) is `lower` (lowercase letters and `-`) in
+/// any case. Each byte is ORed with 0x20, which lowercases a letter and leaves `-` as it is;
+/// no other token byte becomes a lowercase letter or `-` that way. Without an early exit, so
+/// that it compiles to a few word compares (`eq_ignore_ascii_case` went byte by byte, about
+/// 170 instructions for `content-length`).
+#[inline(always)]
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .fold(0, |differ, (&byte, &want)| differ | ((byte | 0x20) ^ want))
+            == 0
+}
+
 /// Parses one response head from the front of `buf`. `Ok(None)`: incomplete (read more).
 /// On success the head's bytes are taken off `buf`; the body (or the next head) follows.
-/// `head_request`: the request was HEAD, so no body follows whatever the headers say.
-pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, FrameError> {
+pub fn parse_head(buf: &mut BytesMut, options: HeadOptions) -> Result<Option<Head>, FrameError> {
     // Offsets into `buf` (below MAX_HEAD, so u32), so the values can share one frozen copy of
     // the head (no per-value allocation), as hyper does.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans: [Span; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
     let (len, status, minor, count) = {
         // Left uninitialised: zeroing 100 headers (3.2 KB) for every response cost more than
         // parsing a short head.
@@ -101,11 +249,16 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         let base = buf.as_ptr() as usize;
         let count = response.headers.len();
         // Offsets within the first MAX_HEAD (64 KiB) bytes: they fit in u32.
-        let offset = |p: *const u8, n: usize| ((p as usize - base) as u32, n as u32);
+        // Within the window's 64 KiB, before its last two bytes (see `Span`).
+        let offset = |p: *const u8| (p as usize - base) as u16;
         for (span, h) in spans.iter_mut().zip(response.headers.iter()) {
-            let (name, name_len) = offset(h.name.as_ptr(), h.name.len());
-            let (value, value_len) = offset(h.value.as_ptr(), h.value.len());
-            *span = (name, name + name_len, value, value + value_len);
+            let (name, value) = (offset(h.name.as_ptr()), offset(h.value.as_ptr()));
+            *span = [
+                name,
+                name + h.name.len() as u16,
+                value,
+                value + h.value.len() as u16,
+            ];
         }
         (
             len,
@@ -116,42 +269,81 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     };
     let status = StatusCode::from_u16(status).map_err(|_| FrameError::Head("invalid status"))?;
     let head = buf.split_to(len).freeze();
-    // One spare: hyper's h2 server looks `Date` up with `entry`, which makes room for one more
-    // before it looks, and a full map grows then (about 600 instructions per h2c request).
-    let mut headers = HeaderMap::with_capacity(count + 1);
+    let spans = &spans[..count];
+    let keep_lines = options.keep_lines;
+    // Without `keep_lines` the map is built in the same pass. One spare: hyper's h2 server
+    // looked `Date` up with `entry`, which makes room for one more before it looks, and a full
+    // map grew then (about 600 instructions per h2c request).
+    let mut headers = if keep_lines {
+        HeaderMap::new()
+    } else {
+        HeaderMap::with_capacity(count + 1)
+    };
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive_token = false;
-    for &(ns, ne, vs, ve) in &spans[..count] {
-        let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name =
-            HeaderName::from_bytes(&head[ns..ne]).map_err(|_| FrameError::Head("invalid name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| FrameError::Head("invalid value"))?;
-        if name == header::CONTENT_LENGTH {
-            let n = parse_content_length(value.as_bytes())
-                .ok_or(FrameError::ContentLength("not a decimal number"))?;
-            if content_length.is_some_and(|old| old != n) {
-                return Err(FrameError::ContentLength("two differing values"));
+    let mut hop_by_hop = false;
+    let mut date = false;
+    for &span in spans {
+        let [_, _, vs, ve] = span;
+        let value = &head[vs.into()..ve.into()];
+        let kind = if keep_lines {
+            let [ns, ne, _, _] = span;
+            field_kind(&head[ns.into()..ne.into()])
+        } else {
+            let (name, value) = field(&head, span)?;
+            let kind = framing_kind(&name);
+            headers.append(name, value);
+            kind
+        };
+        match kind {
+            FieldKind::ContentLength => {
+                let n = parse_content_length(value)
+                    .ok_or(FrameError::ContentLength("not a decimal number"))?;
+                if content_length.is_some_and(|old| old != n) {
+                    return Err(FrameError::ContentLength("two differing values"));
+                }
+                content_length = Some(n);
             }
-            content_length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // One line, one coding: `chunked`. Anything else (`gzip, chunked`, a second line,
-            // an unknown coding) is a framing this proxy does not speak, and one a peer might
-            // read differently.
-            if chunked || !value.as_bytes().eq_ignore_ascii_case(b"chunked") {
-                return Err(FrameError::TransferEncoding(
-                    "only a single chunked is accepted",
-                ));
+            FieldKind::TransferEncoding => {
+                // One line, one coding: `chunked`. Anything else (`gzip, chunked`, a second
+                // line, an unknown coding) is a framing this proxy does not speak, and one a
+                // peer might read differently.
+                if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                    return Err(FrameError::TransferEncoding(
+                        "only a single chunked is accepted",
+                    ));
+                }
+                chunked = true;
             }
-            chunked = true;
-        } else if name == header::CONNECTION {
-            let (says_close, says_keep_alive) = connection_tokens(value.as_bytes());
-            close |= says_close;
-            keep_alive_token |= says_keep_alive;
+            FieldKind::Connection => {
+                let (says_close, says_keep_alive) = connection_tokens(value);
+                close |= says_close;
+                keep_alive_token |= says_keep_alive;
+                hop_by_hop = true;
+            }
+            FieldKind::Date => date = true,
+            FieldKind::HopByHop => hop_by_hop = true,
+            FieldKind::Other => {}
         }
-        headers.append(name, value);
+    }
+    let plain =
+        !hop_by_hop && !chunked && !status.is_informational() && status != StatusCode::NO_CONTENT;
+    let mut lines = None;
+    if keep_lines && plain {
+        lines = Some(HeaderLines(Box::new(Lines {
+            spans: spans.into(),
+            head,
+            date,
+            content_length,
+        })));
+    } else if keep_lines {
+        headers.reserve(count + 1);
+        for &span in spans {
+            let (name, value) = field(&head, span)?;
+            headers.append(name, value);
+        }
     }
     if chunked && content_length.is_some() {
         return Err(FrameError::TransferEncoding("beside content-length"));
@@ -162,7 +354,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         Version::HTTP_10
     };
     let keep_alive = !close && (minor == 1 || keep_alive_token);
-    let no_body = head_request
+    let no_body = options.head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -185,6 +377,7 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         status,
         version,
         headers,
+        lines,
         framing,
         keep_alive: keep_alive && framing != Framing::UntilClose,
     }))

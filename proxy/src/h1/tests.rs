@@ -31,7 +31,11 @@ fn read(input: &[u8], head_request: bool, step: usize) -> Result<Read, FrameErro
         true
     };
     let head = loop {
-        if let Some(head) = parse_head(&mut buf, head_request)? {
+        let options = HeadOptions {
+            head_request,
+            keep_lines: false,
+        };
+        if let Some(head) = parse_head(&mut buf, options)? {
             if head.status.is_informational() {
                 continue;
             }
@@ -287,7 +291,8 @@ async fn a_get_round_trips_and_its_connection_is_reusable() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
     let exchange = tokio::spawn(async move {
-        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false).await else {
+        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false, false).await
+        else {
             panic!("a response")
         };
         response
@@ -321,7 +326,8 @@ async fn a_streamed_body_goes_chunked_and_100_continue_is_skipped() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::POST, streamed(&[b"abc", b"defgh"]));
     let exchange = tokio::spawn(async move {
-        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false).await else {
+        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false, false).await
+        else {
             panic!("a response")
         };
         response
@@ -361,7 +367,8 @@ async fn an_early_answer_stops_the_upload_and_the_connection_is_not_reused() {
     .boxed_unsync();
     let mut req = request(Method::POST, body);
     let exchange = tokio::spawn(async move {
-        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false).await else {
+        let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false, false).await
+        else {
             panic!("a response")
         };
         response
@@ -396,7 +403,7 @@ async fn a_request_body_timeout_is_the_clients_error() {
         Method::POST,
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
     );
-    let Err(error) = send(conn, &mut req, true, false).await else {
+    let Err(error) = send(conn, &mut req, true, false, false).await else {
         panic!("an error")
     };
     assert!(!error.retryable);
@@ -412,7 +419,7 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
     ] {
         let (conn, mut server) = pair().await;
         let mut req = request(method.clone(), body);
-        let exchange = tokio::spawn(async move { send(conn, &mut req, true, false).await });
+        let exchange = tokio::spawn(async move { send(conn, &mut req, true, false, false).await });
         read_until(&mut server, b"\r\n\r\n").await;
         drop(server);
         let Err(error) = exchange.await.expect("joined") else {
@@ -423,7 +430,7 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
     // A fresh connection is never retried: the endpoint itself is failing.
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false).await });
+    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     drop(server);
     let Err(error) = exchange.await.expect("joined") else {
@@ -436,7 +443,7 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
 async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false).await });
+    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(
@@ -464,7 +471,7 @@ async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
 async fn too_many_interim_responses_are_an_error() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false).await });
+    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1))
@@ -484,7 +491,7 @@ async fn too_many_interim_responses_are_an_error() {
 async fn a_switch_is_refused_unless_asked_and_carries_early_bytes_when_asked() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false).await });
+    let exchange = tokio::spawn(async move { send(conn, &mut req, false, false, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
@@ -497,7 +504,7 @@ async fn a_switch_is_refused_unless_asked_and_carries_early_bytes_when_asked() {
 
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move { send(conn, &mut req, false, true).await });
+    let exchange = tokio::spawn(async move { send(conn, &mut req, false, true, false).await });
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nearly")
@@ -522,7 +529,7 @@ async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
     let frames: Vec<Result<Frame<Bytes>, RequestBodyError>> = vec![Err(RequestBodyTimeout.into())];
     let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
     let mut req = request(Method::POST, body);
-    let Err(error) = send(conn, &mut req, false, false).await else {
+    let Err(error) = send(conn, &mut req, false, false, false).await else {
         panic!("an error")
     };
     assert!(matches!(error.error, H1Error::RequestBody(_)));
@@ -587,7 +594,8 @@ async fn a_response_that_arrived_whole_frees_everything_with_its_head() {
             .expect("a slot");
         let mut req = request(method.clone(), empty());
         let exchange = tokio::spawn(async move {
-            let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false).await else {
+            let Ok(Exchange::Response(response)) = send(conn, &mut req, false, false, false).await
+            else {
                 panic!("a response")
             };
             response
@@ -621,6 +629,145 @@ async fn a_response_that_arrived_whole_frees_everything_with_its_head() {
                 assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 1, "slot held");
                 assert!(!pooled, "{what}: the connection is still reading");
             }
+        }
+    }
+}
+
+/// Parses `input` as one head, fields kept as lines where the head allows it.
+fn parse_kept(input: &[u8]) -> Result<Option<Head>, FrameError> {
+    let options = HeadOptions {
+        head_request: false,
+        keep_lines: true,
+    };
+    parse_head(&mut BytesMut::from(input), options)
+}
+
+fn parse_mapped(input: &[u8]) -> Result<Option<Head>, FrameError> {
+    parse_head(&mut BytesMut::from(input), HeadOptions::default())
+}
+
+#[test]
+fn a_plain_head_keeps_its_fields_as_lines_and_any_other_builds_a_map() {
+    // Name, head, whether its fields are kept as lines.
+    let cases: &[(&str, &[u8], bool)] = &[
+        (
+            "plain",
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 0\r\ndate: x\r\n\r\n",
+            true,
+        ),
+        (
+            "case and spaces as sent",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length:  2 \r\nX-A: b\r\n\r\n",
+            true,
+        ),
+        (
+            "bare LF lines",
+            b"HTTP/1.1 200 OK\nx-a: b\nset-cookie: 1\nset-cookie: 2\n\n",
+            true,
+        ),
+        (
+            "304 keeps its length",
+            b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+            true,
+        ),
+        (
+            "connection",
+            b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nx-a: b\r\n\r\n",
+            false,
+        ),
+        (
+            "keep-alive",
+            b"HTTP/1.1 200 OK\r\nkeep-alive: timeout=5\r\n\r\n",
+            false,
+        ),
+        (
+            "proxy-connection",
+            b"HTTP/1.1 200 OK\r\nproxy-connection: close\r\n\r\n",
+            false,
+        ),
+        ("upgrade", b"HTTP/1.1 200 OK\r\nupgrade: h2c\r\n\r\n", false),
+        (
+            "trailer",
+            b"HTTP/1.1 200 OK\r\ntrailer: x\r\ncontent-length: 0\r\n\r\n",
+            false,
+        ),
+        ("te", b"HTTP/1.1 200 OK\r\nTE: trailers\r\n\r\n", false),
+        (
+            "chunked",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        ),
+        (
+            "204 drops its length",
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "interim",
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+            false,
+        ),
+    ];
+    for (name, input, kept) in cases {
+        let mapped = parse_mapped(input).expect(name).expect(name);
+        let head = parse_kept(input).expect(name).expect(name);
+        assert_eq!(head.lines.is_some(), *kept, "{name}");
+        let mut fields = head.headers;
+        if let Some(lines) = &head.lines {
+            assert!(
+                fields.is_empty(),
+                "{name}: fields both as lines and in the map"
+            );
+            lines.append_to(&mut fields);
+        }
+        assert_eq!(fields, mapped.headers, "{name}");
+        assert_eq!(head.framing, mapped.framing, "{name}");
+    }
+    let head = parse_kept(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nDATE: x\r\n\r\n")
+        .expect("parses")
+        .expect("whole");
+    let lines = head.lines.expect("plain");
+    assert_eq!((lines.date(), lines.content_length()), (true, Some(12)));
+    let fields: Vec<_> = lines.iter().collect();
+    assert_eq!(
+        fields,
+        [(&b"Content-Length"[..], &b"12"[..]), (b"DATE", b"x")]
+    );
+    assert_eq!(
+        lines.encoded_len(),
+        "Content-Length: 12\r\nDATE: x\r\n".len()
+    );
+    let lines = parse_kept(b"HTTP/1.1 200 OK\r\nx: y\r\n\r\n")
+        .expect("parses")
+        .expect("whole")
+        .lines
+        .expect("plain");
+    assert_eq!((lines.date(), lines.content_length()), (false, None));
+}
+
+/// Lines skip the header map's own checks of names and values: httparse must refuse every
+/// byte the map would, and no other.
+#[test]
+fn httparse_and_http_accept_the_same_bytes() {
+    for byte in 0..=255u8 {
+        let mut name = b"HTTP/1.1 200 OK\r\nx".to_vec();
+        name.extend_from_slice(&[byte, b'y']);
+        name.extend_from_slice(b": v\r\n\r\n");
+        let mut value = b"HTTP/1.1 200 OK\r\nx: a".to_vec();
+        value.extend_from_slice(&[byte, b'b']);
+        value.extend_from_slice(b"\r\n\r\n");
+        for input in [name, value] {
+            let mapped = parse_mapped(&input).map(|h| h.map(|h| h.headers));
+            let kept = parse_kept(&input).map(|h| {
+                h.map(|h| {
+                    let mut fields = h.headers;
+                    if let Some(lines) = &h.lines {
+                        lines.append_to(&mut fields);
+                    }
+                    fields
+                })
+            });
+            assert_eq!(mapped, kept, "byte {byte:#04x} in {input:?}");
         }
     }
 }

@@ -684,3 +684,64 @@ async fn misframed_upstream_responses_are_refused_and_their_connection_dropped(
     }
     Ok(())
 }
+
+/// An upstream response head the proxy needs not change reaches an HTTP/1.1 client field by
+/// field as it came (names in their case, repeated fields in order, every line ended by CRLF
+/// even where the upstream used a bare LF), and an HTTP/2 client gets the same fields. One with
+/// hop-by-hop fields still loses them, and what `Connection` names.
+#[tokio::test]
+async fn upstream_response_fields_pass_through_and_hop_by_hop_ones_do_not() -> anyhow::Result<()> {
+    let plain: &'static [u8] =
+        b"HTTP/1.1 200 OK\nX-Mixed-Case: One\nset-cookie: a=1\nset-cookie: b=2\nContent-Length: 2\n\nhi";
+    let hop_by_hop: [&'static [u8]; 2] = [
+        b"HTTP/1.1 200 OK\r\nConnection: x-drop\r\nX-Drop: 1\r\nX-Kept: 2\r\ncontent-length: 2\r\n\r\nhi",
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\nProxy-Connection: x\r\ncontent-length: 2\r\n\r\nhi",
+    ];
+    let request = format!("GET /bad HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+
+    let backend = RawBackend::start(plain).await?;
+    let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
+    gw.wait_ingress_ready("ns", "h").await?;
+    let bytes = until_closed(gw.http, request.as_bytes()).await?;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert_eq!(body, "hi", "{text}");
+    let fields =
+        "\r\nX-Mixed-Case: One\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 2\r\n";
+    assert!(text.contains(fields), "{text}");
+    assert!(
+        !head.replace("\r\n", "").contains('\n'),
+        "a bare LF went out: {text:?}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert_eq!(lower.matches("\r\ncontent-length:").count(), 1, "{text}");
+    assert_eq!(lower.matches("\r\ndate:").count(), 1, "{text}");
+    let h2 = H2cClient::connect(gw.http).await?;
+    let r = h2.send("GET", HOST, "/bad", &[], None).await?;
+    assert_eq!((r.status, &r.body[..]), (200, &b"hi"[..]));
+    assert_eq!(r.header("x-mixed-case"), Some("One"));
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(r.header("content-length"), Some("2"));
+    drop(gw);
+
+    for response in hop_by_hop {
+        let backend = RawBackend::start(response).await?;
+        let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
+        gw.wait_ingress_ready("ns", "h").await?;
+        let bytes = until_closed(gw.http, request.as_bytes()).await?;
+        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+        assert_eq!(body, "hi", "{text}");
+        assert!(text.contains("\r\nx-kept: 2\r\n"), "{text}");
+        for gone in [
+            "x-drop",
+            "keep-alive",
+            "proxy-connection",
+            "connection: x-drop",
+        ] {
+            assert!(!head.contains(gone), "{gone} forwarded: {text}");
+        }
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@
 //! §6.3). What hyper left to the request path stays there (`downstream::check_request_head`:
 //! other codings 501, `chunked` twice 400, Host rules, the target length).
 
-use crate::h1::framing::{connection_tokens, parse_content_length, Framing};
+use crate::h1::framing::{connection_tokens, parse_content_length, Framing, HeaderLines};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -246,6 +246,15 @@ impl ResponseFacts {
         }
         facts
     }
+
+    /// Adds what `lines` (the fields not in the map) say. Such lines hold no `Connection` or
+    /// `Transfer-Encoding` (see `HeaderLines`).
+    pub fn include(&mut self, lines: &HeaderLines) {
+        self.date |= lines.date();
+        if self.content_length.is_none() {
+            self.content_length = lines.content_length().map(Some);
+        }
+    }
 }
 
 /// Decides a response's framing from its headers (`facts`, read from `headers`) and body
@@ -301,13 +310,20 @@ pub fn response_framing(
     }
 }
 
-/// Writes the status line and headers (names as stored: lowercase) and the blank line.
-pub fn encode_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
+/// Writes the status line, the headers (the map's names lowercase, `lines`' as they came) and
+/// the blank line.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    lines: Option<&HeaderLines>,
+) {
     let reason = status.canonical_reason().unwrap_or("");
     let len: usize = headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
+        .sum::<usize>()
+        + lines.map_or(0, HeaderLines::encoded_len);
     out.reserve(len + reason.len() + 16);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -318,6 +334,12 @@ pub fn encode_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in lines.into_iter().flat_map(HeaderLines::iter) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
