@@ -18,7 +18,7 @@ use crate::h2c;
 use crate::idle::{self, RequestBody, TunnelEnd};
 use crate::router::{Listener, Route};
 use crate::server_timing::Held;
-use crate::upstream::{self, Sender};
+use crate::upstream::{self, Forwarding, Sender};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, Version};
@@ -33,11 +33,6 @@ use tracing::debug;
 /// Most attempts for one request: connect failures on distinct endpoints plus re-sends after a
 /// reused connection turned out closed.
 const MAX_ATTEMPTS: usize = 4;
-
-/// How many headers `prepare_request` adds to a request that has none of them
-/// (`X-Forwarded-For`, `-Proto`, `-Host`): the HTTP/1.1 server sizes a request's map for them, so
-/// adding them does not grow it (two grows per request otherwise, about 5% of its instructions).
-pub(crate) const FORWARDING_HEADERS: usize = 3;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -200,16 +195,17 @@ fn send_selected<'a>(
             && !websocket
             && selection.route.rewrite_host.is_none()
             && req.uri().authority().is_some();
-        prepare_request(
+        let forwarding = prepare_request(
             req,
             conn,
             &selection,
-            original_host,
+            original_host.as_ref(),
             websocket,
             keep_authority,
         );
         if websocket {
-            return Box::pin(tunnel(gateway, selection, std::mem::take(req), served)).await;
+            let req = std::mem::take(req);
+            return Box::pin(tunnel(gateway, selection, req, served, forwarding)).await;
         }
         set_upstream_form(req, protocol)?;
         let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
@@ -228,10 +224,29 @@ fn send_selected<'a>(
             .min();
         let req = std::mem::take(req).map(|body| RequestBody::new(body, stream_idle));
         let sent = match head_deadline {
-            None => send(gateway, upstream, &mut selection, req, served, keep_lines).await,
+            None => {
+                send(
+                    gateway,
+                    upstream,
+                    &mut selection,
+                    req,
+                    served,
+                    keep_lines,
+                    forwarding,
+                )
+                .await
+            }
             Some(at) => tokio::time::timeout_at(
                 at,
-                send(gateway, upstream, &mut selection, req, served, keep_lines),
+                send(
+                    gateway,
+                    upstream,
+                    &mut selection,
+                    req,
+                    served,
+                    keep_lines,
+                    forwarding,
+                ),
             )
             .await
             .map_err(|_| ProxyError::ResponseTimeout)?,
@@ -459,15 +474,17 @@ fn authority_value(uri: &Uri) -> Option<HeaderValue> {
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
-/// Hop-by-hop removal, forwarding headers, route and split header SETs, host rewrite.
-fn prepare_request(
+/// Hop-by-hop removal, forwarding headers, route and split header SETs, host rewrite. Returns
+/// the forwarding fields left for the upstream client to write (see [`Forwarding`]): all of
+/// them when the client sent none and no SET names one, else none (they are in the map).
+fn prepare_request<'a>(
     req: &mut Request<ClientBody>,
-    conn: &ConnInfo,
+    conn: &'a ConnInfo,
     selection: &Selection,
-    original_host: Option<HeaderValue>,
+    original_host: Option<&'a HeaderValue>,
     websocket: bool,
     keep_authority: bool,
-) {
+) -> Forwarding<'a> {
     // The target's authority was routed on (see `request_host`): the upstream gets it as Host.
     let target_authority = req.uri().authority().is_some();
     let headers = req.headers_mut();
@@ -479,28 +496,41 @@ fn prepare_request(
             .get(&PROBE_HASH)
             .is_some_and(|v| v.as_bytes() == sluice_xds::PROBE_HASH_OVERRIDE.as_bytes())
     });
-    let stripped = strip_request_hop_by_hop(headers, websocket);
-    if let Some(ip) = &conn.client_ip {
-        append_list(headers, &X_FORWARDED_FOR, ip);
-    }
-    if conn.trust_forwarded {
-        // Envoy with trusted hops (and Traefik with trusted IPs): the previous proxy's values
-        // are the client's; set them only where it sent none.
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
-        }
-        if let Some(host) = &original_host {
-            if !headers.contains_key(&X_FORWARDED_HOST) {
-                headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-            }
-        }
-    } else {
-        // An untrusted client's own values are replaced, never passed on or appended to.
-        headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
-        match &original_host {
-            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
+    let found = scan(headers);
+    let stripped = found.hop_by_hop && strip_request_hop_by_hop(headers, websocket);
+    let split = &route.splits[selection.split];
+    let set = |sets: &[(HeaderName, HeaderValue)]| sets.iter().any(|(n, _)| is_forwarding(n));
+    let mut forwarding = Forwarding::default();
+    if !found.forwarding && !set(&route.set_headers) && !set(&split.set_headers) {
+        // What the map edits below come to when the client sent none of the three.
+        forwarding = Forwarding {
+            client_ip: conn.client_ip.as_ref(),
+            proto: Some(&conn.proto),
+            host: original_host,
         };
+    } else {
+        if let Some(ip) = &conn.client_ip {
+            append_list(headers, &X_FORWARDED_FOR, ip);
+        }
+        if conn.trust_forwarded {
+            // Envoy with trusted hops (and Traefik with trusted IPs): the previous proxy's
+            // values are the client's; set them only where it sent none.
+            if !headers.contains_key(&X_FORWARDED_PROTO) {
+                headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+            }
+            if let Some(host) = original_host {
+                if !headers.contains_key(&X_FORWARDED_HOST) {
+                    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+                }
+            }
+        } else {
+            // An untrusted client's own values are replaced, never passed on or appended to.
+            headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+            match original_host {
+                Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+                None => headers.remove(&X_FORWARDED_HOST),
+            };
+        }
     }
     for (name, value) in route.set_headers.iter() {
         headers.insert(name.clone(), value.clone());
@@ -508,7 +538,7 @@ fn prepare_request(
     if let Some(hash) = probed {
         headers.insert(PROBE_HASH.clone(), hash.clone());
     }
-    for (name, value) in route.splits[selection.split].set_headers.iter() {
+    for (name, value) in split.set_headers.iter() {
         headers.insert(name.clone(), value.clone());
     }
     match (&route.rewrite_host, original_host) {
@@ -525,10 +555,11 @@ fn prepare_request(
         (None, Some(host))
             if target_authority || (stripped && !headers.contains_key(header::HOST)) =>
         {
-            headers.insert(header::HOST, host);
+            headers.insert(header::HOST, host.clone());
         }
         _ => {}
     }
+    forwarding
 }
 
 /// Puts the request line in the form the upstream protocol needs.
@@ -582,7 +613,7 @@ fn set_upstream_form(req: &mut Request<ClientBody>, protocol: Protocol) -> Resul
 /// Sends over a pooled or new connection. Connect failures move the slot to another endpoint;
 /// a request a reused connection closed under (see `h1::SendError::retryable`) is re-sent on
 /// another connection. Upstream responses (5xx included) are returned as they are.
-/// `keep_lines`: see `h1::send`.
+/// `keep_lines` and `forwarding`: see `h1::send`.
 /// `async move` block, not `async fn`: see `handle` (the request would take room twice in the
 /// request path's largest future).
 #[allow(clippy::manual_async_fn)]
@@ -593,6 +624,7 @@ fn send<'a>(
     mut req: Request<RequestBody>,
     served: &'a mut Served,
     keep_lines: bool,
+    forwarding: Forwarding<'a>,
 ) -> impl Future<Output = Result<Response<Source>, ProxyError>> + 'a {
     async move {
         let protocol = backend.protocol;
@@ -649,7 +681,7 @@ fn send<'a>(
             };
             let unsent = match sender {
                 Sender::Http1 { conn, reused } => {
-                    match h1::send(conn, &mut req, reused, false, keep_lines).await {
+                    match h1::send(conn, &mut req, reused, false, keep_lines, forwarding).await {
                         Ok(Exchange::Response(response)) => {
                             served.upstream = Some(endpoint);
                             return Ok(response.map(Source::H1));
@@ -661,7 +693,7 @@ fn send<'a>(
                         Err(error) => return Err(error.error.into()),
                     }
                 }
-                Sender::H2(mut sender) => match sender.send(req).await {
+                Sender::H2(mut sender) => match sender.send_forwarded(req, forwarding).await {
                     Ok(response) => {
                         served.upstream = Some(endpoint);
                         return Ok(response.map(Source::H2));
@@ -686,6 +718,7 @@ async fn tunnel(
     mut selection: Selection,
     mut req: Request<ClientBody>,
     served: &mut Served,
+    forwarding: Forwarding<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     *req.version_mut() = Version::HTTP_11;
     if req.uri().authority().is_some() {
@@ -715,7 +748,8 @@ async fn tunnel(
     let downstream = req.extensions_mut().remove::<downstream::h1::OnUpgrade>();
     let stream_idle = gateway.settings.stream_idle_timeout;
     let mut req = req.map(|body| RequestBody::new(body, stream_idle));
-    let (response, upstream) = match h1::send(conn, &mut req, false, true, false).await {
+    let (response, upstream) = match h1::send(conn, &mut req, false, true, false, forwarding).await
+    {
         Err(error) => return Err(error.error.into()),
         Ok(Exchange::Response(response)) => {
             let (mut parts, body) = response.into_parts();
@@ -772,14 +806,41 @@ pub(crate) fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &He
 /// request or response with none costs no hash lookups. `te: trailers` is kept as it is (every
 /// gRPC call carries it), so it needs none either.
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    // One string match per name (a branch on its length first), not seven `HeaderName`
-    // comparisons: about half the instructions.
-    headers.iter().any(|(name, value)| match name.as_str() {
-        "connection" | "transfer-encoding" | "upgrade" | "trailer" | "keep-alive"
-        | "proxy-connection" => true,
-        "te" => !value.as_bytes().eq_ignore_ascii_case(b"trailers"),
-        _ => false,
-    })
+    scan(headers).hop_by_hop
+}
+
+/// What one pass over a request's or response's names finds.
+struct Found {
+    /// See [`has_hop_by_hop`].
+    hop_by_hop: bool,
+    /// An `X-Forwarded-For`, `-Proto` or `-Host`.
+    forwarding: bool,
+}
+
+fn scan(headers: &HeaderMap) -> Found {
+    let mut found = Found {
+        hop_by_hop: false,
+        forwarding: false,
+    };
+    // One string match per name (a branch on its length first), not a `HeaderName`
+    // comparison per name sought: about half the instructions.
+    for (name, value) in headers {
+        match name.as_str() {
+            "connection" | "transfer-encoding" | "upgrade" | "trailer" | "keep-alive"
+            | "proxy-connection" => found.hop_by_hop = true,
+            "te" => found.hop_by_hop |= !value.as_bytes().eq_ignore_ascii_case(b"trailers"),
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" => found.forwarding = true,
+            _ => {}
+        }
+    }
+    found
+}
+
+fn is_forwarding(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+    )
 }
 
 /// Removes hop-by-hop request headers (RFC 9110 §7.6.1), keeping `te: trailers` (gRPC needs

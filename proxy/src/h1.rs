@@ -13,9 +13,10 @@
 pub mod framing;
 
 use crate::idle::RequestBodyError;
+use crate::upstream::Forwarding;
 use bytes::{BufMut, Bytes, BytesMut};
 use framing::{Decoded, Decoder, FrameError, Head, HeadOptions, HeaderLines};
-use http::header;
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::future::{poll_fn, Future};
@@ -140,18 +141,29 @@ enum Send {
 
 /// Writes the request head into `out`: `headers` as edited by `forward.rs` (hop-by-hop already
 /// gone), plus the framing header the body needs.
-fn encode_head<B: Body>(out: &mut BytesMut, req: &Request<B>, send: Send) {
+fn encode_head<B: Body>(
+    out: &mut BytesMut,
+    req: &Request<B>,
+    send: Send,
+    forwarding: Forwarding<'_>,
+) {
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     out.reserve(256);
     out.put_slice(req.method().as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
-        out.put_slice(name.as_str().as_bytes());
+    let mut put_field = |name: &[u8], value: &HeaderValue| {
+        out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
+    };
+    for (name, value) in req.headers() {
+        put_field(name.as_str().as_bytes(), value);
+    }
+    for (name, value) in forwarding.fields() {
+        put_field(name, value);
     }
     match send {
         Send::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
@@ -234,12 +246,14 @@ enum BodyOutcome {
 /// send plain bodies; the request path sends `idle::RequestBody`. `reused`: the connection came from the
 /// pool (a close under us may then be retried). `keep_lines`: the response goes to an HTTP/1.1
 /// client, so a plain head may keep its fields as lines (see [`H1Body::take_lines`]).
+/// `forwarding`: fields written after the request's own.
 pub async fn send<B>(
     mut conn: Conn,
     req: &mut Request<B>,
     reused: bool,
     upgrade: bool,
     keep_lines: bool,
+    forwarding: Forwarding<'_>,
 ) -> Result<Exchange, SendError>
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
@@ -260,7 +274,15 @@ where
         Send::Chunked
     };
     let mut progress = Progress::default();
-    let result = exchange(&mut conn, req, send_mode, options, &mut progress).await;
+    let result = exchange(
+        &mut conn,
+        req,
+        send_mode,
+        options,
+        forwarding,
+        &mut progress,
+    )
+    .await;
     let (head, sent_all) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -325,6 +347,7 @@ async fn exchange<B>(
     req: &mut Request<B>,
     send: Send,
     options: HeadOptions,
+    forwarding: Forwarding<'_>,
     progress: &mut Progress,
 ) -> Result<(Head, bool), H1Error>
 where
@@ -336,7 +359,7 @@ where
         Send::None => {
             // The head goes out through the read buffer's memory (empty between exchanges),
             // so a request allocates nothing for it once the connection has warmed up.
-            encode_head(&mut conn.buf, req, send);
+            encode_head(&mut conn.buf, req, send, forwarding);
             progress.head_written = true;
             conn.io.write_all(&conn.buf).await?;
             conn.buf.clear();
@@ -348,7 +371,7 @@ where
             let body = req.body_mut();
             let first = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
             let first = first.transpose().map_err(H1Error::RequestBody)?;
-            encode_head(&mut conn.buf, req, send);
+            encode_head(&mut conn.buf, req, send, forwarding);
             let head = conn.buf.split().freeze();
             progress.head_written = true;
             let outcome = send_body(

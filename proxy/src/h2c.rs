@@ -22,6 +22,7 @@ pub mod frame;
 pub mod hpack;
 
 use crate::idle::RequestBodyError;
+use crate::upstream::Forwarding;
 use bytes::Bytes;
 use connection::{Shared, Side};
 use h2::Reason;
@@ -134,11 +135,23 @@ impl Sender {
     /// [`H2Error::RequestBody`] when it ends the exchange before the response head.
     // `async move` block, not `async fn`: as an argument the request would take room in the
     // future twice (passed, then split), and this future is part of every request's.
-    #[allow(clippy::manual_async_fn)]
     pub fn send<B>(
         &mut self,
         req: Request<B>,
     ) -> impl Future<Output = Result<Response<RecvBody>, Result<Unsent<B>, H2Error>>> + '_
+    where
+        B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
+    {
+        self.send_forwarded(req, Forwarding::default())
+    }
+
+    /// [`Sender::send`], with `forwarding`'s fields after the request's own.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send_forwarded<'a, B>(
+        &'a mut self,
+        req: Request<B>,
+        forwarding: Forwarding<'a>,
+    ) -> impl Future<Output = Result<Response<RecvBody>, Result<Unsent<B>, H2Error>>> + 'a
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
     {
@@ -162,8 +175,12 @@ impl Sender {
                 shared: &self.shared,
                 ticket: None,
             };
-            let opened =
-                poll_fn(|cx| self.shared.lock().open(cx, &mut place.ticket, &parts, end)).await;
+            let opened = poll_fn(|cx| {
+                self.shared
+                    .lock()
+                    .open(cx, &mut place.ticket, &parts, forwarding, end)
+            })
+            .await;
             drop(place);
             let id = match opened {
                 Ok(id) => id,

@@ -13,6 +13,7 @@
 use crate::balance::{self, Address, Endpoint};
 use crate::h1::Conn;
 use crate::h2c;
+use http::HeaderValue;
 use sluice_xds::Protocol;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,6 +41,30 @@ pub enum ConnectError {
     },
     #[error("resolve {host}: no addresses")]
     NoAddress { host: String },
+}
+
+/// The `X-Forwarded-*` fields the request path adds to a request whose client sent none of
+/// them (and that no header SET names): each upstream client writes them after the request's
+/// own fields, so they never go into its header map. Three map insertions (hashing their
+/// custom names, growing the entry list, dropping them) cost about 5% of a short request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding<'a> {
+    pub client_ip: Option<&'a HeaderValue>,
+    pub proto: Option<&'a HeaderValue>,
+    pub host: Option<&'a HeaderValue>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// Each field's name and value, in this order: `X-Forwarded-For`, `-Proto`, `-Host`.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static [u8], &'a HeaderValue)> {
+        [
+            (&b"x-forwarded-for"[..], self.client_ip),
+            (b"x-forwarded-proto", self.proto),
+            (b"x-forwarded-host", self.host),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    }
 }
 
 /// A connection ready for one request.

@@ -13,6 +13,7 @@ use super::common::{
 use super::frame::{self, Broken, Head, Received, Receiver};
 use super::hpack;
 use super::StreamError;
+use crate::upstream::Forwarding;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::Reason;
 use http::header::{self, HeaderMap};
@@ -252,6 +253,7 @@ impl State {
         cx: &mut Context<'_>,
         place: &mut Option<u64>,
         parts: &request::Parts,
+        forwarding: Forwarding<'_>,
         end_stream: bool,
     ) -> Poll<Result<u32, StreamError>> {
         if let Some(error) = &self.refusing {
@@ -310,7 +312,7 @@ impl State {
         }
         self.next_id += 2;
         self.open += 1;
-        self.encode_request(id, parts, end_stream);
+        self.encode_request(id, parts, forwarding, end_stream);
         self.streams.insert(
             id,
             Stream {
@@ -363,7 +365,13 @@ impl State {
         }
     }
 
-    fn encode_request(&mut self, id: u32, parts: &request::Parts, end_stream: bool) {
+    fn encode_request(
+        &mut self,
+        id: u32,
+        parts: &request::Parts,
+        forwarding: Forwarding<'_>,
+        end_stream: bool,
+    ) {
         let start = self.write.len();
         let flags = if end_stream { frame::END_STREAM } else { 0 };
         frame::put_head(&mut self.write, 0, frame::HEADERS, flags, id);
@@ -395,6 +403,9 @@ impl State {
                 value.is_sensitive(),
                 out,
             );
+        }
+        for (name, value) in forwarding.fields() {
+            hpack::encode(name, value.as_bytes(), false, out);
         }
         frame::finish_header_block(&mut self.write, start, block, self.peer_max_frame);
     }

@@ -76,6 +76,10 @@ async fn h2c_service_ports_get_http2_upstream() -> anyhow::Result<()> {
             let echo = r.echo()?;
             assert_eq!(echo.name, name);
             assert_eq!(echo.request.proto_major, 2);
+            // The forwarding headers go out in the HEADERS frame, once each.
+            assert_eq!(echo.header_values("x-forwarded-for"), vec!["127.0.0.1"]);
+            assert_eq!(echo.header_values("x-forwarded-proto"), vec!["http"]);
+            assert_eq!(echo.header_values("x-forwarded-host"), vec![host]);
         }
     }
     // h2c streams multiplex over one upstream connection per worker thread.

@@ -262,6 +262,39 @@ async fn append_headers_overwrite_client_values() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A header SET naming a forwarding header replaces the proxy's own value (which is then set
+/// in the request's map, not written by the upstream client: one value, the SET's), at the
+/// path and at the split level; the forwarding headers it does not name are still added.
+#[tokio::test]
+async fn append_headers_naming_forwarding_headers_win() -> anyhow::Result<()> {
+    let backend = EchoServer::start("echo").await?;
+    let spec = "  rules:\n  - hosts: [xf.example.com]\n    http:\n      paths:\n      - appendHeaders: {X-Forwarded-Proto: https}\n        splits: [{serviceNamespace: ns, serviceName: echo, servicePort: 80}]\n  - hosts: [xf-split.example.com]\n    http:\n      paths:\n      - splits: [{serviceNamespace: ns, serviceName: echo, servicePort: 80, appendHeaders: {X-Forwarded-Host: canonical.example}}]";
+    let gw = Gateway::start(
+        &(service("ns", "echo", "http", 80, &[backend.addr()]) + &ingress("ns", "xf", spec)),
+    )
+    .await?;
+    gw.wait_ingress_ready("ns", "xf").await?;
+    let path = http1_request(gw.http, "GET", "xf.example.com", "/", &[], None)
+        .await?
+        .echo()?;
+    assert_eq!(path.header_values("X-Forwarded-Proto"), vec!["https"]);
+    assert_eq!(
+        path.header_values("X-Forwarded-Host"),
+        vec!["xf.example.com"]
+    );
+    assert_eq!(path.header_values("X-Forwarded-For"), vec!["127.0.0.1"]);
+    let split = http1_request(gw.http, "GET", "xf-split.example.com", "/", &[], None)
+        .await?
+        .echo()?;
+    assert_eq!(
+        split.header_values("X-Forwarded-Host"),
+        vec!["canonical.example"]
+    );
+    assert_eq!(split.header_values("X-Forwarded-Proto"), vec!["http"]);
+    assert_eq!(split.header_values("X-Forwarded-For"), vec!["127.0.0.1"]);
+    Ok(())
+}
+
 /// Knative's `headers/probe`: `K-Network-Hash: override` is replaced by the ingress hash; any
 /// other value reaches the backend untouched.
 #[tokio::test]

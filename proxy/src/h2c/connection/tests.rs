@@ -20,7 +20,13 @@ fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
     state.task = Some(Waker::from(task.clone()));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(matches!(
-        state.open(&mut cx, &mut None, &get_parts(), true),
+        state.open(
+            &mut cx,
+            &mut None,
+            &get_parts(),
+            Forwarding::default(),
+            true
+        ),
         Poll::Ready(Err(StreamError::Closed))
     ));
     assert!(state.refusing.is_some());
@@ -46,7 +52,13 @@ fn open_stream(state: &mut State) -> u32 {
     frame::put_settings(&mut preface, &[]);
     state.receive(&mut preface).expect("a good preface");
     let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(Ok(id)) = state.open(&mut cx, &mut None, &get_parts(), true) else {
+    let Poll::Ready(Ok(id)) = state.open(
+        &mut cx,
+        &mut None,
+        &get_parts(),
+        Forwarding::default(),
+        true,
+    ) else {
         panic!("stream opened");
     };
     id
@@ -220,7 +232,13 @@ impl Waiting {
 
     fn open(&mut self, state: &mut State) -> Poll<Result<u32, StreamError>> {
         let mut cx = Context::from_waker(&self.waker);
-        state.open(&mut cx, &mut self.place, &get_parts(), true)
+        state.open(
+            &mut cx,
+            &mut self.place,
+            &get_parts(),
+            Forwarding::default(),
+            true,
+        )
     }
 
     fn wakes(&self) -> usize {
