@@ -453,8 +453,14 @@ fn held(upstream: &Upstream, waited: Duration, cold: bool) -> Held {
     Held { waited, cold_start }
 }
 
+/// The HTTP/1.1 server hands an `OnUpgrade` to exactly the requests that carry `Upgrade`, so
+/// any other request is told apart without a header lookup.
 fn is_websocket(req: &Request<ClientBody>) -> bool {
     req.version() == Version::HTTP_11
+        && req
+            .extensions()
+            .get::<downstream::h1::OnUpgrade>()
+            .is_some()
         && req
             .headers()
             .get(header::UPGRADE)

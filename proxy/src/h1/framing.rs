@@ -95,6 +95,9 @@ pub struct HeaderLines(Box<Lines>);
 struct Lines {
     head: Bytes,
     spans: Box<[Span]>,
+    /// Where every field is `name: value` CRLF and each line follows the last (as most servers
+    /// write them): the range of all the lines, copied out in one piece.
+    block: Option<(u16, u16)>,
     date: bool,
     content_length: Option<u64>,
 }
@@ -123,13 +126,30 @@ impl HeaderLines {
             .map(|&[ns, ne, vs, ve]| (&head[ns.into()..ne.into()], &head[vs.into()..ve.into()]))
     }
 
-    /// How many bytes [`Self::iter`]'s fields take as `name: value` CRLF lines.
+    /// How many bytes [`Self::write_to`] writes.
     pub fn encoded_len(&self) -> usize {
+        if let Some((start, end)) = self.0.block {
+            return usize::from(end - start);
+        }
         self.0
             .spans
             .iter()
             .map(|&[ns, ne, vs, ve]| usize::from(ne - ns) + usize::from(ve - vs) + 4)
             .sum()
+    }
+
+    /// Writes the fields as `name: value` CRLF lines.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let Some((start, end)) = self.0.block {
+            out.extend_from_slice(&self.0.head[start.into()..end.into()]);
+            return;
+        }
+        for (name, value) in self.iter() {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Appends the fields to `headers`, for a client that needs them as a map (HTTP/2).
@@ -170,6 +190,25 @@ fn field_kind(name: &[u8]) -> FieldKind {
         16 if is(b"proxy-connection") => FieldKind::HopByHop,
         _ => FieldKind::Other,
     }
+}
+
+/// The range of `spans`' lines in `head` if each is exactly `name: value` CRLF and follows the
+/// one before (see `Lines::block`).
+fn block_of(head: &[u8], spans: &[Span]) -> Option<(u16, u16)> {
+    let start = spans.first()?[0];
+    let mut at = start;
+    for &[ns, ne, vs, ve] in spans {
+        // `ve + 2` stays within the head, which ends with an empty line after it (see `Span`).
+        let canonical = ns == at
+            && vs == ne + 2
+            && head.get(ne.into()..vs.into()) == Some(b": ")
+            && head.get(ve.into()..usize::from(ve) + 2) == Some(b"\r\n");
+        if !canonical {
+            return None;
+        }
+        at = ve + 2;
+    }
+    Some((start, at))
 }
 
 /// A field as the header map holds it, checked as it checks it. Inlined: returned from a call,
@@ -334,6 +373,7 @@ pub fn parse_head(buf: &mut BytesMut, options: HeadOptions) -> Result<Option<Hea
     if keep_lines && plain {
         lines = Some(HeaderLines(Box::new(Lines {
             spans: spans.into(),
+            block: block_of(&head, spans),
             head,
             date,
             content_length,

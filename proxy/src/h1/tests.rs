@@ -788,3 +788,43 @@ fn httparse_and_http_accept_the_same_bytes() {
         }
     }
 }
+
+/// Kept lines go out as `name: value` CRLF lines: copied whole where the upstream wrote them
+/// so, rebuilt field by field where it did not (bare LF, other spacing).
+#[test]
+fn kept_lines_are_written_as_crlf_lines_whatever_their_spacing() {
+    let cases: &[(&[u8], &[u8])] = &[
+        (
+            b"HTTP/1.1 200 OK\r\nA: 1\r\nb-c: x y\r\n\r\n",
+            b"A: 1\r\nb-c: x y\r\n",
+        ),
+        (b"HTTP/1.1 200 OK\nA: 1\nb: 2\n\n", b"A: 1\r\nb: 2\r\n"),
+        (
+            b"HTTP/1.1 200 OK\r\nA:1\r\nb:   2  \r\n\r\n",
+            b"A: 1\r\nb: 2\r\n",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nA: 1\nb: 2\r\n\r\n",
+            b"A: 1\r\nb: 2\r\n",
+        ),
+        (b"HTTP/1.1 200 OK\r\nA: 1 \r\n\r\n", b"A: 1\r\n"),
+        (b"HTTP/1.1 200 OK\nA: 1\n\n", b"A: 1\r\n"),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b""),
+    ];
+    for (input, want) in cases {
+        let lines = parse_kept(input)
+            .expect("parses")
+            .expect("whole")
+            .lines
+            .expect("plain");
+        let mut out = Vec::new();
+        lines.write_to(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(want),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(lines.encoded_len(), want.len());
+    }
+}

@@ -339,11 +339,8 @@ pub fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in lines.into_iter().flat_map(HeaderLines::iter) {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+    if let Some(lines) = lines {
+        lines.write_to(out);
     }
     out.extend_from_slice(b"\r\n");
 }
