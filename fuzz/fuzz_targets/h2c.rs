@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
 use sluice_proxy::h2c::connection::{Side, State};
+use sluice_proxy::upstream::Forwarding;
 use std::task::{Context, Poll, Waker};
 
 #[path = "../common/frames.rs"]
@@ -45,7 +46,13 @@ fuzz_target!(|data: &[u8]| {
             .body(())
             .expect("a valid request");
         let (parts, ()) = req.into_parts();
-        match state.open(&mut cx, &mut None, &parts, !with_body) {
+        match state.open(
+            &mut cx,
+            &mut None,
+            &parts,
+            Forwarding::default(),
+            !with_body,
+        ) {
             Poll::Ready(Ok(id)) => exchanges.push(Exchange {
                 id,
                 body: with_body.then(|| Bytes::from(vec![b'b'; 70_000])),
@@ -75,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for slot in &mut waiting {
             let Some(place) = slot else { continue };
-            match state.open(&mut cx, place, &late, true) {
+            match state.open(&mut cx, place, &late, Forwarding::default(), true) {
                 Poll::Ready(Ok(id)) => {
                     *slot = None;
                     exchanges.push(Exchange {
