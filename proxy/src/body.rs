@@ -252,6 +252,15 @@ impl ResponseBody {
         }
     }
 
+    /// [`ResponseBody::take_lines`]'s fields, left in place.
+    pub fn lines(&self) -> Option<&HeaderLines> {
+        match self {
+            ResponseBody::Lined(lines, _) => Some(lines),
+            ResponseBody::Logged(logged) => logged.inner.lines(),
+            _ => None,
+        }
+    }
+
     /// The response head's fields that are not in its header map, if any: each server writes
     /// them beside the map's.
     pub fn take_lines(&mut self) -> Option<HeaderLines> {

@@ -659,9 +659,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             .await?;
             drop(responding);
             let (mut parts, mut body) = response.into_parts();
-            let lines = body.take_lines();
             let mut facts = head::ResponseFacts::of(&parts.headers);
-            if let Some(lines) = &lines {
+            if let Some(lines) = body.lines() {
                 facts.include(lines);
             }
             if parts.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -670,7 +669,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
                 if !facts.date {
                     parts.headers.insert(header::DATE, date());
                 }
-                head::encode_head(self.front(), parts.status, &parts.headers, lines.as_ref());
+                head::encode_head(
+                    self.front(),
+                    parts.status,
+                    &parts.headers,
+                    body.take_lines().as_ref(),
+                );
                 poll_fn(|cx| self.poll_write_out(cx))
                     .await
                     .map_err(|_| Stop::Gone)?;
@@ -704,8 +708,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn<S> {
             if !facts.date {
                 parts.headers.insert(header::DATE, date());
             }
-            head::encode_head(self.front(), parts.status, &parts.headers, lines.as_ref());
-            drop(lines);
+            // Taken in the statement that writes them: a local, even dropped, kept its room
+            // across the awaits below, in every connection's task.
+            head::encode_head(
+                self.front(),
+                parts.status,
+                &parts.headers,
+                body.take_lines().as_ref(),
+            );
             let mut sent: u64 = 0;
             let mut body_done = framing == BodyFraming::None && body.is_end_stream();
             poll_fn(|cx| loop {
