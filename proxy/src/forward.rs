@@ -223,33 +223,24 @@ fn send_selected<'a>(
             .chain((!stream_idle.is_zero()).then_some(stream_idle))
             .min();
         let req = std::mem::take(req).map(|body| RequestBody::new(body, stream_idle));
-        let sent = match head_deadline {
-            None => {
-                send(
-                    gateway,
-                    upstream,
-                    &mut selection,
-                    req,
-                    served,
-                    keep_lines,
-                    forwarding,
-                )
-                .await
-            }
-            Some(at) => tokio::time::timeout_at(
-                at,
-                send(
-                    gateway,
-                    upstream,
-                    &mut selection,
-                    req,
-                    served,
-                    keep_lines,
-                    forwarding,
-                ),
+        // Called inside each arm, so the future is built where it is awaited rather than
+        // moved there (it is over a kilobyte).
+        let sending = || {
+            send(
+                gateway,
+                upstream,
+                &mut selection,
+                req,
+                served,
+                keep_lines,
+                forwarding,
             )
-            .await
-            .map_err(|_| ProxyError::ResponseTimeout)?,
+        };
+        let sent = match head_deadline {
+            None => sending().await,
+            Some(at) => tokio::time::timeout_at(at, sending())
+                .await
+                .map_err(|_| ProxyError::ResponseTimeout)?,
         };
         let response = sent?;
         let (mut parts, mut body) = response.into_parts();
