@@ -685,6 +685,17 @@ async fn misframed_upstream_responses_are_refused_and_their_connection_dropped(
     Ok(())
 }
 
+/// A gateway in front of a [`RawBackend`] that answers `GET /bad` with `response`, and what an
+/// HTTP/1.1 client got for it. Both are returned for more requests.
+async fn answered_by(response: &'static [u8]) -> anyhow::Result<(RawBackend, Gateway, String)> {
+    let backend = RawBackend::start(response).await?;
+    let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
+    gw.wait_ingress_ready("ns", "h").await?;
+    let request = format!("GET /bad HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let bytes = until_closed(gw.http, request.as_bytes()).await?;
+    Ok((backend, gw, String::from_utf8_lossy(&bytes).to_string()))
+}
+
 /// An upstream response head the proxy needs not change reaches an HTTP/1.1 client field by
 /// field as it came (names in their case, repeated fields in order, every line ended by CRLF
 /// even where the upstream used a bare LF), and an HTTP/2 client gets the same fields. One with
@@ -697,13 +708,7 @@ async fn upstream_response_fields_pass_through_and_hop_by_hop_ones_do_not() -> a
         b"HTTP/1.1 200 OK\r\nConnection: x-drop\r\nX-Drop: 1\r\nX-Kept: 2\r\ncontent-length: 2\r\n\r\nhi",
         b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nX-Kept: 2\r\nProxy-Connection: x\r\ncontent-length: 2\r\n\r\nhi",
     ];
-    let request = format!("GET /bad HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
-
-    let backend = RawBackend::start(plain).await?;
-    let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
-    gw.wait_ingress_ready("ns", "h").await?;
-    let bytes = until_closed(gw.http, request.as_bytes()).await?;
-    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (_backend, gw, text) = answered_by(plain).await?;
     let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
     assert_eq!(body, "hi", "{text}");
     let fields =
@@ -726,11 +731,7 @@ async fn upstream_response_fields_pass_through_and_hop_by_hop_ones_do_not() -> a
     drop(gw);
 
     for response in hop_by_hop {
-        let backend = RawBackend::start(response).await?;
-        let gw = Gateway::start_with(&manifest(backend.addr), &[]).await?;
-        gw.wait_ingress_ready("ns", "h").await?;
-        let bytes = until_closed(gw.http, request.as_bytes()).await?;
-        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        let text = answered_by(response).await?.2.to_ascii_lowercase();
         let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
         assert_eq!(body, "hi", "{text}");
         assert!(text.contains("\r\nx-kept: 2\r\n"), "{text}");
