@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
             &mut cx,
             &mut None,
             &parts,
-            Forwarding::default(),
+            &Forwarding::NONE,
             !with_body,
         ) {
             Poll::Ready(Ok(id)) => exchanges.push(Exchange {
@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for slot in &mut waiting {
             let Some(place) = slot else { continue };
-            match state.open(&mut cx, place, &late, Forwarding::default(), true) {
+            match state.open(&mut cx, place, &late, &Forwarding::NONE, true) {
                 Poll::Ready(Ok(id)) => {
                     *slot = None;
                     exchanges.push(Exchange {

@@ -205,7 +205,7 @@ fn send_selected<'a>(
         );
         if websocket {
             let req = std::mem::take(req);
-            return Box::pin(tunnel(gateway, selection, req, served, forwarding)).await;
+            return Box::pin(tunnel(gateway, selection, req, served, &forwarding)).await;
         }
         set_upstream_form(req, protocol)?;
         let policy = selection.backend.revision.as_ref().map(|r| &r.policy);
@@ -233,7 +233,7 @@ fn send_selected<'a>(
                 req,
                 served,
                 keep_lines,
-                forwarding,
+                &forwarding,
             )
         };
         let sent = match head_deadline {
@@ -621,7 +621,7 @@ fn send<'a>(
     mut req: Request<RequestBody>,
     served: &'a mut Served,
     keep_lines: bool,
-    forwarding: Forwarding<'a>,
+    forwarding: &'a Forwarding<'a>,
 ) -> impl Future<Output = Result<Response<Source>, ProxyError>> + 'a {
     async move {
         let protocol = backend.protocol;
@@ -715,7 +715,7 @@ async fn tunnel(
     mut selection: Selection,
     mut req: Request<ClientBody>,
     served: &mut Served,
-    forwarding: Forwarding<'_>,
+    forwarding: &Forwarding<'_>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     *req.version_mut() = Version::HTTP_11;
     if req.uri().authority().is_some() {

@@ -145,7 +145,7 @@ fn encode_head<B: Body>(
     out: &mut BytesMut,
     req: &Request<B>,
     send: Send,
-    forwarding: Forwarding<'_>,
+    forwarding: &Forwarding<'_>,
 ) {
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     out.reserve(256);
@@ -253,7 +253,7 @@ pub async fn send<B>(
     reused: bool,
     upgrade: bool,
     keep_lines: bool,
-    forwarding: Forwarding<'_>,
+    forwarding: &Forwarding<'_>,
 ) -> Result<Exchange, SendError>
 where
     B: Body<Data = Bytes, Error = RequestBodyError> + Unpin,
@@ -347,7 +347,7 @@ async fn exchange<B>(
     req: &mut Request<B>,
     send: Send,
     options: HeadOptions,
-    forwarding: Forwarding<'_>,
+    forwarding: &Forwarding<'_>,
     progress: &mut Progress,
 ) -> Result<(Head, bool), H1Error>
 where

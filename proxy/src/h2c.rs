@@ -142,7 +142,7 @@ impl Sender {
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,
     {
-        self.send_forwarded(req, Forwarding::default())
+        self.send_forwarded(req, &Forwarding::NONE)
     }
 
     /// [`Sender::send`], with `forwarding`'s fields after the request's own.
@@ -150,7 +150,7 @@ impl Sender {
     pub fn send_forwarded<'a, B>(
         &'a mut self,
         req: Request<B>,
-        forwarding: Forwarding<'a>,
+        forwarding: &'a Forwarding<'a>,
     ) -> impl Future<Output = Result<Response<RecvBody>, Result<Unsent<B>, H2Error>>> + 'a
     where
         B: Body<Data = Bytes, Error = RequestBodyError> + Unpin + Send + 'static,

@@ -55,6 +55,13 @@ pub struct Forwarding<'a> {
 }
 
 impl<'a> Forwarding<'a> {
+    /// No fields to add (the request's map has them, or none are wanted).
+    pub const NONE: Forwarding<'static> = Forwarding {
+        client_ip: None,
+        proto: None,
+        host: None,
+    };
+
     /// Each field's name and value, in this order: `X-Forwarded-For`, `-Proto`, `-Host`.
     pub fn fields(&self) -> impl Iterator<Item = (&'static [u8], &'a HeaderValue)> {
         [

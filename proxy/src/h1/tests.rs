@@ -293,7 +293,7 @@ async fn a_get_round_trips_and_its_connection_is_reusable() {
     let mut req = request(Method::GET, empty());
     let exchange = tokio::spawn(async move {
         let Ok(Exchange::Response(response)) =
-            send(conn, &mut req, false, false, false, Forwarding::default()).await
+            send(conn, &mut req, false, false, false, &Forwarding::NONE).await
         else {
             panic!("a response")
         };
@@ -329,7 +329,7 @@ async fn a_streamed_body_goes_chunked_and_100_continue_is_skipped() {
     let mut req = request(Method::POST, streamed(&[b"abc", b"defgh"]));
     let exchange = tokio::spawn(async move {
         let Ok(Exchange::Response(response)) =
-            send(conn, &mut req, false, false, false, Forwarding::default()).await
+            send(conn, &mut req, false, false, false, &Forwarding::NONE).await
         else {
             panic!("a response")
         };
@@ -371,7 +371,7 @@ async fn an_early_answer_stops_the_upload_and_the_connection_is_not_reused() {
     let mut req = request(Method::POST, body);
     let exchange = tokio::spawn(async move {
         let Ok(Exchange::Response(response)) =
-            send(conn, &mut req, false, false, false, Forwarding::default()).await
+            send(conn, &mut req, false, false, false, &Forwarding::NONE).await
         else {
             panic!("a response")
         };
@@ -407,7 +407,7 @@ async fn a_request_body_timeout_is_the_clients_error() {
         Method::POST,
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
     );
-    let Err(error) = send(conn, &mut req, true, false, false, Forwarding::default()).await else {
+    let Err(error) = send(conn, &mut req, true, false, false, &Forwarding::NONE).await else {
         panic!("an error")
     };
     assert!(!error.retryable);
@@ -424,7 +424,7 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
         let (conn, mut server) = pair().await;
         let mut req = request(method.clone(), body);
         let exchange = tokio::spawn(async move {
-            send(conn, &mut req, true, false, false, Forwarding::default()).await
+            send(conn, &mut req, true, false, false, &Forwarding::NONE).await
         });
         read_until(&mut server, b"\r\n\r\n").await;
         drop(server);
@@ -436,9 +436,10 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
     // A fresh connection is never retried: the endpoint itself is failing.
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move {
-        send(conn, &mut req, false, false, false, Forwarding::default()).await
-    });
+    let exchange =
+        tokio::spawn(
+            async move { send(conn, &mut req, false, false, false, &Forwarding::NONE).await },
+        );
     read_until(&mut server, b"\r\n\r\n").await;
     drop(server);
     let Err(error) = exchange.await.expect("joined") else {
@@ -451,9 +452,10 @@ async fn a_reused_connection_closed_before_any_response_byte_is_retryable_for_a_
 async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move {
-        send(conn, &mut req, false, false, false, Forwarding::default()).await
-    });
+    let exchange =
+        tokio::spawn(
+            async move { send(conn, &mut req, false, false, false, &Forwarding::NONE).await },
+        );
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(
@@ -481,9 +483,10 @@ async fn a_misframed_response_is_an_error_and_the_connection_is_dropped() {
 async fn too_many_interim_responses_are_an_error() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move {
-        send(conn, &mut req, false, false, false, Forwarding::default()).await
-    });
+    let exchange =
+        tokio::spawn(
+            async move { send(conn, &mut req, false, false, false, &Forwarding::NONE).await },
+        );
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1))
@@ -503,9 +506,10 @@ async fn too_many_interim_responses_are_an_error() {
 async fn a_switch_is_refused_unless_asked_and_carries_early_bytes_when_asked() {
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move {
-        send(conn, &mut req, false, false, false, Forwarding::default()).await
-    });
+    let exchange =
+        tokio::spawn(
+            async move { send(conn, &mut req, false, false, false, &Forwarding::NONE).await },
+        );
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
@@ -518,9 +522,10 @@ async fn a_switch_is_refused_unless_asked_and_carries_early_bytes_when_asked() {
 
     let (conn, mut server) = pair().await;
     let mut req = request(Method::GET, empty());
-    let exchange = tokio::spawn(async move {
-        send(conn, &mut req, false, true, false, Forwarding::default()).await
-    });
+    let exchange =
+        tokio::spawn(
+            async move { send(conn, &mut req, false, true, false, &Forwarding::NONE).await },
+        );
     read_until(&mut server, b"\r\n\r\n").await;
     server
         .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nearly")
@@ -545,7 +550,7 @@ async fn a_body_failing_before_its_first_byte_sends_the_upstream_nothing() {
     let frames: Vec<Result<Frame<Bytes>, RequestBodyError>> = vec![Err(RequestBodyTimeout.into())];
     let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
     let mut req = request(Method::POST, body);
-    let Err(error) = send(conn, &mut req, false, false, false, Forwarding::default()).await else {
+    let Err(error) = send(conn, &mut req, false, false, false, &Forwarding::NONE).await else {
         panic!("an error")
     };
     assert!(matches!(error.error, H1Error::RequestBody(_)));
@@ -611,7 +616,7 @@ async fn a_response_that_arrived_whole_frees_everything_with_its_head() {
         let mut req = request(method.clone(), empty());
         let exchange = tokio::spawn(async move {
             let Ok(Exchange::Response(response)) =
-                send(conn, &mut req, false, false, false, Forwarding::default()).await
+                send(conn, &mut req, false, false, false, &Forwarding::NONE).await
             else {
                 panic!("a response")
             };

@@ -253,7 +253,7 @@ impl State {
         cx: &mut Context<'_>,
         place: &mut Option<u64>,
         parts: &request::Parts,
-        forwarding: Forwarding<'_>,
+        forwarding: &Forwarding<'_>,
         end_stream: bool,
     ) -> Poll<Result<u32, StreamError>> {
         if let Some(error) = &self.refusing {
@@ -369,7 +369,7 @@ impl State {
         &mut self,
         id: u32,
         parts: &request::Parts,
-        forwarding: Forwarding<'_>,
+        forwarding: &Forwarding<'_>,
         end_stream: bool,
     ) {
         let start = self.write.len();

@@ -20,13 +20,7 @@ fn a_connection_out_of_stream_ids_is_closed_for_the_pool() {
     state.task = Some(Waker::from(task.clone()));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(matches!(
-        state.open(
-            &mut cx,
-            &mut None,
-            &get_parts(),
-            Forwarding::default(),
-            true
-        ),
+        state.open(&mut cx, &mut None, &get_parts(), &Forwarding::NONE, true),
         Poll::Ready(Err(StreamError::Closed))
     ));
     assert!(state.refusing.is_some());
@@ -52,13 +46,8 @@ fn open_stream(state: &mut State) -> u32 {
     frame::put_settings(&mut preface, &[]);
     state.receive(&mut preface).expect("a good preface");
     let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(Ok(id)) = state.open(
-        &mut cx,
-        &mut None,
-        &get_parts(),
-        Forwarding::default(),
-        true,
-    ) else {
+    let Poll::Ready(Ok(id)) = state.open(&mut cx, &mut None, &get_parts(), &Forwarding::NONE, true)
+    else {
         panic!("stream opened");
     };
     id
@@ -236,7 +225,7 @@ impl Waiting {
             &mut cx,
             &mut self.place,
             &get_parts(),
-            Forwarding::default(),
+            &Forwarding::NONE,
             true,
         )
     }
