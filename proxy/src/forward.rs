@@ -497,7 +497,7 @@ fn prepare_request<'a>(
     let stripped = found.hop_by_hop && strip_request_hop_by_hop(headers, websocket);
     let split = &route.splits[selection.split];
     let set = |sets: &[(HeaderName, HeaderValue)]| sets.iter().any(|(n, _)| is_forwarding(n));
-    let mut forwarding = Forwarding::default();
+    let mut forwarding = Forwarding::NONE;
     if !found.forwarding && !set(&route.set_headers) && !set(&split.set_headers) {
         // What the map edits below come to when the client sent none of the three.
         forwarding = Forwarding {

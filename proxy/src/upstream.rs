@@ -47,7 +47,7 @@ pub enum ConnectError {
 /// them (and that no header SET names): each upstream client writes them after the request's
 /// own fields, so they never go into its header map. Three map insertions (hashing their
 /// custom names, growing the entry list, dropping them) cost about 5% of a short request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Forwarding<'a> {
     pub client_ip: Option<&'a HeaderValue>,
     pub proto: Option<&'a HeaderValue>,

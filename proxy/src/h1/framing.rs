@@ -88,10 +88,10 @@ pub struct HeadOptions {
 ///
 /// Boxed, so that the head, the body and the response that carry it stay small: moving them
 /// is then a few registers, not a `memcpy`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HeaderLines(Box<Lines>);
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Lines {
     head: Bytes,
     spans: Box<[Span]>,
@@ -165,7 +165,7 @@ impl HeaderLines {
 }
 
 /// What a head's field is to the parser (names compared without case).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum FieldKind {
     ContentLength,
     TransferEncoding,
