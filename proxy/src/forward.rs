@@ -147,15 +147,17 @@ fn forward<'a>(
         // Boxed: this is the largest part of the request path by far (the exchange). Inline,
         // every request waiting in the activator, and every connection's room for a request,
         // would carry it.
-        Box::pin(send_selected(
-            gateway,
-            conn,
-            req,
-            original_host,
-            selection,
-            served,
-            started,
-        ))
+        crate::pin_in_place(|| {
+            send_selected(
+                gateway,
+                conn,
+                req,
+                original_host,
+                selection,
+                served,
+                started,
+            )
+        })
         .await
     }
 }

@@ -489,7 +489,7 @@ where
         Framing::Empty | Framing::UntilClose => (ClientBody::Empty, None),
     };
     Started {
-        responding: Box::pin(service(request.map(|()| body))),
+        responding: crate::pin_in_place(|| service(request.map(|()| body))),
         feed,
         upgrade,
         keep_alive,

@@ -247,7 +247,7 @@ where
         let open = self.streams.open();
         // Boxed: a small future moves into the set of running streams, not the request path's
         // whole state.
-        let response = Box::pin((self.service)(request.map(|()| body)));
+        let response = crate::pin_in_place(|| (self.service)(request.map(|()| body)));
         Stream {
             shared: self.shared.clone(),
             id,
