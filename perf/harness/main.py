@@ -417,8 +417,7 @@ def write_report(env, started, elapsed, busy_start, busy_end):
     lines += ["## Machine and versions", ""] + machine_lines(env.root) + [
         f"- 1-min load average at start {busy_start[0]:.2f} ({busy_start[1]} compiler processes running), "
         f"at the end {busy_end[0]:.2f} (the run's own last minute). Other processes used "
-        f"{other_work(busy_start, busy_end, elapsed)[0]:.1f} CPU-s during the run "
-        f"({other_work(busy_start, busy_end, elapsed)[1]:.1%} of one CPU): the machine's busy time "
+        f"{other:.1f} CPU-s during the run ({share:.1%} of one CPU): the machine's busy time "
         "(user, nice, system in /proc/stat) minus the CPU of the harness and everything it started; the report "
         f"flags the machine as busy from {OTHER_WORK_LIMIT:.0%}, or from a 1-min load of 0.5 at start.", ""]
     lines += ["## Exact commands", "", f"`{cmd}` ran these (each distinct command once; ports are picked free "

@@ -40,7 +40,8 @@ pub mod upstream;
 /// the stack and then copies all of its bytes (over a kilobyte for the exchange), room for
 /// states not reached yet included; with a thousand connections in flight the new box is cold,
 /// so that copy missed the cache on every line (callgrind's cache simulation, `perf/CALLGRIND.md`).
-/// Allocated first, the box is where the future is written, and only what it holds is written.
+/// With the box allocated first, the compiler builds the future in it and writes only what the
+/// future holds so far (not promised by the language: measured, `perf/CALLGRIND.md`).
 #[inline(always)]
 pub(crate) fn pin_in_place<F>(build: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), build()))
