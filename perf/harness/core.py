@@ -4,7 +4,7 @@ import copy
 import statistics
 import time
 
-from .procs import CLK_TCK
+from .procs import CLK_TCK, run_queue_wait_ns
 from .targets import Backend, Setup, STARTERS, direct
 
 
@@ -79,10 +79,12 @@ def measure(env, target, backend, load):
     b0 = backend.stats() if backend else None
     m0 = target.metrics()
     u0, s0 = target.cpu()
+    w0 = run_queue_wait_ns(pids)
     t0 = time.time()
     res = load(target)
     wall = time.time() - t0
     u1, s1 = target.cpu()
+    w1 = run_queue_wait_ns(pids)
     b1 = backend.stats() if backend else None
     m1 = target.metrics()
     n = res.get("requests") or 0
@@ -93,6 +95,9 @@ def measure(env, target, backend, load):
         res["cpu_us"] = res["user_us"] + res["sys_us"]
         res["cpu_pct"] = (u1 - u0 + s1 - s0) / CLK_TCK / wall * 100
         res["rss_mib"] = target.rss_kib() / 1024
+        # Stalls the proxy cannot help (kernel threads such as kdamond or ksoftirqd on its CPU, other
+        # processes): they set the open-loop tail (perf/README.md).
+        res["cpu_wait_ms_per_s"] = max(0, w1 - w0) / 1e6 / wall
     if b0 and b1:
         res["backend_conns"] = b1[0] - b0[0] - 1  # minus the second stats call's own connection
         res["backend_reqs"] = b1[1] - b0[1]

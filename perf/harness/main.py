@@ -208,7 +208,9 @@ def goal_rows(env):
             continue
         hv = med(r.get("haproxy", []), k)
         hap = f", HAProxy {hv - dv:+.0f}" if hv is not None else ""
-        rows.append((goal, f"sluice **{sv - dv:+.0f} µs** vs nginx {nv - dv:+.0f} µs (direct {dv:.0f} µs{hap})",
+        won, compared = rounds_won(r, ["nginx"], key=k)
+        rounds = f"; sluice at most nginx's in {won} of {compared} rounds" if compared else ""
+        rows.append((goal, f"sluice **{sv - dv:+.0f} µs** vs nginx {nv - dv:+.0f} µs (direct {dv:.0f} µs{hap}){rounds}",
                      sv - dv <= nv - dv))
     rows.append(reload_goal(d.get("reload")))
     return rows

@@ -54,6 +54,24 @@ def cpu_ticks(pids):
     return user, system
 
 
+def run_queue_wait_ns(pids):
+    """Nanoseconds the threads of `pids` spent ready to run while their CPU ran something else
+    (the second field of /proc/PID/task/TID/schedstat), summed. Threads that exited are not counted."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+    return total
+
+
 def tree_cpu_ticks(pid):
     """(user, sys) clock ticks of process `pid` and all its children, the ones that exited too.
 

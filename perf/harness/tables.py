@@ -72,8 +72,8 @@ def open_table(results, rate):
     d = peer(results, "direct")
     lines = [f"Offered load: **{rate:,.0f} req/s** (open loop; latency from the intended send time).", "",
              "| target | achieved rps | p50 µs | p99 µs | p99.9 µs | max µs | added p50 | added p99 | added p99.9 "
-             "| CPU-µs/req | errors | queued | unsent | gen. lateness p99 µs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU-µs/req | waited for CPU ms/s | errors | queued | unsent | gen. lateness p99 µs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, runs in results.items():
         row = [name, fmt(med(runs, "rps"), 0), with_spread(runs, "p50", 0), with_spread(runs, "p99", 0),
                with_spread(runs, "p999", 0), fmt(med(runs, "max"), 0)]
@@ -84,7 +84,7 @@ def open_table(results, rate):
                 row.append(f"{med(runs, k) - med(d, k):+,.0f}")
         counted = total(runs, "counted")
         queued = f"{100 * total(runs, 'queued') / counted:.2f}%" if counted else "–"
-        row += [with_spread(runs, "cpu_us", 2), errors(runs), queued, fmt(total(runs, "unsent"), 0),
+        row += [with_spread(runs, "cpu_us", 2), with_spread(runs, "cpu_wait_ms_per_s", 1), errors(runs), queued, fmt(total(runs, "unsent"), 0),
                 fmt(med(runs, "lateness_p99"), 0)]
         lines.append("| " + " | ".join(row) + " |")
     late = [name for name, runs in results.items() if (med(runs, "lateness_p99") or 0) > 200]
@@ -101,5 +101,9 @@ def open_table(results, rate):
               "requests whose intended time passed before the run ended without being sent (the target fell "
               "behind). *queued*: requests that found all 32 connections busy and started over 100 µs late (the target's "
               "backpressure; that wait is part of their latency). *gen. lateness*: how late the generator sent requests "
-              "while a connection was free (its own precision)."]
+              "while a connection was free (its own precision). *waited for CPU*: per second of the run, how long the "
+              "proxy's threads were ready to run while its CPU ran something else (`/proc/PID/task/*/schedstat`): "
+              "kernel threads such as `kdamond` or `ksoftirqd`, other processes, the proxy's own other threads. A "
+              "wait of a few ms stalls every connection at once, so it sets the tail for every proxy alike; a vCPU "
+              "the hypervisor takes away does not show here."]
     return lines
