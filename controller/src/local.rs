@@ -4,12 +4,12 @@
 //! - **Start.** Each instance gets `PORT` (a free loopback port) and `K_REVISION`, under
 //!   `setpriv --pdeathsig KILL` when available so the kernel kills it if sluice dies.
 //! - **Ready** once its port accepts connections *and* the listening socket belongs to the
-//!   instance (or a process it started), read from `/proc`: a free port is found by binding and
-//!   releasing it, so another process could take it in between; such an instance is stopped
-//!   and started again on another port, and an instance that exits before it is ready (its port
-//!   taken) is started again too, a bounded number of times. Ready instances are published as
-//!   EndpointSlices (label `sluice.dev/revision`), through the same translate-and-publish path
-//!   as every other config.
+//!   instance (or a process it started), asked of the kernel (`sock_diag`, `/proc/PID/fd`): a
+//!   free port is found by binding and releasing it, so another process could take it in
+//!   between; such an instance is stopped and started again on another port, and an instance
+//!   that exits before it is ready (its port taken) is started again too, a bounded number of
+//!   times. Ready instances are published as EndpointSlices (label `sluice.dev/revision`),
+//!   through the same translate-and-publish path as every other config.
 //! - **Drain.** Scale-down takes the instance out of the endpoints, waits until every proxy
 //!   has applied that (no new requests reach it), then sends SIGTERM, as Kubernetes does: the
 //!   instance finishes what it has in flight and exits; after the Revision's `timeoutSeconds`
@@ -458,9 +458,10 @@ fn signal(pid: u32, signal: Signal) {
 }
 
 /// Whether a listening TCP socket on `port` belongs to `pid` or one of its descendants
-/// (Linux `/proc`). Where `/proc` cannot tell, it says yes: the connect probe stands alone.
+/// (Linux: the kernel's socket table, `/proc/PID/fd`). Where they cannot tell, it says yes: the
+/// connect probe stands alone.
 pub fn listens_on(pid: u32, port: u16) -> bool {
-    let Some(inodes) = listening_inodes(port) else {
+    let Some(inodes) = listeners::listening_inodes(port) else {
         return true;
     };
     let mut pending = vec![pid];
@@ -491,34 +492,6 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     false
 }
 
-/// Inodes of sockets listening on `port` (IPv4 and IPv6); `None` if `/proc/net` is unreadable.
-fn listening_inodes(port: u16) -> Option<Vec<u64>> {
-    let mut found = Vec::new();
-    let mut readable = false;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        readable = true;
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            if fields.len() < 10 || fields[3] != "0A" {
-                continue;
-            }
-            let local_port = fields[1]
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) {
-                if let Ok(inode) = fields[9].parse() {
-                    found.push(inode);
-                }
-            }
-        }
-    }
-    readable.then_some(found)
-}
-
 fn children(pid: u32) -> Vec<u32> {
     let mut all = Vec::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -534,5 +507,6 @@ fn children(pid: u32) -> Vec<u32> {
     all
 }
 
+mod listeners;
 #[cfg(test)]
 mod tests;
