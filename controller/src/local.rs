@@ -461,9 +461,10 @@ fn signal(pid: u32, signal: Signal) {
 /// (Linux: the kernel's socket table, `/proc/PID/fd`). Where they cannot tell, it says yes: the
 /// connect probe stands alone.
 pub fn listens_on(pid: u32, port: u16) -> bool {
-    let Some(inodes) = listeners::listening_inodes(port) else {
+    let Some(sockets) = sluice_xds::listeners::listening_sockets(port) else {
         return true;
     };
+    let inodes: Vec<u64> = sockets.iter().map(|s| s.inode).collect();
     let mut pending = vec![pid];
     let mut seen = 0;
     while let Some(pid) = pending.pop() {
@@ -507,6 +508,5 @@ fn children(pid: u32) -> Vec<u32> {
     all
 }
 
-mod listeners;
 #[cfg(test)]
 mod tests;

@@ -95,8 +95,8 @@ def measure(env, target, backend, load):
         res["cpu_us"] = res["user_us"] + res["sys_us"]
         res["cpu_pct"] = (u1 - u0 + s1 - s0) / CLK_TCK / wall * 100
         res["rss_mib"] = target.rss_kib() / 1024
-        # Stalls the proxy cannot help (kernel threads such as kdamond or ksoftirqd on its CPU, other
-        # processes): they set the open-loop tail (perf/README.md).
+        # Time the proxy was ready to run while its CPU ran something else (kdamond, ksoftirqd, other
+        # processes, its own other threads): such stalls set the open-loop tail (perf/README.md).
         res["cpu_wait_ms_per_s"] = max(0, w1 - w0) / 1e6 / wall
     if b0 and b1:
         res["backend_conns"] = b1[0] - b0[0] - 1  # minus the second stats call's own connection

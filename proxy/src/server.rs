@@ -409,30 +409,12 @@ fn reachable(addr: &str) -> Option<SocketAddr> {
 /// so nothing connects to the listener (a bare TCP connect to a TLS listener is logged as a
 /// failed handshake); else a connect to it (its loopback for an unspecified address).
 async fn is_listening(addr: SocketAddr) -> bool {
-    let (table, local) = match addr {
-        SocketAddr::V4(v4) => ("/proc/net/tcp", {
-            let o = v4.ip().octets();
-            format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
-        }),
-        SocketAddr::V6(v6) => ("/proc/net/tcp6", {
-            // Four 32-bit words, each in host (little-endian) byte order.
-            let o = v6.ip().octets();
-            o.chunks(4)
-                .map(|w| format!("{:02X}{:02X}{:02X}{:02X}", w[3], w[2], w[1], w[0]))
-                .collect()
-        }),
-    };
-    if let Ok(sockets) = std::fs::read_to_string(table) {
-        let want = format!("{local}:{:04X}", addr.port());
-        // `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...`;
-        // state 0A is LISTEN. The socket must be this process's: another process could
-        // hold the address (that is why Pingora is still retrying).
-        return sockets.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&want.as_str())
-                && fields.get(3) == Some(&"0A")
-                && fields.get(9).is_some_and(|inode| own_socket(inode))
-        });
+    if let Some(sockets) = sluice_xds::listeners::listening_sockets(addr.port()) {
+        // The socket must be this process's: another process could hold the address (that is
+        // why Pingora is still retrying).
+        return sockets
+            .iter()
+            .any(|s| s.addr.ip() == addr.ip() && own_socket(s.inode));
     }
     let mut target = addr;
     if target.ip().is_unspecified() {
@@ -449,7 +431,7 @@ async fn is_listening(addr: SocketAddr) -> bool {
 }
 
 /// Whether one of this process's file descriptors is the socket with this inode.
-fn own_socket(inode: &str) -> bool {
+fn own_socket(inode: u64) -> bool {
     let want = format!("socket:[{inode}]");
     std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
         fds.flatten().any(|fd| {

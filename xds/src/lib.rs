@@ -13,6 +13,8 @@
 //!   with backoff). In-process the messages travel as values through channels
 //!   ([`server::LocalConnector`]); across processes over gRPC.
 //! - [`digest`]: one order-independent digest of a whole resource set.
+//! - [`listeners`]: the TCP sockets listening on a port, from the kernel (both halves check
+//!   that a socket they wait for is bound, and by whom).
 //!
 //! Invariants: equal content gives equal versions in every process; nothing here reads a clock
 //! except the client's report timer and reconnect backoff; an unchanged resource is never sent.
@@ -22,6 +24,7 @@ pub mod client;
 pub mod digest;
 pub mod grpc;
 pub mod host;
+pub mod listeners;
 pub mod load;
 pub mod model;
 pub mod protocol;
