@@ -464,7 +464,6 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     let Some(sockets) = sluice_xds::listeners::listening_sockets(port) else {
         return true;
     };
-    let inodes: Vec<u64> = sockets.iter().map(|s| s.inode).collect();
     let mut pending = vec![pid];
     let mut seen = 0;
     while let Some(pid) = pending.pop() {
@@ -472,21 +471,8 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
         if seen > 256 {
             break;
         }
-        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-            for fd in fds.flatten() {
-                if let Ok(link) = std::fs::read_link(fd.path()) {
-                    let link = link.to_string_lossy();
-                    if let Some(inode) = link
-                        .strip_prefix("socket:[")
-                        .and_then(|s| s.strip_suffix(']'))
-                        .and_then(|s| s.parse::<u64>().ok())
-                    {
-                        if inodes.contains(&inode) {
-                            return true;
-                        }
-                    }
-                }
-            }
+        if sluice_xds::listeners::held_by(pid, &sockets) {
+            return true;
         }
         pending.extend(children(pid));
     }

@@ -409,12 +409,11 @@ fn reachable(addr: &str) -> Option<SocketAddr> {
 /// so nothing connects to the listener (a bare TCP connect to a TLS listener is logged as a
 /// failed handshake); else a connect to it (its loopback for an unspecified address).
 async fn is_listening(addr: SocketAddr) -> bool {
-    if let Some(sockets) = sluice_xds::listeners::listening_sockets(addr.port()) {
+    if let Some(mut sockets) = sluice_xds::listeners::listening_sockets(addr.port()) {
         // The socket must be this process's: another process could hold the address (that is
         // why Pingora is still retrying).
-        return sockets
-            .iter()
-            .any(|s| s.addr.ip() == addr.ip() && own_socket(s.inode));
+        sockets.retain(|s| s.addr.ip() == addr.ip());
+        return sluice_xds::listeners::held_by(std::process::id(), &sockets);
     }
     let mut target = addr;
     if target.ip().is_unspecified() {
@@ -428,16 +427,6 @@ async fn is_listening(addr: SocketAddr) -> bool {
         tokio::time::timeout(Duration::from_secs(1), connect).await,
         Ok(Ok(_))
     )
-}
-
-/// Whether one of this process's file descriptors is the socket with this inode.
-fn own_socket(inode: u64) -> bool {
-    let want = format!("socket:[{inode}]");
-    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
-        fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str())
-        })
-    })
 }
 
 /// Returns once every target listens. A listener that never binds keeps it waiting (and

@@ -30,6 +30,25 @@ pub fn listening_sockets(port: u16) -> Option<Vec<ListeningSocket>> {
     sock_diag_listening(port).or_else(|| proc_net_listening(port))
 }
 
+/// Whether process `pid` holds one of `sockets` as an open descriptor (`/proc/PID/fd/N` links to
+/// `socket:[inode]`).
+pub fn held_by(pid: u32, sockets: &[ListeningSocket]) -> bool {
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|link| {
+            link.to_str()
+                .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']'))
+                .and_then(|inode| inode.parse::<u64>().ok())
+                .is_some_and(|inode| sockets.iter().any(|s| s.inode == inode))
+        })
+    })
+}
+
 // linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h: the kernel's ABI.
 const NLMSG_HEADER_LEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -241,6 +260,18 @@ mod tests {
         assert_eq!(from_proc, want);
         drop((v4, v6, other));
         assert_eq!(listening_sockets(port), Some(vec![]));
+    }
+
+    #[test]
+    fn a_socket_is_held_by_the_process_whose_descriptor_it_is() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("binds");
+        let mine = named(&listener);
+        assert!(held_by(std::process::id(), &[mine]));
+        let not_mine = ListeningSocket { inode: 0, ..mine };
+        assert!(!held_by(std::process::id(), &[not_mine]));
+        assert!(!held_by(std::process::id(), &[]));
+        // PID 1 is not this test: it does not hold this process's socket.
+        assert!(!held_by(1, &[mine]));
     }
 
     #[test]
