@@ -144,7 +144,7 @@ class Target:
         status, body = http_get(self.port, path, host)
         if status != 200:
             raise RuntimeError(f"{self.name}: GET {path} Host {host} answered {status}: {body[:200]!r}")
-        if self.kind == "direct":
+        if self.kind in ("direct", "relay"):
             return
         status, body = http_get(self.port, HEADERS_PATH, host)
         if status != 200:
@@ -162,6 +162,19 @@ class Target:
 
 def direct(backend, setup):
     return Target("direct", "direct", backend.port, backend.port, setup.request_host)
+
+
+def start_relay(env, backend, setup, name="relay"):
+    """`sluice-testkit-relay` on the proxies' CPU: a floor, not a peer. It copies bytes between each
+    client connection and one upstream connection of its own, four system calls per request and no
+    HTTP, so its growth with the connection count is the kernel's share of any proxy's."""
+    port = free_port()
+    argv = ["taskset", "-c", PROXY_CPU, os.path.join(env.bin_dir, "sluice-testkit-relay"),
+            "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{backend.port}"]
+    env.log.add("relay", argv)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=_log(env, f"relay-{port}.log"))
+    wait_port(port, proc=proc, log=_logpath(env, f"relay-{port}.log"))
+    return Target(name, "relay", port, port, setup.request_host, lambda: [proc.pid], [proc])
 
 
 # --- sluice -----------------------------------------------------------------------------------
@@ -499,4 +512,4 @@ def start_haproxy(env, backend, setup, name="haproxy", master_worker=False, fron
     return t
 
 
-STARTERS = {"sluice": start_sluice, "nginx": start_nginx, "haproxy": start_haproxy}
+STARTERS = {"sluice": start_sluice, "nginx": start_nginx, "haproxy": start_haproxy, "relay": start_relay}

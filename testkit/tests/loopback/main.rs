@@ -4,6 +4,7 @@ mod backend;
 mod echo;
 mod grpc;
 mod ports;
+mod relay;
 mod websocket;
 
 use std::time::{Duration, Instant};
