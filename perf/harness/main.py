@@ -196,12 +196,14 @@ def goal_rows(env):
             continue
         peers = ", ".join(f"{p} {g[p]:+.1f}%" for p in ("nginx", "haproxy") if g.get(p) is not None)
         floor = ""
+        if g.get("sluice-capped") is not None:
+            floor += f"; sluice with {c['capped_upstream']} upstream connections {g['sluice-capped']:+.1f}%"
         relay_sys = (c.get("sys") or {}).get("relay") or (None, None)
         if None not in relay_sys:
             # The kernel's growth under a relay that does only the four system calls, as a share
             # of sluice's own c=32 figure: what no proxy's code can win back.
             added = relay_sys[1] - relay_sys[0]
-            floor = (f"; the kernel alone, under a bare relay, adds {added:+.2f} µs/req = "
+            floor += (f"; the kernel alone, under a bare relay, adds {added:+.2f} µs/req = "
                      f"{added / c['base_cpu']['sluice'] * 100:+.1f}% of sluice's c=32 figure")
         rows.append((goal, f"sluice {c['base_cpu']['sluice']:.2f} → {c['cpu']['sluice']:.2f} CPU-µs/req: "
                      f"**{g['sluice']:+.1f}%** ({peers}{floor})", g["sluice"] <= 5.0))

@@ -27,7 +27,8 @@ from .procs import (CLK_TCK, children_fast, cpu_ticks, free_port, http_get, peak
                     wait_port)
 from .tables import closed_table, fmt, open_table, ratio, reuse, with_spread
 from .targets import (BENCH_HOST, CLIENT_CPU, PROXY_CPU, Backend, Setup, haproxy_conf, make_certificate, nginx_conf,
-                      sluice_ingress, sluice_service, start_haproxy, start_nginx, start_sluice, write_atomic)
+                      sluice_ingress, sluice_revision_route, sluice_service, start_haproxy, start_nginx, start_sluice,
+                      write_atomic)
 
 CONNS = 32  # requests in flight in every scenario: 32 HTTP/1.1 connections, or 4 h2 connections × 8 streams
 
@@ -288,6 +289,11 @@ def fd_headroom(conns):
     return None
 
 
+# h1_conc's extra sluice: upstream connections capped by a Revision's containerConcurrency.
+CAPPED, CAPPED_UPSTREAM = "sluice-capped", 16
+CONC_ROWS = ("sluice", CAPPED, "nginx", "haproxy", "relay")
+
+
 def h1_conc(env, key, conns):
     """HTTP/1.1 0 B closed loop at `conns` connections, against c=32 measured here side by side:
     each round runs both on the same processes, one after the other. Taking h1-0b's figure
@@ -303,6 +309,8 @@ def h1_conc(env, key, conns):
         return wrk(env, t, duration or env.duration, getattr(t, "conns", conns))
 
     with Stack(env, Setup(), kinds=("sluice", "nginx", "haproxy", "relay")) as st:
+        st.add(start_sluice(env, st.backend, Setup(), name=CAPPED, files={
+            "revision.yaml": sluice_revision_route("capped", BENCH_HOST, "bench", CAPPED_UPSTREAM)}))
         for t in st.targets:
             t.check()
         targets = [variant(t, t.name + suffix, conns=c) for t in st.targets for suffix, c in loads.items()]
@@ -316,7 +324,7 @@ def h1_conc(env, key, conns):
     md += ["", f"| proxy | CPU-µs/req at c=32 | CPU-µs/req at c={conns:,} | change | user µs: c=32 → c={conns:,} "
                f"| sys µs: c=32 → c={conns:,} | upstream reuse at c={conns:,} |",
            "|---|---|---|---|---|---|---|"]
-    for kind in ("sluice", "nginx", "haproxy", "relay"):
+    for kind in CONC_ROWS:
         c32, cn = med(base.get(kind, []), "cpu_us"), med(here.get(kind, []), "cpu_us")
         growth[kind] = None if not c32 or not cn else (cn / c32 - 1) * 100
         split = []
@@ -342,16 +350,21 @@ def h1_conc(env, key, conns):
            "connection with an upstream connection of its own and copies bytes across, one `read` and one "
            "`write` each way, no HTTP. Every HTTP/1.1 proxy makes at least those four system calls per request "
            "and holds at least those sockets, so the relay's sys growth is what the kernel adds to any of them "
-           "as connections grow: the part of the 5% budget no proxy's own code can win back."]
+           "as connections grow: the part of the 5% budget no proxy's own code can win back.",
+           "",
+           f"*{CAPPED}* is sluice with the route through a Revision of containerConcurrency "
+           f"{CAPPED_UPSTREAM} over the same backend: at most {CAPPED_UPSTREAM} requests in flight upstream, so "
+           f"at most {CAPPED_UPSTREAM} upstream connections, the rest waiting in sluice's queue. It measures how "
+           "much of the growth holding fewer sockets wins back (the throttled path's own work included)."]
     return {"title": title, "kind": "closed",
             "what": f"`wrk -t1 -c{conns}` (closed loop, keep-alive, 0 B) through each proxy: {conns:,} connections, "
                     f"{conns:,} requests in flight. Does a proxy's CPU per request stay flat as connections grow "
                     "(the pool lookup and idle lists O(1))?",
             "md": md, "results": results, "growth": growth, "conns": conns,
-            "base_cpu": {k: med(base.get(k, []), "cpu_us") for k in ("sluice", "nginx", "haproxy", "relay")},
-            "cpu": {k: med(here.get(k, []), "cpu_us") for k in ("sluice", "nginx", "haproxy", "relay")},
-            "sys": {k: (med(base.get(k, []), "sys_us"), med(here.get(k, []), "sys_us"))
-                    for k in ("sluice", "nginx", "haproxy", "relay")}}
+            "capped_upstream": CAPPED_UPSTREAM,
+            "base_cpu": {k: med(base.get(k, []), "cpu_us") for k in CONC_ROWS},
+            "cpu": {k: med(here.get(k, []), "cpu_us") for k in CONC_ROWS},
+            "sys": {k: (med(base.get(k, []), "sys_us"), med(here.get(k, []), "sys_us")) for k in CONC_ROWS}}
 
 
 def _sysctl(path):

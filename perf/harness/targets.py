@@ -230,6 +230,26 @@ spec:{tls}
 """
 
 
+def sluice_revision_route(name, host, service, container_concurrency):
+    """A sluice Revision over an existing Service, at most `container_concurrency` requests in flight
+    to its endpoint (the rest wait in sluice's queue), and a Route sending `host` to it."""
+    return f"""apiVersion: sluice.dev/v1alpha1
+kind: Revision
+metadata: {{name: {name}, namespace: perf}}
+spec:
+  containerConcurrency: {container_concurrency}
+  service: {{name: {service}, port: 80}}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: Route
+metadata: {{name: {name}, namespace: perf}}
+spec:
+  hosts: [{host}]
+  traffic: [{{revision: {name}, percent: 100}}]
+---
+"""
+
+
 def sluice_tls_secret(name, cert_pem, key_pem):
     indent = lambda pem: "".join(f"    {line}\n" for line in pem.strip().splitlines())
     return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: perf}}\ntype: kubernetes.io/tls\n"
