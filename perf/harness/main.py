@@ -203,7 +203,7 @@ def goal_rows(env):
             # The kernel's growth under a relay that does only the four system calls, as a share
             # of sluice's own c=32 figure: what no proxy's code can win back.
             added = relay_sys[1] - relay_sys[0]
-            floor += (f"; the kernel alone, under a bare relay, adds {added:+.2f} µs/req = "
+            floor += (f"; the kernel alone, under a bare relay with an upstream connection per client, adds {added:+.2f} µs/req = "
                      f"{added / c['base_cpu']['sluice'] * 100:+.1f}% of sluice's c=32 figure")
         rows.append((goal, f"sluice {c['base_cpu']['sluice']:.2f} → {c['cpu']['sluice']:.2f} CPU-µs/req: "
                      f"**{g['sluice']:+.1f}%** ({peers}{floor})", g["sluice"] <= 5.0))

@@ -348,9 +348,10 @@ def h1_conc(env, key, conns):
            "",
            "*relay* is not a peer but a floor: `sluice-testkit-relay`, one epoll thread that pairs each client "
            "connection with an upstream connection of its own and copies bytes across, one `read` and one "
-           "`write` each way, no HTTP. Every HTTP/1.1 proxy makes at least those four system calls per request "
-           "and holds at least those sockets, so the relay's sys growth is what the kernel adds to any of them "
-           "as connections grow: the part of the 5% budget no proxy's own code can win back.",
+           "`write` each way, no HTTP. Every HTTP/1.1 proxy makes at least those four system calls per request, "
+           "and sluice, nginx and HAProxy as configured here hold those sockets too (an upstream connection per "
+           "request in flight), so the relay's sys growth is what the kernel adds to them as connections grow, "
+           "beyond any proxy code's reach. Only holding fewer upstream sockets avoids part of it (*sluice-capped*).",
            "",
            f"*{CAPPED}* is sluice with the route through a Revision of containerConcurrency "
            f"{CAPPED_UPSTREAM} over the same backend: at most {CAPPED_UPSTREAM} requests in flight upstream, so "
