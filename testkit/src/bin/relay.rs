@@ -14,7 +14,7 @@
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, OwnedFd};
 
 use anyhow::{bail, Context as _};
 use rustix::buffer::spare_capacity;
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         for event in &events {
             let token = event.data.u64();
             if token == LISTENER {
-                accept_all(&listener, upstream, &poll, &mut pairs, &mut free)?;
+                accept_all(&listener, upstream, &poll, &mut pairs, &mut free);
                 continue;
             }
             let (index, from) = ((token / 2) as usize, (token % 2) as usize);
@@ -126,19 +126,19 @@ fn copy_once(pair: &mut Pair, from: usize, buf: &mut [u8]) -> Copied {
 fn accept_all(
     listener: &TcpListener,
     upstream: SocketAddr,
-    poll: &rustix::fd::OwnedFd,
+    poll: &OwnedFd,
     pairs: &mut Vec<Option<Pair>>,
     free: &mut Vec<usize>,
-) -> anyhow::Result<()> {
+) {
     loop {
         let client = match listener.accept() {
             Ok((client, _)) => client,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // Out of descriptors or the like: drop this one, keep serving the rest.
             Err(e) => {
                 eprintln!("accept: {e}");
-                return Ok(());
+                return;
             }
         };
         let server = match TcpStream::connect(upstream) {
@@ -148,28 +148,41 @@ fn accept_all(
                 continue;
             }
         };
-        for side in [&client, &server] {
-            side.set_nodelay(true)?;
-            side.set_nonblocking(true)?;
-        }
         let index = free.pop().unwrap_or_else(|| {
             pairs.push(None);
             pairs.len() - 1
         });
-        for (offset, side) in [&client, &server].into_iter().enumerate() {
-            let token = epoll::EventData::new_u64(index as u64 * 2 + offset as u64);
-            epoll::add(
-                poll,
-                side.as_fd(),
-                token,
-                epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
-            )?;
+        // A pair that cannot be set up is dropped (closing both sockets), not the relay.
+        if let Err(e) = register(poll, index, &client, &server) {
+            eprintln!("setting up a connection pair: {e}");
+            free.push(index);
+            continue;
         }
         pairs[index] = Some(Pair {
             sides: [client, server],
             ended: [false, false],
         });
     }
+}
+
+fn register(
+    poll: &OwnedFd,
+    index: usize,
+    client: &TcpStream,
+    server: &TcpStream,
+) -> std::io::Result<()> {
+    for (offset, side) in [client, server].into_iter().enumerate() {
+        side.set_nodelay(true)?;
+        side.set_nonblocking(true)?;
+        let token = epoll::EventData::new_u64(index as u64 * 2 + offset as u64);
+        epoll::add(
+            poll,
+            side.as_fd(),
+            token,
+            epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        )?;
+    }
+    Ok(())
 }
 
 fn parse_args() -> anyhow::Result<(SocketAddr, SocketAddr)> {
