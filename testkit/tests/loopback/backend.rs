@@ -1,28 +1,14 @@
-use std::process::Stdio;
+use sluice_testkit::{H1Client, H2cClient};
 
-use anyhow::Context as _;
-use sluice_testkit::{H1Client, H2cClient, DEFAULT_TIMEOUT};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::Command;
+use crate::spawn_listening;
 
 #[tokio::test]
 async fn backend_binary_serves_its_body_over_http1_and_h2c() -> anyhow::Result<()> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-testkit-backend"))
-        .args(["--listen", "127.0.0.1:0", "--body-bytes", "5"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn backend")?;
-    let stdout = child.stdout.take().context("backend stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(DEFAULT_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .context("backend did not report its address")??;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {line:?}"))?
-        .parse()?;
+    let (_backend, addr) = spawn_listening(
+        env!("CARGO_BIN_EXE_sluice-testkit-backend"),
+        &["--listen", "127.0.0.1:0", "--body-bytes", "5"],
+    )
+    .await?;
 
     let mut h1 = H1Client::connect(addr).await?;
     for _ in 0..2 {

@@ -1,32 +1,12 @@
 use std::net::SocketAddr;
-use std::process::Stdio;
 
 use anyhow::Context as _;
 use sluice_testkit::{H1Client, DEFAULT_TIMEOUT};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-/// Starts a binary that prints `listening on ADDR` first, and returns it with that address.
-async fn spawn_listening(bin: &str, args: &[&str]) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawn {bin}"))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(DEFAULT_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .with_context(|| format!("{bin} did not report its address"))??;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {line:?}"))?
-        .parse()?;
-    Ok((child, addr))
-}
+use crate::spawn_listening;
 
 async fn relay_to(upstream: SocketAddr) -> anyhow::Result<(Child, SocketAddr)> {
     let upstream = upstream.to_string();
