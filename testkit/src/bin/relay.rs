@@ -80,9 +80,7 @@ fn main() -> anyhow::Result<()> {
                 Copied::Failed => true,
             };
             if done {
-                for side in &pair.sides {
-                    let _ = epoll::delete(&poll, side.as_fd());
-                }
+                // Dropping the sockets closes them, which takes them out of the poll set.
                 pairs[index] = None;
                 free.push(index);
             }
@@ -91,7 +89,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Reads what one side has and writes it to the other.
-fn copy_once(pair: &mut Pair, from: usize, buf: &mut [u8]) -> Copied {
+fn copy_once(pair: &Pair, from: usize, buf: &mut [u8]) -> Copied {
     let to = &pair.sides[1 - from];
     let n = match (&pair.sides[from]).read(buf) {
         Ok(0) => {
